@@ -1,0 +1,78 @@
+//! The crate's one error type.
+
+use std::fmt;
+use std::io;
+
+/// What went wrong, broadly. More kinds may be added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A file or process operation failed; [`std::error::Error::source`] holds the `io::Error`.
+    Io,
+    /// The platform cannot provide this (e.g. `/proc` on a non-Linux Unix).
+    Unsupported,
+    /// A configuration value was rejected.
+    InvalidInput,
+    /// A process-wide facility (signal listener, global subscriber) was already installed.
+    AlreadyInstalled,
+}
+
+/// An error from this crate: a kind, what was being done, and the underlying cause.
+#[derive(Debug)]
+pub struct Error {
+    kind: ErrorKind,
+    context: String,
+    source: Option<io::Error>,
+}
+
+impl Error {
+    /// An I/O failure while doing `context` (e.g. `"open flight record /var/lib/x/flight.jsonl"`).
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        let kind = if source.kind() == io::ErrorKind::Unsupported {
+            ErrorKind::Unsupported
+        } else {
+            ErrorKind::Io
+        };
+        Self { kind, context: context.into(), source: Some(source) }
+    }
+
+    /// An error without an underlying I/O cause.
+    #[allow(dead_code)] // used by modules gated on features/platforms
+    pub(crate) fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
+        Self { kind, context: context.into(), source: None }
+    }
+
+    /// The broad kind of this error.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.context)?;
+        if let Some(source) = &self.source {
+            write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        let kind = match e.kind {
+            ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
+            ErrorKind::AlreadyInstalled => io::ErrorKind::AlreadyExists,
+            ErrorKind::Io => e.source.as_ref().map_or(io::ErrorKind::Other, io::Error::kind),
+        };
+        io::Error::new(kind, e)
+    }
+}

@@ -1,0 +1,17 @@
+//! Make a service's stop explainable.
+//!
+//! (Crate documentation is written as the modules land; see README.md.)
+
+#![warn(
+    missing_docs,
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms
+)]
+
+mod error;
+mod logfmt;
+mod signal;
+
+pub use error::{Error, ErrorKind};
+pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};
