@@ -33,13 +33,21 @@ impl Error {
         } else {
             ErrorKind::Io
         };
-        Self { kind, context: context.into(), source: Some(source) }
+        Self {
+            kind,
+            context: context.into(),
+            source: Some(source),
+        }
     }
 
     /// An error without an underlying I/O cause.
     #[allow(dead_code)] // used by modules gated on features/platforms
     pub(crate) fn new(kind: ErrorKind, context: impl Into<String>) -> Self {
-        Self { kind, context: context.into(), source: None }
+        Self {
+            kind,
+            context: context.into(),
+            source: None,
+        }
     }
 
     /// The broad kind of this error.
@@ -71,7 +79,10 @@ impl From<Error> for io::Error {
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
             ErrorKind::InvalidInput => io::ErrorKind::InvalidInput,
             ErrorKind::AlreadyInstalled => io::ErrorKind::AlreadyExists,
-            ErrorKind::Io => e.source.as_ref().map_or(io::ErrorKind::Other, io::Error::kind),
+            ErrorKind::Io => e
+                .source
+                .as_ref()
+                .map_or(io::ErrorKind::Other, io::Error::kind),
         };
         io::Error::new(kind, e)
     }

@@ -9,9 +9,11 @@
     rust_2018_idioms
 )]
 
+mod cgroup;
 mod error;
 mod logfmt;
 mod signal;
 
+pub use cgroup::SystemdManager;
 pub use error::{Error, ErrorKind};
 pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};

@@ -98,7 +98,10 @@ pub fn signal_number(name: &str) -> Option<i32> {
     if let Ok(n) = name.parse::<i32>() {
         return (n > 0).then_some(n);
     }
-    if let Some(n) = name.strip_prefix("signal#").and_then(|n| n.parse::<i32>().ok()) {
+    if let Some(n) = name
+        .strip_prefix("signal#")
+        .and_then(|n| n.parse::<i32>().ok())
+    {
         return (n > 0).then_some(n);
     }
     let upper = name.to_ascii_uppercase();
@@ -254,7 +257,10 @@ mod tests {
         assert_eq!(signal_name(min), "SIGRTMIN");
         assert_eq!(signal_name(min + 3), "SIGRTMIN+3");
         assert_eq!(signal_number("SIGRTMIN+3"), Some(min + 3));
-        assert_eq!(signal_name(libc::SIGRTMAX() + 1), format!("signal#{}", libc::SIGRTMAX() + 1));
+        assert_eq!(
+            signal_name(libc::SIGRTMAX() + 1),
+            format!("signal#{}", libc::SIGRTMAX() + 1)
+        );
     }
 
     #[test]
@@ -280,9 +286,15 @@ mod tests {
             let k = SignalSender::from_raw(0, 0, SI_KERNEL);
             assert_eq!(k.cause, SignalCause::Kernel);
             assert_eq!(k.display_name(), "kernel");
-            assert_eq!(SignalCause::from_si_code(libc::SI_TKILL), SignalCause::Tkill);
+            assert_eq!(
+                SignalCause::from_si_code(libc::SI_TKILL),
+                SignalCause::Tkill
+            );
         }
-        assert_eq!(SignalCause::from_si_code(libc::SI_QUEUE), SignalCause::Sigqueue);
+        assert_eq!(
+            SignalCause::from_si_code(libc::SI_QUEUE),
+            SignalCause::Sigqueue
+        );
         assert_eq!(SignalCause::from_si_code(12345), SignalCause::Other);
     }
 }
