@@ -10,10 +10,16 @@
 )]
 
 mod cgroup;
+mod context;
 mod error;
 mod logfmt;
+mod markers;
+mod proc;
 mod signal;
 
 pub use cgroup::SystemdManager;
+pub use context::{ContextOptions, ShutdownContext, Supervisor};
 pub use error::{Error, ErrorKind};
+pub use markers::{write_marker, MarkerInfo, MarkerStatus, MARKER_READ_LIMIT};
+pub use proc::ProcSummary;
 pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};

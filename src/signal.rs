@@ -218,6 +218,23 @@ impl SignalSender {
         }
     }
 
+    /// Builds a sender from the raw `siginfo_t` parts and reads its `/proc` entry at once:
+    /// a `kill` process exits within microseconds, so this should run before anything else.
+    /// A sender that already exited keeps `name: None`; a zombie still has its name.
+    #[must_use]
+    pub fn from_siginfo(pid: i32, uid: u32, si_code: i32) -> Self {
+        let mut sender = Self::from_raw(pid, uid, si_code);
+        if sender.pid != 0 {
+            let mut buf = Vec::with_capacity(512);
+            if let Some(stat) = crate::proc::ProcRoot::default().stat(Some(sender.pid), &mut buf) {
+                sender.name = Some(stat.comm);
+                sender.ppid = Some(stat.ppid);
+                sender.state = Some(stat.state);
+            }
+        }
+        sender
+    }
+
     /// True when the sender cannot be named from here: `si_pid == 0` means the signal came
     /// from outside our pid namespace or from the kernel, never from this process.
     #[must_use]

@@ -1,0 +1,365 @@
+//! "Planned stop" and "takeover" marker files: JSON written by whoever is about to stop us on
+//! purpose (an upgrade, a `--replace` install), read at signal time to tell planned stops from
+//! unexpected ones.
+//!
+//! A marker names its target by number, never by substring: `"target_pid": 12` must not match
+//! pid 123, and `{"target_pid":123}` must match. When the marker also names the target's start
+//! time, a recycled pid does not match either.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::proc::truncate_chars;
+
+/// Largest marker read; anything bigger is reported as [`MarkerStatus::TooLarge`].
+pub const MARKER_READ_LIMIT: u64 = 64 * 1024;
+
+/// Characters of the marker's text kept in [`MarkerInfo::raw`].
+const RAW_MAX: usize = 300;
+
+/// Whether a marker file could be understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum MarkerStatus {
+    /// Valid JSON object.
+    Valid,
+    /// Present but not a JSON object (or `target_pid` is not a non-negative integer).
+    Malformed,
+    /// Larger than [`MARKER_READ_LIMIT`]; not parsed.
+    TooLarge,
+    /// Not a regular file (a FIFO, a device, a directory); not read.
+    NotAFile,
+    /// Exists but could not be read (permissions, I/O error).
+    Unreadable,
+}
+
+/// What a marker file said, as found at capture time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct MarkerInfo {
+    /// Where it was found.
+    pub path: PathBuf,
+    /// Whether it could be read and parsed.
+    pub status: MarkerStatus,
+    /// True only when the marker is valid, fresh, names our pid and, when both are known, our
+    /// start time.
+    pub for_self: bool,
+    /// `target_pid` from the marker.
+    pub target_pid: Option<u64>,
+    /// `target_start_time` (clock ticks after boot, field 22 of `/proc/<pid>/stat`).
+    pub target_start_time: Option<u64>,
+    /// `written_at` (unix seconds).
+    pub written_at: Option<f64>,
+    /// Seconds between `written_at` and the capture.
+    pub age_s: Option<f64>,
+    /// True when older than the configured maximum age (then it is not `for_self`).
+    pub stale: bool,
+    /// The first 300 characters of the file (lossy UTF-8), for the record.
+    pub raw: String,
+    /// Why it is not `Valid`, when it is not.
+    pub detail: Option<String>,
+}
+
+/// Who we are, for comparing against a marker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Identity {
+    pub(crate) pid: u32,
+    pub(crate) start_time: Option<u64>,
+}
+
+/// The JSON fields a marker may hold; everything else is ignored.
+#[derive(Deserialize)]
+struct MarkerJson {
+    target_pid: Option<serde_json::Value>,
+    target_start_time: Option<serde_json::Value>,
+    written_at: Option<serde_json::Value>,
+}
+
+/// Reads the marker at `path`. `None` when there is no file; never blocks on a FIFO, never
+/// reads more than [`MARKER_READ_LIMIT`] bytes.
+pub(crate) fn read_marker(
+    path: &Path,
+    me: Identity,
+    now: SystemTime,
+    max_age: Option<Duration>,
+) -> Option<MarkerInfo> {
+    let mut info = MarkerInfo {
+        path: path.to_owned(),
+        status: MarkerStatus::Unreadable,
+        for_self: false,
+        target_pid: None,
+        target_start_time: None,
+        written_at: None,
+        age_s: None,
+        stale: false,
+        raw: String::new(),
+        detail: None,
+    };
+    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            info.detail = Some(e.to_string());
+            return Some(info);
+        }
+    };
+    let bytes = match read_regular(file) {
+        Ok(b) => b,
+        Err((status, detail)) => {
+            info.status = status;
+            info.detail = Some(detail);
+            return Some(info);
+        }
+    };
+    let text = String::from_utf8_lossy(&bytes);
+    info.raw = truncate_chars(&text, RAW_MAX);
+    let parsed = match serde_json::from_slice::<MarkerJson>(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            info.status = MarkerStatus::Malformed;
+            info.detail = Some(format!("not a JSON object: {e}"));
+            return Some(info);
+        }
+    };
+    info.target_start_time = parsed
+        .target_start_time
+        .as_ref()
+        .and_then(serde_json::Value::as_u64);
+    info.written_at = parsed
+        .written_at
+        .as_ref()
+        .and_then(serde_json::Value::as_f64);
+    info.target_pid = match &parsed.target_pid {
+        Some(v) => match v.as_u64() {
+            Some(pid) => Some(pid),
+            None => {
+                info.status = MarkerStatus::Malformed;
+                info.detail = Some(format!("target_pid is not a non-negative integer: {v}"));
+                return Some(info);
+            }
+        },
+        None => None,
+    };
+    info.status = MarkerStatus::Valid;
+    if let Some(written) = info.written_at {
+        let now_s = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        let age = now_s - written;
+        info.age_s = Some(age);
+        info.stale = max_age.is_some_and(|max| age > max.as_secs_f64());
+    }
+    let pid_matches = info.target_pid == Some(u64::from(me.pid));
+    let start_matches = match (info.target_start_time, me.start_time) {
+        (Some(theirs), Some(ours)) => theirs == ours,
+        _ => true,
+    };
+    info.for_self = pid_matches && start_matches && !info.stale;
+    Some(info)
+}
+
+/// Reads a regular file up to the limit; other file types and oversize files are refused.
+fn read_regular(file: File) -> Result<Vec<u8>, (MarkerStatus, String)> {
+    let meta = file
+        .metadata()
+        .map_err(|e| (MarkerStatus::Unreadable, e.to_string()))?;
+    if !meta.is_file() {
+        return Err((
+            MarkerStatus::NotAFile,
+            format!("not a regular file ({:?})", meta.file_type()),
+        ));
+    }
+    if meta.len() > MARKER_READ_LIMIT {
+        return Err((
+            MarkerStatus::TooLarge,
+            format!("{} bytes (limit {MARKER_READ_LIMIT})", meta.len()),
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    // The file may grow between fstat and read: read one byte past the limit to notice.
+    file.take(MARKER_READ_LIMIT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| (MarkerStatus::Unreadable, e.to_string()))?;
+    if bytes.len() as u64 > MARKER_READ_LIMIT {
+        return Err((
+            MarkerStatus::TooLarge,
+            format!("more than {MARKER_READ_LIMIT} bytes"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Writes a marker naming `target_pid` (with its start time when readable and the current
+/// time), atomically: a temporary file in the same directory renamed over `path`.
+///
+/// This is the other side of the protocol, for the tool that is about to stop the service on
+/// purpose (an upgrade script, a `--replace` installer, a test).
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// // Before `kill -TERM 4242` as part of a planned restart:
+/// shutdown_forensics::write_marker("/var/lib/gateway/.planned-stop.json".as_ref(), 4242)?;
+/// # Ok(()) }
+/// ```
+pub fn write_marker(path: &Path, target_pid: u32) -> io::Result<()> {
+    let mut buf = Vec::new();
+    let start_time = crate::proc::ProcRoot::default()
+        .stat(Some(target_pid), &mut buf)
+        .map(|s| s.start_time);
+    let written_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let body = serde_json::json!({
+        "target_pid": target_pid,
+        "target_start_time": start_time,
+        "written_at": written_at,
+        "writer_pid": std::process::id(),
+    });
+    let file_name = path.file_name().ok_or_else(|| {
+        io::Error::new(io::ErrorKind::InvalidInput, "marker path has no file name")
+    })?;
+    let mut tmp_name = file_name.to_owned();
+    tmp_name.push(format!(".tmp.{}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(body.to_string().as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn me() -> Identity {
+        Identity {
+            pid: 123,
+            start_time: Some(5000),
+        }
+    }
+
+    fn read(dir: &Path, body: &[u8]) -> MarkerInfo {
+        let p = dir.join("m.json");
+        std::fs::write(&p, body).unwrap();
+        read_marker(&p, me(), SystemTime::now(), Some(Duration::from_secs(600))).unwrap()
+    }
+
+    #[test]
+    fn compact_and_spaced_json_both_match() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read(d.path(), br#"{"target_pid":123}"#).for_self);
+        assert!(
+            read(
+                d.path(),
+                b"{ \"target_pid\" : 123 ,\n \"replacer_pid\": 9 }"
+            )
+            .for_self
+        );
+    }
+
+    #[test]
+    fn pid_prefix_does_not_match() {
+        let d = tempfile::tempdir().unwrap();
+        let m = read(d.path(), br#"{"target_pid": 12}"#);
+        assert_eq!(m.status, MarkerStatus::Valid);
+        assert!(!m.for_self);
+        assert!(!read(d.path(), br#"{"target_pid": 1234}"#).for_self);
+        assert!(!read(d.path(), br#"{"other": 123}"#).for_self);
+    }
+
+    #[test]
+    fn start_time_must_match_when_both_known() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read(d.path(), br#"{"target_pid":123,"target_start_time":5000}"#).for_self);
+        assert!(!read(d.path(), br#"{"target_pid":123,"target_start_time":4999}"#).for_self);
+    }
+
+    #[test]
+    fn stale_markers_do_not_name_us() {
+        let d = tempfile::tempdir().unwrap();
+        let old = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            - 3600.0;
+        let m = read(
+            d.path(),
+            format!(r#"{{"target_pid":123,"written_at":{old}}}"#).as_bytes(),
+        );
+        assert!(m.stale);
+        assert!(!m.for_self);
+        assert!(m.age_s.unwrap() > 3500.0);
+    }
+
+    #[test]
+    fn malformed_is_reported_not_absent() {
+        let d = tempfile::tempdir().unwrap();
+        for body in [
+            &b"target_pid=123"[..],
+            b"[123]",
+            br#"{"target_pid":"123"}"#,
+            br#"{"target_pid":-1}"#,
+            b"\xff\xfe",
+        ] {
+            let m = read(d.path(), body);
+            assert_eq!(m.status, MarkerStatus::Malformed, "{body:?}");
+            assert!(!m.for_self);
+            assert!(m.detail.is_some());
+        }
+    }
+
+    #[test]
+    fn missing_file_is_none() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read_marker(&d.path().join("nope"), me(), SystemTime::now(), None).is_none());
+    }
+
+    #[test]
+    fn raw_is_bounded() {
+        let d = tempfile::tempdir().unwrap();
+        let body = format!(r#"{{"target_pid":123,"pad":"{}"}}"#, "x".repeat(5000));
+        let m = read(d.path(), body.as_bytes());
+        assert!(m.for_self);
+        assert_eq!(m.raw.chars().count(), RAW_MAX);
+    }
+
+    #[test]
+    fn write_marker_round_trips() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join(".planned-stop.json");
+        let pid = std::process::id();
+        write_marker(&p, pid).unwrap();
+        let mut buf = Vec::new();
+        let start = crate::proc::ProcRoot::default()
+            .stat(None, &mut buf)
+            .map(|s| s.start_time);
+        let m = read_marker(
+            &p,
+            Identity {
+                pid,
+                start_time: start,
+            },
+            SystemTime::now(),
+            Some(Duration::from_secs(60)),
+        )
+        .unwrap();
+        assert!(m.for_self, "{m:?}");
+        assert!(m.age_s.unwrap() < 60.0);
+    }
+}

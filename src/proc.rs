@@ -1,0 +1,279 @@
+//! `/proc` text parsers (pure, over bytes) and the thin I/O shell that feeds them.
+//!
+//! Every parser returns `None` on malformed input; nothing here panics on what the kernel (or a
+//! fixture, or a hostile process name) puts in these files.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The facts of `/proc/<pid>/stat` this crate uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stat {
+    pub(crate) comm: String,
+    pub(crate) state: char,
+    pub(crate) ppid: u32,
+    /// Controlling terminal (`tty_nr`, field 7); 0 when none.
+    pub(crate) tty_nr: i64,
+    /// Start time in clock ticks after boot (field 22).
+    pub(crate) start_time: u64,
+}
+
+/// Parses `/proc/<pid>/stat`. The name sits between the first `(` and the LAST `)`, because a
+/// process may call itself `a) R 1 (b`.
+pub(crate) fn parse_stat(text: &[u8]) -> Option<Stat> {
+    let open = text.iter().position(|&b| b == b'(')?;
+    let close = text.iter().rposition(|&b| b == b')')?;
+    if close < open {
+        return None;
+    }
+    let comm = String::from_utf8_lossy(&text[open + 1..close]).into_owned();
+    let rest = std::str::from_utf8(text.get(close + 1..)?).ok()?;
+    // Fields after the name start at field 3 (state).
+    let mut fields = rest.split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    let _pgrp = fields.next()?;
+    let _session = fields.next()?;
+    let tty_nr = fields.next()?.parse().ok()?;
+    // Field 22 is the 17th field after tty_nr (field 7).
+    let start_time = fields.nth(14)?.parse().ok()?;
+    Some(Stat {
+        comm,
+        state,
+        ppid,
+        tty_nr,
+        start_time,
+    })
+}
+
+/// The value of `Key:` in `/proc/<pid>/status`, trimmed.
+pub(crate) fn status_field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        (k == key).then(|| v.trim())
+    })
+}
+
+/// `TracerPid` from `/proc/<pid>/status`: `Some(pid)` only when a tracer is attached.
+pub(crate) fn parse_tracer_pid(status: &str) -> Option<u32> {
+    status_field(status, "TracerPid")?
+        .parse()
+        .ok()
+        .filter(|&p| p != 0)
+}
+
+/// The real uid (first of four) from the `Uid:` line of `/proc/<pid>/status`.
+pub(crate) fn parse_uid(status: &str) -> Option<u32> {
+    status_field(status, "Uid")?
+        .split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The 1-minute load average from `/proc/loadavg`.
+pub(crate) fn parse_loadavg_1m(text: &str) -> Option<f64> {
+    text.split_ascii_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+}
+
+/// `/proc/<pid>/cmdline` (NUL-separated) as one space-joined string of at most `max` chars.
+pub(crate) fn parse_cmdline(raw: &[u8], max: usize) -> String {
+    let joined = String::from_utf8_lossy(raw).replace('\0', " ");
+    truncate_chars(joined.trim_end(), max)
+}
+
+/// The first `max` characters of `s` (never splits a character).
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((idx, _)) => s[..idx].to_owned(),
+        None => s.to_owned(),
+    }
+}
+
+/// A short summary of one process, as far as its `/proc` entry could be read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProcSummary {
+    /// The process id.
+    pub pid: u32,
+    /// `comm` (at most 15 bytes, chosen by the process itself: escape before display).
+    pub name: Option<String>,
+    /// State letter: `R`, `S`, `D`, `Z` (exited, not yet reaped), ...
+    pub state: Option<char>,
+    /// Parent pid.
+    pub ppid: Option<u32>,
+    /// Real uid.
+    pub uid: Option<u32>,
+    /// Start time in clock ticks after boot; with the pid, identifies the process uniquely.
+    pub start_time: Option<u64>,
+    /// Command line, only when asked for ([`crate::ContextOptions::include_cmdline`]) and
+    /// truncated to 300 characters. Command lines can hold secrets; they are off by default.
+    pub cmdline: Option<String>,
+}
+
+/// Longest command line kept, in characters.
+pub(crate) const CMDLINE_MAX: usize = 300;
+
+/// Reads `/proc` under a root directory (normally `/proc`; a fixture tree in tests).
+#[derive(Debug, Clone)]
+pub(crate) struct ProcRoot {
+    root: PathBuf,
+}
+
+impl Default for ProcRoot {
+    fn default() -> Self {
+        Self {
+            root: PathBuf::from("/proc"),
+        }
+    }
+}
+
+impl ProcRoot {
+    #[cfg(test)]
+    pub(crate) fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub(crate) fn path(&self, pid: Option<u32>, file: &str) -> PathBuf {
+        let mut p = self.root.clone();
+        match pid {
+            Some(pid) => p.push(pid.to_string()),
+            None => p.push("self"),
+        }
+        p.push(file);
+        p
+    }
+
+    /// Reads a whole `/proc` file (they are small; `limit` bounds the unexpected).
+    pub(crate) fn read(&self, pid: Option<u32>, file: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+        read_bounded(&self.path(pid, file), buf, 64 * 1024)
+    }
+
+    pub(crate) fn read_root(&self, file: &str, buf: &mut Vec<u8>) -> io::Result<()> {
+        read_bounded(&self.root.join(file), buf, 4096)
+    }
+
+    pub(crate) fn stat(&self, pid: Option<u32>, buf: &mut Vec<u8>) -> Option<Stat> {
+        self.read(pid, "stat", buf).ok()?;
+        parse_stat(buf)
+    }
+
+    /// A summary of `pid`; fields stay `None` when the process is gone or unreadable.
+    pub(crate) fn summary(&self, pid: u32, cmdline: bool, buf: &mut Vec<u8>) -> ProcSummary {
+        let mut s = ProcSummary {
+            pid,
+            ..ProcSummary::default()
+        };
+        if let Some(stat) = self.stat(Some(pid), buf) {
+            s.name = Some(stat.comm);
+            s.state = Some(stat.state);
+            s.ppid = Some(stat.ppid);
+            s.start_time = Some(stat.start_time);
+        }
+        s.uid = owner_uid(&self.path(Some(pid), ""));
+        if cmdline && self.read(Some(pid), "cmdline", buf).is_ok() {
+            s.cmdline = Some(parse_cmdline(buf, CMDLINE_MAX));
+        }
+        s
+    }
+}
+
+/// The owner of `/proc/<pid>`: the process's effective uid, without reading `status`.
+fn owner_uid(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.uid())
+}
+
+/// Reads at most `limit` bytes of `path` into `buf` (cleared first).
+pub(crate) fn read_bounded(path: &Path, buf: &mut Vec<u8>, limit: u64) -> io::Result<()> {
+    buf.clear();
+    File::open(path)?.take(limit).read_to_end(buf)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAT: &[u8] = b"4242 (gate way) S 1 4242 4242 34816 4242 4194560 1 0 0 0 3 1 0 0 20 0 4 0 987654 12345678 900 18446744073709551615 1 1 0 0 0 0 0 4096 17002 0 0 0 17 1 0 0 0 0 0\n";
+
+    #[test]
+    fn stat_fields() {
+        let s = parse_stat(STAT).unwrap();
+        assert_eq!(s.comm, "gate way");
+        assert_eq!(s.state, 'S');
+        assert_eq!(s.ppid, 1);
+        assert_eq!(s.tty_nr, 34816);
+        assert_eq!(s.start_time, 987654);
+    }
+
+    #[test]
+    fn stat_name_with_parens_and_newline() {
+        let text = b"7 (a) R 1 (b\nX) Z 99 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 555 0 0\n";
+        let s = parse_stat(text).unwrap();
+        assert_eq!(s.comm, "a) R 1 (b\nX");
+        assert_eq!(s.state, 'Z');
+        assert_eq!(s.ppid, 99);
+        assert_eq!(s.start_time, 555);
+    }
+
+    #[test]
+    fn malformed_stat_is_none() {
+        for text in [
+            &b""[..],
+            b"1 (x",
+            b"1 x) S",
+            b"1 (x) S notanumber",
+            b"1 (x) S 1 2 3 4",
+            b")(",
+            b"\xff\xfe",
+        ] {
+            assert_eq!(parse_stat(text), None, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn status_and_loadavg() {
+        let status = "Name:\tx\nUid:\t1000\t1000\t1000\t1000\nTracerPid:\t0\n";
+        assert_eq!(parse_uid(status), Some(1000));
+        assert_eq!(parse_tracer_pid(status), None);
+        assert_eq!(parse_tracer_pid("TracerPid:\t321\n"), Some(321));
+        assert_eq!(parse_tracer_pid("TracerPid: garbage"), None);
+        assert_eq!(parse_loadavg_1m("0.42 0.30 0.20 1/234 5678\n"), Some(0.42));
+        assert_eq!(parse_loadavg_1m("nan 1 1"), None);
+        assert_eq!(parse_loadavg_1m(""), None);
+    }
+
+    #[test]
+    fn cmdline_is_joined_and_truncated() {
+        assert_eq!(parse_cmdline(b"python3\0-m\0app\0", 300), "python3 -m app");
+        assert_eq!(parse_cmdline("ééé\0".as_bytes(), 2), "éé");
+    }
+
+    #[test]
+    fn fixture_root_and_gone_process() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("77")).unwrap();
+        std::fs::write(dir.path().join("77/stat"), STAT).unwrap();
+        let root = ProcRoot::new(dir.path());
+        let mut buf = Vec::new();
+        let s = root.summary(77, false, &mut buf);
+        assert_eq!(s.name.as_deref(), Some("gate way"));
+        assert_eq!(s.cmdline, None);
+        let gone = root.summary(78, true, &mut buf);
+        assert_eq!(
+            gone,
+            ProcSummary {
+                pid: 78,
+                ..ProcSummary::default()
+            }
+        );
+    }
+}

@@ -1,0 +1,376 @@
+//! The shutdown context: seed parity and the weaknesses of the reference that it beats.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use shutdown_forensics::{
+    signal_name, signal_name_or_unknown, signal_number, ContextOptions, MarkerStatus, ShutdownContext,
+    SignalCause, SignalSender,
+};
+
+fn now_s() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+}
+
+// ---- seed: _signal_name -------------------------------------------------------------------
+
+#[test]
+fn known_signals_resolve_to_names() {
+    assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
+    assert_eq!(signal_name(libc::SIGINT), "SIGINT");
+    for (num, name) in [(1, "SIGHUP"), (3, "SIGQUIT"), (9, "SIGKILL"), (10, "SIGUSR1"), (31, "SIGSYS")] {
+        assert_eq!(signal_name(num), name);
+    }
+}
+
+#[test]
+fn unknown_int_returns_signal_num_token() {
+    assert_eq!(signal_name(9999), "signal#9999");
+}
+
+#[test]
+fn none_returns_unknown() {
+    assert_eq!(signal_name_or_unknown(None), "UNKNOWN");
+}
+
+#[test]
+fn names_are_accepted_back() {
+    // The seed's "non-integer falls back to str": here a name is parsed, not passed through.
+    assert_eq!(signal_number("SIGTERM").map(signal_name).as_deref(), Some("SIGTERM"));
+}
+
+// ---- seed: snapshot_shutdown_context ------------------------------------------------------
+
+#[test]
+fn includes_self_pid_and_signal() {
+    let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
+    assert_eq!(ctx.pid, std::process::id());
+    assert_eq!(ctx.process.pid, std::process::id());
+    assert_eq!(ctx.signal, "SIGTERM");
+    assert_eq!(ctx.signal_num, Some(libc::SIGTERM));
+}
+
+#[test]
+fn handles_none_signal() {
+    let ctx = ShutdownContext::capture(None);
+    assert_eq!(ctx.signal, "UNKNOWN");
+    assert_eq!(ctx.signal_num, None);
+}
+
+#[test]
+fn includes_timestamps() {
+    let before = now_s();
+    let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
+    let after = now_s();
+    assert!(before <= ctx.ts && ctx.ts <= after, "{before} {} {after}", ctx.ts);
+    assert!(ctx.ts_monotonic > 0.0);
+}
+
+#[test]
+fn includes_parent_summary_on_linux() {
+    let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
+    assert_eq!(ctx.ppid, std::os::unix::process::parent_id());
+    assert_eq!(ctx.parent.pid, ctx.ppid);
+    assert!(ctx.parent.name.is_some());
+    assert_eq!(ctx.process.start_time.is_some(), cfg!(target_os = "linux"));
+    assert!(ctx.process_age_s.is_some_and(|a| a >= 0.0 && a < 86_400.0 * 365.0));
+}
+
+#[test]
+fn completes_quickly() {
+    // A loose sanity bound like the seed's; speed is measured in benches/context.rs.
+    let start = Instant::now();
+    let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
+    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+    assert!(ctx.capture_us < 500_000);
+}
+
+#[test]
+fn command_lines_are_off_by_default() {
+    let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
+    assert_eq!(ctx.parent.cmdline, None);
+    assert_eq!(ctx.process.cmdline, None);
+    assert!(!ctx.to_log_line().contains("cmdline"));
+    assert!(!ctx.to_json().contains("--test-threads"));
+}
+
+#[test]
+fn command_lines_when_asked_are_truncated() {
+    let ctx = ShutdownContext::capture_with(&ContextOptions::default().with_cmdline(true), Some(15));
+    let own = ctx.process.cmdline.clone().expect("own cmdline");
+    assert!(own.chars().count() <= 300);
+    assert!(ctx.parent.cmdline.is_some());
+    // The seed's formatter test: parent_cmdline is there (last) when asked for.
+    let line = ctx.to_log_line();
+    assert!(line.contains("parent_cmdline="), "{line}");
+}
+
+// ---- seed: markers -------------------------------------------------------------------------
+
+fn capture_with_markers(dir: &Path) -> ShutdownContext {
+    ShutdownContext::capture_with(&ContextOptions::default().with_marker_dir(dir), Some(libc::SIGTERM))
+}
+
+#[test]
+fn detects_takeover_marker_for_self() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = format!(r#"{{"target_pid": {}, "replacer_pid": 99999}}"#, std::process::id());
+    std::fs::write(dir.path().join(".takeover.json"), body).unwrap();
+    let ctx = capture_with_markers(dir.path());
+    let m = ctx.takeover_marker.as_ref().expect("marker");
+    assert!(m.for_self);
+    assert!(ctx.is_planned());
+    assert!(ctx.to_log_line().contains("takeover_marker_present=self"));
+}
+
+#[test]
+fn detects_takeover_marker_for_other() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".takeover.json"), r#"{"target_pid": 1, "replacer_pid": 99999}"#).unwrap();
+    let ctx = capture_with_markers(dir.path());
+    assert!(!ctx.takeover_marker.as_ref().unwrap().for_self);
+    assert!(!ctx.is_planned());
+    assert!(ctx.to_log_line().contains("takeover_marker_present=other"));
+}
+
+#[test]
+fn detects_planned_stop_marker() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".planned-stop.json"), format!(r#"{{"target_pid": {}}}"#, std::process::id()))
+        .unwrap();
+    let ctx = capture_with_markers(dir.path());
+    assert!(ctx.planned_stop_marker.as_ref().unwrap().for_self);
+    assert!(ctx.to_log_line().contains("planned_stop_marker_present=yes"));
+}
+
+#[test]
+fn marker_names_are_configurable_and_absent_markers_are_none() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("stop.json"), format!(r#"{{"target_pid":{}}}"#, std::process::id())).unwrap();
+    let opts = ContextOptions::default().with_marker_dir(dir.path()).with_marker_names("t.json", "stop.json");
+    let ctx = ShutdownContext::capture_with(&opts, None);
+    assert!(ctx.takeover_marker.is_none());
+    assert!(ctx.planned_stop_marker.unwrap().for_self);
+}
+
+// ---- weakness 2: markers are parsed, bounded and never hang -------------------------------
+
+#[test]
+fn compact_json_and_pid_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = std::process::id();
+    std::fs::write(dir.path().join(".takeover.json"), format!(r#"{{"target_pid":{pid}}}"#)).unwrap();
+    // A pid that is a prefix of ours never matches (the reference matched by substring).
+    std::fs::write(dir.path().join(".planned-stop.json"), format!(r#"{{"target_pid": {}}}"#, pid / 10)).unwrap();
+    let ctx = capture_with_markers(dir.path());
+    assert!(ctx.takeover_marker.unwrap().for_self);
+    let planned = ctx.planned_stop_marker.unwrap();
+    assert_eq!(planned.status, MarkerStatus::Valid);
+    assert!(!planned.for_self);
+}
+
+#[test]
+fn recycled_pid_with_other_start_time_is_not_us() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = ShutdownContext::capture(None).process.start_time.unwrap();
+    let body = format!(r#"{{"target_pid":{},"target_start_time":{}}}"#, std::process::id(), ours + 1);
+    std::fs::write(dir.path().join(".takeover.json"), body).unwrap();
+    assert!(!capture_with_markers(dir.path()).takeover_marker.unwrap().for_self);
+}
+
+#[test]
+fn huge_marker_is_refused_without_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = std::fs::File::create(dir.path().join(".takeover.json")).unwrap();
+    f.set_len(1 << 30).unwrap(); // 1 GiB, sparse
+    let start = Instant::now();
+    let ctx = capture_with_markers(dir.path());
+    assert!(start.elapsed() < Duration::from_millis(500));
+    let m = ctx.takeover_marker.unwrap();
+    assert_eq!(m.status, MarkerStatus::TooLarge);
+    assert!(!m.for_self);
+    assert!(m.raw.is_empty());
+}
+
+#[test]
+fn fifo_marker_does_not_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(".planned-stop.json");
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: c is a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let start = Instant::now();
+    let ctx = capture_with_markers(dir.path());
+    assert!(start.elapsed() < Duration::from_millis(500));
+    assert_eq!(ctx.planned_stop_marker.unwrap().status, MarkerStatus::NotAFile);
+}
+
+#[test]
+fn malformed_marker_is_reported_as_malformed() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".takeover.json"), b"target_pid=123 {").unwrap();
+    let ctx = capture_with_markers(dir.path());
+    assert_eq!(ctx.takeover_marker.as_ref().unwrap().status, MarkerStatus::Malformed);
+    assert!(ctx.to_log_line().contains("takeover_marker_present=malformed"));
+}
+
+#[test]
+fn unreadable_marker_is_reported() {
+    if unsafe { libc::geteuid() } == 0 {
+        // root reads everything; a directory stands in for an unreadable marker.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(".takeover.json")).unwrap();
+        let m = capture_with_markers(dir.path()).takeover_marker.unwrap();
+        assert_ne!(m.status, MarkerStatus::Valid);
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(".takeover.json");
+    std::fs::write(&p, "{}").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
+    assert_eq!(capture_with_markers(dir.path()).takeover_marker.unwrap().status, MarkerStatus::Unreadable);
+}
+
+// ---- formatters -----------------------------------------------------------------------------
+
+#[test]
+fn format_includes_signal_and_parent_in_order() {
+    let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
+    let line = ctx.to_log_line();
+    assert!(line.starts_with("signal=SIGTERM "), "{line}");
+    let keys: Vec<&str> = line.split(' ').filter_map(|kv| kv.split_once('=').map(|(k, _)| k)).collect();
+    let pos = |k: &str| keys.iter().position(|x| *x == k).unwrap_or_else(|| panic!("{k} missing in {line}"));
+    assert!(pos("signal") < pos("cause"));
+    assert!(pos("cause") < pos("under_systemd"));
+    assert!(pos("under_systemd") < pos("parent_pid"));
+    assert!(pos("parent_pid") < pos("parent_name"));
+    assert!(line.contains(&format!("parent_pid={}", ctx.ppid)));
+    assert_eq!(ctx.to_string(), line);
+}
+
+#[test]
+fn json_round_trips() {
+    let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
+    let v: serde_json::Value = serde_json::from_str(&ctx.to_json()).unwrap();
+    assert_eq!(v["pid"], std::process::id());
+    assert_eq!(v["signal"], "SIGTERM");
+    assert_eq!(v["self"]["pid"], std::process::id());
+    let back: ShutdownContext = serde_json::from_str(&ctx.to_json()).unwrap();
+    assert_eq!(back.pid, ctx.pid);
+}
+
+#[test]
+fn json_stays_valid_with_odd_values() {
+    // The seed's "unserialisable values": here the types are fixed, so feed it what /proc can:
+    // non-finite numbers and names that are not valid text.
+    let mut ctx = ShutdownContext::capture(Some(libc::SIGTERM));
+    ctx.loadavg_1m = Some(f64::NAN);
+    ctx.parent.name = Some("bad\u{fffd}\u{0}\n\"name".into());
+    let v: serde_json::Value = serde_json::from_str(&ctx.to_json()).unwrap();
+    assert!(v["loadavg_1m"].is_null());
+    assert_eq!(v["signal"], "SIGTERM");
+}
+
+// ---- weakness 1: the real sender ------------------------------------------------------------
+
+#[test]
+fn sender_is_read_from_proc_while_alive() {
+    let mut child = Command::new("sleep").arg("5").spawn().unwrap();
+    let s = SignalSender::from_siginfo(child.id() as i32, 1000, libc::SI_USER);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.name.as_deref(), Some("sleep"));
+    assert_eq!(s.ppid, Some(std::process::id()));
+    assert_eq!(s.cause, SignalCause::Kill);
+    assert_eq!(s.uid, 1000);
+}
+
+#[test]
+fn exited_sender_yields_what_is_left() {
+    // Reaped: nothing is left but pid and uid.
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id() as i32;
+    child.wait().unwrap();
+    let gone = SignalSender::from_siginfo(pid, 0, libc::SI_USER);
+    assert_eq!(gone.name, None);
+    assert_eq!(gone.display_name(), "unknown");
+    // Exited but not reaped (a zombie): the name is still there.
+    let zombie = Command::new("true").stdout(Stdio::null()).spawn().unwrap();
+    let zpid = zombie.id();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut s = SignalSender::from_siginfo(zpid as i32, 0, libc::SI_USER);
+    while s.state != Some('Z') && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+        s = SignalSender::from_siginfo(zpid as i32, 0, libc::SI_USER);
+    }
+    assert_eq!(s.state, Some('Z'));
+    assert_eq!(s.name.as_deref(), Some("true"));
+    drop(zombie); // std does not reap on drop; reap explicitly
+    unsafe { libc::waitpid(zpid as i32, std::ptr::null_mut(), 0) };
+}
+
+#[test]
+fn pid_zero_is_outside_our_namespace_never_self() {
+    let s = SignalSender::from_siginfo(0, 0, libc::SI_USER);
+    assert!(s.is_outside());
+    assert_eq!(s.name, None);
+    let ctx = ShutdownContext::capture_with_sender(&ContextOptions::default(), Some(15), Some(s));
+    let line = ctx.to_log_line();
+    assert!(line.contains("sender_pid=0 sender_name=outside-pidns sender_uid=0 cause=kill"), "{line}");
+}
+
+/// A copy of `sleep` whose file name (and so its `comm`) tries to forge a log line.
+fn hostile_child(dir: &Path) -> std::process::Child {
+    let exe = dir.join("x\nERROR forged");
+    std::fs::copy("/bin/sleep", &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Command::new(&exe).arg("5").spawn().unwrap()
+}
+
+#[test]
+fn forged_process_name_cannot_break_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = hostile_child(dir.path());
+    let s = SignalSender::from_siginfo(child.id() as i32, 0, libc::SI_USER);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(s.name.as_deref(), Some("x\nERROR forged"));
+    let ctx = ShutdownContext::capture_with_sender(&ContextOptions::default(), Some(15), Some(s));
+    let line = ctx.to_log_line();
+    assert!(!line.contains('\n'), "{line}");
+    assert!(line.contains(r#"sender_name="x\nERROR forged""#), "{line}");
+
+    // The tracing event, through fmt, is one line too.
+    let cap = support::Capture::default();
+    tracing::subscriber::with_default(support::subscriber(&cap), || ctx.log());
+    let out = cap.text();
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.starts_with(" WARN Shutdown context signal=SIGTERM sender_pid="), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with("ERROR")));
+}
+
+#[test]
+fn log_event_has_fields_in_design_order() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".takeover.json"), format!(r#"{{"target_pid":{}}}"#, std::process::id())).unwrap();
+    let opts = ContextOptions::default().with_marker_dir(dir.path());
+    let me = std::process::id() as i32;
+    let ctx = ShutdownContext::capture_with_sender(&opts, Some(15), Some(SignalSender::from_siginfo(me, 0, libc::SI_USER)));
+    let cap = support::Capture::default();
+    tracing::subscriber::with_default(support::subscriber(&cap), || ctx.log());
+    let out = cap.text();
+    let expected_prefix = format!(
+        " WARN Shutdown context signal=SIGTERM sender_pid={me} sender_name={} sender_uid=0 cause=kill under_systemd={} ",
+        ctx.process.name.as_deref().unwrap(),
+        ctx.under_systemd
+    );
+    assert!(out.starts_with(&expected_prefix), "{out}\n{expected_prefix}");
+    assert!(out.contains(&format!("parent_pid={} parent_name=", ctx.ppid)), "{out}");
+    assert!(out.contains("takeover_marker_present=self"), "{out}");
+    // The event and to_log_line carry the same pairs.
+    assert!(out.trim_end().ends_with(&ctx.to_log_line()[ctx.to_log_line().find("parent_pid").unwrap()..]), "{out}");
+}
