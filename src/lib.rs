@@ -13,7 +13,9 @@ mod cgroup;
 mod error;
 mod logfmt;
 mod signal;
+mod systemd;
 
 pub use cgroup::SystemdManager;
 pub use error::{Error, ErrorKind};
 pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};
+pub use systemd::parse_systemd_duration;
