@@ -18,4 +18,8 @@ mod systemd;
 pub use cgroup::SystemdManager;
 pub use error::{Error, ErrorKind};
 pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};
-pub use systemd::parse_systemd_duration;
+pub use systemd::{
+    check_systemd_timing_alignment, check_systemd_timing_alignment_async,
+    check_systemd_timing_alignment_with, parse_systemd_duration, TimingAlignment,
+    DEFAULT_STOP_HEADROOM,
+};
