@@ -23,3 +23,5 @@ pub use systemd::{
     check_systemd_timing_alignment_with, parse_systemd_duration, TimingAlignment,
     DEFAULT_STOP_HEADROOM,
 };
+#[cfg(feature = "systemd")]
+pub use systemd::{ExtendPolicy, Notifier};

@@ -92,3 +92,32 @@ fn seed_undeterminable_unit_with_invocation_id_does_not_panic() {
         assert!(!log.exists(), "systemctl was run without a unit");
     }
 }
+
+#[cfg(feature = "systemd")]
+#[test]
+fn notifier_from_env_reads_notify_socket() {
+    use shutdown_forensics::Notifier;
+    use std::os::unix::net::UnixDatagram;
+
+    let _guard = lock();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("notify.sock");
+    let listener = UnixDatagram::bind(&path).unwrap();
+    listener
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+
+    env::set_var("NOTIFY_SOCKET", &path);
+    let notifier = Notifier::from_env();
+    env::remove_var("NOTIFY_SOCKET");
+    let notifier = notifier.expect("NOTIFY_SOCKET is set");
+    notifier.stopping().unwrap();
+    let mut buf = [0u8; 256];
+    let n = listener.recv(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b"STOPPING=1");
+
+    assert_eq!(Notifier::from_env(), None);
+    env::set_var("NOTIFY_SOCKET", "");
+    assert_eq!(Notifier::from_env(), None);
+    env::remove_var("NOTIFY_SOCKET");
+}
