@@ -1,0 +1,268 @@
+//! `sd_notify(3)` messages for the stop: `STOPPING=1`, `STATUS=`, `EXTEND_TIMEOUT_USEC=`.
+//!
+//! The datagram is written here with `UnixDatagram` rather than through `sd_notify::notify`,
+//! because sd-notify 0.5 (a) only reads `$NOTIFY_SOCKET`, so a notifier cannot be pointed at a
+//! socket of the caller's choosing; (b) passes `@name` to `connect()` as a file path, so an
+//! abstract socket (which `sd_notify(3)` allows and some managers use) is never reached; (c)
+//! sends on a blocking socket, so a manager that does not read its queue stalls the sender in
+//! the middle of a shutdown; and (d) takes `EXTEND_TIMEOUT_USEC` as a `u32` (71 minutes at most).
+//! The protocol itself is one datagram of `KEY=value` lines, which std does in a few lines.
+
+use std::ffi::OsStr;
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Sends notifications to the service manager's socket.
+///
+/// Every send uses a fresh non-blocking socket: it never waits on the manager, never panics,
+/// and returns the error (a missing listener, a full queue) for the caller to ignore or log.
+///
+/// ```
+/// use shutdown_forensics::Notifier;
+///
+/// // None outside systemd (no NOTIFY_SOCKET); then there is nothing to notify.
+/// if let Some(notifier) = Notifier::from_env() {
+///     let _ = notifier.stopping();
+///     let _ = notifier.status("shutting down: drain");
+/// }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notifier {
+    address: Address,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Address {
+    Path(PathBuf),
+    /// An abstract socket name, without the leading `@`.
+    Abstract(Vec<u8>),
+}
+
+impl Notifier {
+    /// A notifier for `$NOTIFY_SOCKET`; `None` when it is unset or not a form accepted by
+    /// [`Notifier::new`].
+    #[must_use]
+    pub fn from_env() -> Option<Self> {
+        Self::new(std::env::var_os("NOTIFY_SOCKET")?)
+    }
+
+    /// A notifier for `socket`, spelled as `$NOTIFY_SOCKET` spells it: an absolute path, or
+    /// `@name` for a Linux abstract socket. `None` for anything else (empty, relative, and the
+    /// `vsock:` form, which this crate does not speak).
+    ///
+    /// ```
+    /// use shutdown_forensics::Notifier;
+    ///
+    /// assert!(Notifier::new("/run/systemd/notify").is_some());
+    /// assert!(Notifier::new("@gateway-notify").is_some());
+    /// assert!(Notifier::new("relative/path").is_none());
+    /// ```
+    #[must_use]
+    pub fn new(socket: impl AsRef<OsStr>) -> Option<Self> {
+        let socket = socket.as_ref();
+        let address = match socket.as_bytes() {
+            [b'/', ..] => Address::Path(PathBuf::from(socket)),
+            [b'@', name @ ..] if !name.is_empty() => Address::Abstract(name.to_vec()),
+            _ => return None,
+        };
+        Some(Self { address })
+    }
+
+    /// Sends `STOPPING=1`: the service has begun its shutdown.
+    ///
+    /// # Errors
+    ///
+    /// When the datagram cannot be sent (no listener, full queue, abstract socket on a
+    /// non-Linux system).
+    pub fn stopping(&self) -> io::Result<()> {
+        self.send("STOPPING=1")
+    }
+
+    /// Sends `STATUS=<text>`, shown by `systemctl status`. Control characters (a newline would
+    /// start another assignment, e.g. a forged `READY=1`) are sent as spaces.
+    ///
+    /// # Errors
+    ///
+    /// As for [`stopping`](Self::stopping).
+    pub fn status(&self, text: &str) -> io::Result<()> {
+        let clean: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        self.send(&format!("STATUS={clean}"))
+    }
+
+    /// Sends `EXTEND_TIMEOUT_USEC=<by>`: the manager waits at least `by` longer for the next
+    /// message before its stop timeout applies. See [`ExtendPolicy`] for how far to go.
+    ///
+    /// # Errors
+    ///
+    /// As for [`stopping`](Self::stopping).
+    pub fn extend_timeout(&self, by: Duration) -> io::Result<()> {
+        let usec = u64::try_from(by.as_micros()).unwrap_or(u64::MAX);
+        self.send(&format!("EXTEND_TIMEOUT_USEC={usec}"))
+    }
+
+    /// Sends the extension `policy` allows `elapsed` after the shutdown began, if any; returns
+    /// what was sent (`None` once the ceiling is reached, and nothing is sent then).
+    ///
+    /// # Errors
+    ///
+    /// As for [`stopping`](Self::stopping).
+    pub fn heartbeat(
+        &self,
+        policy: &ExtendPolicy,
+        elapsed: Duration,
+    ) -> io::Result<Option<Duration>> {
+        match policy.next_extension(elapsed) {
+            Some(by) => self.extend_timeout(by).map(|()| Some(by)),
+            None => Ok(None),
+        }
+    }
+
+    /// Sends `state` as it is: one or more `KEY=value` lines (`READY=1`, `WATCHDOG=1`, …).
+    ///
+    /// # Errors
+    ///
+    /// As for [`stopping`](Self::stopping); `WriteZero` if the datagram was cut short.
+    pub fn send(&self, state: &str) -> io::Result<()> {
+        let socket = UnixDatagram::unbound()?;
+        socket.set_nonblocking(true)?;
+        let sent = match &self.address {
+            Address::Path(path) => socket.send_to(state.as_bytes(), path)?,
+            Address::Abstract(name) => send_abstract(&socket, name, state.as_bytes())?,
+        };
+        if sent == state.len() {
+            Ok(())
+        } else {
+            Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "notification cut short",
+            ))
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn send_abstract(socket: &UnixDatagram, name: &[u8], message: &[u8]) -> io::Result<usize> {
+    use std::os::linux::net::SocketAddrExt;
+    let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+    socket.send_to_addr(message, &address)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn send_abstract(_: &UnixDatagram, _: &[u8], _: &[u8]) -> io::Result<usize> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "abstract unix sockets are Linux-only",
+    ))
+}
+
+/// How far `EXTEND_TIMEOUT_USEC` heartbeats may push the stop deadline: `step` at a time, and
+/// never past `ceiling` measured from the start of the shutdown.
+///
+/// A shutdown that makes progress can ask for more time; one that is wedged stops asking, and
+/// one that keeps asking still ends by `ceiling`, so the supervisor keeps the last word.
+///
+/// ```
+/// use std::time::Duration;
+/// use shutdown_forensics::ExtendPolicy;
+///
+/// let s = Duration::from_secs;
+/// let policy = ExtendPolicy::new(s(10), s(120));
+/// assert_eq!(policy.next_extension(s(0)), Some(s(10)));
+/// assert_eq!(policy.next_extension(s(115)), Some(s(5))); // up to the ceiling, not past it
+/// assert_eq!(policy.next_extension(s(120)), None);
+/// assert_eq!(policy.interval(), s(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtendPolicy {
+    step: Duration,
+    ceiling: Duration,
+}
+
+impl ExtendPolicy {
+    /// Extensions of `step` each, ending `ceiling` after the shutdown began.
+    #[must_use]
+    pub fn new(step: Duration, ceiling: Duration) -> Self {
+        Self { step, ceiling }
+    }
+
+    /// How much each heartbeat extends by.
+    #[must_use]
+    pub fn step(&self) -> Duration {
+        self.step
+    }
+
+    /// The latest deadline any extension may reach, from the start of the shutdown.
+    #[must_use]
+    pub fn ceiling(&self) -> Duration {
+        self.ceiling
+    }
+
+    /// How often to send heartbeats: half a step, so that one late heartbeat does not let the
+    /// extension lapse.
+    #[must_use]
+    pub fn interval(&self) -> Duration {
+        self.step / 2
+    }
+
+    /// The extension to send `elapsed` after the shutdown began: `step`, shortened so that
+    /// `elapsed + extension` never passes `ceiling`; `None` once there is nothing left.
+    #[must_use]
+    pub fn next_extension(&self, elapsed: Duration) -> Option<Duration> {
+        let left = self.ceiling.checked_sub(elapsed)?;
+        let by = self.step.min(left);
+        (!by.is_zero()).then_some(by)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn extensions_never_pass_the_ceiling() {
+        let policy = ExtendPolicy::new(s(10), s(45));
+        for ms in (0..60_000).step_by(250) {
+            let elapsed = Duration::from_millis(ms);
+            if let Some(by) = policy.next_extension(elapsed) {
+                assert!(by <= s(10));
+                assert!(elapsed + by <= s(45), "{elapsed:?} + {by:?}");
+            } else {
+                assert!(elapsed >= s(45), "stopped early at {elapsed:?}");
+            }
+        }
+        assert_eq!(policy.next_extension(s(40)), Some(s(5)));
+        assert_eq!(policy.next_extension(s(45)), None);
+        assert_eq!(policy.next_extension(s(999)), None);
+    }
+
+    #[test]
+    fn a_zero_step_or_ceiling_never_extends() {
+        assert_eq!(ExtendPolicy::new(s(0), s(60)).next_extension(s(1)), None);
+        assert_eq!(ExtendPolicy::new(s(10), s(0)).next_extension(s(0)), None);
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(
+            Notifier::new("/run/x").map(|n| n.address),
+            Some(Address::Path("/run/x".into()))
+        );
+        assert_eq!(
+            Notifier::new("@x").map(|n| n.address),
+            Some(Address::Abstract(b"x".to_vec()))
+        );
+        assert_eq!(Notifier::new("@"), None);
+        assert_eq!(Notifier::new(""), None);
+        assert_eq!(Notifier::new("vsock:2:1234"), None);
+    }
+}
