@@ -175,6 +175,9 @@ pub struct ShutdownContext {
     pub takeover_marker: Option<MarkerInfo>,
     /// The planned-stop marker, when present.
     pub planned_stop_marker: Option<MarkerInfo>,
+    /// An id shared with the diagnostic log and the flight record, when the signal helper
+    /// captured this context.
+    pub correlation_id: Option<String>,
     /// How long the capture itself took, in microseconds.
     pub capture_us: u64,
 }
@@ -388,6 +391,7 @@ impl ShutdownContext {
             tracer,
             takeover_marker,
             planned_stop_marker,
+            correlation_id: None,
             capture_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
         }
     }
@@ -423,13 +427,23 @@ impl ShutdownContext {
                 .map(|m| marker_word(m, "yes")),
             tracer_pid: self.tracer_pid,
             supervisor: self.supervisor.as_str(),
+            stop: if self.is_planned() {
+                "planned"
+            } else {
+                "unexpected"
+            },
+            correlation_id: self.correlation_id.as_deref(),
             parent_cmdline: self.parent.cmdline.as_deref(),
         }
     }
 
     /// The context as one logfmt line, in the order of the `Shutdown context` event:
-    /// `signal=SIGTERM sender_pid=812 sender_name=systemctl ... parent_pid=1 parent_name=systemd
-    /// loadavg_1m=0.42 ...`. Values that could break a line are quoted and escaped.
+    ///
+    /// `signal sender_pid sender_name sender_uid cause under_systemd unit parent_pid parent_name
+    /// loadavg_1m`, then only when present `takeover_marker_present=self|other|...`,
+    /// `planned_stop_marker_present=yes|other|...`, `tracer_pid`, then `supervisor`,
+    /// `stop=planned|unexpected`, `correlation_id` and (only when opted in) `parent_cmdline`.
+    /// Values that could break a line are quoted and escaped.
     #[must_use]
     pub fn to_log_line(&self) -> String {
         let f = self.log_fields();
@@ -460,6 +474,10 @@ impl ShutdownContext {
             push_pair(&mut out, "tracer_pid", tracer);
         }
         push_str_pair(&mut out, "supervisor", f.supervisor);
+        push_str_pair(&mut out, "stop", f.stop);
+        if let Some(id) = f.correlation_id {
+            push_str_pair(&mut out, "correlation_id", id);
+        }
         if let Some(cmd) = f.parent_cmdline {
             push_str_pair(&mut out, "parent_cmdline", cmd);
         }
@@ -493,6 +511,8 @@ impl ShutdownContext {
             planned_stop_marker_present = f.planned_stop.map(display),
             tracer_pid = f.tracer_pid,
             supervisor = display(f.supervisor),
+            stop = display(f.stop),
+            correlation_id = f.correlation_id.map(|c| display(Logfmt(c))),
             parent_cmdline = f.parent_cmdline.map(|c| display(Logfmt(c))),
             "Shutdown context"
         );
@@ -521,6 +541,8 @@ struct LogFields<'a> {
     planned_stop: Option<&'static str>,
     tracer_pid: Option<u32>,
     supervisor: &'static str,
+    stop: &'static str,
+    correlation_id: Option<&'a str>,
     parent_cmdline: Option<&'a str>,
 }
 

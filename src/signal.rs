@@ -223,7 +223,13 @@ impl SignalSender {
     /// A sender that already exited keeps `name: None`; a zombie still has its name.
     #[must_use]
     pub fn from_siginfo(pid: i32, uid: u32, si_code: i32) -> Self {
-        let mut sender = Self::from_raw(pid, uid, si_code);
+        Self::from_proc(pid, uid, SignalCause::from_si_code(si_code))
+    }
+
+    /// [`Self::from_siginfo`] with the cause already classified.
+    pub(crate) fn from_proc(pid: i32, uid: u32, cause: SignalCause) -> Self {
+        let mut sender = Self::from_raw(pid, uid, 0);
+        sender.cause = cause;
         if sender.pid != 0 {
             let mut buf = Vec::with_capacity(512);
             if let Some(stat) = crate::proc::ProcRoot::default().stat(Some(sender.pid), &mut buf) {
