@@ -10,10 +10,36 @@
 )]
 
 mod cgroup;
+mod clock;
 mod error;
+mod events;
+mod fields;
+mod handle;
+mod hook;
+mod layer;
 mod logfmt;
+mod phase;
+mod recorder;
+mod report;
 mod signal;
+mod state;
+mod trigger;
+mod verdict;
+mod watchdog;
+mod waterfall;
 
 pub use cgroup::SystemdManager;
+pub use clock::{ManualClock, Offset};
 pub use error::{Error, ErrorKind};
+pub use fields::Fields;
+pub use handle::ShutdownHandle;
+pub use hook::{PhaseChange, PhaseEvent};
+pub use layer::{ShutdownLayer, ShutdownLayerBuilder, PHASE_TARGET};
+pub use recorder::FlightRecord;
+pub use report::{PhaseOutcome, PhaseRecord, ShutdownReport};
 pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};
+pub use trigger::{ShutdownTrigger, TriggerInfo};
+pub use verdict::PreviousShutdown;
+
+#[doc(hidden)]
+pub use tracing as __tracing;
