@@ -98,7 +98,7 @@ impl Shared {
     fn write_start(&self, index: usize, label: &str, parent: Option<usize>, at: Duration) {
         self.write(
             &json!({"kind": "phase_start", "t": secs(at), "id": index, "phase": label, "parent": parent}),
-            false,
+            true,
         );
     }
 
@@ -184,7 +184,7 @@ impl Shared {
         self.write(
             &json!({"kind": "phase_end", "t": secs(at), "id": index, "phase": label,
                     "duration_s": secs(took), "fields": fields}),
-            false,
+            true,
         );
         crate::events::done(self, &label, at, took, &text);
         if let Some(change) = change {
@@ -202,7 +202,7 @@ impl Shared {
         self.write(
             &json!({"kind": "over_budget", "t": secs(at), "id": index, "phase": label,
                     "budget_s": secs(budget)}),
-            false,
+            true,
         );
     }
 }

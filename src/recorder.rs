@@ -15,9 +15,12 @@ use crate::verdict::{parse_records, PreviousShutdown};
 
 /// How much of the previous run's record is read at startup.
 const READ_LIMIT: u64 = 64 * 1024;
-/// Past this size, one run stops appending (except the completion line): the record is a
-/// black box, not a log, and must not fill the disk when phases run in a loop.
+/// Past this size, one run stops appending notes (phase lines are bounded by the phase
+/// limit): the record is a black box, not a log, and must not fill the disk.
 const RUN_LIMIT: u64 = 4 * 1024 * 1024;
+/// A checkpoint (who we are, what is open) is written at least this often, so the last
+/// [`READ_LIMIT`] bytes always hold the state even when notes crowd out the run's start.
+const CHECKPOINT_EVERY: u64 = READ_LIMIT / 2;
 
 /// An open flight record for this run, plus the verdict on the previous one.
 ///
@@ -39,6 +42,7 @@ pub struct FlightRecord {
     file: File,
     path: PathBuf,
     written: AtomicU64,
+    next_checkpoint: AtomicU64,
     previous: PreviousShutdown,
 }
 
@@ -73,6 +77,7 @@ impl FlightRecord {
             file,
             path,
             written: AtomicU64::new(0),
+            next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
             previous,
         };
         let header = json!({
@@ -136,13 +141,26 @@ impl FlightRecord {
         &self.path
     }
 
-    /// Appends `value` as one line with one `write(2)`. `always` lines (completion) are
-    /// written even past the per-run size limit.
-    pub(crate) fn append_line(&self, value: &Value, always: bool) -> io::Result<()> {
-        if !always && self.written.load(Ordering::Relaxed) > RUN_LIMIT {
-            return Ok(());
+    /// Appends `value` as one line with one `write(2)`. Notes (`essential == false`) are
+    /// dropped past the per-run size limit. Returns true when a checkpoint is due (once per
+    /// [`CHECKPOINT_EVERY`] bytes; the caller writes it).
+    pub(crate) fn append_line(&self, value: &Value, essential: bool) -> io::Result<bool> {
+        if !essential && self.written.load(Ordering::Relaxed) > RUN_LIMIT {
+            return Ok(false);
         }
-        self.append(value)
+        self.append(value)?;
+        let written = self.written.load(Ordering::Relaxed);
+        let due = self.next_checkpoint.load(Ordering::Relaxed);
+        Ok(written >= due
+            && self
+                .next_checkpoint
+                .compare_exchange(
+                    due,
+                    written + CHECKPOINT_EVERY,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok())
     }
 
     fn append(&self, value: &Value) -> io::Result<()> {

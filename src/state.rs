@@ -121,10 +121,32 @@ impl Shared {
     }
 
     /// Appends a record line; failures are ignored (the record is best effort by nature).
-    pub(crate) fn write(&self, value: &Value, always: bool) {
-        if let Some(record) = &self.record {
-            let _ = record.append_line(value, always);
+    /// Notes are `essential == false`: dropped when the run's record is full.
+    pub(crate) fn write(&self, value: &Value, essential: bool) {
+        let Some(record) = &self.record else {
+            return;
+        };
+        if let Ok(true) = record.append_line(value, essential) {
+            let _ = record.append_line(&self.checkpoint(), true);
         }
+    }
+
+    /// Who we are and what is open: lets a reader of only the record's tail judge the run.
+    fn checkpoint(&self) -> Value {
+        let now = self.clock.now();
+        let st = self.lock();
+        let open: Vec<Value> = (st.phases.iter().enumerate())
+            .filter(|(_, p)| p.close.is_none())
+            .map(|(i, p)| json!({"id": i, "phase": p.label, "t": secs(st.offset(p.open))}))
+            .collect();
+        json!({
+            "kind": "checkpoint",
+            "t": st.origin.map(|_| secs(st.offset(now))),
+            "pid": std::process::id(),
+            "begun": st.origin.is_some(),
+            "trigger": st.trigger,
+            "open": open,
+        })
     }
 
     pub(crate) fn notify(&self, change: impl FnOnce() -> PhaseChange) {

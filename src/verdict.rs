@@ -146,7 +146,17 @@ fn pid(v: &Value) -> Option<u32> {
         .and_then(|p| u32::try_from(p).ok())
 }
 
-/// Computes the verdict from JSON lines; unparsable lines are skipped.
+/// An open phase as the parser tracks it: id, label, entry offset.
+type OpenPhase = (u64, String, Option<Duration>);
+
+fn open_phase(r: &Value) -> Option<OpenPhase> {
+    let id = r.get("id").and_then(Value::as_u64)?;
+    let name = r.get("phase").and_then(Value::as_str).unwrap_or("?");
+    Some((id, name.to_owned(), offset(r)))
+}
+
+/// Computes the verdict from JSON lines; unparsable lines are skipped. The text may start
+/// anywhere in a run: a `checkpoint` line restates the pid, trigger and open phases.
 pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let records: Vec<Value> = text
         .lines()
@@ -164,25 +174,36 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     };
     // Only the last run counts (a record file normally holds exactly one).
     let run_start = records.iter().rposition(|r| kind(r) == "run").unwrap_or(0);
-    let run = &records[run_start..];
-    let mut the_pid = run.iter().find_map(pid);
-    let Some(begin_at) = run.iter().position(|r| kind(r) == "begin") else {
-        return PreviousShutdown::NoShutdown { pid: the_pid };
-    };
-    let begin = &run[begin_at];
-    the_pid = the_pid.or_else(|| pid(begin));
-    let trigger = begin
-        .get("trigger")
-        .and_then(|t| serde_json::from_value::<TriggerInfo>(t.clone()).ok());
-    let mut open: Vec<(u64, String, Option<Duration>)> = Vec::new();
+    let mut the_pid = None;
+    let mut begun = false;
+    let mut trigger = None;
+    let mut open: Vec<OpenPhase> = Vec::new();
     let mut last = Duration::ZERO;
-    for r in &run[begin_at..] {
+    for r in &records[run_start..] {
+        the_pid = pid(r).or(the_pid);
         if let Some(t) = offset(r) {
             last = last.max(t);
         }
-        let id = r.get("id").and_then(Value::as_u64);
-        match (kind(r).as_str(), id) {
-            ("complete", _) => {
+        let read_trigger = |r: &Value| {
+            r.get("trigger")
+                .and_then(|t| serde_json::from_value::<TriggerInfo>(t.clone()).ok())
+        };
+        match kind(r).as_str() {
+            "begin" => {
+                begun = true;
+                trigger = read_trigger(r);
+            }
+            "checkpoint" if r.get("begun").and_then(Value::as_bool) == Some(true) => {
+                begun = true;
+                trigger = trigger.or_else(|| read_trigger(r));
+                let listed = r.get("open").and_then(Value::as_array);
+                open = listed
+                    .into_iter()
+                    .flatten()
+                    .filter_map(open_phase)
+                    .collect();
+            }
+            "complete" => {
                 let total = r
                     .get("total_s")
                     .and_then(Value::as_f64)
@@ -193,13 +214,16 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                     total,
                 };
             }
-            ("phase_start", Some(id)) => {
-                let name = r.get("phase").and_then(Value::as_str).unwrap_or("?");
-                open.push((id, name.to_owned(), offset(r)));
+            "phase_start" => open.extend(open_phase(r)),
+            "phase_end" => {
+                let id = r.get("id").and_then(Value::as_u64);
+                open.retain(|(i, _, _)| Some(*i) != id);
             }
-            ("phase_end", Some(id)) => open.retain(|(i, _, _)| *i != id),
             _ => {}
         }
+    }
+    if !begun {
+        return PreviousShutdown::NoShutdown { pid: the_pid };
     }
     let current = open.last();
     PreviousShutdown::Killed {
@@ -270,6 +294,19 @@ mod tests {
         assert_eq!(phase.as_deref(), Some("drain"));
         assert_eq!(open_phases, ["teardown", "drain"]);
         assert_eq!(last_record, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_checkpoint_restates_the_state_when_the_start_is_out_of_the_window() {
+        let text = "{\"kind\":\"note\",\"t\":5}\n\
+            {\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\
+              \"open\":[{\"id\":3,\"phase\":\"drain\",\"t\":2.5}]}\n\
+            {\"kind\":\"note\",\"t\":7}\n";
+        let v = parse_records(text);
+        assert_eq!(
+            v.message().as_deref(),
+            Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s)")
+        );
     }
 
     #[test]
