@@ -37,6 +37,11 @@ impl<'a> MakeWriter<'a> for Capture {
 }
 
 impl Capture {
+    /// A plain `io::Write` into this capture (for writers that wrap one).
+    pub fn make_writer_owned(&self) -> CaptureWriter {
+        CaptureWriter(Arc::clone(&self.0))
+    }
+
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
     }
