@@ -166,7 +166,8 @@ impl Shared {
             return None;
         }
         let wall = match &trigger {
-            Some(t) => SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t.wall_unix_s.max(0.0)),
+            Some(t) => Duration::try_from_secs_f64(t.wall_unix_s)
+                .map_or_else(|_| self.clock.wall_at(at), |d| SystemTime::UNIX_EPOCH + d),
             None => self.clock.wall_at(at),
         };
         st.origin = Some(at);
@@ -196,19 +197,24 @@ impl Shared {
     /// Logs completion once; returns the total teardown time.
     pub(crate) fn finish(self: &Arc<Self>) -> Option<Duration> {
         let now = self.clock.now();
-        let (total, open) = {
+        let (total, open, remaining) = {
             let mut st = self.lock();
             let origin = st.origin?;
             if st.finished.is_some() {
                 return None;
             }
             st.finished = Some(now);
-            (now.saturating_duration_since(origin), st.open_phases(now))
+            let remaining = st.remaining(self.config.total_budget, now);
+            (
+                now.saturating_duration_since(origin),
+                st.open_phases(now),
+                remaining,
+            )
         };
         let t = secs(total);
         self.write(&json!({"kind": "complete", "t": t, "total_s": t}), true);
         crate::events::complete(self, total);
-        self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, None));
+        self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
         self.wake_watchdog();
         Some(total)
     }
