@@ -53,10 +53,16 @@ fn bench(c: &mut Criterion) {
     let parent_dir = format!("/proc/{ppid}");
     let mut buf = Vec::with_capacity(4096);
     let mut g = c.benchmark_group("capture");
-    g.bench_function("floor_same_files", |b| b.iter(|| floor(&mut buf, &parent_stat, &parent_dir)));
-    g.bench_function("capture_default", |b| b.iter(|| black_box(ShutdownContext::capture(Some(15)))));
+    g.bench_function("floor_same_files", |b| {
+        b.iter(|| floor(&mut buf, &parent_stat, &parent_dir))
+    });
+    g.bench_function("capture_default", |b| {
+        b.iter(|| black_box(ShutdownContext::capture(Some(15))))
+    });
     #[cfg(target_os = "linux")]
-    g.bench_function("procfs_crate_same_facts", |b| b.iter(|| black_box(via_procfs())));
+    g.bench_function("procfs_crate_same_facts", |b| {
+        b.iter(|| black_box(via_procfs()))
+    });
     g.finish();
 }
 

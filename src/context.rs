@@ -496,7 +496,7 @@ impl ShutdownContext {
     pub fn log(&self) {
         let f = self.log_fields();
         tracing::warn!(
-            target: "shutdown",
+            target: crate::PHASE_TARGET,
             signal = display(Logfmt(f.signal)),
             sender_pid = f.sender_pid,
             sender_name = f.sender_name.map(|n| display(Logfmt(n))),

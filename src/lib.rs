@@ -10,19 +10,40 @@
 )]
 
 mod cgroup;
+mod clock;
 mod context;
 mod error;
+mod events;
+mod fields;
+mod handle;
+mod hook;
+mod layer;
 mod logfmt;
 mod markers;
+mod phase;
 mod proc;
+mod recorder;
+mod report;
 mod signal;
+mod state;
 mod systemd;
+mod trigger;
+mod verdict;
+mod watchdog;
+mod waterfall;
 
 pub use cgroup::SystemdManager;
+pub use clock::{ManualClock, Offset};
 pub use context::{ContextOptions, ShutdownContext, Supervisor};
 pub use error::{Error, ErrorKind};
+pub use fields::Fields;
+pub use handle::ShutdownHandle;
+pub use hook::{PhaseChange, PhaseEvent};
+pub use layer::{ShutdownLayer, ShutdownLayerBuilder, PHASE_TARGET};
 pub use markers::{write_marker, MarkerInfo, MarkerStatus, MARKER_READ_LIMIT};
 pub use proc::ProcSummary;
+pub use recorder::FlightRecord;
+pub use report::{PhaseOutcome, PhaseRecord, ShutdownReport};
 pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};
 pub use systemd::{
     check_systemd_timing_alignment, check_systemd_timing_alignment_async,
@@ -31,3 +52,8 @@ pub use systemd::{
 };
 #[cfg(feature = "systemd")]
 pub use systemd::{ExtendPolicy, Notifier};
+pub use trigger::{ShutdownTrigger, TriggerInfo};
+pub use verdict::PreviousShutdown;
+
+#[doc(hidden)]
+pub use tracing as __tracing;

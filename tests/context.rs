@@ -8,12 +8,15 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shutdown_forensics::{
-    signal_name, signal_name_or_unknown, signal_number, ContextOptions, MarkerStatus, ShutdownContext,
-    SignalCause, SignalSender,
+    signal_name, signal_name_or_unknown, signal_number, ContextOptions, MarkerStatus,
+    ShutdownContext, SignalCause, SignalSender,
 };
 
 fn now_s() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs_f64()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
 }
 
 // ---- seed: _signal_name -------------------------------------------------------------------
@@ -22,7 +25,13 @@ fn now_s() -> f64 {
 fn known_signals_resolve_to_names() {
     assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
     assert_eq!(signal_name(libc::SIGINT), "SIGINT");
-    for (num, name) in [(1, "SIGHUP"), (3, "SIGQUIT"), (9, "SIGKILL"), (10, "SIGUSR1"), (31, "SIGSYS")] {
+    for (num, name) in [
+        (1, "SIGHUP"),
+        (3, "SIGQUIT"),
+        (9, "SIGKILL"),
+        (10, "SIGUSR1"),
+        (31, "SIGSYS"),
+    ] {
         assert_eq!(signal_name(num), name);
     }
 }
@@ -40,7 +49,10 @@ fn none_returns_unknown() {
 #[test]
 fn names_are_accepted_back() {
     // The seed's "non-integer falls back to str": here a name is parsed, not passed through.
-    assert_eq!(signal_number("SIGTERM").map(signal_name).as_deref(), Some("SIGTERM"));
+    assert_eq!(
+        signal_number("SIGTERM").map(signal_name).as_deref(),
+        Some("SIGTERM")
+    );
 }
 
 // ---- seed: snapshot_shutdown_context ------------------------------------------------------
@@ -66,7 +78,11 @@ fn includes_timestamps() {
     let before = now_s();
     let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
     let after = now_s();
-    assert!(before <= ctx.ts && ctx.ts <= after, "{before} {} {after}", ctx.ts);
+    assert!(
+        before <= ctx.ts && ctx.ts <= after,
+        "{before} {} {after}",
+        ctx.ts
+    );
     assert!(ctx.ts_monotonic > 0.0);
 }
 
@@ -77,7 +93,9 @@ fn includes_parent_summary_on_linux() {
     assert_eq!(ctx.parent.pid, ctx.ppid);
     assert!(ctx.parent.name.is_some());
     assert_eq!(ctx.process.start_time.is_some(), cfg!(target_os = "linux"));
-    assert!(ctx.process_age_s.is_some_and(|a| a >= 0.0 && a < 86_400.0 * 365.0));
+    assert!(ctx
+        .process_age_s
+        .is_some_and(|a| a >= 0.0 && a < 86_400.0 * 365.0));
 }
 
 #[test]
@@ -85,7 +103,11 @@ fn completes_quickly() {
     // A loose sanity bound like the seed's; speed is measured in benches/context.rs.
     let start = Instant::now();
     let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
-    assert!(start.elapsed() < Duration::from_millis(500), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        start.elapsed()
+    );
     assert!(ctx.capture_us < 500_000);
 }
 
@@ -100,7 +122,8 @@ fn command_lines_are_off_by_default() {
 
 #[test]
 fn command_lines_when_asked_are_truncated() {
-    let ctx = ShutdownContext::capture_with(&ContextOptions::default().with_cmdline(true), Some(15));
+    let ctx =
+        ShutdownContext::capture_with(&ContextOptions::default().with_cmdline(true), Some(15));
     let own = ctx.process.cmdline.clone().expect("own cmdline");
     assert!(own.chars().count() <= 300);
     assert!(ctx.parent.cmdline.is_some());
@@ -112,13 +135,19 @@ fn command_lines_when_asked_are_truncated() {
 // ---- seed: markers -------------------------------------------------------------------------
 
 fn capture_with_markers(dir: &Path) -> ShutdownContext {
-    ShutdownContext::capture_with(&ContextOptions::default().with_marker_dir(dir), Some(libc::SIGTERM))
+    ShutdownContext::capture_with(
+        &ContextOptions::default().with_marker_dir(dir),
+        Some(libc::SIGTERM),
+    )
 }
 
 #[test]
 fn detects_takeover_marker_for_self() {
     let dir = tempfile::tempdir().unwrap();
-    let body = format!(r#"{{"target_pid": {}, "replacer_pid": 99999}}"#, std::process::id());
+    let body = format!(
+        r#"{{"target_pid": {}, "replacer_pid": 99999}}"#,
+        std::process::id()
+    );
     std::fs::write(dir.path().join(".takeover.json"), body).unwrap();
     let ctx = capture_with_markers(dir.path());
     let m = ctx.takeover_marker.as_ref().expect("marker");
@@ -130,7 +159,11 @@ fn detects_takeover_marker_for_self() {
 #[test]
 fn detects_takeover_marker_for_other() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(".takeover.json"), r#"{"target_pid": 1, "replacer_pid": 99999}"#).unwrap();
+    std::fs::write(
+        dir.path().join(".takeover.json"),
+        r#"{"target_pid": 1, "replacer_pid": 99999}"#,
+    )
+    .unwrap();
     let ctx = capture_with_markers(dir.path());
     assert!(!ctx.takeover_marker.as_ref().unwrap().for_self);
     assert!(!ctx.is_planned());
@@ -140,18 +173,29 @@ fn detects_takeover_marker_for_other() {
 #[test]
 fn detects_planned_stop_marker() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(".planned-stop.json"), format!(r#"{{"target_pid": {}}}"#, std::process::id()))
-        .unwrap();
+    std::fs::write(
+        dir.path().join(".planned-stop.json"),
+        format!(r#"{{"target_pid": {}}}"#, std::process::id()),
+    )
+    .unwrap();
     let ctx = capture_with_markers(dir.path());
     assert!(ctx.planned_stop_marker.as_ref().unwrap().for_self);
-    assert!(ctx.to_log_line().contains("planned_stop_marker_present=yes"));
+    assert!(ctx
+        .to_log_line()
+        .contains("planned_stop_marker_present=yes"));
 }
 
 #[test]
 fn marker_names_are_configurable_and_absent_markers_are_none() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("stop.json"), format!(r#"{{"target_pid":{}}}"#, std::process::id())).unwrap();
-    let opts = ContextOptions::default().with_marker_dir(dir.path()).with_marker_names("t.json", "stop.json");
+    std::fs::write(
+        dir.path().join("stop.json"),
+        format!(r#"{{"target_pid":{}}}"#, std::process::id()),
+    )
+    .unwrap();
+    let opts = ContextOptions::default()
+        .with_marker_dir(dir.path())
+        .with_marker_names("t.json", "stop.json");
     let ctx = ShutdownContext::capture_with(&opts, None);
     assert!(ctx.takeover_marker.is_none());
     assert!(ctx.planned_stop_marker.unwrap().for_self);
@@ -163,9 +207,17 @@ fn marker_names_are_configurable_and_absent_markers_are_none() {
 fn compact_json_and_pid_prefix() {
     let dir = tempfile::tempdir().unwrap();
     let pid = std::process::id();
-    std::fs::write(dir.path().join(".takeover.json"), format!(r#"{{"target_pid":{pid}}}"#)).unwrap();
+    std::fs::write(
+        dir.path().join(".takeover.json"),
+        format!(r#"{{"target_pid":{pid}}}"#),
+    )
+    .unwrap();
     // A pid that is a prefix of ours never matches (the reference matched by substring).
-    std::fs::write(dir.path().join(".planned-stop.json"), format!(r#"{{"target_pid": {}}}"#, pid / 10)).unwrap();
+    std::fs::write(
+        dir.path().join(".planned-stop.json"),
+        format!(r#"{{"target_pid": {}}}"#, pid / 10),
+    )
+    .unwrap();
     let ctx = capture_with_markers(dir.path());
     assert!(ctx.takeover_marker.unwrap().for_self);
     let planned = ctx.planned_stop_marker.unwrap();
@@ -177,9 +229,18 @@ fn compact_json_and_pid_prefix() {
 fn recycled_pid_with_other_start_time_is_not_us() {
     let dir = tempfile::tempdir().unwrap();
     let ours = ShutdownContext::capture(None).process.start_time.unwrap();
-    let body = format!(r#"{{"target_pid":{},"target_start_time":{}}}"#, std::process::id(), ours + 1);
+    let body = format!(
+        r#"{{"target_pid":{},"target_start_time":{}}}"#,
+        std::process::id(),
+        ours + 1
+    );
     std::fs::write(dir.path().join(".takeover.json"), body).unwrap();
-    assert!(!capture_with_markers(dir.path()).takeover_marker.unwrap().for_self);
+    assert!(
+        !capture_with_markers(dir.path())
+            .takeover_marker
+            .unwrap()
+            .for_self
+    );
 }
 
 #[test]
@@ -206,7 +267,10 @@ fn fifo_marker_does_not_hang() {
     let start = Instant::now();
     let ctx = capture_with_markers(dir.path());
     assert!(start.elapsed() < Duration::from_millis(500));
-    assert_eq!(ctx.planned_stop_marker.unwrap().status, MarkerStatus::NotAFile);
+    assert_eq!(
+        ctx.planned_stop_marker.unwrap().status,
+        MarkerStatus::NotAFile
+    );
 }
 
 #[test]
@@ -214,8 +278,13 @@ fn malformed_marker_is_reported_as_malformed() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".takeover.json"), b"target_pid=123 {").unwrap();
     let ctx = capture_with_markers(dir.path());
-    assert_eq!(ctx.takeover_marker.as_ref().unwrap().status, MarkerStatus::Malformed);
-    assert!(ctx.to_log_line().contains("takeover_marker_present=malformed"));
+    assert_eq!(
+        ctx.takeover_marker.as_ref().unwrap().status,
+        MarkerStatus::Malformed
+    );
+    assert!(ctx
+        .to_log_line()
+        .contains("takeover_marker_present=malformed"));
 }
 
 #[test]
@@ -232,7 +301,13 @@ fn unreadable_marker_is_reported() {
     let p = dir.path().join(".takeover.json");
     std::fs::write(&p, "{}").unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o000)).unwrap();
-    assert_eq!(capture_with_markers(dir.path()).takeover_marker.unwrap().status, MarkerStatus::Unreadable);
+    assert_eq!(
+        capture_with_markers(dir.path())
+            .takeover_marker
+            .unwrap()
+            .status,
+        MarkerStatus::Unreadable
+    );
 }
 
 // ---- formatters -----------------------------------------------------------------------------
@@ -242,8 +317,15 @@ fn format_includes_signal_and_parent_in_order() {
     let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
     let line = ctx.to_log_line();
     assert!(line.starts_with("signal=SIGTERM "), "{line}");
-    let keys: Vec<&str> = line.split(' ').filter_map(|kv| kv.split_once('=').map(|(k, _)| k)).collect();
-    let pos = |k: &str| keys.iter().position(|x| *x == k).unwrap_or_else(|| panic!("{k} missing in {line}"));
+    let keys: Vec<&str> = line
+        .split(' ')
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+        .collect();
+    let pos = |k: &str| {
+        keys.iter()
+            .position(|x| *x == k)
+            .unwrap_or_else(|| panic!("{k} missing in {line}"))
+    };
     assert!(pos("signal") < pos("cause"));
     assert!(pos("cause") < pos("under_systemd"));
     assert!(pos("under_systemd") < pos("parent_pid"));
@@ -320,7 +402,10 @@ fn pid_zero_is_outside_our_namespace_never_self() {
     assert_eq!(s.name, None);
     let ctx = ShutdownContext::capture_with_sender(&ContextOptions::default(), Some(15), Some(s));
     let line = ctx.to_log_line();
-    assert!(line.contains("sender_pid=0 sender_name=outside-pidns sender_uid=0 cause=kill"), "{line}");
+    assert!(
+        line.contains("sender_pid=0 sender_name=outside-pidns sender_uid=0 cause=kill"),
+        "{line}"
+    );
 }
 
 /// A copy of `sleep` whose file name (and so its `comm`) tries to forge a log line.
@@ -349,17 +434,28 @@ fn forged_process_name_cannot_break_the_line() {
     tracing::subscriber::with_default(support::subscriber(&cap), || ctx.log());
     let out = cap.text();
     assert_eq!(out.lines().count(), 1, "{out}");
-    assert!(out.starts_with(" WARN Shutdown context signal=SIGTERM sender_pid="), "{out}");
+    assert!(
+        out.starts_with(" WARN Shutdown context signal=SIGTERM sender_pid="),
+        "{out}"
+    );
     assert!(!out.lines().any(|l| l.starts_with("ERROR")));
 }
 
 #[test]
 fn log_event_has_fields_in_design_order() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join(".takeover.json"), format!(r#"{{"target_pid":{}}}"#, std::process::id())).unwrap();
+    std::fs::write(
+        dir.path().join(".takeover.json"),
+        format!(r#"{{"target_pid":{}}}"#, std::process::id()),
+    )
+    .unwrap();
     let opts = ContextOptions::default().with_marker_dir(dir.path());
     let me = std::process::id() as i32;
-    let ctx = ShutdownContext::capture_with_sender(&opts, Some(15), Some(SignalSender::from_siginfo(me, 0, libc::SI_USER)));
+    let ctx = ShutdownContext::capture_with_sender(
+        &opts,
+        Some(15),
+        Some(SignalSender::from_siginfo(me, 0, libc::SI_USER)),
+    );
     let cap = support::Capture::default();
     tracing::subscriber::with_default(support::subscriber(&cap), || ctx.log());
     let out = cap.text();
@@ -368,9 +464,19 @@ fn log_event_has_fields_in_design_order() {
         ctx.process.name.as_deref().unwrap(),
         ctx.under_systemd
     );
-    assert!(out.starts_with(&expected_prefix), "{out}\n{expected_prefix}");
-    assert!(out.contains(&format!("parent_pid={} parent_name=", ctx.ppid)), "{out}");
+    assert!(
+        out.starts_with(&expected_prefix),
+        "{out}\n{expected_prefix}"
+    );
+    assert!(
+        out.contains(&format!("parent_pid={} parent_name=", ctx.ppid)),
+        "{out}"
+    );
     assert!(out.contains("takeover_marker_present=self"), "{out}");
     // The event and to_log_line carry the same pairs.
-    assert!(out.trim_end().ends_with(&ctx.to_log_line()[ctx.to_log_line().find("parent_pid").unwrap()..]), "{out}");
+    assert!(
+        out.trim_end()
+            .ends_with(&ctx.to_log_line()[ctx.to_log_line().find("parent_pid").unwrap()..]),
+        "{out}"
+    );
 }

@@ -12,18 +12,33 @@ fn systemd_and_container_facts_come_from_the_environment() {
     assert!(ctx.under_systemd);
     assert_eq!(ctx.systemd_invocation_id.as_deref(), Some("abc123"));
     assert_eq!(ctx.systemd_journal_stream.as_deref(), Some("8:12345"));
-    assert!(matches!(ctx.supervisor, Supervisor::Systemd { .. }), "{:?}", ctx.supervisor);
+    assert!(
+        matches!(ctx.supervisor, Supervisor::Systemd { .. }),
+        "{:?}",
+        ctx.supervisor
+    );
     assert!(ctx.to_log_line().contains("under_systemd=true"));
     // Outside a .service cgroup (as here) there is no unit to name; the manager is still guessed.
     if ctx.systemd_unit.is_none() {
-        let expected = if ctx.ppid == 1 { SystemdManager::System } else { SystemdManager::User };
-        assert_eq!(ctx.supervisor, Supervisor::Systemd { manager: expected, unit: None });
+        let expected = if ctx.ppid == 1 {
+            SystemdManager::System
+        } else {
+            SystemdManager::User
+        };
+        assert_eq!(
+            ctx.supervisor,
+            Supervisor::Systemd {
+                manager: expected,
+                unit: None
+            }
+        );
     }
 
     // An empty INVOCATION_ID is no systemd either.
     std::env::set_var("INVOCATION_ID", "");
     std::env::remove_var("JOURNAL_STREAM");
-    let parent_is_systemd = ShutdownContext::capture(None).parent.name.as_deref() == Some("systemd");
+    let parent_is_systemd =
+        ShutdownContext::capture(None).parent.name.as_deref() == Some("systemd");
     if !parent_is_systemd {
         // seed: under_systemd is false without INVOCATION_ID and with a normal parent
         let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
@@ -34,7 +49,12 @@ fn systemd_and_container_facts_come_from_the_environment() {
         // The container runtime announces itself through `container=`.
         std::env::set_var("container", "podman");
         let ctx = ShutdownContext::capture(None);
-        assert_eq!(ctx.supervisor, Supervisor::Container { runtime: Some("podman".into()) });
+        assert_eq!(
+            ctx.supervisor,
+            Supervisor::Container {
+                runtime: Some("podman".into())
+            }
+        );
         assert!(ctx.to_log_line().contains("supervisor=container"));
         std::env::remove_var("container");
     }

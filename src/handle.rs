@@ -1,0 +1,102 @@
+//! The handle the app (and the signal helper) use to drive and inspect a shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::clock::secs;
+use crate::error::Error;
+use crate::report::ShutdownReport;
+use crate::state::Shared;
+use crate::trigger::ShutdownTrigger;
+use crate::verdict::PreviousShutdown;
+
+/// A cheap, cloneable handle to a [`ShutdownLayer`](crate::ShutdownLayer)'s shutdown.
+///
+/// ```
+/// use shutdown_forensics::{phase, ShutdownLayer};
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let layer = ShutdownLayer::new();
+/// let handle = layer.handle();
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || {
+///     assert!(handle.begin());
+///     phase!("drain", active_at_start = 3).in_scope(|| { /* drain */ });
+///     handle.finish();
+/// });
+/// let report = handle.report();
+/// assert!(report.complete);
+/// assert_eq!(report.phases[0].name, "drain");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShutdownHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ShutdownHandle {
+    /// Starts the shutdown now: offsets count from this instant. Returns false (and changes
+    /// nothing) when the shutdown had already begun, explicitly or by a first phase.
+    pub fn begin(&self) -> bool {
+        self.shared.begin(self.shared.clock.now(), None)
+    }
+
+    /// Starts the shutdown at `trigger.at` (the signal's receipt), recording the trigger in
+    /// the report and flight record. Returns false when it had already begun.
+    pub fn begin_with(&self, trigger: ShutdownTrigger) -> bool {
+        self.shared.begin(trigger.at, Some(trigger.info()))
+    }
+
+    /// Time since the shutdown's origin, or `None` before it began.
+    #[must_use]
+    pub fn elapsed(&self) -> Option<Duration> {
+        let now = self.shared.clock.now();
+        let origin = self.shared.lock().origin?;
+        Some(now.saturating_duration_since(origin))
+    }
+
+    /// Appends `{"kind":"note","note":<kind>,"t":<offset>,"value":<value>}` to the flight
+    /// record (e.g. the full context JSON, a repeated signal). No-op without a record.
+    pub fn record(&self, kind: &str, value: Value) {
+        let t = self.elapsed().map(secs);
+        self.shared.write(
+            &json!({"kind": "note", "note": kind, "t": t, "value": value}),
+            false,
+        );
+    }
+
+    /// Forces the flight record to disk (`fdatasync`), e.g. before a forced exit.
+    ///
+    /// # Errors
+    /// When the sync fails. Without a flight record this does nothing and succeeds.
+    pub fn flush(&self) -> Result<(), Error> {
+        match &self.shared.record {
+            Some(r) => r
+                .sync()
+                .map_err(|e| Error::io(format!("sync flight record {}", r.path().display()), e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Logs `+3.62s shutdown complete (total teardown 3.62s)` and records completion, once.
+    /// Returns the total teardown time, or `None` if the shutdown never began or had already
+    /// finished. Closing a root span named `shutdown` (target `shutdown`) does the same.
+    pub fn finish(&self) -> Option<Duration> {
+        self.shared.finish()
+    }
+
+    /// The shutdown so far: phases done, over budget or still open (with the time they ran).
+    #[must_use]
+    pub fn report(&self) -> ShutdownReport {
+        let now = self.shared.clock.now();
+        let st = self.shared.lock();
+        ShutdownReport::from_state(&st, now, self.shared.config.total_budget)
+    }
+
+    /// The verdict on the previous run, when a flight record was configured.
+    #[must_use]
+    pub fn previous_shutdown(&self) -> Option<&PreviousShutdown> {
+        self.shared.record.as_ref().map(|r| r.previous_shutdown())
+    }
+}

@@ -1,0 +1,305 @@
+//! The `tracing_subscriber::Layer` that turns phase spans into a shutdown timeline.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Dispatch, Subscriber};
+use tracing_subscriber::layer::{Context, Layer};
+use tracing_subscriber::registry::LookupSpan;
+
+use crate::clock::{Clock, ManualClock};
+use crate::fields::Fields;
+use crate::handle::ShutdownHandle;
+use crate::hook::PhaseChange;
+use crate::recorder::FlightRecord;
+use crate::state::{Config, Shared, State};
+
+/// The target of phase spans, and of every event this crate logs.
+///
+/// A global filter must let `shutdown=info` through (`info` does), or phases are invisible
+/// to the layer.
+pub const PHASE_TARGET: &str = "shutdown";
+
+/// Opens a shutdown phase: an INFO span with target [`PHASE_TARGET`].
+///
+/// `phase!("drain", active_at_start = 3)` is `tracing::info_span!(target: "shutdown", "drain",
+/// active_at_start = 3)`. The field `adapter` names the instance (`disconnect<slack>`) and
+/// `budget_s` sets the phase's budget in seconds.
+///
+/// ```
+/// use shutdown_forensics::phase;
+///
+/// let span = phase!("disconnect", adapter = "slack", budget_s = 5.0, done = tracing::field::Empty);
+/// let _guard = span.enter();
+/// span.record("done", true);
+/// ```
+#[macro_export]
+macro_rules! phase {
+    ($name:expr $(,)?) => {
+        $crate::__tracing::info_span!(target: $crate::PHASE_TARGET, $name)
+    };
+    ($name:expr, $($fields:tt)+) => {
+        $crate::__tracing::info_span!(target: $crate::PHASE_TARGET, $name, $($fields)+)
+    };
+}
+
+/// What the layer keeps in a phase span's extensions.
+#[derive(Debug, Clone, Copy)]
+enum PhaseExt {
+    /// A phase: its index in the shared state.
+    Phase(usize),
+    /// A root span named `shutdown`: its open begins the shutdown, its close finishes it.
+    Root,
+}
+
+/// A layer that turns phase spans (target [`PHASE_TARGET`]) into `+X.XXs` events, a
+/// [`ShutdownReport`](crate::ShutdownReport) and, optionally, a [`FlightRecord`].
+///
+/// Other spans and all events pass through untouched: for them each callback is one atomic
+/// load (no phase alive) or one string comparison; nothing is allocated or locked. Events
+/// are never emitted while this layer holds a lock.
+///
+/// ```
+/// use shutdown_forensics::{phase, ShutdownLayer};
+/// use std::time::Duration;
+/// use tracing_subscriber::layer::SubscriberExt;
+///
+/// let layer = ShutdownLayer::builder()
+///     .with_phase_budget("drain", Duration::from_secs(30))
+///     .with_total_budget(Duration::from_secs(90))
+///     .build();
+/// let handle = layer.handle();
+/// let subscriber = tracing_subscriber::registry().with(layer);
+/// tracing::subscriber::with_default(subscriber, || {
+///     phase!("drain").in_scope(|| {});
+/// });
+/// assert_eq!(handle.report().phases.len(), 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct ShutdownLayer {
+    shared: Arc<Shared>,
+}
+
+impl ShutdownLayer {
+    /// A layer with defaults: no budgets, no flight record, the system clock.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::builder().build()
+    }
+
+    /// A builder to configure budgets, the flight record, the clock and a progress hook.
+    pub fn builder() -> ShutdownLayerBuilder {
+        ShutdownLayerBuilder::default()
+    }
+
+    /// A handle to begin, finish, record and report on this layer's shutdown.
+    #[must_use]
+    pub fn handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Default for ShutdownLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Configures a [`ShutdownLayer`]; made by [`ShutdownLayer::builder`].
+#[must_use]
+pub struct ShutdownLayerBuilder {
+    config: Config,
+    clock: Clock,
+    record: Option<FlightRecord>,
+    hook: Option<crate::state::Hook>,
+}
+
+impl Default for ShutdownLayerBuilder {
+    fn default() -> Self {
+        Self {
+            config: Config {
+                progress_interval: Duration::from_secs(1),
+                ..Config::default()
+            },
+            clock: Clock::System,
+            record: None,
+            hook: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ShutdownLayerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShutdownLayerBuilder")
+            .field("config", &self.config)
+            .field("clock", &self.clock)
+            .field("record", &self.record)
+            .field("hook", &self.hook.is_some())
+            .finish()
+    }
+}
+
+impl ShutdownLayerBuilder {
+    /// Sets the budget of phase `phase` (a label like `disconnect<slack>`, or a span name for
+    /// all its instances). Default: none; a span's `budget_s` field takes precedence.
+    pub fn with_phase_budget(mut self, phase: impl Into<String>, budget: Duration) -> Self {
+        let phase = phase.into();
+        self.config.budgets.retain(|(k, _)| *k != phase);
+        self.config.budgets.push((phase, budget));
+        self
+    }
+
+    /// Sets the whole shutdown's budget, e.g. the supervisor's stop timeout. The report states
+    /// the margin to it; passing it logs `+90.00s shutdown over budget (90.00s)`. Default: none.
+    pub fn with_total_budget(mut self, budget: Duration) -> Self {
+        self.config.total_budget = Some(budget);
+        self
+    }
+
+    /// Writes every step to `record` as well. Default: no flight record.
+    pub fn with_flight_record(mut self, record: FlightRecord) -> Self {
+        self.record = Some(record);
+        self
+    }
+
+    /// Reads time from `clock` instead of the system clock (for tests). Default: system clock.
+    pub fn with_clock(mut self, clock: ManualClock) -> Self {
+        self.clock = Clock::Manual(clock);
+        self
+    }
+
+    /// Calls `hook` when a phase starts or ends, when the shutdown completes, and every
+    /// progress interval while phases run. It runs outside every lock of this crate and
+    /// should be quick. Default: none.
+    pub fn on_phase_change(mut self, hook: impl Fn(&PhaseChange) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Box::new(hook));
+        self
+    }
+
+    /// How often the hook gets [`PhaseEvent::Progress`](crate::PhaseEvent::Progress) while
+    /// phases run. Default: 1 s.
+    pub fn with_progress_interval(mut self, interval: Duration) -> Self {
+        self.config.progress_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// Builds the layer.
+    #[must_use]
+    pub fn build(self) -> ShutdownLayer {
+        ShutdownLayer {
+            shared: Arc::new(Shared {
+                clock: self.clock,
+                config: self.config,
+                state: Mutex::new(State::default()),
+                record: self.record,
+                dispatch: OnceLock::new(),
+                hook: self.hook,
+                live_spans: AtomicUsize::new(0),
+                watchdog: Mutex::new(None),
+            }),
+        }
+    }
+}
+
+impl ShutdownLayer {
+    /// The phase behind span `id`, if it is one (extensions read lock taken and released).
+    fn phase_of<S>(&self, id: &Id, ctx: &Context<'_, S>) -> Option<PhaseExt>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if self.shared.live_spans.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        let span = ctx.span(id)?;
+        if span.metadata().target() != PHASE_TARGET {
+            return None;
+        }
+        let ext = span.extensions().get::<PhaseExt>().copied();
+        ext
+    }
+}
+
+impl<S> Layer<S> for ShutdownLayer
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        // The first subscriber wins; events from other threads go to it.
+        let _ = self.shared.dispatch.set(subscriber.downgrade());
+    }
+
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let meta = attrs.metadata();
+        if meta.target() != PHASE_TARGET {
+            return;
+        }
+        self.shared.live_spans.fetch_add(1, Ordering::Relaxed);
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let mut root = meta.name() == "shutdown";
+        let mut parent = None;
+        for ancestor in span.scope().skip(1) {
+            match ancestor.extensions().get::<PhaseExt>() {
+                Some(PhaseExt::Phase(i)) => {
+                    parent = Some(*i);
+                    root = false;
+                    break;
+                }
+                Some(PhaseExt::Root) => break,
+                None => {}
+            }
+        }
+        let ext = if root {
+            let now = self.shared.clock.now();
+            self.shared.begin(now, None);
+            PhaseExt::Root
+        } else {
+            let mut fields = Fields::default();
+            attrs.record(&mut fields);
+            match self.shared.open_phase(meta.name(), fields, parent) {
+                Some(i) => PhaseExt::Phase(i),
+                None => return,
+            }
+        };
+        span.extensions_mut().insert(ext);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if let Some(PhaseExt::Phase(i)) = self.phase_of(id, &ctx) {
+            self.shared.enter_phase(i);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(PhaseExt::Phase(i)) = self.phase_of(id, &ctx) {
+            self.shared.record_phase(i, values);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.shared.live_spans.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let Some(span) = ctx.span(&id) else {
+            return;
+        };
+        if span.metadata().target() != PHASE_TARGET {
+            return;
+        }
+        let ext = span.extensions().get::<PhaseExt>().copied();
+        drop(span);
+        self.shared.live_spans.fetch_sub(1, Ordering::Relaxed);
+        match ext {
+            Some(PhaseExt::Phase(i)) => self.shared.close_phase(i),
+            Some(PhaseExt::Root) => {
+                self.shared.finish();
+            }
+            None => {}
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Phase bookkeeping: what the layer's callbacks do once a span is known to be a phase.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tracing_core::span::Record;
+
+use crate::clock::secs;
+use crate::fields::Fields;
+use crate::hook::{PhaseChange, PhaseEvent};
+use crate::state::{PhaseState, Shared, MAX_PHASES};
+
+/// `drain`, or `disconnect<slack>` for a span with an `adapter` field.
+fn label(name: &str, fields: &Fields) -> String {
+    match fields.get("adapter") {
+        Some(Value::String(a)) => format!("{name}<{a}>"),
+        Some(v) => format!("{name}<{v}>"),
+        None => name.to_owned(),
+    }
+}
+
+fn budget_field(fields: &Fields) -> Option<Duration> {
+    let s = fields.get("budget_s")?.as_f64()?;
+    Duration::try_from_secs_f64(s).ok()
+}
+
+impl Shared {
+    /// Registers a phase opened now; returns its index (`None` past [`MAX_PHASES`]).
+    pub(crate) fn open_phase(
+        self: &Arc<Self>,
+        name: &'static str,
+        fields: Fields,
+        parent: Option<usize>,
+    ) -> Option<usize> {
+        let now = self.clock.now();
+        let label = label(name, &fields);
+        let budget = budget_field(&fields).or_else(|| self.config.budget_for(&label, name));
+        let (index, begin) = {
+            let mut st = self.lock();
+            if st.phases.len() >= MAX_PHASES {
+                return None;
+            }
+            let begin = self.begin_locked(&mut st, now, None);
+            st.phases.push(PhaseState {
+                name,
+                label,
+                parent,
+                open: now,
+                close: None,
+                fields,
+                budget,
+                warned: false,
+                started: false,
+            });
+            (st.phases.len() - 1, begin)
+        };
+        if let Some(line) = begin {
+            self.write(&line, true);
+        }
+        self.wake_watchdog_if_needed();
+        Some(index)
+    }
+
+    /// At a phase's first entry: the `started` record, line and hook call.
+    pub(crate) fn enter_phase(&self, index: usize) {
+        let now = self.clock.now();
+        let started = {
+            let mut st = self.lock();
+            let origin = st.origin;
+            let Some(p) = st.phases.get_mut(index) else {
+                return;
+            };
+            if std::mem::replace(&mut p.started, true) {
+                return;
+            }
+            let at = origin.map_or(Duration::ZERO, |o| p.open.saturating_duration_since(o));
+            let (label, parent) = (p.label.clone(), p.parent);
+            let change = self.hook.as_ref().map(|_| {
+                let remaining = st.remaining(self.config.total_budget, now);
+                PhaseChange::new(
+                    PhaseEvent::Started(label.clone()),
+                    st.offset(now),
+                    st.open_phases(now),
+                    remaining,
+                )
+            });
+            (label, parent, at, change)
+        };
+        let (label, parent, at, change) = started;
+        self.write_start(index, &label, parent, at);
+        crate::events::started(self, &label, at);
+        if let Some(change) = change {
+            self.notify(|| change);
+        }
+    }
+
+    fn write_start(&self, index: usize, label: &str, parent: Option<usize>, at: Duration) {
+        self.write(
+            &json!({"kind": "phase_start", "t": secs(at), "id": index, "phase": label, "parent": parent}),
+            true,
+        );
+    }
+
+    /// Fields recorded after the span was created (`span.record(..)`).
+    pub(crate) fn record_phase(self: &Arc<Self>, index: usize, values: &Record<'_>) {
+        // Visit outside the lock: a value's Debug impl is user code and may log.
+        let mut update = Fields::default();
+        values.record(&mut update);
+        let new_budget = budget_field(&update);
+        {
+            let mut st = self.lock();
+            let Some(p) = st.phases.get_mut(index) else {
+                return;
+            };
+            for (k, v) in update.iter() {
+                p.fields.set(k, v.clone());
+            }
+            if new_budget.is_some() {
+                p.budget = new_budget;
+            }
+        }
+        if new_budget.is_some() {
+            self.wake_watchdog_if_needed();
+        }
+    }
+
+    /// At a phase's close: the over-budget warning if the watchdog has not given it yet,
+    /// then the `done` record, line and hook call.
+    pub(crate) fn close_phase(&self, index: usize) {
+        let now = self.clock.now();
+        let closed = {
+            let mut st = self.lock();
+            let origin = st.origin;
+            let offset = |t| origin.map_or(Duration::ZERO, |o| t - o);
+            let Some(p) = st.phases.get_mut(index) else {
+                return;
+            };
+            if p.close.is_some() {
+                return;
+            }
+            p.close = Some(now);
+            let took = now.saturating_duration_since(p.open);
+            let over = p.budget.filter(|b| took > *b && !p.warned);
+            p.warned |= over.is_some();
+            let was_started = std::mem::replace(&mut p.started, true);
+            let (label, parent, at_open) = (p.label.clone(), p.parent, offset(p.open));
+            let text = p.fields.to_logfmt();
+            let fields = serde_json::to_value(&p.fields).unwrap_or(Value::Null);
+            let change = self.hook.as_ref().map(|_| {
+                let remaining = st.remaining(self.config.total_budget, now);
+                PhaseChange::new(
+                    PhaseEvent::Ended {
+                        phase: label.clone(),
+                        duration: took,
+                    },
+                    st.offset(now),
+                    st.open_phases(now),
+                    remaining,
+                )
+            });
+            (
+                label,
+                parent,
+                was_started,
+                at_open,
+                st.offset(now),
+                took,
+                over,
+                text,
+                fields,
+                change,
+            )
+        };
+        let (label, parent, was_started, at_open, at, took, over, text, fields, change) = closed;
+        if !was_started {
+            self.write_start(index, &label, parent, at_open);
+            crate::events::started(self, &label, at_open);
+        }
+        if let Some(budget) = over {
+            self.write_over_budget(Some(index), &label, at, budget);
+            crate::events::over_budget(self, &label, at, budget);
+        }
+        self.write(
+            &json!({"kind": "phase_end", "t": secs(at), "id": index, "phase": label,
+                    "duration_s": secs(took), "fields": fields}),
+            true,
+        );
+        crate::events::done(self, &label, at, took, &text);
+        if let Some(change) = change {
+            self.notify(|| change);
+        }
+    }
+
+    pub(crate) fn write_over_budget(
+        &self,
+        index: Option<usize>,
+        label: &str,
+        at: Duration,
+        budget: Duration,
+    ) {
+        self.write(
+            &json!({"kind": "over_budget", "t": secs(at), "id": index, "phase": label,
+                    "budget_s": secs(budget)}),
+            true,
+        );
+    }
+}

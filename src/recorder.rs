@@ -1,0 +1,180 @@
+//! The flight record: one JSON line per shutdown step, each written with a single `write(2)`
+//! on an `O_APPEND` file, so a SIGKILL at any instant leaves whole lines behind.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::{json, Value};
+
+use crate::clock::unix_secs;
+use crate::error::Error;
+use crate::verdict::{parse_records, PreviousShutdown};
+
+/// How much of the previous run's record is read at startup.
+const READ_LIMIT: u64 = 64 * 1024;
+/// Past this size, one run stops appending notes (phase lines are bounded by the phase
+/// limit): the record is a black box, not a log, and must not fill the disk.
+const RUN_LIMIT: u64 = 4 * 1024 * 1024;
+/// A checkpoint (who we are, what is open) is written at least this often, so the last
+/// [`READ_LIMIT`] bytes always hold the state even when notes crowd out the run's start.
+const CHECKPOINT_EVERY: u64 = READ_LIMIT / 2;
+
+/// An open flight record for this run, plus the verdict on the previous one.
+///
+/// [`FlightRecord::open`] reads the previous run's records (bounded: the last 64 KiB), keeps
+/// them as `<path>.prev`, and starts a fresh file for this run, so the record never holds more
+/// than two runs. Hand it to
+/// [`ShutdownLayerBuilder::with_flight_record`](crate::ShutdownLayerBuilder::with_flight_record).
+///
+/// ```
+/// use shutdown_forensics::{FlightRecord, PreviousShutdown};
+///
+/// let dir = tempfile::tempdir()?;
+/// let record = FlightRecord::open(dir.path().join("flight.jsonl"))?;
+/// assert_eq!(record.previous_shutdown(), &PreviousShutdown::None); // first run
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug)]
+pub struct FlightRecord {
+    file: File,
+    path: PathBuf,
+    written: AtomicU64,
+    next_checkpoint: AtomicU64,
+    previous: PreviousShutdown,
+}
+
+impl FlightRecord {
+    /// Reads the verdict on the previous run, rotates its record to `<path>.prev`, and starts
+    /// a fresh record (mode 0600, `O_APPEND`, not following a symlink) with a `run` line.
+    ///
+    /// # Errors
+    /// When the previous record cannot be read (other than "not found") or the new one
+    /// cannot be created.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref().to_path_buf();
+        let previous = Self::previous(&path)?;
+        if previous != PreviousShutdown::None {
+            let mut prev = path.clone().into_os_string();
+            prev.push(".prev");
+            // Losing the old copy is acceptable: its verdict has been read already.
+            let _ = fs::rename(&path, prev);
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
+        // The rename above may have failed; a fresh run never appends to an old one.
+        file.set_len(0)
+            .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
+        let record = Self {
+            file,
+            path,
+            written: AtomicU64::new(0),
+            next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
+            previous,
+        };
+        let header = json!({
+            "kind": "run",
+            "pid": std::process::id(),
+            "wall_unix_s": unix_secs(std::time::SystemTime::now()),
+            "version": 1,
+        });
+        record
+            .append(&header)
+            .map_err(|e| Error::io(format!("write flight record {}", record.path.display()), e))?;
+        Ok(record)
+    }
+
+    /// The verdict on the run recorded at `path`, without changing anything.
+    /// A missing file is [`PreviousShutdown::None`]; a truncated or corrupt line is skipped.
+    ///
+    /// # Errors
+    /// When the file exists but cannot be read.
+    pub fn previous(path: impl AsRef<Path>) -> Result<PreviousShutdown, Error> {
+        let path = path.as_ref();
+        let ctx = || format!("read flight record {}", path.display());
+        let mut file = match File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PreviousShutdown::None),
+            Err(e) => return Err(Error::io(ctx(), e)),
+        };
+        let len = file.metadata().map_err(|e| Error::io(ctx(), e))?.len();
+        let start = len.saturating_sub(READ_LIMIT);
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| Error::io(ctx(), e))?;
+        let mut buf = Vec::new();
+        file.take(READ_LIMIT)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(ctx(), e))?;
+        let mut text = String::from_utf8_lossy(&buf).into_owned();
+        if start > 0 {
+            // The window starts mid-line; that partial line is not a record.
+            let cut = text.find('\n').map_or(text.len(), |i| i + 1);
+            text.drain(..cut);
+        }
+        Ok(Self::parse(&text))
+    }
+
+    /// The verdict on a record's text (JSON lines). Pure: the parser behind
+    /// [`FlightRecord::previous`].
+    #[must_use]
+    pub fn parse(text: &str) -> PreviousShutdown {
+        parse_records(text)
+    }
+
+    /// The verdict on the previous run, read when this record was opened.
+    #[must_use]
+    pub fn previous_shutdown(&self) -> &PreviousShutdown {
+        &self.previous
+    }
+
+    /// Where this record is written.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends `value` as one line with one `write(2)`. Notes (`essential == false`) are
+    /// dropped past the per-run size limit. Returns true when a checkpoint is due (once per
+    /// [`CHECKPOINT_EVERY`] bytes; the caller writes it).
+    pub(crate) fn append_line(&self, value: &Value, essential: bool) -> io::Result<bool> {
+        if !essential && self.written.load(Ordering::Relaxed) > RUN_LIMIT {
+            return Ok(false);
+        }
+        self.append(value)?;
+        let written = self.written.load(Ordering::Relaxed);
+        let due = self.next_checkpoint.load(Ordering::Relaxed);
+        Ok(written >= due
+            && self
+                .next_checkpoint
+                .compare_exchange(
+                    due,
+                    written + CHECKPOINT_EVERY,
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok())
+    }
+
+    fn append(&self, value: &Value) -> io::Result<()> {
+        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
+        line.push(b'\n');
+        // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
+        // buffer in one write(2), so a concurrent line never lands inside this one.
+        (&self.file).write_all(&line)?;
+        self.written.fetch_add(line.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Forces written lines to stable storage (`fdatasync`).
+    pub(crate) fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}

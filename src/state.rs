@@ -1,0 +1,256 @@
+//! The state shared by the layer, its handles and the budget watchdog.
+//!
+//! Locking rule: the state mutex is held only to read or update bookkeeping. Every event,
+//! flight-record write and hook call happens after it is released, so an event that reaches
+//! this layer again (or a writer that logs) can never deadlock on it.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::thread::Thread;
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::{json, Value};
+use tracing_core::dispatcher::{self, WeakDispatch};
+
+use crate::clock::{secs, unix_secs, Clock};
+use crate::fields::Fields;
+use crate::hook::{PhaseChange, PhaseEvent};
+use crate::recorder::FlightRecord;
+use crate::trigger::TriggerInfo;
+
+/// At most this many phases are tracked per process; more are ignored (phases are meant to
+/// be a handful of named steps, not one per connection).
+pub(crate) const MAX_PHASES: usize = 4096;
+
+pub(crate) type Hook = Box<dyn Fn(&PhaseChange) + Send + Sync>;
+
+/// Configuration fixed at build time.
+#[derive(Debug, Default)]
+pub(crate) struct Config {
+    pub(crate) budgets: Vec<(String, Duration)>,
+    pub(crate) total_budget: Option<Duration>,
+    pub(crate) progress_interval: Duration,
+}
+
+impl Config {
+    pub(crate) fn budget_for(&self, label: &str, name: &str) -> Option<Duration> {
+        let find = |key: &str| self.budgets.iter().find(|(k, _)| k == key).map(|(_, d)| *d);
+        find(label).or_else(|| find(name))
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) clock: Clock,
+    pub(crate) config: Config,
+    pub(crate) state: Mutex<State>,
+    pub(crate) record: Option<FlightRecord>,
+    pub(crate) dispatch: OnceLock<WeakDispatch>,
+    pub(crate) hook: Option<Hook>,
+    /// Phase spans alive now: when zero, callbacks for other spans return at once.
+    pub(crate) live_spans: AtomicUsize,
+    pub(crate) watchdog: Mutex<Option<Thread>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("clock", &self.clock)
+            .field("config", &self.config)
+            .field("record", &self.record)
+            .field("hook", &self.hook.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct State {
+    pub(crate) origin: Option<Instant>,
+    pub(crate) origin_wall: Option<SystemTime>,
+    pub(crate) trigger: Option<TriggerInfo>,
+    pub(crate) finished: Option<Instant>,
+    pub(crate) total_warned: bool,
+    pub(crate) phases: Vec<PhaseState>,
+    pub(crate) watchdog_running: bool,
+}
+
+#[derive(Debug)]
+pub(crate) struct PhaseState {
+    pub(crate) name: &'static str,
+    pub(crate) label: String,
+    pub(crate) parent: Option<usize>,
+    pub(crate) open: Instant,
+    pub(crate) close: Option<Instant>,
+    pub(crate) fields: Fields,
+    pub(crate) budget: Option<Duration>,
+    pub(crate) warned: bool,
+    pub(crate) started: bool,
+}
+
+impl State {
+    pub(crate) fn offset(&self, at: Instant) -> Duration {
+        self.origin
+            .map_or(Duration::ZERO, |o| at.saturating_duration_since(o))
+    }
+
+    pub(crate) fn open_phases(&self, now: Instant) -> Vec<(String, Duration)> {
+        self.phases
+            .iter()
+            .filter(|p| p.close.is_none())
+            .map(|p| (p.label.clone(), now.saturating_duration_since(p.open)))
+            .collect()
+    }
+
+    pub(crate) fn remaining(&self, budget: Option<Duration>, now: Instant) -> Option<Duration> {
+        Some(budget?.saturating_sub(self.offset(now)))
+    }
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic elsewhere must not take the shutdown bookkeeping down with it.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` with this layer's subscriber as the default, so events emitted from the
+    /// watchdog or a signal thread reach it too.
+    pub(crate) fn emit(&self, f: impl FnOnce()) {
+        match self.dispatch.get().and_then(WeakDispatch::upgrade) {
+            Some(d) => dispatcher::with_default(&d, f),
+            None => f(),
+        }
+    }
+
+    /// Appends a record line; failures are ignored (the record is best effort by nature).
+    /// Notes are `essential == false`: dropped when the run's record is full.
+    pub(crate) fn write(&self, value: &Value, essential: bool) {
+        let Some(record) = &self.record else {
+            return;
+        };
+        if let Ok(true) = record.append_line(value, essential) {
+            let _ = record.append_line(&self.checkpoint(), true);
+        }
+    }
+
+    /// Who we are and what is open: lets a reader of only the record's tail judge the run.
+    fn checkpoint(&self) -> Value {
+        let now = self.clock.now();
+        let st = self.lock();
+        let open: Vec<Value> = (st.phases.iter().enumerate())
+            .filter(|(_, p)| p.close.is_none())
+            .map(|(i, p)| json!({"id": i, "phase": p.label, "t": secs(st.offset(p.open))}))
+            .collect();
+        json!({
+            "kind": "checkpoint",
+            "t": st.origin.map(|_| secs(st.offset(now))),
+            "pid": std::process::id(),
+            "begun": st.origin.is_some(),
+            "trigger": st.trigger,
+            "open": open,
+        })
+    }
+
+    pub(crate) fn notify(&self, change: impl FnOnce() -> PhaseChange) {
+        if let Some(hook) = &self.hook {
+            hook(&change());
+        }
+    }
+
+    /// Sets the origin if there is none; returns the `begin` record to write when it did.
+    pub(crate) fn begin_locked(
+        &self,
+        st: &mut State,
+        at: Instant,
+        trigger: Option<TriggerInfo>,
+    ) -> Option<Value> {
+        if st.origin.is_some() {
+            return None;
+        }
+        let wall = match &trigger {
+            Some(t) => Duration::try_from_secs_f64(t.wall_unix_s)
+                .map_or_else(|_| self.clock.wall_at(at), |d| SystemTime::UNIX_EPOCH + d),
+            None => self.clock.wall_at(at),
+        };
+        st.origin = Some(at);
+        st.origin_wall = Some(wall);
+        let line = json!({
+            "kind": "begin",
+            "t": 0.0,
+            "pid": std::process::id(),
+            "wall_unix_s": unix_secs(wall),
+            "trigger": trigger,
+        });
+        st.trigger = trigger;
+        Some(line)
+    }
+
+    /// Starts a shutdown at `at`; false if one had already begun.
+    pub(crate) fn begin(self: &Arc<Self>, at: Instant, trigger: Option<TriggerInfo>) -> bool {
+        let line = self.begin_locked(&mut self.lock(), at, trigger);
+        let begun = line.is_some();
+        if let Some(line) = line {
+            self.write(&line, true);
+            self.wake_watchdog_if_needed();
+        }
+        begun
+    }
+
+    /// Logs completion once; returns the total teardown time.
+    pub(crate) fn finish(self: &Arc<Self>) -> Option<Duration> {
+        let now = self.clock.now();
+        let (total, open, remaining) = {
+            let mut st = self.lock();
+            let origin = st.origin?;
+            if st.finished.is_some() {
+                return None;
+            }
+            st.finished = Some(now);
+            let remaining = st.remaining(self.config.total_budget, now);
+            (
+                now.saturating_duration_since(origin),
+                st.open_phases(now),
+                remaining,
+            )
+        };
+        let t = secs(total);
+        self.write(&json!({"kind": "complete", "t": t, "total_s": t}), true);
+        crate::events::complete(self, total);
+        self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
+        self.wake_watchdog();
+        Some(total)
+    }
+
+    /// Wakes the watchdog (it re-reads deadlines), spawning it first when something needs
+    /// watching: a budget, or a progress hook.
+    pub(crate) fn wake_watchdog_if_needed(self: &Arc<Self>) {
+        let needed = {
+            let mut st = self.lock();
+            let wanted = self.hook.is_some()
+                || self.config.total_budget.is_some()
+                || st
+                    .phases
+                    .iter()
+                    .any(|p| p.budget.is_some() && p.close.is_none());
+            let spawn = wanted && !st.watchdog_running && st.origin.is_some();
+            if spawn {
+                st.watchdog_running = true;
+            }
+            spawn
+        };
+        if needed {
+            crate::watchdog::spawn(self);
+        } else {
+            self.wake_watchdog();
+        }
+    }
+
+    pub(crate) fn wake_watchdog(&self) {
+        let thread = self
+            .watchdog
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some(t) = thread {
+            t.unpark();
+        }
+    }
+}

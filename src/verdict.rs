@@ -1,0 +1,320 @@
+//! The verdict on the previous run, from its flight record.
+
+use std::fmt;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::clock::Offset;
+use crate::logfmt::Logfmt;
+use crate::trigger::TriggerInfo;
+use crate::PHASE_TARGET;
+
+/// How the previous run ended, according to its flight record.
+///
+/// ```
+/// use shutdown_forensics::{FlightRecord, PreviousShutdown};
+///
+/// let text = concat!(
+///     r#"{"kind":"run","pid":42}"#, "\n",
+///     r#"{"kind":"begin","t":0.0,"pid":42}"#, "\n",
+///     r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"drain"}"#, "\n",
+///     r#"{"kind":"note","t":89.95,"note":"heartbeat"}"#, "\n",
+///     r#"{"kind":"phase_end","t":90.0,"id":0,"pha"#, // torn by SIGKILL
+/// );
+/// let verdict = FlightRecord::parse(text);
+/// assert!(matches!(verdict, PreviousShutdown::Killed { .. }));
+/// assert_eq!(
+///     verdict.message().as_deref(),
+///     Some("Previous shutdown did not complete: pid 42 was killed during phase drain \
+///           (entered +2.10s, last record +89.95s)"),
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum PreviousShutdown {
+    /// No record: first run, or the record was removed.
+    None,
+    /// The previous shutdown completed.
+    #[non_exhaustive]
+    Clean {
+        /// The previous process.
+        pid: Option<u32>,
+        /// Its total teardown time.
+        total: Duration,
+    },
+    /// The previous shutdown started but never completed: the process was killed (or crashed)
+    /// while `phase` was running.
+    #[non_exhaustive]
+    Killed {
+        /// The previous process.
+        pid: Option<u32>,
+        /// The phase that was running: the most recently entered phase still open.
+        phase: Option<String>,
+        /// When that phase was entered, from the shutdown origin.
+        entered: Option<Duration>,
+        /// The offset of the last record written.
+        last_record: Duration,
+        /// Every phase still open, in the order they were entered.
+        open_phases: Vec<String>,
+        /// What started the shutdown, when recorded.
+        trigger: Option<TriggerInfo>,
+    },
+    /// The previous run ended without starting a shutdown: a crash, an OOM kill, a power
+    /// loss, or a stop that bypassed the shutdown path.
+    #[non_exhaustive]
+    NoShutdown {
+        /// The previous process.
+        pid: Option<u32>,
+    },
+}
+
+impl PreviousShutdown {
+    /// True unless the previous run ended without a completed shutdown.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        matches!(self, Self::None | Self::Clean { .. })
+    }
+
+    /// The warning to log, or `None` when the previous stop was clean (or there was none).
+    #[must_use]
+    pub fn message(&self) -> Option<String> {
+        match self {
+            Self::None | Self::Clean { .. } => None,
+            Self::Killed {
+                pid,
+                phase,
+                entered,
+                last_record,
+                ..
+            } => {
+                let during = match (phase, entered) {
+                    (Some(p), Some(e)) => format!("during phase {} (entered {}, ", Logfmt(p), Offset(*e)),
+                    (Some(p), None) => format!("during phase {} (", Logfmt(p)),
+                    (None, _) => "before any phase started (".to_owned(),
+                };
+                Some(format!(
+                    "Previous shutdown did not complete: pid {} was killed {during}last record {})",
+                    Pid(*pid),
+                    Offset(*last_record)
+                ))
+            }
+            Self::NoShutdown { pid } => Some(format!(
+                "Previous run (pid {}) ended without starting a shutdown (crash, OOM kill or power loss)",
+                Pid(*pid)
+            )),
+        }
+    }
+
+    /// Logs [`PreviousShutdown::message`] as a WARN event (target `shutdown`) when there is
+    /// one. Call it after the subscriber is installed.
+    pub fn log(&self) {
+        let Some(message) = self.message() else {
+            return;
+        };
+        match self {
+            Self::Killed { phase, .. } => tracing::warn!(
+                target: PHASE_TARGET,
+                previous_phase = phase.as_deref(),
+                "{message}"
+            ),
+            _ => tracing::warn!(target: PHASE_TARGET, "{message}"),
+        }
+    }
+}
+
+struct Pid(Option<u32>);
+
+impl fmt::Display for Pid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(pid) => write!(f, "{pid}"),
+            None => f.write_str("?"),
+        }
+    }
+}
+
+fn offset(v: &Value) -> Option<Duration> {
+    v.get("t")
+        .and_then(Value::as_f64)
+        .and_then(|t| Duration::try_from_secs_f64(t).ok())
+}
+
+fn pid(v: &Value) -> Option<u32> {
+    v.get("pid")
+        .and_then(Value::as_u64)
+        .and_then(|p| u32::try_from(p).ok())
+}
+
+/// An open phase as the parser tracks it: id, label, entry offset.
+type OpenPhase = (u64, String, Option<Duration>);
+
+fn open_phase(r: &Value) -> Option<OpenPhase> {
+    let id = r.get("id").and_then(Value::as_u64)?;
+    let name = r.get("phase").and_then(Value::as_str).unwrap_or("?");
+    Some((id, name.to_owned(), offset(r)))
+}
+
+/// Computes the verdict from JSON lines; unparsable lines are skipped. The text may start
+/// anywhere in a run: a `checkpoint` line restates the pid, trigger and open phases.
+pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(Value::is_object)
+        .collect();
+    if records.is_empty() {
+        return PreviousShutdown::None;
+    }
+    let kind = |v: &Value| {
+        v.get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    // Only the last run counts (a record file normally holds exactly one).
+    let run_start = records.iter().rposition(|r| kind(r) == "run").unwrap_or(0);
+    let mut the_pid = None;
+    let mut begun = false;
+    let mut trigger = None;
+    let mut open: Vec<OpenPhase> = Vec::new();
+    let mut last = Duration::ZERO;
+    for r in &records[run_start..] {
+        the_pid = pid(r).or(the_pid);
+        if let Some(t) = offset(r) {
+            last = last.max(t);
+        }
+        let read_trigger = |r: &Value| {
+            r.get("trigger")
+                .and_then(|t| serde_json::from_value::<TriggerInfo>(t.clone()).ok())
+        };
+        match kind(r).as_str() {
+            "begin" => {
+                begun = true;
+                trigger = read_trigger(r);
+            }
+            "checkpoint" if r.get("begun").and_then(Value::as_bool) == Some(true) => {
+                begun = true;
+                trigger = trigger.or_else(|| read_trigger(r));
+                let listed = r.get("open").and_then(Value::as_array);
+                open = listed
+                    .into_iter()
+                    .flatten()
+                    .filter_map(open_phase)
+                    .collect();
+            }
+            "complete" => {
+                let total = r
+                    .get("total_s")
+                    .and_then(Value::as_f64)
+                    .and_then(|t| Duration::try_from_secs_f64(t).ok())
+                    .unwrap_or(last);
+                return PreviousShutdown::Clean {
+                    pid: the_pid,
+                    total,
+                };
+            }
+            "phase_start" => open.extend(open_phase(r)),
+            "phase_end" => {
+                let id = r.get("id").and_then(Value::as_u64);
+                open.retain(|(i, _, _)| Some(*i) != id);
+            }
+            _ => {}
+        }
+    }
+    if !begun {
+        return PreviousShutdown::NoShutdown { pid: the_pid };
+    }
+    let current = open.last();
+    PreviousShutdown::Killed {
+        pid: the_pid,
+        phase: current.map(|(_, n, _)| n.clone()),
+        entered: current.and_then(|(_, _, t)| *t),
+        last_record: last,
+        open_phases: open.iter().map(|(_, n, _)| n.clone()).collect(),
+        trigger,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_or_garbage_is_none() {
+        assert_eq!(parse_records(""), PreviousShutdown::None);
+        assert_eq!(
+            parse_records("not json\n{\"kind\":"),
+            PreviousShutdown::None
+        );
+    }
+
+    #[test]
+    fn run_without_begin_is_no_shutdown() {
+        let v = parse_records("{\"kind\":\"run\",\"pid\":7}\n");
+        assert_eq!(v, PreviousShutdown::NoShutdown { pid: Some(7) });
+        assert_eq!(
+            v.message().as_deref(),
+            Some("Previous run (pid 7) ended without starting a shutdown (crash, OOM kill or power loss)")
+        );
+    }
+
+    #[test]
+    fn complete_is_clean_and_only_the_last_run_counts() {
+        let text = "{\"kind\":\"run\",\"pid\":1}\n{\"kind\":\"begin\",\"t\":0}\n\
+                    {\"kind\":\"run\",\"pid\":2}\n{\"kind\":\"begin\",\"t\":0}\n\
+                    {\"kind\":\"complete\",\"t\":3.5,\"total_s\":3.5}\n";
+        let v = parse_records(text);
+        assert_eq!(
+            v,
+            PreviousShutdown::Clean {
+                pid: Some(2),
+                total: Duration::from_secs_f64(3.5)
+            }
+        );
+        assert!(v.is_clean() && v.message().is_none());
+    }
+
+    #[test]
+    fn killed_names_the_innermost_open_phase() {
+        let text = "{\"kind\":\"run\",\"pid\":9}\n{\"kind\":\"begin\",\"t\":0}\n\
+            {\"kind\":\"phase_start\",\"t\":0.5,\"id\":0,\"phase\":\"notify\"}\n\
+            {\"kind\":\"phase_end\",\"t\":1,\"id\":0}\n\
+            {\"kind\":\"phase_start\",\"t\":1,\"id\":1,\"phase\":\"teardown\"}\n\
+            {\"kind\":\"phase_start\",\"t\":2,\"id\":2,\"phase\":\"drain\"}\n";
+        let PreviousShutdown::Killed {
+            phase,
+            open_phases,
+            last_record,
+            ..
+        } = parse_records(text)
+        else {
+            panic!("expected Killed");
+        };
+        assert_eq!(phase.as_deref(), Some("drain"));
+        assert_eq!(open_phases, ["teardown", "drain"]);
+        assert_eq!(last_record, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_checkpoint_restates_the_state_when_the_start_is_out_of_the_window() {
+        let text = "{\"kind\":\"note\",\"t\":5}\n\
+            {\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\
+              \"open\":[{\"id\":3,\"phase\":\"drain\",\"t\":2.5}]}\n\
+            {\"kind\":\"note\",\"t\":7}\n";
+        let v = parse_records(text);
+        assert_eq!(
+            v.message().as_deref(),
+            Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s)")
+        );
+    }
+
+    #[test]
+    fn killed_before_any_phase() {
+        let v = parse_records("{\"kind\":\"begin\",\"t\":0,\"pid\":3}\n");
+        assert_eq!(
+            v.message().as_deref(),
+            Some("Previous shutdown did not complete: pid 3 was killed before any phase started (last record +0.00s)")
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! The flight record on disk: one JSON line per step, the verdict on the previous run,
+//! tolerance of torn lines, bounded reads and bounded size across restarts.
+
+mod layer_common;
+
+use std::fs;
+use std::io::Write;
+use std::path::Path;
+
+use layer_common::{ms, setup, Capture};
+use serde_json::{json, Value};
+use shutdown_forensics::{
+    phase, FlightRecord, PreviousShutdown, ShutdownLayer, ShutdownTrigger, SignalSender,
+};
+use tracing::dispatcher::with_default;
+use tracing_subscriber::layer::SubscriberExt;
+
+fn records(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .expect("read record")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
+        .collect()
+}
+
+fn kinds(path: &Path) -> Vec<String> {
+    records(path)
+        .iter()
+        .map(|r| r["kind"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// One run: begin with a trigger, `notify` done, `drain` entered; finishes when `finish`.
+fn run(path: &Path, finish: bool) {
+    let record = FlightRecord::open(path).expect("open");
+    let (dispatch, handle, _capture, clock) =
+        setup(ShutdownLayer::builder().with_flight_record(record));
+    with_default(&dispatch, || {
+        let mut sender = SignalSender::from_raw(1, 0, 0);
+        sender.name = Some("systemd".into());
+        let trigger = ShutdownTrigger::new(clock.now())
+            .with_signal(15)
+            .with_sender(sender)
+            .with_correlation_id("deploy-7");
+        handle.begin_with(trigger);
+        handle.record("context", json!({"signal": "SIGTERM"}));
+        phase!("notify").in_scope(|| clock.advance(ms(100)));
+        clock.advance(ms(2000));
+        let drain = phase!("drain", active_at_start = 3);
+        let _g = drain.enter();
+        clock.advance(ms(87_850));
+        handle.record("heartbeat", json!(1));
+        if finish {
+            drop(_g);
+            drop(drain);
+            handle.finish();
+        } else {
+            // A SIGKILL now would leave exactly what is on disk: nothing more is written.
+            std::mem::forget(_g);
+            std::mem::forget(drain);
+        }
+        handle.flush().expect("fdatasync");
+    });
+}
+
+#[test]
+fn a_completed_run_is_recorded_line_by_line_and_judged_clean() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    run(&path, true);
+    assert_eq!(
+        kinds(&path),
+        [
+            "run",
+            "begin",
+            "note",
+            "phase_start",
+            "phase_end",
+            "phase_start",
+            "note",
+            "phase_end",
+            "complete"
+        ]
+    );
+    let recs = records(&path);
+    assert_eq!(recs[1]["trigger"]["signal_name"], "SIGTERM");
+    assert_eq!(recs[1]["trigger"]["correlation_id"], "deploy-7");
+    assert_eq!(recs[2]["note"], "context");
+    assert_eq!(recs[7]["fields"], json!({"active_at_start": 3}));
+    let verdict = FlightRecord::previous(&path).expect("read");
+    assert!(
+        matches!(verdict, PreviousShutdown::Clean { pid: Some(_), .. }),
+        "{verdict:?}"
+    );
+    assert_eq!(verdict.message(), None);
+}
+
+#[test]
+fn a_killed_run_names_the_phase_and_the_next_start_warns_exactly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    run(&path, false);
+    // A torn final line, as a kill in the middle of a write could leave (it cannot with one
+    // write(2) per line, but a disk-full or a foreign writer might).
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(b"{\"kind\":\"phase_end\",\"t\":90.1,\"id\":1,\"ph"))
+        .expect("append");
+    let record = FlightRecord::open(&path).expect("reopen");
+    let verdict = record.previous_shutdown().clone();
+    let PreviousShutdown::Killed {
+        phase,
+        open_phases,
+        trigger,
+        ..
+    } = &verdict
+    else {
+        panic!("expected Killed, got {verdict:?}");
+    };
+    assert_eq!(phase.as_deref(), Some("drain"));
+    assert_eq!(open_phases, &["drain"]);
+    assert_eq!(
+        trigger.as_ref().and_then(|t| t.correlation_id.as_deref()),
+        Some("deploy-7")
+    );
+    let capture = Capture::default();
+    let fmt = tracing_subscriber::fmt::layer()
+        .without_time()
+        .with_ansi(false)
+        .with_writer(capture.clone());
+    tracing::subscriber::with_default(tracing_subscriber::registry().with(fmt), || verdict.log());
+    assert_eq!(
+        capture.lines(),
+        [format!(
+            " WARN shutdown: Previous shutdown did not complete: pid {} was killed during phase drain (entered +2.10s, last record +89.95s) previous_phase=\"drain\"",
+            std::process::id()
+        )]
+    );
+    // The new run starts fresh; the old one is kept once as `.prev`.
+    assert_eq!(kinds(&path), ["run"]);
+    assert!(dir.path().join("flight.jsonl.prev").exists());
+}
+
+#[test]
+fn a_run_that_never_began_a_shutdown_is_a_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    drop(FlightRecord::open(&path).expect("open"));
+    let verdict = FlightRecord::previous(&path).expect("read");
+    let me = Some(std::process::id());
+    assert!(
+        matches!(verdict, PreviousShutdown::NoShutdown { pid, .. } if pid == me),
+        "{verdict:?}"
+    );
+    assert!(!verdict.is_clean());
+}
+
+#[test]
+fn reading_is_bounded_and_size_stays_bounded_across_restarts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    // 1 MiB of old junk before a valid run: only the last 64 KiB are read.
+    let mut text = "x".repeat(1 << 20);
+    text.push_str("\n{\"kind\":\"run\",\"pid\":5}\n{\"kind\":\"begin\",\"t\":0}\n");
+    fs::write(&path, text).expect("write");
+    let verdict = FlightRecord::previous(&path).expect("read");
+    assert!(
+        matches!(&verdict, PreviousShutdown::Killed { pid: Some(5), phase: None, open_phases, .. } if open_phases.is_empty()),
+        "{verdict:?}"
+    );
+    for _ in 0..20 {
+        run(&path, false);
+    }
+    let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+    let prev = dir.path().join("flight.jsonl.prev");
+    assert!(
+        size(&path) < 4096 && size(&prev) < 4096,
+        "{} {}",
+        size(&path),
+        size(&prev)
+    );
+}
+
+#[test]
+fn missing_record_is_none_and_symlinks_are_not_followed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    assert_eq!(
+        FlightRecord::previous(&path).expect("read"),
+        PreviousShutdown::None
+    );
+    let target = dir.path().join("elsewhere");
+    fs::write(&target, "keep").expect("write");
+    std::os::unix::fs::symlink(&target, &path).expect("symlink");
+    assert!(FlightRecord::open(&path).is_err());
+    assert_eq!(fs::read_to_string(&target).expect("read"), "keep");
+}

@@ -1,0 +1,145 @@
+//! Budgets: warnings while a phase still runs (from the watchdog thread), once; the margin.
+
+mod layer_common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use layer_common::{ms, setup};
+use shutdown_forensics::{phase, PhaseEvent, PhaseOutcome, ShutdownLayer};
+use tracing::dispatcher::with_default;
+
+const DRAIN_OVER: &str =
+    " WARN shutdown: +33.00s drain over budget (30.00s) phase=drain offset_s=33.0 budget_s=30.0";
+
+#[test]
+fn over_budget_warning_is_emitted_while_the_phase_runs_and_only_once() {
+    let (dispatch, handle, capture, clock) =
+        setup(ShutdownLayer::builder().with_phase_budget("drain", Duration::from_secs(30)));
+    with_default(&dispatch, || {
+        handle.begin();
+        let drain = phase!("drain");
+        let _g = drain.enter();
+        clock.advance(ms(29_000));
+        std::thread::sleep(ms(100)); // let the watchdog look: not over yet
+        assert!(!capture.text().contains("over budget"));
+        clock.advance(ms(4_000));
+        // The phase is still entered and open: the warning comes from the watchdog thread.
+        assert!(capture.wait_for("over budget"), "{}", capture.text());
+        assert_eq!(capture.lines().last().map(String::as_str), Some(DRAIN_OVER));
+        clock.advance(ms(10_000));
+        let report = handle.report();
+        assert_eq!(report.phases[0].outcome, PhaseOutcome::Open);
+        assert_eq!(report.phases[0].duration_s, 43.0);
+    });
+    // Neither later checks nor the close repeat it.
+    assert_eq!(
+        capture.text().matches("over budget").count(),
+        1,
+        "{}",
+        capture.text()
+    );
+    assert_eq!(handle.report().phases[0].outcome, PhaseOutcome::OverBudget);
+}
+
+#[test]
+fn a_budget_s_field_sets_the_budget_and_close_warns_if_the_watchdog_did_not() {
+    let (dispatch, handle, capture, clock) = setup(ShutdownLayer::builder());
+    with_default(&dispatch, || {
+        handle.begin();
+        // Closed before any watchdog check can run in between: the close itself warns.
+        phase!("db_close", budget_s = 0.5).in_scope(|| clock.advance(ms(800)));
+    });
+    let lines = capture.lines();
+    assert_eq!(
+        lines[1..],
+        [
+            " WARN shutdown: +0.80s db_close over budget (0.50s) phase=db_close offset_s=0.8 budget_s=0.5",
+            " INFO shutdown: +0.80s db_close done (0.80s) phase=db_close offset_s=0.8 duration_s=0.8",
+        ]
+    );
+    assert_eq!(capture.text().matches("over budget").count(), 1);
+    assert_eq!(handle.report().phases[0].outcome, PhaseOutcome::OverBudget);
+}
+
+#[test]
+fn whole_shutdown_budget_warns_and_the_report_states_the_margin() {
+    let (dispatch, handle, capture, clock) =
+        setup(ShutdownLayer::builder().with_total_budget(Duration::from_secs(90)));
+    with_default(&dispatch, || {
+        handle.begin();
+        let drain = phase!("drain");
+        let _g = drain.enter();
+        clock.advance(ms(60_000));
+        let report = handle.report();
+        assert_eq!((report.budget_s, report.margin_s), (Some(90.0), Some(30.0)));
+        clock.advance(ms(35_000));
+        assert!(
+            capture.wait_for("shutdown over budget"),
+            "{}",
+            capture.text()
+        );
+    });
+    assert!(capture.text().contains(
+        " WARN shutdown: +95.00s shutdown over budget (90.00s) phase=shutdown offset_s=95.0 budget_s=90.0"
+    ));
+    assert_eq!(handle.report().margin_s, Some(-5.0));
+}
+
+#[test]
+fn the_hook_hears_starts_ends_progress_and_completion() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&seen);
+    let builder = ShutdownLayer::builder()
+        .with_total_budget(Duration::from_secs(10))
+        .on_phase_change(move |c| {
+            if let Ok(mut v) = sink.lock() {
+                v.push((c.event.clone(), c.open.len(), c.remaining));
+            }
+        });
+    let (dispatch, handle, _capture, clock) = setup(builder);
+    with_default(&dispatch, || {
+        handle.begin();
+        phase!("drain").in_scope(|| {
+            clock.advance(ms(2000));
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while std::time::Instant::now() < deadline {
+                let progress = seen
+                    .lock()
+                    .map(|v| v.iter().any(|e| e.0 == PhaseEvent::Progress));
+                if progress.unwrap_or(false) {
+                    break;
+                }
+                std::thread::sleep(ms(5));
+            }
+        });
+        handle.finish();
+    });
+    let seen = seen.lock().map(|v| v.clone()).unwrap_or_default();
+    // Progress ticks come from the watchdog thread at any time; the rest is ordered.
+    let ordered: Vec<_> = seen
+        .iter()
+        .filter(|e| e.0 != PhaseEvent::Progress)
+        .collect();
+    assert_eq!(
+        ordered.first().copied(),
+        Some(&(
+            PhaseEvent::Started("drain".into()),
+            1,
+            Some(Duration::from_secs(10))
+        ))
+    );
+    assert!(
+        seen.iter().any(|e| e.0 == PhaseEvent::Progress && e.1 == 1),
+        "{seen:?}"
+    );
+    assert!(seen.contains(&(
+        PhaseEvent::Ended {
+            phase: "drain".into(),
+            duration: ms(2000)
+        },
+        0,
+        Some(ms(8000))
+    )));
+    assert_eq!(seen.last().map(|e| &e.0), Some(&PhaseEvent::Complete));
+}
