@@ -10,10 +10,15 @@
 )]
 
 mod cgroup;
+mod diagnostic;
 mod error;
 mod logfmt;
 mod signal;
 
 pub use cgroup::SystemdManager;
+pub use diagnostic::{
+    spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
+    DEFAULT_DIAGNOSTIC_ROTATE_AT, DEFAULT_DIAGNOSTIC_SIZE_CAP, DEFAULT_DIAGNOSTIC_TIMEOUT,
+};
 pub use error::{Error, ErrorKind};
 pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};
