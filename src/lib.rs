@@ -12,6 +12,7 @@
 mod cgroup;
 mod clock;
 mod context;
+mod diagnostic;
 mod error;
 mod events;
 mod fields;
@@ -35,6 +36,10 @@ mod waterfall;
 pub use cgroup::SystemdManager;
 pub use clock::{ManualClock, Offset};
 pub use context::{ContextOptions, ShutdownContext, Supervisor};
+pub use diagnostic::{
+    spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
+    DEFAULT_DIAGNOSTIC_ROTATE_AT, DEFAULT_DIAGNOSTIC_SIZE_CAP, DEFAULT_DIAGNOSTIC_TIMEOUT,
+};
 pub use error::{Error, ErrorKind};
 pub use fields::Fields;
 pub use handle::ShutdownHandle;
