@@ -54,6 +54,22 @@ fn live_group_members(pgid: u32) -> Vec<u32> {
         .collect()
 }
 
+/// Wait until no live process of group `pgid` remains. The script's own watchdog `sleep`
+/// would otherwise linger for the timeout plus a second, longer than `within`.
+#[cfg(target_os = "linux")]
+fn group_drains(pgid: u32, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if live_group_members(pgid).is_empty() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn write_script(path: &Path, body: &str) {
     fs::write(path, body).expect("write script");
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -83,7 +99,7 @@ fn child_is_reaped_without_the_caller_waiting() {
         "diagnostic {pid} still present as {last:?}"
     );
     assert!(
-        live_group_members(pid).is_empty(),
+        group_drains(pid, Duration::from_secs(3)),
         "group {pid} left behind"
     );
 }
@@ -101,9 +117,8 @@ fn finished_diagnostic_leaves_no_zombie_and_no_group_member() {
         !matches!(proc_stat(pid), Some(('Z', group)) if group == pid),
         "zombie {pid}"
     );
-    thread::sleep(Duration::from_millis(200));
     assert!(
-        live_group_members(pid).is_empty(),
+        group_drains(pid, Duration::from_secs(3)),
         "group {pid} left behind"
     );
 }

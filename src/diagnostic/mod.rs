@@ -7,8 +7,10 @@
 //! it, so no zombie is left behind. If this process exits first, the child's own watchdog
 //! (`sleep` + `kill 0`, when `sleep` exists) bounds it instead.
 
+#[cfg(unix)]
 mod logfile;
 mod reaper;
+#[cfg(unix)]
 mod script;
 
 use std::ffi::OsString;
@@ -24,6 +26,7 @@ pub const DEFAULT_DIAGNOSTIC_SIZE_CAP: u64 = 256 * 1024;
 /// Default size past which the log is rotated to `<path>.1` before a run: 4 MiB.
 pub const DEFAULT_DIAGNOSTIC_ROTATE_AT: u64 = 4 * 1024 * 1024;
 /// Smallest accepted size cap; the cap is applied in 512-byte blocks.
+#[cfg(unix)]
 const MIN_SIZE_CAP: u64 = 1024;
 
 /// What a diagnostic run should capture and where it goes.
