@@ -99,4 +99,11 @@ impl ShutdownHandle {
     pub fn previous_shutdown(&self) -> Option<&PreviousShutdown> {
         self.shared.record.as_ref().map(|r| r.previous_shutdown())
     }
+
+    /// Attaches a second phase-change hook after the layer was built (the signal helper's
+    /// systemd notifications). Returns false when one was already attached.
+    #[cfg_attr(not(feature = "systemd"), allow(dead_code))] // only the notify hook uses it
+    pub(crate) fn attach_hook(&self, hook: crate::state::Hook) -> bool {
+        self.shared.late_hook.set(hook).is_ok()
+    }
 }

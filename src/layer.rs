@@ -198,6 +198,7 @@ impl ShutdownLayerBuilder {
                 record: self.record,
                 dispatch: OnceLock::new(),
                 hook: self.hook,
+                late_hook: OnceLock::new(),
                 live_spans: AtomicUsize::new(0),
                 watchdog: Mutex::new(None),
             }),

@@ -16,11 +16,15 @@ mod diagnostic;
 mod error;
 mod events;
 mod fields;
+mod forensics;
 mod handle;
 mod hook;
 mod layer;
+mod listener;
 mod logfmt;
 mod markers;
+#[cfg(feature = "systemd")]
+mod notify_hook;
 mod phase;
 mod proc;
 mod recorder;
@@ -42,9 +46,11 @@ pub use diagnostic::{
 };
 pub use error::{Error, ErrorKind};
 pub use fields::Fields;
+pub use forensics::{Forensics, ForensicsBuilder, ShutdownSignal, DEFAULT_SIGNALS};
 pub use handle::ShutdownHandle;
 pub use hook::{PhaseChange, PhaseEvent};
 pub use layer::{ShutdownLayer, ShutdownLayerBuilder, PHASE_TARGET};
+pub use listener::Escalation;
 pub use markers::{write_marker, MarkerInfo, MarkerStatus, MARKER_READ_LIMIT};
 pub use proc::ProcSummary;
 pub use recorder::FlightRecord;

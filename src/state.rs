@@ -46,6 +46,8 @@ pub(crate) struct Shared {
     pub(crate) record: Option<FlightRecord>,
     pub(crate) dispatch: OnceLock<WeakDispatch>,
     pub(crate) hook: Option<Hook>,
+    /// A second hook attached after build, by the signal helper (systemd notify).
+    pub(crate) late_hook: OnceLock<Hook>,
     /// Phase spans alive now: when zero, callbacks for other spans return at once.
     pub(crate) live_spans: AtomicUsize,
     pub(crate) watchdog: Mutex<Option<Thread>>,
@@ -57,7 +59,7 @@ impl std::fmt::Debug for Shared {
             .field("clock", &self.clock)
             .field("config", &self.config)
             .field("record", &self.record)
-            .field("hook", &self.hook.is_some())
+            .field("hook", &self.has_hook())
             .finish_non_exhaustive()
     }
 }
@@ -150,9 +152,20 @@ impl Shared {
     }
 
     pub(crate) fn notify(&self, change: impl FnOnce() -> PhaseChange) {
-        if let Some(hook) = &self.hook {
-            hook(&change());
+        if !self.has_hook() {
+            return;
         }
+        let change = change();
+        if let Some(hook) = &self.hook {
+            hook(&change);
+        }
+        if let Some(hook) = self.late_hook.get() {
+            hook(&change);
+        }
+    }
+
+    pub(crate) fn has_hook(&self) -> bool {
+        self.hook.is_some() || self.late_hook.get().is_some()
     }
 
     /// Sets the origin if there is none; returns the `begin` record to write when it did.
@@ -224,7 +237,7 @@ impl Shared {
     pub(crate) fn wake_watchdog_if_needed(self: &Arc<Self>) {
         let needed = {
             let mut st = self.lock();
-            let wanted = self.hook.is_some()
+            let wanted = self.has_hook()
                 || self.config.total_budget.is_some()
                 || st
                     .phases

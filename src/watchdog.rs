@@ -106,7 +106,7 @@ fn check(
         }
     }
     let mut progress = None;
-    if shared.hook.is_some() && !all_closed {
+    if shared.has_hook() && !all_closed {
         let interval = shared.config.progress_interval;
         if next_progress.is_none_or(|t| now >= t) {
             *next_progress = Some(now + interval);

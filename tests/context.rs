@@ -95,7 +95,7 @@ fn includes_parent_summary_on_linux() {
     assert_eq!(ctx.process.start_time.is_some(), cfg!(target_os = "linux"));
     assert!(ctx
         .process_age_s
-        .is_some_and(|a| a >= 0.0 && a < 86_400.0 * 365.0));
+        .is_some_and(|a| (0.0..86_400.0 * 365.0).contains(&a)));
 }
 
 #[test]

@@ -1,0 +1,84 @@
+//! Command-line flags (kept stable: tests and users rely on them).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub log_dir: PathBuf,
+    pub state_dir: PathBuf,
+    pub port: u16,
+    pub adapters: Vec<String>,
+    pub sessions: usize,
+    pub drain_secs: f64,
+    pub drain_timeout: Duration,
+    pub self_signal_after: Option<Duration>,
+    pub escalate_after: Option<u32>,
+}
+
+const USAGE: &str = "usage: gateway [--log-dir DIR] [--state-dir DIR] [--port N] [--adapters a,b,c]
+               [--sessions N] [--drain-secs S] [--drain-timeout S]
+               [--self-signal-after S | --wait] [--escalate-after N]";
+
+fn secs(flag: &str, v: &str) -> Result<f64, String> {
+    v.parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .ok_or_else(|| format!("{flag}: not a number of seconds: {v:?}"))
+}
+
+impl Args {
+    pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Self, String> {
+        let mut a = Args {
+            log_dir: "logs".into(),
+            state_dir: "state".into(),
+            port: 0,
+            adapters: vec!["slack".into(), "telegram".into(), "discord".into()],
+            sessions: 3,
+            drain_secs: 1.0,
+            drain_timeout: Duration::from_secs(30),
+            self_signal_after: Some(Duration::from_secs(2)),
+            escalate_after: None,
+        };
+        while let Some(flag) = it.next() {
+            if flag == "--wait" {
+                a.self_signal_after = None;
+                continue;
+            }
+            if flag == "-h" || flag == "--help" {
+                return Err(USAGE.to_owned());
+            }
+            let v = it
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+            match flag.as_str() {
+                "--log-dir" => a.log_dir = v.into(),
+                "--state-dir" => a.state_dir = v.into(),
+                "--port" => a.port = v.parse().map_err(|_| format!("--port: {v:?}"))?,
+                "--adapters" => {
+                    a.adapters = v
+                        .split(',')
+                        .filter(|s| !s.is_empty())
+                        .map(str::to_owned)
+                        .collect();
+                }
+                "--sessions" => a.sessions = v.parse().map_err(|_| format!("--sessions: {v:?}"))?,
+                "--drain-secs" => a.drain_secs = secs(&flag, &v)?,
+                "--drain-timeout" => a.drain_timeout = Duration::from_secs_f64(secs(&flag, &v)?),
+                "--self-signal-after" => {
+                    a.self_signal_after = Some(Duration::from_secs_f64(secs(&flag, &v)?))
+                }
+                "--escalate-after" => {
+                    a.escalate_after = Some(
+                        v.parse()
+                            .ok()
+                            .filter(|n| *n >= 2)
+                            .ok_or("--escalate-after: N >= 2")?,
+                    );
+                }
+                _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+            }
+        }
+        Ok(a)
+    }
+}

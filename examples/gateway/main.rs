@@ -1,0 +1,261 @@
+//! A small but real chat gateway that gets stopped and explains its stop.
+//!
+//! It serves HTTP (axum) with long-running "session" requests, keeps one TCP connection per
+//! chat adapter to a local peer, writes session events to SQLite, and logs to stderr and to
+//! daily rolling files. After `--self-signal-after` seconds (default 2) it asks a separate
+//! `kill` process to send it SIGTERM, so the logged sender is a real other process; with
+//! `--wait` it waits for a real signal instead (as under systemd, see `gateway.service`).
+//!
+//! The shutdown runs as phases: `notify` (tell the adapters' peers), `drain` (let in-flight
+//! sessions finish, bounded by `--drain-timeout`), `disconnect<adapter>` (in parallel, each
+//! bounded), `db_close` (checkpoint the WAL and close). At exit it prints the waterfall and
+//! writes the Chrome trace (`LOG_DIR/shutdown-trace.json`) and the report and context as JSON
+//! (`STATE_DIR/last-shutdown.json`, `STATE_DIR/last-context.json`).
+//!
+//! ```sh
+//! cargo run --example gateway
+//! cargo run --example gateway -- --wait --drain-secs 5   # then: kill -TERM <pid>
+//! ```
+
+mod adapters;
+mod args;
+mod db;
+mod http;
+
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use shutdown_forensics::{
+    phase, ContextOptions, Escalation, FlightRecord, Forensics, ShutdownHandle, ShutdownLayer,
+    ShutdownSignal,
+};
+use tracing::field::Empty;
+use tracing::Instrument;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter};
+
+use crate::args::Args;
+
+/// Budgets per phase; their sum plus the drain timeout is the shutdown budget.
+const NOTIFY_BUDGET: Duration = Duration::from_secs(2);
+const DISCONNECT_BUDGET: Duration = Duration::from_secs(5);
+const DB_CLOSE_BUDGET: Duration = Duration::from_secs(5);
+
+fn main() -> ExitCode {
+    let args = match Args::parse(std::env::args().skip(1)) {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    std::fs::create_dir_all(&args.log_dir)?;
+    std::fs::create_dir_all(&args.state_dir)?;
+    let budget = NOTIFY_BUDGET + args.drain_timeout + DISCONNECT_BUDGET + DB_CLOSE_BUDGET;
+
+    // The layer: phases become `+X.XXs` lines, and a flight record that survives SIGKILL.
+    let layer = ShutdownLayer::builder()
+        .with_flight_record(FlightRecord::open(args.state_dir.join("flight.jsonl"))?)
+        .with_phase_budget("notify", NOTIFY_BUDGET)
+        .with_phase_budget("drain", args.drain_timeout)
+        .with_phase_budget("disconnect", DISCONNECT_BUDGET)
+        .with_phase_budget("db_close", DB_CLOSE_BUDGET)
+        .with_total_budget(budget)
+        .build();
+    let handle = layer.handle();
+
+    // Logs: stderr and daily rolling files (non-blocking; the guard is adopted below).
+    let (file, guard) = tracing_appender::non_blocking(tracing_appender::rolling::daily(
+        &args.log_dir,
+        "gateway.log",
+    ));
+    tracing_subscriber::registry()
+        .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(fmt::layer().with_ansi(false).with_writer(file))
+        .with(layer)
+        .init();
+
+    // The signal helper: context, diagnostic, flight record, sd_notify, startup checks.
+    let escalation = match args.escalate_after {
+        Some(after) => Escalation::Exit { after, code: 130 },
+        None => Escalation::LogOnly,
+    };
+    let forensics = Forensics::builder()
+        .with_handle(handle.clone())
+        .with_context_options(ContextOptions::default().with_marker_dir(&args.state_dir))
+        .with_diagnostic(args.log_dir.join("shutdown-diag.log"))
+        .with_escalation(escalation)
+        .with_stop_budget(Some(budget), Duration::from_secs(30))
+        .adopt_guard(guard)
+        .install()?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let outcome = rt.block_on(serve(args, forensics.signal(), &handle));
+    forensics.finish();
+    write_outputs(args, &handle, &forensics.signal())?;
+    outcome
+}
+
+/// Runs the service until the shutdown signal, then the shutdown phases.
+async fn serve(
+    args: &Args,
+    signal: ShutdownSignal,
+    handle: &ShutdownHandle,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let (db, db_thread) = db::open(&args.state_dir.join("gateway.db"))?;
+    let mut adapters = Vec::new();
+    for name in &args.adapters {
+        let (addr, _peer) = adapters::start_peer(name.clone()).await?;
+        adapters.push(adapters::Adapter::connect(name.clone(), addr).await?);
+    }
+    let server = http::Server::start(args, db.clone(), signal.clone()).await?;
+    println!(
+        "gateway listening on http://{} (pid {})",
+        server.addr,
+        std::process::id()
+    );
+    tracing::info!(addr = %server.addr, adapters = args.adapters.len(), "gateway started");
+    http::start_sessions(server.addr, args.sessions, &server.active).await;
+    if let Some(after) = args.self_signal_after {
+        let signal = signal.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            let _ = tokio::task::spawn_blocking(move || send_sigterm_to_self(signal)).await;
+        });
+    }
+
+    let ctx = signal.recv().await;
+    tracing::info!(
+        stop = if ctx.is_planned() {
+            "planned"
+        } else {
+            "unexpected"
+        },
+        "stopping gateway"
+    );
+
+    // notify: tell every adapter's peer we are going down.
+    let notify = phase!("notify", adapters = adapters.len());
+    async {
+        for a in &mut adapters {
+            if let Err(e) = a.notify().await {
+                tracing::warn!(adapter = %a.name, error = %e, "notify failed");
+            }
+        }
+    }
+    .instrument(notify)
+    .await;
+
+    // drain: in-flight sessions finish (the server stopped accepting at the signal).
+    let active_at_start = server.active.load(Ordering::SeqCst);
+    let drain = phase!(
+        "drain",
+        active_at_start,
+        active_now = Empty,
+        timed_out = Empty
+    );
+    let timed_out = async {
+        tokio::time::timeout(args.drain_timeout, server.task)
+            .await
+            .is_err()
+    }
+    .instrument(drain.clone())
+    .await;
+    drain.record("active_now", server.active.load(Ordering::SeqCst));
+    drain.record("timed_out", timed_out);
+    drop(drain);
+
+    // disconnect<adapter>: in parallel, each bounded.
+    let tasks: Vec<_> = adapters
+        .into_iter()
+        .map(|a| {
+            let span = phase!("disconnect", adapter = %a.name, ok = Empty);
+            let s = span.clone();
+            tokio::spawn(
+                async move {
+                    let ok = matches!(
+                        tokio::time::timeout(DISCONNECT_BUDGET, a.disconnect()).await,
+                        Ok(Ok(()))
+                    );
+                    s.record("ok", ok);
+                }
+                .instrument(span),
+            )
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+
+    // db_close: checkpoint the WAL and close, off the runtime.
+    drop(db);
+    let rows = tokio::task::spawn_blocking(move || {
+        let span = phase!("db_close", rows = Empty);
+        let _e = span.enter();
+        let rows = db_thread.close();
+        span.record("rows", rows.as_ref().map_or(0, |r| *r));
+        rows
+    })
+    .await??;
+    tracing::debug!(rows, elapsed = ?handle.elapsed(), "database closed");
+    Ok(())
+}
+
+/// Asks a separate process to send us SIGTERM, so the sender in the context is real. The
+/// `kill` process is reaped only after the context was captured: until then its `/proc` entry
+/// (a zombie's) still names it, as it would for a supervisor that outlives its signal.
+fn send_sigterm_to_self(signal: ShutdownSignal) {
+    let pid = std::process::id().to_string();
+    let child = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .spawn()
+        .or_else(|_| {
+            std::process::Command::new("sh")
+                .args(["-c", "kill -TERM \"$1\"", "sh", &pid])
+                .spawn()
+        });
+    match child {
+        Ok(mut child) => {
+            signal.wait_timeout(Duration::from_secs(5));
+            let _ = child.wait();
+        }
+        Err(e) => tracing::error!(error = %e, "could not run kill"),
+    }
+}
+
+/// The waterfall on stderr, the Chrome trace, and the report and context as JSON.
+fn write_outputs(
+    args: &Args,
+    handle: &ShutdownHandle,
+    signal: &ShutdownSignal,
+) -> std::io::Result<()> {
+    let report = handle.report();
+    eprintln!("\n{report}");
+    let trace = args.log_dir.join("shutdown-trace.json");
+    std::fs::write(&trace, report.to_chrome_trace())?;
+    std::fs::write(args.state_dir.join("last-shutdown.json"), report.to_json())?;
+    if let Some(ctx) = signal.context() {
+        std::fs::write(args.state_dir.join("last-context.json"), ctx.to_json())?;
+    }
+    eprintln!(
+        "Chrome trace: {} (open in https://ui.perfetto.dev or chrome://tracing)",
+        trace.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,309 @@
+//! The one builder that ties it together: signal listener, context, diagnostic, flight record,
+//! systemd notify and the startup checks.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::context::{ContextOptions, ShutdownContext};
+use crate::diagnostic::DiagnosticOptions;
+use crate::error::{Error, ErrorKind};
+use crate::handle::ShutdownHandle;
+use crate::listener::{self, Config, Escalation, Shared};
+
+/// Signals listened to by default: `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`.
+pub const DEFAULT_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+
+/// Configures and installs the signal helper. Every setting has a working default.
+///
+/// ```no_run
+/// use shutdown_forensics::{Forensics, ShutdownLayer};
+/// use tracing_subscriber::layer::SubscriberExt;
+/// use tracing_subscriber::util::SubscriberInitExt;
+///
+/// # fn main() -> Result<(), shutdown_forensics::Error> {
+/// let layer = ShutdownLayer::new();
+/// let handle = layer.handle();
+/// tracing_subscriber::registry().with(layer).init();
+/// let forensics = Forensics::builder()
+///     .with_handle(handle)
+///     .with_diagnostic("logs/shutdown-diag.log")
+///     .install()?;
+/// let ctx = forensics.signal().wait(); // blocks until SIGTERM/SIGINT/SIGHUP/SIGQUIT
+/// println!("stopping: {}", ctx.to_log_line());
+/// forensics.finish();
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "nothing listens until `install` is called"]
+pub struct ForensicsBuilder {
+    signals: Vec<i32>,
+    context: ContextOptions,
+    handle: Option<ShutdownHandle>,
+    diagnostic: Option<DiagnosticOptions>,
+    escalation: Escalation,
+    guards: Vec<tracing_appender::non_blocking::WorkerGuard>,
+    stop_budget: Option<Duration>,
+    stop_headroom: Duration,
+    notify: bool,
+    extend: Option<(Duration, Duration)>,
+}
+
+impl Default for ForensicsBuilder {
+    fn default() -> Self {
+        Self {
+            signals: DEFAULT_SIGNALS.to_vec(),
+            context: ContextOptions::default(),
+            handle: None,
+            diagnostic: None,
+            escalation: Escalation::LogOnly,
+            guards: Vec::new(),
+            stop_budget: Some(Duration::from_secs(30)),
+            stop_headroom: crate::systemd::DEFAULT_STOP_HEADROOM,
+            notify: true,
+            extend: None,
+        }
+    }
+}
+
+/// The installed signal helper. Keep it alive for the life of `main`: dropping it stops the
+/// listener and flushes the log guards it adopted.
+#[derive(Debug)]
+pub struct Forensics {
+    shared: Arc<Shared>,
+    signals: signal_hook::iterator::Handle,
+}
+
+/// An awaitable (and blocking) shutdown trigger; clone it into every task that must stop.
+#[derive(Debug, Clone)]
+pub struct ShutdownSignal {
+    shared: Arc<Shared>,
+}
+
+impl Forensics {
+    /// A builder with defaults that work with zero configuration.
+    pub fn builder() -> ForensicsBuilder {
+        ForensicsBuilder::default()
+    }
+
+    /// The trigger the app waits on.
+    #[must_use]
+    pub fn signal(&self) -> ShutdownSignal {
+        ShutdownSignal {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Ends the shutdown: logs `+3.62s shutdown complete (total teardown 3.62s)` through the
+    /// layer's handle (when one was given) and flushes the flight record. Returns the teardown
+    /// time.
+    pub fn finish(&self) -> Option<Duration> {
+        let handle = self.shared.config.handle.as_ref()?;
+        let total = handle.finish();
+        let _ = handle.flush();
+        total
+    }
+}
+
+impl Drop for Forensics {
+    fn drop(&mut self) {
+        self.signals.close();
+        let guards = self
+            .shared
+            .guards
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default();
+        drop(guards);
+    }
+}
+
+impl ShutdownSignal {
+    /// Waits (async) until the shutdown is triggered; returns its context. Works on any async
+    /// runtime; never blocks a runtime thread.
+    pub async fn recv(&self) -> Arc<ShutdownContext> {
+        let mut rx = self.shared.tx.subscribe();
+        loop {
+            if let Some(ctx) = rx.borrow_and_update().clone() {
+                return ctx;
+            }
+            if rx.changed().await.is_err() {
+                // The sender lives in `Shared`, which we hold: this cannot close. Stay pending.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Blocks the calling thread until the shutdown is triggered; returns its context.
+    pub fn wait(&self) -> Arc<ShutdownContext> {
+        let mut slot = self.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(ctx) = slot.as_ref() {
+                return Arc::clone(ctx);
+            }
+            slot = self.shared.cv.wait(slot).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Like [`Self::wait`], giving up after `limit`.
+    pub fn wait_timeout(&self, limit: Duration) -> Option<Arc<ShutdownContext>> {
+        let slot = self.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
+        let (slot, _) = self
+            .shared
+            .cv
+            .wait_timeout_while(slot, limit, |s| s.is_none())
+            .unwrap_or_else(|p| p.into_inner());
+        slot.clone()
+    }
+
+    /// The context, if the shutdown was triggered.
+    #[must_use]
+    pub fn context(&self) -> Option<Arc<ShutdownContext>> {
+        self.shared.slot.lock().ok()?.clone()
+    }
+
+    /// How many shutdown signals arrived so far (the first included).
+    #[must_use]
+    pub fn signal_count(&self) -> u32 {
+        self.shared.count.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Triggers the shutdown from the app itself (an admin endpoint, a fatal error): the same
+    /// capture, log line and diagnostic as a signal, with signal `UNKNOWN` and no sender.
+    pub fn trigger(&self) {
+        self.shared.on_signal(None, None, Instant::now());
+    }
+}
+
+impl ForensicsBuilder {
+    /// The signals that start the shutdown. Default: [`DEFAULT_SIGNALS`].
+    pub fn with_signals(mut self, signals: &[i32]) -> Self {
+        self.signals = signals.to_vec();
+        self
+    }
+
+    /// What the context captures (markers, command lines). Default: [`ContextOptions::default`].
+    pub fn with_context_options(mut self, options: ContextOptions) -> Self {
+        self.context = options;
+        self
+    }
+
+    /// Ties the helper to a [`crate::ShutdownLayer`]: the phase timeline starts at signal
+    /// receipt, the context and repeats go to its flight record, the previous run's verdict is
+    /// logged at install. Default: none (the helper still captures and logs the context).
+    pub fn with_handle(mut self, handle: ShutdownHandle) -> Self {
+        self.handle = Some(handle);
+        self
+    }
+
+    /// Spawns the detached diagnostic (ps / pstree / dmesg, 0600) into `path` on the first
+    /// signal, bounded to 5 s. Default: no diagnostic.
+    pub fn with_diagnostic(mut self, path: impl Into<PathBuf>) -> Self {
+        self.diagnostic = Some(DiagnosticOptions::new(path));
+        self
+    }
+
+    /// The diagnostic with every option of [`DiagnosticOptions`]. Default: no diagnostic.
+    pub fn with_diagnostic_options(mut self, options: DiagnosticOptions) -> Self {
+        self.diagnostic = Some(options);
+        self
+    }
+
+    /// What later signals do. Default: [`Escalation::LogOnly`].
+    pub fn with_escalation(mut self, escalation: Escalation) -> Self {
+        self.escalation = escalation;
+        self
+    }
+
+    /// Keeps a tracing-appender guard so that a forced exit ([`Escalation::Exit`]) and the drop
+    /// of [`Forensics`] still flush the log files. Default: none adopted.
+    pub fn adopt_guard(mut self, guard: tracing_appender::non_blocking::WorkerGuard) -> Self {
+        self.guards.push(guard);
+        self
+    }
+
+    /// The shutdown budget checked against systemd's `TimeoutStopSec` at install (plus
+    /// `headroom`); `None` skips the check. Default: 30 s budget, 30 s headroom.
+    pub fn with_stop_budget(mut self, budget: Option<Duration>, headroom: Duration) -> Self {
+        self.stop_budget = budget;
+        self.stop_headroom = headroom;
+        self
+    }
+
+    /// sd_notify `STOPPING=1` and `STATUS=` when `NOTIFY_SOCKET` is set. Default: on.
+    pub fn with_notify(mut self, notify: bool) -> Self {
+        self.notify = notify;
+        self
+    }
+
+    /// While phases run, send `EXTEND_TIMEOUT_USEC` every `step`, never past `ceiling` after
+    /// the shutdown began. Default: off.
+    pub fn with_extend_timeout(mut self, step: Duration, ceiling: Duration) -> Self {
+        self.extend = Some((step, ceiling));
+        self
+    }
+
+    /// Registers the signal handlers, starts the listener thread and runs the startup checks
+    /// (previous flight record verdict; systemd `TimeoutStopSec`, on a thread of its own).
+    ///
+    /// # Errors
+    /// When the signal handlers cannot be registered (e.g. a forbidden signal like `SIGKILL`).
+    pub fn install(self) -> Result<Forensics, Error> {
+        if self.signals.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                "no signals to listen for",
+            ));
+        }
+        if let Some(verdict) = self
+            .handle
+            .as_ref()
+            .and_then(ShutdownHandle::previous_shutdown)
+        {
+            verdict.log();
+        }
+        if let Some(budget) = self.stop_budget {
+            let headroom = self.stop_headroom;
+            // systemctl may take up to 2 s: never on the caller's (possibly async) thread.
+            let _ = std::thread::Builder::new()
+                .name("shutdown-systemd-check".into())
+                .spawn(move || {
+                    if let Some(alignment) =
+                        crate::systemd::check_systemd_timing_alignment_with(budget, headroom)
+                    {
+                        alignment.warn_if_stale();
+                    }
+                });
+        }
+        #[cfg(feature = "systemd")]
+        let notifier = if self.notify {
+            crate::systemd::Notifier::from_env()
+        } else {
+            None
+        };
+        #[cfg(feature = "systemd")]
+        if let (Some(handle), Some(n)) = (&self.handle, &notifier) {
+            crate::notify_hook::attach(
+                handle,
+                n.clone(),
+                self.extend
+                    .map(|(step, ceiling)| crate::systemd::ExtendPolicy::new(step, ceiling)),
+            );
+        }
+        let config = Config {
+            context: self.context,
+            handle: self.handle,
+            diagnostic: self.diagnostic,
+            escalation: self.escalation,
+            #[cfg(feature = "systemd")]
+            notifier,
+        };
+        let shared = Arc::new(Shared::new(config));
+        if let Ok(mut g) = shared.guards.lock() {
+            g.extend(self.guards);
+        }
+        let signals = listener::spawn(Arc::clone(&shared), &self.signals)
+            .map_err(|e| Error::io("register shutdown signal handlers", e))?;
+        Ok(Forensics { shared, signals })
+    }
+}

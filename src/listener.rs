@@ -1,0 +1,282 @@
+//! The signal listener thread: latches the first signal, captures the context, wakes the app,
+//! and records (without re-running anything) every later signal.
+//!
+//! It runs on its own thread, fed by signal-hook's self-pipe, so that capture works even when
+//! the async runtime is wedged: the signal handler itself only writes to a pipe.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::json;
+use signal_hook::iterator::exfiltrator::origin::WithOrigin;
+use signal_hook::iterator::SignalsInfo;
+use signal_hook::low_level::siginfo::{Cause, Origin, Sent};
+
+use crate::context::{ContextOptions, ShutdownContext};
+use crate::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
+use crate::handle::ShutdownHandle;
+use crate::logfmt::Logfmt;
+use crate::signal::{signal_name, SignalCause, SignalSender};
+use crate::trigger::ShutdownTrigger;
+
+/// What to do when signals keep coming after the first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Escalation {
+    /// Log and record each repeat; the graceful shutdown goes on. The default.
+    #[default]
+    LogOnly,
+    /// On the `after`-th signal (counting the first), flush the flight record and the adopted
+    /// log guards, then exit the process with `code`.
+    Exit {
+        /// Which signal escalates: 2 means the second one.
+        after: u32,
+        /// The process exit code.
+        code: i32,
+    },
+}
+
+/// Repeats beyond this many are logged only every [`REPEAT_LOG_EVERY`]-th, so that a storm of
+/// signals cannot flood the log or the flight record. The count is always kept.
+const REPEAT_LOG_FIRST: u32 = 10;
+const REPEAT_LOG_EVERY: u32 = 100;
+
+/// Where the shutdown stands, shared by the listener, the app's [`crate::ShutdownSignal`]s
+/// and the owner.
+pub(crate) struct Shared {
+    pub(crate) latched: AtomicBool,
+    pub(crate) count: AtomicU32,
+    pub(crate) slot: Mutex<Option<Arc<ShutdownContext>>>,
+    pub(crate) cv: Condvar,
+    pub(crate) tx: tokio::sync::watch::Sender<Option<Arc<ShutdownContext>>>,
+    pub(crate) guards: Mutex<Vec<tracing_appender::non_blocking::WorkerGuard>>,
+    pub(crate) config: Config,
+    first_at: Mutex<Option<Instant>>,
+}
+
+/// The listener's settings, fixed at install.
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(crate) context: ContextOptions,
+    pub(crate) handle: Option<ShutdownHandle>,
+    pub(crate) diagnostic: Option<DiagnosticOptions>,
+    pub(crate) escalation: Escalation,
+    #[cfg(feature = "systemd")]
+    pub(crate) notifier: Option<crate::systemd::Notifier>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("latched", &self.latched)
+            .field("count", &self.count)
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Self {
+        Self {
+            latched: AtomicBool::new(false),
+            count: AtomicU32::new(0),
+            slot: Mutex::new(None),
+            cv: Condvar::new(),
+            tx: tokio::sync::watch::Sender::new(None),
+            guards: Mutex::new(Vec::new()),
+            config,
+            first_at: Mutex::new(None),
+        }
+    }
+
+    /// Handles one signal (or a manual trigger when `signal` is `None`). Never panics out.
+    pub(crate) fn on_signal(
+        &self,
+        signal: Option<i32>,
+        sender: Option<SignalSender>,
+        received: Instant,
+    ) {
+        let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        let first = !self.latched.swap(true, Ordering::SeqCst);
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if first {
+                self.first(signal, sender, received);
+            } else {
+                self.repeat(signal, sender.as_ref(), n, received);
+            }
+        }));
+        if outcome.is_err() {
+            // A panicking subscriber must not stop the listener: later signals still count.
+            eprintln!("shutdown-forensics: panic while handling signal #{n}");
+        }
+    }
+
+    fn first(&self, signal: Option<i32>, sender: Option<SignalSender>, received: Instant) {
+        if let Ok(mut at) = self.first_at.lock() {
+            *at = Some(received);
+        }
+        let correlation_id = correlation_id(received);
+        let mut ctx =
+            ShutdownContext::capture_with_sender(&self.config.context, signal, sender.clone());
+        ctx.correlation_id = Some(correlation_id.clone());
+        ctx.log();
+        if let Some(handle) = &self.config.handle {
+            let mut trigger = ShutdownTrigger::new(received)
+                .with_planned(ctx.is_planned())
+                .with_correlation_id(correlation_id.clone());
+            if let Some(sig) = signal {
+                trigger = trigger.with_signal(sig);
+            }
+            if let Some(s) = sender {
+                trigger = trigger.with_sender(s);
+            }
+            handle.begin_with(trigger);
+            handle.record("context", serde_json::to_value(&ctx).unwrap_or_default());
+        }
+        if let Some(opts) = &self.config.diagnostic {
+            let opts = opts
+                .clone()
+                .with_signal_name(ctx.signal.clone())
+                .with_correlation_id(correlation_id);
+            if let Err(e) = spawn_diagnostic_with(&opts) {
+                tracing::warn!(
+                    target: "shutdown",
+                    path = %opts.log_path().display(),
+                    error = %e,
+                    "shutdown diagnostic not started"
+                );
+            }
+        }
+        #[cfg(feature = "systemd")]
+        if let Some(n) = &self.config.notifier {
+            let _ = n.stopping();
+            let _ = n.status(&format!("shutting down: {}", ctx.signal));
+        }
+        let ctx = Arc::new(ctx);
+        if let Ok(mut slot) = self.slot.lock() {
+            *slot = Some(Arc::clone(&ctx));
+        }
+        self.cv.notify_all();
+        self.tx.send_replace(Some(ctx));
+    }
+
+    fn repeat(
+        &self,
+        signal: Option<i32>,
+        sender: Option<&SignalSender>,
+        n: u32,
+        received: Instant,
+    ) {
+        let escalate =
+            matches!(self.config.escalation, Escalation::Exit { after, .. } if n >= after);
+        let logged = n <= REPEAT_LOG_FIRST + 1 || n % REPEAT_LOG_EVERY == 0 || escalate;
+        if logged {
+            let offset = self.offset(received);
+            let name = signal.map_or_else(|| "manual".into(), signal_name);
+            let (pid, who) = sender.map_or((0, "unknown"), |s| (s.pid, s.display_name()));
+            tracing::warn!(
+                target: "shutdown",
+                signal = %name,
+                count = n,
+                sender_pid = pid,
+                sender_name = %Logfmt(who),
+                "repeated signal {name} #{n} from pid {pid} ({}) at +{:.2}s",
+                Logfmt(who),
+                offset.as_secs_f64()
+            );
+            if let Some(handle) = &self.config.handle {
+                handle.record(
+                    "repeated_signal",
+                    json!({"signal": name, "count": n, "sender": sender, "at_s": offset.as_secs_f64()}),
+                );
+            }
+        }
+        if let Escalation::Exit { after, code } = self.config.escalation {
+            if n >= after {
+                self.escalate(n, code);
+            }
+        }
+    }
+
+    /// Flushes what can be flushed and exits: the app asked for this on the Nth signal.
+    fn escalate(&self, n: u32, code: i32) {
+        tracing::warn!(target: "shutdown", count = n, exit_code = code, "signal #{n}: escalating, exiting with code {code}");
+        if let Some(handle) = &self.config.handle {
+            handle.record("escalated", json!({"count": n, "exit_code": code}));
+            let _ = handle.flush();
+        }
+        // Dropping a WorkerGuard flushes its non-blocking writer (bounded by its own timeout).
+        let guards = self
+            .guards
+            .lock()
+            .map(|mut g| std::mem::take(&mut *g))
+            .unwrap_or_default();
+        drop(guards);
+        std::process::exit(code);
+    }
+
+    fn offset(&self, received: Instant) -> Duration {
+        if let Some(e) = self
+            .config
+            .handle
+            .as_ref()
+            .and_then(ShutdownHandle::elapsed)
+        {
+            return e;
+        }
+        let first = self.first_at.lock().ok().and_then(|g| *g);
+        first.map_or(Duration::ZERO, |f| received.saturating_duration_since(f))
+    }
+}
+
+/// An id tying together the context line, the diagnostic log and the flight record.
+fn correlation_id(received: Instant) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    // Mix in the monotonic instant so two processes started in the same nanosecond differ.
+    let mono = received.elapsed().subsec_nanos();
+    format!(
+        "{:x}-{:x}",
+        std::process::id(),
+        (nanos as u64) ^ u64::from(mono)
+    )
+}
+
+/// The sender as signal-hook reports it, with its `/proc` entry read at once.
+pub(crate) fn sender_from_origin(origin: &Origin) -> Option<SignalSender> {
+    let cause = match origin.cause {
+        Cause::Sent(Sent::User) => SignalCause::Kill,
+        Cause::Sent(Sent::TKill) => SignalCause::Tkill,
+        Cause::Sent(Sent::Queue) => SignalCause::Sigqueue,
+        Cause::Kernel => SignalCause::Kernel,
+        _ => SignalCause::Other,
+    };
+    match origin.process {
+        Some(p) => Some(SignalSender::from_proc(p.pid, p.uid, cause)),
+        None if cause == SignalCause::Kernel => Some(SignalSender::from_proc(0, 0, cause)),
+        None => None,
+    }
+}
+
+/// Registers `signals` and runs the listener on a thread named `shutdown-signals`.
+pub(crate) fn spawn(
+    shared: Arc<Shared>,
+    signals: &[i32],
+) -> std::io::Result<signal_hook::iterator::Handle> {
+    let mut iter = SignalsInfo::<WithOrigin>::new(signals)?;
+    let handle = iter.handle();
+    std::thread::Builder::new()
+        .name("shutdown-signals".into())
+        .spawn(move || {
+            for origin in iter.forever() {
+                let received = Instant::now();
+                // The sender exits within microseconds of kill(2): read its /proc entry first.
+                let sender = sender_from_origin(&origin);
+                shared.on_signal(Some(origin.signal), sender, received);
+            }
+        })?;
+    Ok(handle)
+}

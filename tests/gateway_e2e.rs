@@ -1,0 +1,340 @@
+//! End to end: the gateway example, built by `cargo test`, run as a child and stopped by real
+//! signals from real other processes.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// The example binary next to this test's deps directory (cargo test builds examples).
+fn gateway_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap();
+    let bin = dir.join("examples").join("gateway");
+    if !bin.exists() {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--example", "gateway"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    bin
+}
+
+/// A running gateway: its stderr lines arrive on a channel as they are written.
+struct Gateway {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    dir: PathBuf,
+}
+
+impl Gateway {
+    fn start(dir: &Path, extra: &[&str]) -> Self {
+        let mut child = Command::new(gateway_bin())
+            .args([
+                "--log-dir",
+                dir.join("logs").to_str().unwrap(),
+                "--state-dir",
+                dir.join("state").to_str().unwrap(),
+            ])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (tx, rx) = mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut gw = Self {
+            child,
+            lines: rx,
+            seen: Vec::new(),
+            dir: dir.to_owned(),
+        };
+        gw.wait_for("gateway started", Duration::from_secs(60));
+        gw
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits until a stderr line contains `needle`; panics with what was seen on timeout.
+    fn wait_for(&mut self, needle: &str, limit: Duration) -> String {
+        let deadline = Instant::now() + limit;
+        if let Some(l) = self.seen.iter().find(|l| l.contains(needle)) {
+            return l.clone();
+        }
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no line with {needle:?} in {limit:?}; saw:\n{}",
+            self.seen.join("\n")
+        );
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(l);
+                }
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "gateway did not exit in {limit:?}; saw:\n{}",
+                    self.seen.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything in the rolling log files.
+    fn log_file_text(&self) -> String {
+        let mut out = String::new();
+        for e in std::fs::read_dir(self.dir.join("logs")).unwrap() {
+            let p = e.unwrap().path();
+            if p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("gateway.log")
+            {
+                out.push_str(&std::fs::read_to_string(p).unwrap());
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `sig` from a separate `kill` process; returns that process's pid (reaped).
+fn kill_from_other_process(sig: &str, pid: u32) -> u32 {
+    let mut k = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .spawn()
+        .unwrap();
+    let sender = k.id();
+    // Give the gateway a moment to read the sender's /proc entry before we reap it (it is
+    // readable as a zombie until then).
+    std::thread::sleep(Duration::from_millis(300));
+    k.wait().unwrap();
+    sender
+}
+
+/// Zombie children of `pid` (state `Z` with `PPid` = pid).
+fn zombie_children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r.to_owned()) else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.first() == Some(&"Z") && f.get(1) == Some(&pid.to_string().as_str()) {
+            out.push(child);
+        }
+    }
+    out
+}
+
+#[test]
+fn sigterm_from_another_process_is_explained_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(
+        dir.path(),
+        &[
+            "--wait",
+            "--drain-secs",
+            "2",
+            "--adapters",
+            "slack,telegram",
+        ],
+    );
+    let sender = kill_from_other_process("-TERM", gw.pid());
+    gw.wait_for("drain started", Duration::from_secs(20));
+    // The diagnostic finishes within its bound while the gateway still drains: no zombie.
+    let diag = dir.path().join("logs/shutdown-diag.log");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&diag).is_ok_and(|t| t.contains("end of diagnostic"))
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        zombie_children(gw.pid()),
+        Vec::<u32>::new(),
+        "zombie children of the gateway"
+    );
+    let status = gw.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}\n{}", gw.seen.join("\n"));
+
+    let log = gw.log_file_text();
+    let ctx_lines: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("Shutdown context"))
+        .collect();
+    assert_eq!(ctx_lines.len(), 1, "{log}");
+    assert!(
+        ctx_lines[0].contains(&format!("sender_pid={sender} sender_name=kill ")),
+        "{}",
+        ctx_lines[0]
+    );
+    assert!(ctx_lines[0].contains("signal=SIGTERM"), "{}", ctx_lines[0]);
+    for needle in [
+        "notify started",
+        "notify done",
+        "drain started",
+        "drain done",
+        "active_at_start=3",
+        "timed_out=false",
+        "disconnect<slack> done",
+        "disconnect<telegram> done",
+        "db_close done",
+        "shutdown complete (total teardown",
+    ] {
+        assert!(log.contains(needle), "{needle:?} missing:\n{log}");
+    }
+    let mode = std::fs::metadata(&diag).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("state/last-shutdown.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(report["phases"].as_array().unwrap().len() >= 5, "{report}");
+    let trace: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("logs/shutdown-trace.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(trace.is_object() || trace.is_array());
+}
+
+#[test]
+fn sigkill_during_a_slow_drain_is_reported_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(
+        dir.path(),
+        &["--wait", "--drain-secs", "60", "--adapters", "slack"],
+    );
+    kill_from_other_process("-TERM", gw.pid());
+    gw.wait_for("drain started", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = gw.child.kill(); // SIGKILL, as systemd does after TimeoutStopSec
+    let _ = gw.child.wait();
+    drop(gw);
+
+    let mut next = Gateway::start(
+        dir.path(),
+        &[
+            "--self-signal-after",
+            "0.2",
+            "--drain-secs",
+            "0.1",
+            "--adapters",
+            "slack",
+        ],
+    );
+    let line = next.wait_for(
+        "Previous shutdown did not complete",
+        Duration::from_secs(10),
+    );
+    assert!(line.contains("during phase drain"), "{line}");
+    let status = next.wait_exit(Duration::from_secs(60));
+    assert!(status.success());
+}
+
+#[test]
+fn a_storm_of_signals_is_latched() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(
+        dir.path(),
+        &["--wait", "--drain-secs", "1", "--adapters", "slack"],
+    );
+    let pid = gw.pid().to_string();
+    // 200 SIGTERMs from one shell process (builtin kill), as fast as it can send them.
+    let storm = Command::new("sh")
+        .args([
+            "-c",
+            "i=0; while [ $i -lt 200 ]; do kill -TERM \"$1\" 2>/dev/null; i=$((i+1)); done",
+            "sh",
+            &pid,
+        ])
+        .status()
+        .unwrap();
+    assert!(storm.success());
+    let status = gw.wait_exit(Duration::from_secs(60));
+    assert!(status.success(), "{status:?}");
+    let log = gw.log_file_text();
+    assert_eq!(log.matches("Shutdown context").count(), 1, "{log}");
+    assert!(log.contains("repeated signal SIGTERM #2 from pid"), "{log}");
+    let diag = std::fs::read_to_string(dir.path().join("logs/shutdown-diag.log")).unwrap();
+    assert_eq!(
+        diag.matches("=== shutdown diagnostic @").count(),
+        1,
+        "{diag}"
+    );
+    assert!(log.contains("shutdown complete"));
+}
+
+#[test]
+fn second_sigint_escalates_to_the_configured_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(
+        dir.path(),
+        &[
+            "--wait",
+            "--drain-secs",
+            "60",
+            "--escalate-after",
+            "2",
+            "--adapters",
+            "slack",
+        ],
+    );
+    kill_from_other_process("-INT", gw.pid());
+    gw.wait_for("drain started", Duration::from_secs(20));
+    kill_from_other_process("-INT", gw.pid());
+    let status = gw.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    // The adopted file guard was flushed before exit: the escalation line is in the file.
+    let log = gw.log_file_text();
+    assert!(log.contains("escalating, exiting with code 130"), "{log}");
+    assert!(log.contains("drain started"), "{log}");
+}
