@@ -47,6 +47,7 @@ pub struct ForensicsBuilder {
     stop_headroom: Duration,
     notify: bool,
     extend: Option<(Duration, Duration)>,
+    report_path: Option<PathBuf>,
 }
 
 impl Default for ForensicsBuilder {
@@ -62,6 +63,7 @@ impl Default for ForensicsBuilder {
             stop_headroom: crate::systemd::DEFAULT_STOP_HEADROOM,
             notify: true,
             extend: None,
+            report_path: None,
         }
     }
 }
@@ -72,6 +74,7 @@ impl Default for ForensicsBuilder {
 pub struct Forensics {
     shared: Arc<Shared>,
     signals: signal_hook::iterator::Handle,
+    report_path: Option<PathBuf>,
 }
 
 /// An awaitable (and blocking) shutdown trigger; clone it into every task that must stop.
@@ -95,12 +98,21 @@ impl Forensics {
     }
 
     /// Ends the shutdown: logs `+3.62s shutdown complete (total teardown 3.62s)` through the
-    /// layer's handle (when one was given) and flushes the flight record. Returns the teardown
-    /// time.
+    /// layer's handle (when one was given), flushes the flight record and, when configured,
+    /// writes the report and context as JSON ([`ForensicsBuilder::with_report_path`]).
+    /// Returns the teardown time.
     pub fn finish(&self) -> Option<Duration> {
         let handle = self.shared.config.handle.as_ref()?;
         let total = handle.finish();
         let _ = handle.flush();
+        if let Some(path) = &self.report_path {
+            let report = handle.report();
+            let ctx = self.signal().context();
+            let body = serde_json::json!({ "report": report, "context": ctx.as_deref() });
+            if let Err(e) = write_private(path, body.to_string().as_bytes()) {
+                tracing::warn!(target: crate::PHASE_TARGET, path = %path.display(), error = %e, "shutdown report not written");
+            }
+        }
         total
     }
 }
@@ -243,6 +255,13 @@ impl ForensicsBuilder {
         self
     }
 
+    /// Writes `{"report": <ShutdownReport>, "context": <ShutdownContext>}` to `path` (mode
+    /// 0600, replaced atomically) when [`Forensics::finish`] runs. Default: not written.
+    pub fn with_report_path(mut self, path: impl Into<PathBuf>) -> Self {
+        self.report_path = Some(path.into());
+        self
+    }
+
     /// Registers the signal handlers, starts the listener thread and runs the startup checks
     /// (previous flight record verdict; systemd `TimeoutStopSec`, on a thread of its own).
     ///
@@ -290,6 +309,7 @@ impl ForensicsBuilder {
                     .map(|(step, ceiling)| crate::systemd::ExtendPolicy::new(step, ceiling)),
             );
         }
+        let report_path = self.report_path;
         let config = Config {
             context: self.context,
             handle: self.handle,
@@ -304,6 +324,29 @@ impl ForensicsBuilder {
         }
         let signals = listener::spawn(Arc::clone(&shared), &self.signals)
             .map_err(|e| Error::io("register shutdown signal handlers", e))?;
-        Ok(Forensics { shared, signals })
+        Ok(Forensics {
+            shared,
+            signals,
+            report_path,
+        })
     }
+}
+
+/// Writes `bytes` to `path` through a 0600 temporary file renamed over it.
+fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".tmp.{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
 }

@@ -238,7 +238,16 @@ fn sigterm_from_another_process_is_explained_end_to_end() {
         &std::fs::read_to_string(dir.path().join("state/last-shutdown.json")).unwrap(),
     )
     .unwrap();
-    assert!(report["phases"].as_array().unwrap().len() >= 5, "{report}");
+    assert!(
+        report["report"]["phases"].as_array().unwrap().len() >= 5,
+        "{report}"
+    );
+    assert_eq!(report["context"]["sender"]["pid"], sender, "{report}");
+    let mode = std::fs::metadata(dir.path().join("state/last-shutdown.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
     let trace: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("logs/shutdown-trace.json")).unwrap(),
     )

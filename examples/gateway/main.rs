@@ -10,7 +10,7 @@
 //! sessions finish, bounded by `--drain-timeout`), `disconnect<adapter>` (in parallel, each
 //! bounded), `db_close` (checkpoint the WAL and close). At exit it prints the waterfall and
 //! writes the Chrome trace (`LOG_DIR/shutdown-trace.json`) and the report and context as JSON
-//! (`STATE_DIR/last-shutdown.json`, `STATE_DIR/last-context.json`).
+//! (`STATE_DIR/last-shutdown.json`).
 //!
 //! ```sh
 //! cargo run --example gateway
@@ -99,6 +99,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_diagnostic(args.log_dir.join("shutdown-diag.log"))
         .with_escalation(escalation)
         .with_stop_budget(Some(budget), Duration::from_secs(30))
+        .with_report_path(args.state_dir.join("last-shutdown.json"))
         .adopt_guard(guard)
         .install()?;
 
@@ -108,7 +109,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .build()?;
     let outcome = rt.block_on(serve(args, forensics.signal(), &handle));
     forensics.finish();
-    write_outputs(args, &handle, &forensics.signal())?;
+    write_outputs(args, &handle)?;
     outcome
 }
 
@@ -239,20 +240,13 @@ fn send_sigterm_to_self(signal: ShutdownSignal) {
     }
 }
 
-/// The waterfall on stderr, the Chrome trace, and the report and context as JSON.
-fn write_outputs(
-    args: &Args,
-    handle: &ShutdownHandle,
-    signal: &ShutdownSignal,
-) -> std::io::Result<()> {
+/// The waterfall on stderr and the Chrome trace next to the logs (the report and context
+/// JSON were written by `finish`).
+fn write_outputs(args: &Args, handle: &ShutdownHandle) -> std::io::Result<()> {
     let report = handle.report();
     eprintln!("\n{report}");
     let trace = args.log_dir.join("shutdown-trace.json");
     std::fs::write(&trace, report.to_chrome_trace())?;
-    std::fs::write(args.state_dir.join("last-shutdown.json"), report.to_json())?;
-    if let Some(ctx) = signal.context() {
-        std::fs::write(args.state_dir.join("last-context.json"), ctx.to_json())?;
-    }
     eprintln!(
         "Chrome trace: {} (open in https://ui.perfetto.dev or chrome://tracing)",
         trace.display()
