@@ -1,0 +1,167 @@
+//! The context as one logfmt line and as the ONE `Shutdown context` event.
+
+use std::fmt;
+
+use super::ShutdownContext;
+use crate::logfmt::{push_pair, push_str_pair, Logfmt};
+use crate::markers::{MarkerInfo, MarkerStatus};
+use crate::signal::SignalSender;
+
+impl ShutdownContext {
+    fn log_fields(&self) -> LogFields<'_> {
+        let sender = self.sender.as_ref();
+        LogFields {
+            signal: &self.signal,
+            sender_pid: sender.map(|s| s.pid),
+            sender_name: sender.map(SignalSender::display_name),
+            sender_uid: sender.map(|s| s.uid),
+            cause: sender.map_or("unknown", |s| s.cause.as_str()),
+            under_systemd: self.under_systemd,
+            unit: self.systemd_unit.as_deref(),
+            parent_pid: self.ppid,
+            parent_name: self.parent.name.as_deref().unwrap_or("unknown"),
+            loadavg_1m: self.loadavg_1m.map(TwoDecimals),
+            takeover: self
+                .takeover_marker
+                .as_ref()
+                .map(|m| marker_word(m, "self")),
+            planned_stop: self
+                .planned_stop_marker
+                .as_ref()
+                .map(|m| marker_word(m, "yes")),
+            tracer_pid: self.tracer_pid,
+            supervisor: self.supervisor.as_str(),
+            stop: if self.is_planned() {
+                "planned"
+            } else {
+                "unexpected"
+            },
+            correlation_id: self.correlation_id.as_deref(),
+            parent_cmdline: self.parent.cmdline.as_deref(),
+        }
+    }
+
+    /// The context as one logfmt line, in the order of the `Shutdown context` event:
+    ///
+    /// `signal sender_pid sender_name sender_uid cause under_systemd unit parent_pid parent_name
+    /// loadavg_1m`, then only when present `takeover_marker_present=self|other|...`,
+    /// `planned_stop_marker_present=yes|other|...`, `tracer_pid`, then `supervisor`,
+    /// `stop=planned|unexpected`, `correlation_id` and (only when opted in) `parent_cmdline`.
+    /// Values that could break a line are quoted and escaped.
+    #[must_use]
+    pub fn to_log_line(&self) -> String {
+        let f = self.log_fields();
+        let mut out = String::with_capacity(256);
+        push_str_pair(&mut out, "signal", f.signal);
+        if let (Some(pid), Some(name), Some(uid)) = (f.sender_pid, f.sender_name, f.sender_uid) {
+            push_pair(&mut out, "sender_pid", pid);
+            push_str_pair(&mut out, "sender_name", name);
+            push_pair(&mut out, "sender_uid", uid);
+        }
+        push_str_pair(&mut out, "cause", f.cause);
+        push_pair(&mut out, "under_systemd", f.under_systemd);
+        if let Some(unit) = f.unit {
+            push_str_pair(&mut out, "unit", unit);
+        }
+        push_pair(&mut out, "parent_pid", f.parent_pid);
+        push_str_pair(&mut out, "parent_name", f.parent_name);
+        if let Some(load) = f.loadavg_1m {
+            push_pair(&mut out, "loadavg_1m", load);
+        }
+        if let Some(word) = f.takeover {
+            push_str_pair(&mut out, "takeover_marker_present", word);
+        }
+        if let Some(word) = f.planned_stop {
+            push_str_pair(&mut out, "planned_stop_marker_present", word);
+        }
+        if let Some(tracer) = f.tracer_pid {
+            push_pair(&mut out, "tracer_pid", tracer);
+        }
+        push_str_pair(&mut out, "supervisor", f.supervisor);
+        push_str_pair(&mut out, "stop", f.stop);
+        if let Some(id) = f.correlation_id {
+            push_str_pair(&mut out, "correlation_id", id);
+        }
+        if let Some(cmd) = f.parent_cmdline {
+            push_str_pair(&mut out, "parent_cmdline", cmd);
+        }
+        out
+    }
+
+    /// The context as JSON (keys as the struct's fields, `self` for [`Self::process`]). Never
+    /// fails: a serialization error (which these plain types cannot produce) yields `{}`.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
+    }
+
+    /// Emits the ONE `Shutdown context` WARN event (target `shutdown`) with the context's facts
+    /// as structured fields, in the order of [`Self::to_log_line`].
+    pub fn log(&self) {
+        let f = self.log_fields();
+        tracing::warn!(
+            target: crate::PHASE_TARGET,
+            signal = display(Logfmt(f.signal)),
+            sender_pid = f.sender_pid,
+            sender_name = f.sender_name.map(|n| display(Logfmt(n))),
+            sender_uid = f.sender_uid,
+            cause = display(f.cause),
+            under_systemd = f.under_systemd,
+            unit = f.unit.map(|u| display(Logfmt(u))),
+            parent_pid = f.parent_pid,
+            parent_name = display(Logfmt(f.parent_name)),
+            loadavg_1m = f.loadavg_1m.map(display),
+            takeover_marker_present = f.takeover.map(display),
+            planned_stop_marker_present = f.planned_stop.map(display),
+            tracer_pid = f.tracer_pid,
+            supervisor = display(f.supervisor),
+            stop = display(f.stop),
+            correlation_id = f.correlation_id.map(|c| display(Logfmt(c))),
+            parent_cmdline = f.parent_cmdline.map(|c| display(Logfmt(c))),
+            "Shutdown context"
+        );
+    }
+}
+
+/// The values of the context line, computed once for both renderings.
+struct LogFields<'a> {
+    signal: &'a str,
+    sender_pid: Option<u32>,
+    sender_name: Option<&'a str>,
+    sender_uid: Option<u32>,
+    cause: &'static str,
+    under_systemd: bool,
+    unit: Option<&'a str>,
+    parent_pid: u32,
+    parent_name: &'a str,
+    loadavg_1m: Option<TwoDecimals>,
+    takeover: Option<&'static str>,
+    planned_stop: Option<&'static str>,
+    tracer_pid: Option<u32>,
+    supervisor: &'static str,
+    stop: &'static str,
+    correlation_id: Option<&'a str>,
+    parent_cmdline: Option<&'a str>,
+}
+
+#[derive(Clone, Copy)]
+struct TwoDecimals(f64);
+
+impl fmt::Display for TwoDecimals {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.2}", self.0)
+    }
+}
+
+/// `self`/`yes` when the marker names us, `other` when it names someone else, else its status.
+fn marker_word(m: &MarkerInfo, mine: &'static str) -> &'static str {
+    match m.status {
+        MarkerStatus::Valid if m.for_self => mine,
+        MarkerStatus::Valid if m.stale => "stale",
+        MarkerStatus::Valid => "other",
+        MarkerStatus::Malformed => "malformed",
+        MarkerStatus::TooLarge => "too_large",
+        MarkerStatus::NotAFile => "not_a_file",
+        MarkerStatus::Unreadable => "unreadable",
+    }
+}
