@@ -1,6 +1,89 @@
 //! Make a service's stop explainable.
 //!
-//! (Crate documentation is written as the modules land; see README.md.)
+//! When a service under systemd, Kubernetes or a terminal gets `SIGTERM`, operators ask three
+//! questions. This crate answers them as ordinary [`tracing`] data, so the answers land wherever
+//! the app's subscriber writes (stderr, rolling files from `tracing-appender`, journald):
+//!
+//! 1. **Who stopped us, and why?** The signal helper ([`Forensics`]) listens on its own thread,
+//!    reads the real sender from `siginfo_t` (pid, uid, `kill`/`tkill`/kernel) and its `/proc`
+//!    entry first, then captures a [`ShutdownContext`] (parent, supervisor, systemd unit, load,
+//!    tracer, planned-stop markers) in tens of microseconds and logs it as ONE `Shutdown context`
+//!    WARN event. A bounded, detached diagnostic ([`spawn_diagnostic`]) snapshots the process
+//!    table into a 0600 file without blocking anything.
+//! 2. **Where did the time go?** Shutdown phases are ordinary spans ([`phase!`], target
+//!    [`PHASE_TARGET`]); the [`ShutdownLayer`] turns them into `+0.02s drain started` /
+//!    `+3.43s drain done (3.41s)` events, warns while a phase runs over its budget, and builds a
+//!    [`ShutdownReport`] (JSON, Chrome trace, terminal waterfall).
+//! 3. **Did it finish, and will the supervisor let it?** A [`FlightRecord`] on disk survives
+//!    `SIGKILL` and tells the next start which phase wedged; a startup check
+//!    ([`check_systemd_timing_alignment`]) warns when systemd's `TimeoutStopSec` cannot cover the
+//!    shutdown budget; `STOPPING=1` / `STATUS=` / `EXTEND_TIMEOUT_USEC` keep systemd informed.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use shutdown_forensics::{phase, FlightRecord, Forensics, ShutdownLayer};
+//! use tracing::Instrument;
+//! use tracing_subscriber::layer::SubscriberExt;
+//! use tracing_subscriber::util::SubscriberInitExt;
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let layer = ShutdownLayer::builder()
+//!         .with_flight_record(FlightRecord::open("state/flight.jsonl")?)
+//!         .with_phase_budget("drain", std::time::Duration::from_secs(30))
+//!         .build();
+//!     let handle = layer.handle();
+//!     tracing_subscriber::registry().with(tracing_subscriber::fmt::layer()).with(layer).init();
+//!     let forensics = Forensics::builder()
+//!         .with_handle(handle)
+//!         .with_diagnostic("logs/shutdown-diag.log")
+//!         .install()?; // logs "Previous shutdown did not complete ..." when it did not
+//!
+//!     let ctx = forensics.signal().recv().await; // SIGTERM, SIGINT, SIGHUP or SIGQUIT
+//!     async { /* stop accepting, wait for requests */ }.instrument(phase!("drain", active_at_start = 3)).await;
+//!     async { /* close the database */ }.instrument(phase!("db_close")).await;
+//!     forensics.finish(); // "+0.42s shutdown complete (total teardown 0.42s)"
+//!     Ok(())
+//! }
+//! ```
+//!
+//! `cargo run --example gateway` runs a real service (axum, SQLite, TCP adapters, rolling log
+//! files) that stops itself with a real `SIGTERM` from another process and prints the result.
+//!
+//! # Log lines
+//!
+//! All are events with target `shutdown` (keep `shutdown=info` enabled in your filter); facts
+//! are structured fields, and values that could break a line are quoted and escaped (logfmt).
+//!
+//! | level | message |
+//! |---|---|
+//! | WARN | `Shutdown context signal=SIGTERM sender_pid=812 sender_name=systemctl sender_uid=0 cause=kill under_systemd=true unit=gateway.service parent_pid=1 parent_name=systemd loadavg_1m=0.42 ...` |
+//! | INFO | `+0.02s drain started` / `+3.43s drain done (3.41s) active_at_start=5 active_now=0 timed_out=false` |
+//! | WARN | `+33.00s drain over budget (30.00s)` (while the phase still runs) |
+//! | INFO | `+3.62s shutdown complete (total teardown 3.62s)` |
+//! | WARN | `repeated signal SIGTERM #2 from pid 812 (systemctl) at +1.23s` |
+//! | WARN | `Previous shutdown did not complete: pid 4242 was killed during phase drain (entered +2.10s, last record +89.95s)` |
+//! | WARN | `Stale systemd unit detected: gateway.service has TimeoutStopSec=90s but the shutdown budget needs >=210s ...` |
+//!
+//! # Privacy
+//!
+//! Command lines can hold secrets: they are never captured unless
+//! [`ContextOptions::include_cmdline`] is set, and the diagnostic lists process names only.
+//! Process names are chosen by the processes themselves and are escaped before they are logged.
+//! Diagnostic, flight-record and report files are created with mode 0600.
+//!
+//! # Feature flags
+//!
+//! - `systemd` (default): [`Notifier`], [`ExtendPolicy`] and the helper's sd_notify messages
+//!   (`STOPPING=1`, `STATUS=`, `EXTEND_TIMEOUT_USEC=`), written to `NOTIFY_SOCKET` with std
+//!   only (path and abstract sockets).
+//!
+//! # Platform support
+//!
+//! Linux gets every fact. The public API compiles on every Unix; facts that need `/proc` are
+//! `None` there, and [`spawn_diagnostic`] returns [`std::io::ErrorKind::Unsupported`] outside
+//! Unix. MSRV: Rust 1.85.
 
 #![warn(
     missing_docs,
