@@ -139,18 +139,22 @@ impl Drop for Gateway {
     }
 }
 
-/// Sends `sig` from a separate `kill` process; returns that process's pid (reaped).
-fn kill_from_other_process(sig: &str, pid: u32) -> u32 {
-    let mut k = Command::new("kill")
+/// Sends `sig` from a separate `kill` process and returns it unreaped: until it is reaped its
+/// `/proc` entry (a zombie's) still names it, however slow the machine.
+fn kill_from_other_process(sig: &str, pid: u32) -> Child {
+    let k = Command::new("kill")
         .args([sig, &pid.to_string()])
         .spawn()
         .unwrap();
-    let sender = k.id();
-    // Give the gateway a moment to read the sender's /proc entry before we reap it (it is
-    // readable as a zombie until then).
-    std::thread::sleep(Duration::from_millis(300));
-    k.wait().unwrap();
-    sender
+    // kill(1) exits right after kill(2); wait for that without reaping it.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(format!("/proc/{}/stat", k.id()))
+        .is_ok_and(|s| s.contains(") Z "))
+    {
+        assert!(Instant::now() < deadline, "kill did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    k
 }
 
 /// Zombie children of `pid` (state `Z` with `PPid` = pid).
@@ -187,7 +191,10 @@ fn sigterm_from_another_process_is_explained_end_to_end() {
             "slack,telegram",
         ],
     );
-    let sender = kill_from_other_process("-TERM", gw.pid());
+    let mut kill = kill_from_other_process("-TERM", gw.pid());
+    let sender = kill.id();
+    gw.wait_for("Shutdown context", Duration::from_secs(20));
+    kill.wait().unwrap();
     gw.wait_for("drain started", Duration::from_secs(20));
     // The diagnostic finishes within its bound while the gateway still drains: no zombie.
     let diag = dir.path().join("logs/shutdown-diag.log");
@@ -262,8 +269,9 @@ fn sigkill_during_a_slow_drain_is_reported_at_the_next_start() {
         dir.path(),
         &["--wait", "--drain-secs", "60", "--adapters", "slack"],
     );
-    kill_from_other_process("-TERM", gw.pid());
+    let mut kill = kill_from_other_process("-TERM", gw.pid());
     gw.wait_for("drain started", Duration::from_secs(20));
+    kill.wait().unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let _ = gw.child.kill(); // SIGKILL, as systemd does after TimeoutStopSec
     let _ = gw.child.wait();
@@ -337,10 +345,12 @@ fn second_sigint_escalates_to_the_configured_exit_code() {
             "slack",
         ],
     );
-    kill_from_other_process("-INT", gw.pid());
+    let mut first = kill_from_other_process("-INT", gw.pid());
     gw.wait_for("drain started", Duration::from_secs(20));
-    kill_from_other_process("-INT", gw.pid());
+    first.wait().unwrap();
+    let mut second = kill_from_other_process("-INT", gw.pid());
     let status = gw.wait_exit(Duration::from_secs(30));
+    second.wait().unwrap();
     assert_eq!(status.code(), Some(130), "{status:?}");
     // The adopted file guard was flushed before exit: the escalation line is in the file.
     let log = gw.log_file_text();
