@@ -1,17 +1,17 @@
 //! The flight record on disk: one JSON line per step, the verdict on the previous run,
 //! tolerance of torn lines, bounded reads and bounded size across restarts.
 
-mod layer_common;
+mod support;
 
 use std::fs;
 use std::io::Write;
 use std::path::Path;
 
-use layer_common::{ms, setup, Capture};
 use serde_json::{json, Value};
 use shutdown_forensics::{
     phase, FlightRecord, PreviousShutdown, ShutdownLayer, ShutdownTrigger, SignalSender,
 };
+use support::{ms, setup, Capture};
 use tracing::dispatcher::with_default;
 use tracing_subscriber::layer::SubscriberExt;
 

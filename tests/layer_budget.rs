@@ -1,12 +1,12 @@
 //! Budgets: warnings while a phase still runs (from the watchdog thread), once; the margin.
 
-mod layer_common;
+mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use layer_common::{ms, setup};
 use shutdown_forensics::{phase, PhaseEvent, PhaseOutcome, ShutdownLayer};
+use support::{ms, setup};
 use tracing::dispatcher::with_default;
 
 const DRAIN_OVER: &str =

@@ -1,9 +1,9 @@
 //! The exact log lines of phases: started/done, late fields, adapters, nesting, origin.
 
-mod layer_common;
+mod support;
 
-use layer_common::{ms, setup};
 use shutdown_forensics::{phase, ShutdownLayer};
+use support::{ms, setup};
 use tracing::dispatcher::with_default;
 use tracing::field::Empty;
 

@@ -1,15 +1,15 @@
 //! The report: JSON round-trip, Chrome trace events, the waterfall, open phases, the trigger.
 
-mod layer_common;
+mod support;
 
 use std::time::Duration;
 
-use layer_common::{ms, setup};
 use serde_json::Value;
 use shutdown_forensics::{
     phase, PhaseOutcome, ShutdownHandle, ShutdownLayer, ShutdownReport, ShutdownTrigger,
     SignalSender,
 };
+use support::{ms, setup};
 use tracing::dispatcher::with_default;
 
 /// notify 0.02s; drain 3.36s with late fields; two adapters in parallel under one phase;

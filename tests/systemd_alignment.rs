@@ -4,8 +4,9 @@
 //! `systemctl` in `src/systemd/unit/tests.rs`; the public entry points end to end, with the
 //! environment they read, in `tests/systemd_env.rs`.
 
-use std::io;
-use std::sync::{Arc, Mutex};
+mod support;
+use support::Capture;
+
 use std::time::Duration;
 
 use shutdown_forensics::{SystemdManager, TimingAlignment, DEFAULT_STOP_HEADROOM};
@@ -76,19 +77,6 @@ fn no_warning_without_mismatch() {
     );
 }
 
-#[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Capture {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 fn captured_events(f: impl FnOnce()) -> Vec<serde_json::Value> {
     let capture = Capture::default();
     let writer = capture.clone();
@@ -97,9 +85,8 @@ fn captured_events(f: impl FnOnce()) -> Vec<serde_json::Value> {
         .with_writer(move || writer.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, f);
-    let bytes = capture.0.lock().unwrap().clone();
-    String::from_utf8(bytes)
-        .unwrap()
+    capture
+        .text()
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -1,22 +1,28 @@
-//! Shared test helpers: a capture writer for tracing output.
-#![allow(dead_code)] // each test binary uses a different subset
+//! Shared test support: a capture writer, plain subscribers, and the shutdown layer driven by a
+//! manual clock.
+#![allow(dead_code, unreachable_pub)] // each test file uses a different subset
 
 use std::io;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
-/// A `MakeWriter` that collects everything written into a shared buffer.
+use shutdown_forensics::{ManualClock, ShutdownHandle, ShutdownLayerBuilder};
+use tracing::Dispatch;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+
+/// Everything written by the fmt layer.
 #[derive(Clone, Default)]
 pub struct Capture(Arc<Mutex<Vec<u8>>>);
 
-impl Capture {
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
-    }
-}
+pub struct CaptureWriter(Arc<Mutex<Vec<u8>>>);
 
-impl io::Write for Capture {
+impl io::Write for CaptureWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -24,11 +30,66 @@ impl io::Write for Capture {
     }
 }
 
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
-    type Writer = Capture;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.make_writer_owned().write(buf)
     }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for Capture {
+    type Writer = CaptureWriter;
+    fn make_writer(&'a self) -> Self::Writer {
+        CaptureWriter(Arc::clone(&self.0))
+    }
+}
+
+impl Capture {
+    /// A plain `io::Write` into this capture (for writers that wrap one).
+    pub fn make_writer_owned(&self) -> CaptureWriter {
+        CaptureWriter(Arc::clone(&self.0))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+    }
+
+    pub fn lines(&self) -> Vec<String> {
+        self.text().lines().map(str::to_owned).collect()
+    }
+
+    /// Waits (real time, generously) until a line containing `needle` appears.
+    pub fn wait_for(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if self.text().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+}
+
+/// A registry with fmt (no time, no ANSI) writing to a capture, plus the shutdown layer
+/// driven by a manual clock.
+pub fn setup(builder: ShutdownLayerBuilder) -> (Dispatch, ShutdownHandle, Capture, ManualClock) {
+    let clock = ManualClock::new();
+    let layer = builder.with_clock(clock.clone()).build();
+    let handle = layer.handle();
+    let capture = Capture::default();
+    let fmt = tracing_subscriber::fmt::layer()
+        .without_time()
+        .with_ansi(false)
+        .with_writer(capture.clone());
+    let subscriber = tracing_subscriber::registry().with(fmt).with(layer);
+    (Dispatch::new(subscriber), handle, capture, clock)
+}
+
+pub fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
 /// A plain fmt subscriber (no time, no ANSI, no target) writing into `cap`.
