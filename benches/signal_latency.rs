@@ -1,0 +1,405 @@
+//! Signal-to-context latency (target: p50 ≤ 300 µs): from `kill(2)` in a sender process to the
+//! `Shutdown context` line reaching the receiver's writer.
+//!
+//! The helper latches the first signal once per process, so every sample is a fresh receiver:
+//! this binary re-executes itself with `SHUTDOWN_FORENSICS_BENCH_RECEIVER` set. The receiver
+//! installs a fmt subscriber whose writer stamps `CLOCK_MONOTONIC` when it is handed the
+//! `Shutdown context` line, installs `Forensics` with default options, prints `ready` and waits
+//! for the signal. The bench process is the sender: it stamps `CLOCK_MONOTONIC` right before
+//! `kill(pid, SIGTERM)`. `CLOCK_MONOTONIC` is system-wide, so the two stamps compare.
+//!
+//! Variants: `default` (`Forensics::builder().install()` only), `layer` (plus a `ShutdownLayer`
+//! with a flight record and its handle given to the helper) and `floor` (signal-hook alone, no
+//! capture, no tracing: the platform's delivery and wake-up). For scale, the same run times the
+//! bare `ShutdownContext::capture` in a hot loop, and a `probe` receiver times each step of the
+//! listener's path on its first call, its second, and after sleeping. Besides criterion's
+//! estimates the bench prints p50/p90/p99 of every sample, split at the context's own
+//! `ts_monotonic` (stamped when the capture starts, after the sender's `/proc` entry was read)
+//! into wake-up and capture + format.
+//!
+//! Every receiver is reaped; one that does not answer within 5 s is killed. The sample count is
+//! bounded by criterion's measurement time (about 30 s in all).
+//!
+//! Run: `cargo bench --bench signal_latency`
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::Duration;
+
+use criterion::{black_box, Criterion, SamplingMode};
+use shutdown_forensics::ShutdownContext;
+
+/// Set (to a variant name) in the receiver's environment.
+const RECEIVER_ENV: &str = "SHUTDOWN_FORENSICS_BENCH_RECEIVER";
+/// Directory for the `layer` variant's flight records.
+const DIR_ENV: &str = "SHUTDOWN_FORENSICS_BENCH_DIR";
+/// How long a receiver may take to answer before it is killed and the bench fails.
+const ANSWER_LIMIT: Duration = Duration::from_secs(5);
+/// Pause between `install` and `ready`: a real service is long past start-up when it is
+/// stopped, so the listener thread (and the install-time systemd check) must be settled.
+const SETTLE: Duration = Duration::from_millis(10);
+
+fn monotonic_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_MONOTONIC)");
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+fn main() {
+    if let Ok(variant) = std::env::var(RECEIVER_ENV) {
+        receiver::run(&variant);
+        return;
+    }
+    let mut c = Criterion::default().configure_from_args();
+    latency(&mut c);
+    c.final_summary();
+}
+
+mod receiver {
+    use super::*;
+    use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer, SignalSender};
+    use signal_hook::iterator::exfiltrator::origin::WithOrigin;
+    use signal_hook::iterator::SignalsInfo;
+    use tracing_subscriber::fmt::MakeWriter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    /// `CLOCK_MONOTONIC` (ns) when the writer was handed the `Shutdown context` line; 0 = not yet.
+    static WRITTEN_AT: AtomicU64 = AtomicU64::new(0);
+
+    /// Stamps the context line, then writes every line to stderr (the bench sends it to
+    /// /dev/null), as a real writer would.
+    struct StampingWriter;
+
+    impl io::Write for StampingWriter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if WRITTEN_AT.load(Ordering::Relaxed) == 0
+                && buf.windows(16).any(|w| w == b"Shutdown context")
+            {
+                WRITTEN_AT.store(monotonic_ns(), Ordering::Relaxed);
+            }
+            io::stderr().write(buf)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            io::stderr().flush()
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for StampingWriter {
+        type Writer = StampingWriter;
+
+        fn make_writer(&'a self) -> Self::Writer {
+            StampingWriter
+        }
+    }
+
+    pub(super) fn run(variant: &str) {
+        match variant {
+            "floor" => return floor(),
+            "probe" => return probe(),
+            _ => {}
+        }
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_ansi(false)
+            .with_writer(StampingWriter);
+        let mut builder = Forensics::builder();
+        let layer = match variant {
+            "default" => None,
+            "layer" => {
+                let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect("bench dir"));
+                let path = dir.join(format!("flight-{}.jsonl", std::process::id()));
+                let record = FlightRecord::open(path).expect("flight record");
+                let layer = ShutdownLayer::builder().with_flight_record(record).build();
+                builder = builder.with_handle(layer.handle());
+                Some(layer)
+            }
+            other => panic!("unknown receiver variant {other:?}"),
+        };
+        tracing_subscriber::registry().with(layer).with(fmt).init();
+        let forensics = builder.install().expect("install");
+        thread::sleep(SETTLE);
+        let mut out = io::stdout().lock();
+        writeln!(out, "ready")
+            .and_then(|()| out.flush())
+            .expect("stdout");
+        let ctx = forensics.signal().wait();
+        let capture_ns = (ctx.ts_monotonic * 1e9).round() as u64;
+        let written = WRITTEN_AT.load(Ordering::Relaxed);
+        writeln!(out, "stamp {written} {capture_ns}")
+            .and_then(|()| out.flush())
+            .expect("stdout");
+    }
+
+    /// The platform's floor: signal-hook's `SignalsInfo<WithOrigin>` on a thread of its own, as
+    /// the listener uses it, stamping on receipt; no capture, no tracing.
+    fn floor() {
+        let mut signals = SignalsInfo::<WithOrigin>::new([libc::SIGTERM]).expect("signals");
+        let listener = thread::spawn(move || {
+            let _origin = signals.forever().next();
+            monotonic_ns()
+        });
+        thread::sleep(SETTLE);
+        let mut out = io::stdout().lock();
+        writeln!(out, "ready")
+            .and_then(|()| out.flush())
+            .expect("stdout");
+        let at = listener.join().expect("listener");
+        writeln!(out, "stamp {at} {at}")
+            .and_then(|()| out.flush())
+            .expect("stdout");
+    }
+
+    /// Each step of the listener's path (the sender's `/proc` entry, the capture, the
+    /// `Shutdown context` event through fmt to /dev/null) timed three times in a fresh process:
+    /// first call, second call at once, third call after [`SETTLE`] asleep (as the listener
+    /// is when the signal comes). Prints `probe` and the nine figures in ns; no signal involved.
+    fn probe() {
+        tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .with_writer(io::stderr),
+            )
+            .init();
+        let timed = |f: &mut dyn FnMut()| {
+            let mut runs = [0; 3];
+            for (i, run) in runs.iter_mut().enumerate() {
+                if i == 2 {
+                    thread::sleep(SETTLE);
+                }
+                let started = monotonic_ns();
+                f();
+                *run = monotonic_ns() - started;
+            }
+            runs
+        };
+        let ppid = i32::try_from(std::os::unix::process::parent_id()).expect("ppid");
+        let sender = timed(&mut || {
+            black_box(SignalSender::from_siginfo(ppid, 0, libc::SI_USER));
+        });
+        let mut ctx = None;
+        let capture = timed(&mut || ctx = Some(ShutdownContext::capture(Some(libc::SIGTERM))));
+        let ctx = ctx.expect("captured");
+        let log = timed(&mut || ctx.log());
+        let figures: Vec<String> = [sender, capture, log]
+            .iter()
+            .flatten()
+            .map(u64::to_string)
+            .collect();
+        println!("probe {}", figures.join(" "));
+    }
+}
+
+/// One receiver process; killed (if still running) and reaped on drop, also when a sample
+/// panics.
+struct Receiver {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Receiver {
+    fn spawn(variant: &str, dir: &Path) -> Self {
+        let mut child = Command::new(std::env::current_exe().expect("current_exe"))
+            .env(RECEIVER_ENV, variant)
+            .env(DIR_ENV, dir)
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn receiver");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self { child, lines }
+    }
+
+    fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t")
+    }
+
+    fn next_line(&self) -> String {
+        self.lines
+            .recv_timeout(ANSWER_LIMIT)
+            .unwrap_or_else(|e| panic!("receiver {} did not answer: {e}", self.child.id()))
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// One measured signal, in nanoseconds.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// `kill(2)` in the sender to the context line in the receiver's writer.
+    total: u64,
+    /// `kill(2)` to the start of the capture (delivery, self-pipe wake-up, sender's /proc).
+    wake: u64,
+}
+
+fn sample(variant: &str, dir: &Path) -> Sample {
+    let mut receiver = Receiver::spawn(variant, dir);
+    assert_eq!(receiver.next_line(), "ready");
+    let sent = monotonic_ns();
+    // SAFETY: kill(2) on our own child, whose pid cannot be reused before we reap it.
+    let rc = unsafe { libc::kill(receiver.pid(), libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    let line = receiver.next_line();
+    let status = receiver.child.wait().expect("wait for receiver");
+    assert!(status.success(), "receiver exited with {status}");
+    let mut parts = line.split(' ');
+    assert_eq!(parts.next(), Some("stamp"), "unexpected line {line:?}");
+    let mut next = || -> u64 { parts.next().and_then(|p| p.parse().ok()).expect("stamp") };
+    let (written, captured) = (next(), next());
+    assert!(
+        written >= sent,
+        "context line stamped before kill(2): {line:?}"
+    );
+    Sample {
+        total: written - sent,
+        wake: captured.saturating_sub(sent),
+    }
+}
+
+/// `p50 .. p99 max` of `values` (ns), in µs.
+fn percentiles(mut values: Vec<u64>) -> String {
+    values.sort_unstable();
+    let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize] as f64 / 1e3;
+    format!(
+        "p50 {:6.1} µs  p90 {:6.1} µs  p99 {:6.1} µs  max {:6.1} µs",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    )
+}
+
+fn print_samples(variant: &str, samples: &[Sample]) {
+    if samples.is_empty() {
+        return;
+    }
+    let of = |f: fn(&Sample) -> u64| percentiles(samples.iter().map(f).collect());
+    println!(
+        "{variant}: {} samples, one fresh receiver each (warm-up included)",
+        samples.len()
+    );
+    if variant == "floor" {
+        println!(
+            "  kill -> signal-hook wakes the thread: {}",
+            of(|s| s.total)
+        );
+        return;
+    }
+    println!("  kill -> context line written       : {}", of(|s| s.total));
+    println!("  kill -> capture start              : {}", of(|s| s.wake));
+    println!(
+        "  capture start -> line written      : {}",
+        of(|s| s.total - s.wake.min(s.total))
+    );
+}
+
+/// Runs the `probe` receiver `runs` times and prints the medians of its cold/warm timings.
+fn print_probe(runs: usize) {
+    let mut rows: Vec<Vec<u64>> = Vec::new();
+    for _ in 0..runs {
+        let receiver = Receiver::spawn("probe", Path::new("."));
+        let line = receiver.next_line();
+        let row: Vec<u64> = line
+            .strip_prefix("probe ")
+            .unwrap_or_else(|| panic!("unexpected line {line:?}"))
+            .split(' ')
+            .map(|v| v.parse().expect("probe figure"))
+            .collect();
+        rows.push(row);
+    }
+    let median = |i: usize| {
+        let mut v: Vec<u64> = rows.iter().map(|r| r[i]).collect();
+        v.sort_unstable();
+        v[v.len() / 2] as f64 / 1e3
+    };
+    println!(
+        "listener steps in a fresh process, medians of {runs} processes \
+         (1st call / 2nd call / 3rd call after {} ms asleep):",
+        SETTLE.as_millis()
+    );
+    for (i, step) in [
+        "sender /proc entry",
+        "ShutdownContext::capture",
+        "ctx.log() (fmt)",
+    ]
+    .iter()
+    .enumerate()
+    {
+        println!(
+            "  {step:<26}: {:6.1} µs / {:6.1} µs / {:6.1} µs",
+            median(3 * i),
+            median(3 * i + 1),
+            median(3 * i + 2)
+        );
+    }
+}
+
+fn latency(c: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut group = c.benchmark_group("signal_latency");
+    // Criterion sizes the measurement from the warm-up's wall time (a process spawn, ~8 ms
+    // per sample here), so these times bound the run: ~60 warm-up + ~350 measured samples each.
+    group
+        .sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500));
+    let variants = [
+        ("kill_to_context_line_default", "default", 3000),
+        ("kill_to_context_line_layer", "layer", 3000),
+        ("kill_to_wakeup_floor", "floor", 3000),
+    ];
+    let mut report = Vec::new();
+    for (id, variant, measure_ms) in variants {
+        let mut samples: Vec<Sample> = Vec::new();
+        group.measurement_time(Duration::from_millis(measure_ms));
+        group.bench_function(id, |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let s = sample(variant, dir.path());
+                    total += Duration::from_nanos(s.total);
+                    samples.push(s);
+                }
+                total
+            });
+        });
+        report.push((variant, samples));
+    }
+    group.measurement_time(Duration::from_secs(2));
+    group.bench_function("capture_default", |b| {
+        b.iter(|| black_box(ShutdownContext::capture(Some(libc::SIGTERM))));
+    });
+    group.finish();
+    for (variant, samples) in &report {
+        print_samples(variant, samples);
+    }
+    print_probe(30);
+}
