@@ -1,6 +1,8 @@
 //! `ShutdownContext::capture` against the floor: reading the same `/proc` files (and doing the
 //! same `stat` calls) into a reused buffer with no parsing. Also the same facts through the
-//! `procfs` crate, the reason the crate parses `/proc` itself.
+//! `procfs` crate, the reason the crate parses `/proc` itself. And the prepared
+//! [`ContextCapturer`] the signal helper uses, against the floor of the files it reads at signal
+//! time.
 //!
 //! Run: `cargo bench --bench context` (medians in `target/criterion/capture/*/new/estimates.json`).
 
@@ -9,7 +11,7 @@ use std::io::Read;
 use std::path::Path;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use shutdown_forensics::ShutdownContext;
+use shutdown_forensics::{ContextCapturer, ContextOptions, ShutdownContext};
 
 fn read_into(path: &str, buf: &mut Vec<u8>) {
     buf.clear();
@@ -28,6 +30,15 @@ fn floor(buf: &mut Vec<u8>, parent_stat: &str, parent_dir: &str) {
     read_into("/proc/self/cgroup", buf);
     let _ = std::env::var("INVOCATION_ID");
     let _ = Path::new("/.dockerenv").exists();
+    black_box(&buf);
+}
+
+/// The files a prepared [`ContextCapturer`] reads at signal time, nothing parsed.
+fn floor_signal_time(buf: &mut Vec<u8>, parent_stat: &str, parent_dir: &str) {
+    read_into("/proc/self/status", buf);
+    read_into(parent_stat, buf);
+    let _ = std::fs::metadata(parent_dir);
+    read_into("/proc/loadavg", buf);
     black_box(&buf);
 }
 
@@ -58,6 +69,13 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("capture_default", |b| {
         b.iter(|| black_box(ShutdownContext::capture(Some(15))))
+    });
+    g.bench_function("floor_signal_time_files", |b| {
+        b.iter(|| floor_signal_time(&mut buf, &parent_stat, &parent_dir))
+    });
+    let capturer = ContextCapturer::new(ContextOptions::default());
+    g.bench_function("capturer_prepared", |b| {
+        b.iter(|| black_box(capturer.capture(Some(15), None)))
     });
     #[cfg(target_os = "linux")]
     g.bench_function("procfs_crate_same_facts", |b| {

@@ -122,7 +122,7 @@ mod waterfall;
 
 pub use cgroup::SystemdManager;
 pub use clock::{ManualClock, Offset};
-pub use context::{ContextOptions, ShutdownContext, Supervisor};
+pub use context::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
 pub use diagnostic::{
     spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
     DEFAULT_DIAGNOSTIC_ROTATE_AT, DEFAULT_DIAGNOSTIC_SIZE_CAP, DEFAULT_DIAGNOSTIC_TIMEOUT,

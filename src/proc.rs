@@ -74,6 +74,16 @@ pub(crate) fn parse_uid(status: &str) -> Option<u32> {
         .ok()
 }
 
+/// `PPid` from `/proc/<pid>/status`.
+pub(crate) fn parse_ppid(status: &str) -> Option<u32> {
+    status_field(status, "PPid")?.parse().ok()
+}
+
+/// The state letter from the `State:` line of `/proc/<pid>/status` (`S (sleeping)` → `S`).
+pub(crate) fn parse_state(status: &str) -> Option<char> {
+    status_field(status, "State")?.chars().next()
+}
+
 /// The 1-minute load average from `/proc/loadavg`.
 pub(crate) fn parse_loadavg_1m(text: &str) -> Option<f64> {
     text.split_ascii_whitespace()
@@ -241,8 +251,12 @@ mod tests {
 
     #[test]
     fn status_and_loadavg() {
-        let status = "Name:\tx\nUid:\t1000\t1000\t1000\t1000\nTracerPid:\t0\n";
+        let status = "Name:\tx\nState:\tS (sleeping)\nPPid:\t77\nUid:\t1000\t1000\t1000\t1000\nTracerPid:\t0\n";
         assert_eq!(parse_uid(status), Some(1000));
+        assert_eq!(parse_ppid(status), Some(77));
+        assert_eq!(parse_state(status), Some('S'));
+        assert_eq!(parse_ppid("PPid:\tx"), None);
+        assert_eq!(parse_state("State:\t"), None);
         assert_eq!(parse_tracer_pid(status), None);
         assert_eq!(parse_tracer_pid("TracerPid:\t321\n"), Some(321));
         assert_eq!(parse_tracer_pid("TracerPid: garbage"), None);

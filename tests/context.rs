@@ -112,6 +112,23 @@ fn completes_quickly() {
 }
 
 #[test]
+fn a_prepared_capturer_agrees_with_a_fresh_capture() {
+    let capturer = shutdown_forensics::ContextCapturer::new(ContextOptions::default());
+    let (a, b) = (
+        capturer.capture(Some(15), None),
+        ShutdownContext::capture(Some(15)),
+    );
+    assert_eq!(a.process.start_time, b.process.start_time);
+    assert_eq!(a.process.name, b.process.name);
+    assert_eq!(a.process.uid, b.process.uid);
+    assert_eq!(a.ppid, b.ppid);
+    assert_eq!(a.parent, b.parent);
+    assert_eq!(a.supervisor, b.supervisor);
+    assert_eq!(a.under_systemd, b.under_systemd);
+    assert!(a.process.state.is_some());
+}
+
+#[test]
 fn command_lines_are_off_by_default() {
     let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
     assert_eq!(ctx.parent.cmdline, None);

@@ -1,21 +1,21 @@
 //! The shutdown context: who stopped us, captured from local `/proc` reads in microseconds.
 
+mod capturer;
 mod line;
 mod supervisor;
 
+pub use capturer::ContextCapturer;
 pub use supervisor::Supervisor;
-use supervisor::{EnvFacts, SupervisorFacts};
 
 use std::fmt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::cgroup;
-use crate::markers::{read_marker, Identity, MarkerInfo};
-use crate::proc::{self as procfs, ProcRoot, ProcSummary};
-use crate::signal::{signal_name_or_unknown, SignalSender};
+use crate::markers::MarkerInfo;
+use crate::proc::ProcSummary;
+use crate::signal::SignalSender;
 
 /// What to capture beyond the defaults. `Default`: no markers, no command lines.
 ///
@@ -142,33 +142,6 @@ pub struct ShutdownContext {
     pub capture_us: u64,
 }
 
-/// `CLOCK_MONOTONIC` and `CLOCK_BOOTTIME` in seconds.
-fn clock_secs(clock: libc::clockid_t) -> Option<f64> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn boottime_secs() -> Option<f64> {
-    clock_secs(libc::CLOCK_BOOTTIME)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn boottime_secs() -> Option<f64> {
-    None
-}
-
-fn clock_ticks_per_sec() -> Option<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then_some(hz as f64)
-}
-
 impl ShutdownContext {
     /// Captures the context with default options (no markers, no command lines).
     ///
@@ -184,10 +157,11 @@ impl ShutdownContext {
         Self::capture_with(&ContextOptions::default(), signal)
     }
 
-    /// Captures the context with `options`.
+    /// Captures the context with `options`. To capture more than once (or fast, at signal
+    /// time), make a [`ContextCapturer`] once and call [`ContextCapturer::capture`].
     #[must_use]
     pub fn capture_with(options: &ContextOptions, signal: Option<i32>) -> Self {
-        Self::capture_from(&ProcRoot::default(), options, signal, None)
+        ContextCapturer::new(options.clone()).capture(signal, None)
     }
 
     /// Captures the context of a signal whose sender is known (see
@@ -199,129 +173,7 @@ impl ShutdownContext {
         signal: Option<i32>,
         sender: Option<SignalSender>,
     ) -> Self {
-        Self::capture_from(&ProcRoot::default(), options, signal, sender)
-    }
-
-    pub(crate) fn capture_from(
-        proc: &ProcRoot,
-        options: &ContextOptions,
-        signal: Option<i32>,
-        sender: Option<SignalSender>,
-    ) -> Self {
-        let started = Instant::now();
-        let now = SystemTime::now();
-        let ts = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let ts_monotonic = clock_secs(libc::CLOCK_MONOTONIC).unwrap_or(0.0);
-        let cmdline = options.include_cmdline;
-        let mut buf = Vec::with_capacity(2048);
-
-        let pid = std::process::id();
-        let mut process = ProcSummary {
-            pid,
-            ..ProcSummary::default()
-        };
-        let mut tty_nr = 0;
-        if let Some(stat) = proc.stat(None, &mut buf) {
-            process.name = Some(stat.comm);
-            process.state = Some(stat.state);
-            process.ppid = Some(stat.ppid);
-            process.start_time = Some(stat.start_time);
-            tty_nr = stat.tty_nr;
-        }
-        let ppid = process
-            .ppid
-            .unwrap_or_else(std::os::unix::process::parent_id);
-        let mut tracer_pid = None;
-        if proc.read(None, "status", &mut buf).is_ok() {
-            let status = String::from_utf8_lossy(&buf);
-            tracer_pid = procfs::parse_tracer_pid(&status);
-            process.uid = procfs::parse_uid(&status);
-        }
-        if cmdline && proc.read(None, "cmdline", &mut buf).is_ok() {
-            process.cmdline = Some(procfs::parse_cmdline(&buf, procfs::CMDLINE_MAX));
-        }
-        let process_age_s = match (process.start_time, boottime_secs(), clock_ticks_per_sec()) {
-            (Some(start), Some(up), Some(hz)) => Some((up - start as f64 / hz).max(0.0)),
-            _ => None,
-        };
-        let parent = proc.summary(ppid, cmdline, &mut buf);
-        let loadavg_1m = proc
-            .read_root("loadavg", &mut buf)
-            .ok()
-            .and_then(|()| procfs::parse_loadavg_1m(&String::from_utf8_lossy(&buf)));
-        let cgroup_path = proc.read(None, "cgroup", &mut buf).ok().and_then(|()| {
-            let text = String::from_utf8_lossy(&buf);
-            cgroup::systemd_cgroup_path(&text).map(str::to_owned)
-        });
-        let tracer = tracer_pid.map(|t| proc.summary(t, cmdline, &mut buf));
-        let env = EnvFacts::read();
-
-        let me = Identity {
-            pid,
-            start_time: process.start_time,
-        };
-        let (takeover_marker, planned_stop_marker) = match &options.marker_dir {
-            Some(dir) => (
-                read_marker(
-                    &dir.join(&options.takeover_marker),
-                    me,
-                    now,
-                    options.marker_max_age,
-                ),
-                read_marker(
-                    &dir.join(&options.planned_stop_marker),
-                    me,
-                    now,
-                    options.marker_max_age,
-                ),
-            ),
-            None => (None, None),
-        };
-
-        let unit = cgroup_path
-            .as_deref()
-            .and_then(cgroup::unit_from_cgroup_path);
-        let parent_is_systemd = parent.name.as_deref() == Some("systemd");
-        let under_systemd = env.invocation_id.is_some() || parent_is_systemd;
-        let supervisor = Supervisor::decide(&SupervisorFacts {
-            under_systemd,
-            unit: unit.as_ref(),
-            ppid,
-            env: &env,
-            cgroup_path: cgroup_path.as_deref(),
-            tty_nr,
-        });
-
-        Self {
-            ts,
-            ts_monotonic,
-            signal: signal_name_or_unknown(signal).into_owned(),
-            signal_num: signal,
-            pid,
-            ppid,
-            parent,
-            process,
-            process_age_s,
-            sender,
-            supervisor,
-            systemd_invocation_id: env.invocation_id,
-            systemd_journal_stream: env.journal_stream,
-            systemd_unit: if under_systemd {
-                unit.map(|u| u.name)
-            } else {
-                None
-            },
-            under_systemd,
-            loadavg_1m,
-            tracer_pid,
-            tracer,
-            takeover_marker,
-            planned_stop_marker,
-            correlation_id: None,
-            capture_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-        }
+        ContextCapturer::new(options.clone()).capture(signal, sender)
     }
 
     /// True when a takeover or planned-stop marker names this process: the stop was planned.

@@ -49,7 +49,8 @@ impl Supervisor {
     }
 }
 
-/// Environment facts, read once per capture.
+/// Environment facts, read once per capturer.
+#[derive(Debug, Clone)]
 pub(super) struct EnvFacts {
     pub(super) invocation_id: Option<String>,
     pub(super) journal_stream: Option<String>,
@@ -77,8 +78,8 @@ pub(super) struct SupervisorFacts<'a> {
     pub(super) under_systemd: bool,
     pub(super) unit: Option<&'a CgroupUnit>,
     pub(super) ppid: u32,
-    pub(super) env: &'a EnvFacts,
-    pub(super) cgroup_path: Option<&'a str>,
+    /// From [`container_runtime`]: `Some(runtime)` inside a container.
+    pub(super) container: Option<&'a Option<String>>,
     pub(super) tty_nr: i64,
 }
 
@@ -97,8 +98,10 @@ impl Supervisor {
                 unit: f.unit.map(|u| u.name.clone()),
             };
         }
-        if let Some(runtime) = container_runtime(f.env, f.cgroup_path) {
-            return Self::Container { runtime };
+        if let Some(runtime) = f.container {
+            return Self::Container {
+                runtime: runtime.clone(),
+            };
         }
         if f.tty_nr != 0 {
             return Self::Terminal;
@@ -107,7 +110,12 @@ impl Supervisor {
     }
 }
 
-fn container_runtime(env: &EnvFacts, cgroup_path: Option<&str>) -> Option<Option<String>> {
+/// `Some(runtime)` when a container runtime runs us: the `container` (or Kubernetes) environment,
+/// words only runtimes put in cgroup paths, or their marker files.
+pub(super) fn container_runtime(
+    env: &EnvFacts,
+    cgroup_path: Option<&str>,
+) -> Option<Option<String>> {
     if let Some(name) = &env.container {
         return Some(Some(name.clone()));
     }
@@ -136,6 +144,19 @@ fn container_runtime(env: &EnvFacts, cgroup_path: Option<&str>) -> Option<Option
 mod tests {
     use super::*;
 
+    fn facts<'a>(
+        unit: Option<&'a CgroupUnit>,
+        container: Option<&'a Option<String>>,
+    ) -> SupervisorFacts<'a> {
+        SupervisorFacts {
+            under_systemd: false,
+            unit,
+            ppid: 4242,
+            container,
+            tty_nr: 0,
+        }
+    }
+
     fn env(container: Option<&str>) -> EnvFacts {
         EnvFacts {
             invocation_id: None,
@@ -144,28 +165,13 @@ mod tests {
         }
     }
 
-    fn facts<'a>(
-        env: &'a EnvFacts,
-        unit: Option<&'a CgroupUnit>,
-        path: Option<&'a str>,
-    ) -> SupervisorFacts<'a> {
-        SupervisorFacts {
-            under_systemd: false,
-            unit,
-            ppid: 4242,
-            env,
-            cgroup_path: path,
-            tty_nr: 0,
-        }
-    }
-
     #[test]
     fn systemd_wins_and_names_the_unit_and_manager() {
-        let e = env(Some("docker"));
         let unit = cgroup::unit_from_cgroup_path(
             "/user.slice/user-1000.slice/user@1000.service/app.slice/gw.service",
         );
-        let mut f = facts(&e, unit.as_ref(), None);
+        let docker = Some("docker".to_owned());
+        let mut f = facts(unit.as_ref(), Some(&docker));
         f.under_systemd = true;
         assert_eq!(
             Supervisor::decide(&f),
@@ -187,43 +193,28 @@ mod tests {
 
     #[test]
     fn containers_from_env_or_cgroup() {
-        let e = env(Some("podman"));
         assert_eq!(
-            Supervisor::decide(&facts(&e, None, None)),
-            Supervisor::Container {
-                runtime: Some("podman".into())
-            }
+            container_runtime(&env(Some("podman")), None),
+            Some(Some("podman".into()))
         );
-        let e = env(None);
-        let k8s = facts(
-            &e,
-            None,
+        let k8s = container_runtime(
+            &env(None),
             Some("/kubepods.slice/kubepods-besteffort.slice/cri-containerd-1.scope"),
         );
+        assert_eq!(k8s, Some(Some("kubernetes".into())));
+        let runtime = Some("kubernetes".to_owned());
         assert_eq!(
-            Supervisor::decide(&k8s),
-            Supervisor::Container {
-                runtime: Some("kubernetes".into())
-            }
+            Supervisor::decide(&facts(None, Some(&runtime))),
+            Supervisor::Container { runtime }
         );
     }
 
     #[test]
     fn terminal_then_none() {
-        let e = env(None);
-        let mut f = facts(
-            &e,
-            None,
-            Some("/user.slice/user-1000.slice/session-2.scope"),
-        );
+        let mut f = facts(None, None);
         f.tty_nr = 34816;
-        // A container marker file on this machine would win; only assert when there is none.
-        if !std::path::Path::new("/.dockerenv").exists()
-            && !std::path::Path::new("/run/.containerenv").exists()
-        {
-            assert_eq!(Supervisor::decide(&f), Supervisor::Terminal);
-            f.tty_nr = 0;
-            assert_eq!(Supervisor::decide(&f), Supervisor::None);
-        }
+        assert_eq!(Supervisor::decide(&f), Supervisor::Terminal);
+        f.tty_nr = 0;
+        assert_eq!(Supervisor::decide(&f), Supervisor::None);
     }
 }

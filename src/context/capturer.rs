@@ -1,0 +1,208 @@
+//! Capture in two steps: facts that do not change while the process runs are read once, when
+//! the capturer is made (at install time); the facts of the moment are read when the signal
+//! arrives. The signal path then reads three `/proc` files instead of six.
+
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use super::supervisor::{container_runtime, EnvFacts, SupervisorFacts};
+use super::{ContextOptions, ShutdownContext, Supervisor};
+use crate::cgroup::{self, CgroupUnit};
+use crate::markers::{read_marker, Identity};
+use crate::proc::{self as procfs, ProcRoot, ProcSummary};
+use crate::signal::{signal_name_or_unknown, SignalSender};
+
+/// Captures [`ShutdownContext`]s with fixed options, having read once what does not change
+/// while the process runs: its start time and controlling terminal, its cgroup (and so its
+/// systemd unit), the container runtime, the systemd environment.
+///
+/// [`ShutdownContext::capture_with`] makes a capturer for each call; the signal helper makes
+/// one at install, so that a signal costs only the reads that can have changed. A process that
+/// renames itself, moves to another cgroup or changes those environment variables afterwards
+/// should make a new capturer.
+///
+/// ```
+/// use shutdown_forensics::{ContextCapturer, ContextOptions};
+/// let capturer = ContextCapturer::new(ContextOptions::default());
+/// let ctx = capturer.capture(Some(libc::SIGTERM), None);
+/// assert_eq!(ctx.signal, "SIGTERM");
+/// ```
+#[derive(Debug, Clone)]
+pub struct ContextCapturer {
+    options: ContextOptions,
+    name: Option<String>,
+    start_time: Option<u64>,
+    tty_nr: i64,
+    env: EnvFacts,
+    unit: Option<CgroupUnit>,
+    container: Option<Option<String>>,
+    clock_ticks: Option<f64>,
+}
+
+impl ContextCapturer {
+    /// Reads the facts that do not change while the process runs.
+    #[must_use]
+    pub fn new(options: ContextOptions) -> Self {
+        let proc = ProcRoot::default();
+        let mut buf = Vec::with_capacity(2048);
+        let stat = proc.stat(None, &mut buf);
+        let cgroup_path = proc.read(None, "cgroup", &mut buf).ok().and_then(|()| {
+            let text = String::from_utf8_lossy(&buf);
+            cgroup::systemd_cgroup_path(&text).map(str::to_owned)
+        });
+        let env = EnvFacts::read();
+        Self {
+            options,
+            tty_nr: stat.as_ref().map_or(0, |s| s.tty_nr),
+            start_time: stat.as_ref().map(|s| s.start_time),
+            name: stat.map(|s| s.comm),
+            unit: cgroup_path
+                .as_deref()
+                .and_then(cgroup::unit_from_cgroup_path),
+            container: container_runtime(&env, cgroup_path.as_deref()),
+            env,
+            clock_ticks: clock_ticks_per_sec(),
+        }
+    }
+
+    /// The options every capture uses.
+    #[must_use]
+    pub fn options(&self) -> &ContextOptions {
+        &self.options
+    }
+
+    /// Captures the context of `signal`, with its `sender` when known (read the sender first
+    /// with [`SignalSender::from_siginfo`]: senders exit within microseconds).
+    #[must_use]
+    pub fn capture(&self, signal: Option<i32>, sender: Option<SignalSender>) -> ShutdownContext {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let proc = ProcRoot::default();
+        let cmdline = self.options.include_cmdline;
+        let mut buf = Vec::with_capacity(2048);
+
+        let pid = std::process::id();
+        let mut process = ProcSummary {
+            pid,
+            name: self.name.clone(),
+            start_time: self.start_time,
+            ..ProcSummary::default()
+        };
+        // `status` has everything that can change: parent (re-parenting), state, uid, tracer.
+        let mut tracer_pid = None;
+        if proc.read(None, "status", &mut buf).is_ok() {
+            let status = String::from_utf8_lossy(&buf);
+            process.ppid = procfs::parse_ppid(&status);
+            process.state = procfs::parse_state(&status);
+            process.uid = procfs::parse_uid(&status);
+            tracer_pid = procfs::parse_tracer_pid(&status);
+        }
+        if cmdline && proc.read(None, "cmdline", &mut buf).is_ok() {
+            process.cmdline = Some(procfs::parse_cmdline(&buf, procfs::CMDLINE_MAX));
+        }
+        let ppid = process
+            .ppid
+            .unwrap_or_else(std::os::unix::process::parent_id);
+        let parent = proc.summary(ppid, cmdline, &mut buf);
+        let loadavg_1m = proc
+            .read_root("loadavg", &mut buf)
+            .ok()
+            .and_then(|()| procfs::parse_loadavg_1m(&String::from_utf8_lossy(&buf)));
+        let tracer = tracer_pid.map(|t| proc.summary(t, cmdline, &mut buf));
+
+        let me = Identity {
+            pid,
+            start_time: self.start_time,
+        };
+        let opts = &self.options;
+        let (takeover_marker, planned_stop_marker) = match &opts.marker_dir {
+            Some(dir) => (
+                read_marker(
+                    &dir.join(&opts.takeover_marker),
+                    me,
+                    now,
+                    opts.marker_max_age,
+                ),
+                read_marker(
+                    &dir.join(&opts.planned_stop_marker),
+                    me,
+                    now,
+                    opts.marker_max_age,
+                ),
+            ),
+            None => (None, None),
+        };
+
+        let under_systemd =
+            self.env.invocation_id.is_some() || parent.name.as_deref() == Some("systemd");
+        let supervisor = Supervisor::decide(&SupervisorFacts {
+            under_systemd,
+            unit: self.unit.as_ref(),
+            ppid,
+            container: self.container.as_ref(),
+            tty_nr: self.tty_nr,
+        });
+        let process_age_s = match (self.start_time, boottime_secs(), self.clock_ticks) {
+            (Some(start), Some(up), Some(hz)) => Some((up - start as f64 / hz).max(0.0)),
+            _ => None,
+        };
+
+        ShutdownContext {
+            ts: now
+                .duration_since(UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+            ts_monotonic: clock_secs(libc::CLOCK_MONOTONIC).unwrap_or(0.0),
+            signal: signal_name_or_unknown(signal).into_owned(),
+            signal_num: signal,
+            pid,
+            ppid,
+            parent,
+            process,
+            process_age_s,
+            sender,
+            supervisor,
+            systemd_invocation_id: self.env.invocation_id.clone(),
+            systemd_journal_stream: self.env.journal_stream.clone(),
+            systemd_unit: self
+                .unit
+                .as_ref()
+                .filter(|_| under_systemd)
+                .map(|u| u.name.clone()),
+            under_systemd,
+            loadavg_1m,
+            tracer_pid,
+            tracer,
+            takeover_marker,
+            planned_stop_marker,
+            correlation_id: None,
+            capture_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+        }
+    }
+}
+
+/// A clock's reading in seconds.
+fn clock_secs(clock: libc::clockid_t) -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
+    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
+/// Seconds since boot, suspend included: the clock `/proc/<pid>/stat` start times count on.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn boottime_secs() -> Option<f64> {
+    clock_secs(libc::CLOCK_BOOTTIME)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn boottime_secs() -> Option<f64> {
+    None
+}
+
+fn clock_ticks_per_sec() -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then_some(hz as f64)
+}
