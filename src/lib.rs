@@ -109,6 +109,7 @@ mod markers;
 #[cfg(feature = "systemd")]
 mod notify_hook;
 mod phase;
+mod private_file;
 mod proc;
 mod recorder;
 mod report;

@@ -6,9 +6,7 @@
 //! pid 123, and `{"target_pid":123}` must match. When the marker also names the target's start
 //! time, a recycled pid does not match either.
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,6 +16,9 @@ use crate::proc::truncate_chars;
 
 /// Largest marker read; anything bigger is reported as [`MarkerStatus::TooLarge`].
 pub const MARKER_READ_LIMIT: u64 = 64 * 1024;
+
+/// How far in the future a marker's `written_at` may be before it counts as stale.
+const MAX_CLOCK_SKEW_S: f64 = 60.0;
 
 /// Characters of the marker's text kept in [`MarkerInfo::raw`].
 const RAW_MAX: usize = 300;
@@ -101,24 +102,18 @@ pub(crate) fn read_marker(
         raw: String::new(),
         detail: None,
     };
-    // O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return None,
+    // No symlinks (a marker linked to /proc/self/environ would copy secrets into the record),
+    // no FIFOs (they would block), nothing larger than the limit.
+    let bytes = match crate::private_file::read_bounded(path, MARKER_READ_LIMIT) {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return None,
         Err(e) => {
+            info.status = match e.kind() {
+                io::ErrorKind::InvalidInput => MarkerStatus::NotAFile,
+                io::ErrorKind::InvalidData => MarkerStatus::TooLarge,
+                _ => MarkerStatus::Unreadable,
+            };
             info.detail = Some(e.to_string());
-            return Some(info);
-        }
-    };
-    let bytes = match read_regular(file) {
-        Ok(b) => b,
-        Err((status, detail)) => {
-            info.status = status;
-            info.detail = Some(detail);
             return Some(info);
         }
     };
@@ -158,7 +153,8 @@ pub(crate) fn read_marker(
             .map_or(0.0, |d| d.as_secs_f64());
         let age = now_s - written;
         info.age_s = Some(age);
-        info.stale = max_age.is_some_and(|max| age > max.as_secs_f64());
+        // A marker from the future (clock skew aside) is as untrustworthy as an old one.
+        info.stale = age < -MAX_CLOCK_SKEW_S || max_age.is_some_and(|max| age > max.as_secs_f64());
     }
     let pid_matches = info.target_pid == Some(u64::from(me.pid));
     let start_matches = match (info.target_start_time, me.start_time) {
@@ -167,37 +163,6 @@ pub(crate) fn read_marker(
     };
     info.for_self = pid_matches && start_matches && !info.stale;
     Some(info)
-}
-
-/// Reads a regular file up to the limit; other file types and oversize files are refused.
-fn read_regular(file: File) -> Result<Vec<u8>, (MarkerStatus, String)> {
-    let meta = file
-        .metadata()
-        .map_err(|e| (MarkerStatus::Unreadable, e.to_string()))?;
-    if !meta.is_file() {
-        return Err((
-            MarkerStatus::NotAFile,
-            format!("not a regular file ({:?})", meta.file_type()),
-        ));
-    }
-    if meta.len() > MARKER_READ_LIMIT {
-        return Err((
-            MarkerStatus::TooLarge,
-            format!("{} bytes (limit {MARKER_READ_LIMIT})", meta.len()),
-        ));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    // The file may grow between fstat and read: read one byte past the limit to notice.
-    file.take(MARKER_READ_LIMIT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| (MarkerStatus::Unreadable, e.to_string()))?;
-    if bytes.len() as u64 > MARKER_READ_LIMIT {
-        return Err((
-            MarkerStatus::TooLarge,
-            format!("more than {MARKER_READ_LIMIT} bytes"),
-        ));
-    }
-    Ok(bytes)
 }
 
 /// Writes a marker naming `target_pid` (with its start time when readable and the current
@@ -226,21 +191,7 @@ pub fn write_marker(path: &Path, target_pid: u32) -> io::Result<()> {
         "written_at": written_at,
         "writer_pid": std::process::id(),
     });
-    let file_name = path.file_name().ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, "marker path has no file name")
-    })?;
-    let mut tmp_name = file_name.to_owned();
-    tmp_name.push(format!(".tmp.{}", std::process::id()));
-    let tmp = path.with_file_name(tmp_name);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(body.to_string().as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
+    crate::private_file::write_atomic(path, body.to_string().as_bytes())
 }
 
 #[cfg(test)]
@@ -305,6 +256,31 @@ mod tests {
         assert!(m.stale);
         assert!(!m.for_self);
         assert!(m.age_s.unwrap() > 3500.0);
+    }
+
+    #[test]
+    fn markers_from_the_future_are_stale() {
+        let d = tempfile::tempdir().unwrap();
+        let future = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            + 3600.0;
+        let m = read(
+            d.path(),
+            format!(r#"{{"target_pid":123,"written_at":{future}}}"#).as_bytes(),
+        );
+        assert!(m.stale && !m.for_self);
+    }
+
+    #[test]
+    fn symlinked_markers_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("m.json");
+        std::os::unix::fs::symlink("/proc/self/environ", &p).unwrap();
+        let m = read_marker(&p, me(), SystemTime::now(), None).unwrap();
+        assert_eq!(m.status, MarkerStatus::NotAFile);
+        assert!(m.raw.is_empty());
     }
 
     #[test]

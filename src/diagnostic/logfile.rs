@@ -1,9 +1,8 @@
 //! Opening the diagnostic log: refuse symlinks, rotate once, private mode.
 
 use std::ffi::OsString;
-use std::fs::{self, File, OpenOptions, Permissions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// The log, opened for appending, and its size right after opening.
@@ -32,21 +31,8 @@ pub(super) fn open(path: &Path, rotate_at: u64) -> io::Result<OpenedLog> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(err),
     }
-    // O_NONBLOCK: a FIFO swapped in after the check must not block the shutdown path.
-    let file = OpenOptions::new()
-        .append(true)
-        .create(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)?;
+    let file = crate::private_file::open_append(path)?;
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(refused(path, "is not a regular file"));
-    }
-    if meta.permissions().mode() & 0o077 != 0 {
-        // File::set_permissions is fchmod on the open descriptor: no path race.
-        file.set_permissions(Permissions::from_mode(0o600))?;
-    }
     Ok(OpenedLog {
         file,
         len: meta.len(),

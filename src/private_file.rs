@@ -1,0 +1,183 @@
+//! Files that may hold what a process should keep to itself (contexts, diagnostics, reports):
+//! opened without following symlinks, never blocking on a FIFO, created 0600 and narrowed to
+//! 0600 when they already existed with a wider mode.
+
+use std::fs::{File, OpenOptions, Permissions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+fn refused(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{}: {why}", path.display()),
+    )
+}
+
+/// Opens `path` for appending (created 0600). A symlink, a FIFO or any other non-regular file at
+/// the path is refused; an existing file with group or other bits is narrowed to 0600 through
+/// the open descriptor (no path race).
+pub(crate) fn open_append(path: &Path) -> io::Result<File> {
+    // O_NONBLOCK: opening a FIFO for writing must not wait for a reader.
+    let file = OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refused(path, "is a symlink")
+            } else {
+                e
+            }
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refused(path, "is not a regular file"));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
+}
+
+/// Reads at most `limit` bytes of the regular file at `path` without following a symlink or
+/// blocking on a FIFO. `Ok(None)` when there is no file; `InvalidData` when it is larger.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refused(path, "is a symlink"))
+        }
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Err(refused(path, "is not a regular file"));
+    }
+    let mut bytes = Vec::new();
+    // One byte past the limit tells a file that grew (or lied about its size) from one that fits.
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: larger than {limit} bytes", path.display()),
+        ));
+    }
+    Ok(Some(bytes))
+}
+
+/// Replaces `path` with `bytes` atomically: a new 0600 temporary file next to it (created
+/// exclusively, so a planted file or symlink is never written through), synced, renamed over.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| refused(path, "has no file name"))?;
+    let mut last = None;
+    for attempt in 0..8u32 {
+        let mut tmp_name = name.to_owned();
+        tmp_name.push(format!(".tmp.{}.{}", std::process::id(), unique(attempt)));
+        let tmp = path.with_file_name(tmp_name);
+        match OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&tmp)
+        {
+            Ok(mut f) => {
+                let written = f
+                    .write_all(bytes)
+                    .and_then(|()| f.sync_all())
+                    .and_then(|()| std::fs::rename(&tmp, path));
+                if written.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                return written;
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no free temporary name")))
+}
+
+/// A value that differs between calls and processes, for temporary names.
+fn unique(attempt: u32) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    h.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_is_private_and_refuses_links_and_fifos() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, "x").unwrap();
+        std::fs::set_permissions(&p, Permissions::from_mode(0o644)).unwrap();
+        drop(open_append(&p).unwrap());
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(open_append(&link)
+            .unwrap_err()
+            .to_string()
+            .contains("symlink"));
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(open_append(&fifo).is_err());
+        assert!(read_bounded(&fifo, 10).is_err());
+    }
+
+    #[test]
+    fn bounded_reads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        assert!(read_bounded(&p, 4).unwrap().is_none());
+        std::fs::write(&p, "1234").unwrap();
+        assert_eq!(read_bounded(&p, 4).unwrap().unwrap(), b"1234");
+        assert_eq!(
+            read_bounded(&p, 3).unwrap_err().kind(),
+            io::ErrorKind::InvalidData
+        );
+        // A zero-size file that yields bytes (as /proc files do) is still bounded.
+        assert_eq!(
+            read_bounded(Path::new("/proc/self/environ"), 0)
+                .map(|b| b.map(|b| b.len()))
+                .ok(),
+            None
+        );
+    }
+
+    #[test]
+    fn atomic_write_never_writes_through_a_planted_link() {
+        let d = tempfile::tempdir().unwrap();
+        let target = d.path().join("victim");
+        std::fs::write(&target, "keep").unwrap();
+        let p = d.path().join("report.json");
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        write_atomic(&p, b"{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "{}");
+        assert_eq!(
+            std::fs::symlink_metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 2);
+    }
+}
