@@ -246,7 +246,7 @@ fn correlation_id(received: Instant) -> String {
 }
 
 /// The sender as signal-hook reports it, with its `/proc` entry read at once.
-pub(crate) fn sender_from_origin(origin: &Origin) -> Option<SignalSender> {
+pub(crate) fn sender_from_origin(origin: &Origin, received: Instant) -> Option<SignalSender> {
     let cause = match origin.cause {
         Cause::Sent(Sent::User) => SignalCause::Kill,
         Cause::Sent(Sent::TKill) => SignalCause::Tkill,
@@ -255,8 +255,10 @@ pub(crate) fn sender_from_origin(origin: &Origin) -> Option<SignalSender> {
         _ => SignalCause::Other,
     };
     match origin.process {
-        Some(p) => Some(SignalSender::from_proc(p.pid, p.uid, cause)),
-        None if cause == SignalCause::Kernel => Some(SignalSender::from_proc(0, 0, cause)),
+        Some(p) => Some(SignalSender::from_proc(p.pid, p.uid, cause, received)),
+        None if cause == SignalCause::Kernel => {
+            Some(SignalSender::from_proc(0, 0, cause, received))
+        }
         None => None,
     }
 }
@@ -274,7 +276,7 @@ pub(crate) fn spawn(
             for origin in iter.forever() {
                 let received = Instant::now();
                 // The sender exits within microseconds of kill(2): read its /proc entry first.
-                let sender = sender_from_origin(&origin);
+                let sender = sender_from_origin(&origin, received);
                 shared.on_signal(Some(origin.signal), sender, received);
             }
         })?;

@@ -107,6 +107,35 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     }
 }
 
+/// Seconds since boot, suspend included: the clock `/proc/<pid>/stat` start times count on.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub(crate) fn boottime_secs() -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub(crate) fn boottime_secs() -> Option<f64> {
+    None
+}
+
+/// `_SC_CLK_TCK`: the unit of `/proc/<pid>/stat` start times.
+pub(crate) fn clock_ticks_per_sec() -> Option<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then_some(hz as f64)
+}
+
+/// Now, in clock ticks since boot (comparable with start times).
+pub(crate) fn boot_ticks_now() -> Option<u64> {
+    Some((boottime_secs()? * clock_ticks_per_sec()?) as u64)
+}
+
 /// A short summary of one process, as far as its `/proc` entry could be read.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
@@ -119,7 +148,8 @@ pub struct ProcSummary {
     pub state: Option<char>,
     /// Parent pid.
     pub ppid: Option<u32>,
-    /// Real uid.
+    /// For this process its real uid (`/proc/self/status`); for others the owner of
+    /// `/proc/<pid>`, i.e. the effective uid (root for processes that are not dumpable).
     pub uid: Option<u32>,
     /// Start time in clock ticks after boot; with the pid, identifies the process uniquely.
     pub start_time: Option<u64>,

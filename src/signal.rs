@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -223,21 +224,31 @@ impl SignalSender {
     /// A sender that already exited keeps `name: None`; a zombie still has its name.
     #[must_use]
     pub fn from_siginfo(pid: i32, uid: u32, si_code: i32) -> Self {
-        Self::from_proc(pid, uid, SignalCause::from_si_code(si_code))
+        Self::from_proc(pid, uid, SignalCause::from_si_code(si_code), Instant::now())
     }
 
-    /// [`Self::from_siginfo`] with the cause already classified.
-    pub(crate) fn from_proc(pid: i32, uid: u32, cause: SignalCause) -> Self {
+    /// [`Self::from_siginfo`] with the cause classified and the signal's receipt time: a
+    /// process whose start time is later than the receipt holds a recycled pid and is not the
+    /// sender, so it is not named.
+    pub(crate) fn from_proc(pid: i32, uid: u32, cause: SignalCause, received: Instant) -> Self {
         let mut sender = Self::from_raw(pid, uid, 0);
         sender.cause = cause;
-        if sender.pid != 0 {
-            let mut buf = Vec::with_capacity(512);
-            if let Some(stat) = crate::proc::ProcRoot::default().stat(Some(sender.pid), &mut buf) {
-                sender.name = Some(stat.comm);
-                sender.ppid = Some(stat.ppid);
-                sender.state = Some(stat.state);
-            }
+        if sender.pid == 0 {
+            return sender;
         }
+        let mut buf = Vec::with_capacity(512);
+        let Some(stat) = crate::proc::ProcRoot::default().stat(Some(sender.pid), &mut buf) else {
+            return sender;
+        };
+        let received_ticks = crate::proc::boot_ticks_now()
+            .zip(crate::proc::clock_ticks_per_sec())
+            .map(|(now, hz)| now.saturating_sub((received.elapsed().as_secs_f64() * hz) as u64));
+        if received_ticks.is_some_and(|at| stat.start_time > at) {
+            return sender; // started after the signal arrived: the pid was reused
+        }
+        sender.name = Some(stat.comm);
+        sender.ppid = Some(stat.ppid);
+        sender.state = Some(stat.state);
         sender
     }
 
@@ -296,6 +307,28 @@ mod tests {
         assert_eq!(signal_number("-15"), None);
         assert_eq!(signal_number("SIGRTMIN+999"), None);
         assert_eq!(signal_number("SIGRTMIN-1"), None);
+    }
+
+    #[test]
+    fn a_recycled_pid_is_not_named() {
+        // Our own process started before "now" and is named; a receipt time earlier than our
+        // start (as for a pid recycled after the signal) leaves the sender unnamed.
+        let me = std::process::id() as i32;
+        let named = SignalSender::from_proc(me, 0, SignalCause::Kill, Instant::now());
+        assert!(named.name.is_some());
+        let age = crate::proc::boot_ticks_now().zip(crate::proc::clock_ticks_per_sec());
+        let mut buf = Vec::new();
+        let start = crate::proc::ProcRoot::default()
+            .stat(None, &mut buf)
+            .map(|s| s.start_time);
+        if let (Some((now, hz)), Some(start)) = (age, start) {
+            // A receipt one second before we started.
+            let before_start = std::time::Duration::from_secs_f64((now - start) as f64 / hz + 1.0);
+            if let Some(received) = Instant::now().checked_sub(before_start) {
+                let s = SignalSender::from_proc(me, 0, SignalCause::Kill, received);
+                assert_eq!(s.name, None);
+            }
+        }
     }
 
     #[test]

@@ -352,6 +352,39 @@ fn format_includes_signal_and_parent_in_order() {
 }
 
 #[test]
+fn the_ten_fixed_fields_are_always_there() {
+    let mut ctx = ShutdownContext::capture(None);
+    ctx.loadavg_1m = None;
+    ctx.systemd_unit = None;
+    let line = ctx.to_log_line();
+    let keys: Vec<&str> = line
+        .split(' ')
+        .filter_map(|kv| kv.split_once('=').map(|(k, _)| k))
+        .collect();
+    assert_eq!(
+        keys[..10],
+        [
+            "signal",
+            "sender_pid",
+            "sender_name",
+            "sender_uid",
+            "cause",
+            "under_systemd",
+            "unit",
+            "parent_pid",
+            "parent_name",
+            "loadavg_1m"
+        ],
+        "{line}"
+    );
+    assert!(line.starts_with("signal=UNKNOWN sender_pid=unknown sender_name=unknown sender_uid=unknown cause=unknown "), "{line}");
+    assert!(
+        line.contains(" unit=none ") && line.contains(" loadavg_1m=unknown "),
+        "{line}"
+    );
+}
+
+#[test]
 fn json_round_trips() {
     let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
     let v: serde_json::Value = serde_json::from_str(&ctx.to_json()).unwrap();

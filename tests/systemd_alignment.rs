@@ -106,6 +106,10 @@ fn warn_if_stale_emits_one_warn_event_with_fields() {
         fields["message"].as_str(),
         a.stale_unit_warning().as_deref()
     );
+    assert_eq!(
+        event["target"], "shutdown",
+        "a `shutdown=info` filter must let it through"
+    );
     assert_eq!(fields["unit"], "x.service");
     assert_eq!(fields["timeout_stop_s"], 90.0);
     assert_eq!(fields["needed_s"], 210);

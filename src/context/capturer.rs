@@ -60,7 +60,7 @@ impl ContextCapturer {
                 .and_then(cgroup::unit_from_cgroup_path),
             container: container_runtime(&env, cgroup_path.as_deref()),
             env,
-            clock_ticks: clock_ticks_per_sec(),
+            clock_ticks: procfs::clock_ticks_per_sec(),
         }
     }
 
@@ -141,7 +141,7 @@ impl ContextCapturer {
             container: self.container.as_ref(),
             tty_nr: self.tty_nr,
         });
-        let process_age_s = match (self.start_time, boottime_secs(), self.clock_ticks) {
+        let process_age_s = match (self.start_time, procfs::boottime_secs(), self.clock_ticks) {
             (Some(start), Some(up), Some(hz)) => Some((up - start as f64 / hz).max(0.0)),
             _ => None,
         };
@@ -188,21 +188,4 @@ fn clock_secs(clock: libc::clockid_t) -> Option<f64> {
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
-}
-
-/// Seconds since boot, suspend included: the clock `/proc/<pid>/stat` start times count on.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn boottime_secs() -> Option<f64> {
-    clock_secs(libc::CLOCK_BOOTTIME)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn boottime_secs() -> Option<f64> {
-    None
-}
-
-fn clock_ticks_per_sec() -> Option<f64> {
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    (hz > 0).then_some(hz as f64)
 }

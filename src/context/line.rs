@@ -12,15 +12,15 @@ impl ShutdownContext {
         let sender = self.sender.as_ref();
         LogFields {
             signal: &self.signal,
-            sender_pid: sender.map(|s| s.pid),
-            sender_name: sender.map(SignalSender::display_name),
-            sender_uid: sender.map(|s| s.uid),
+            sender_pid: OrUnknown(sender.map(|s| s.pid)),
+            sender_name: sender.map_or("unknown", SignalSender::display_name),
+            sender_uid: OrUnknown(sender.map(|s| s.uid)),
             cause: sender.map_or("unknown", |s| s.cause.as_str()),
             under_systemd: self.under_systemd,
-            unit: self.systemd_unit.as_deref(),
+            unit: self.systemd_unit.as_deref().unwrap_or("none"),
             parent_pid: self.ppid,
             parent_name: self.parent.name.as_deref().unwrap_or("unknown"),
-            loadavg_1m: self.loadavg_1m.map(TwoDecimals),
+            loadavg_1m: OrUnknown(self.loadavg_1m.map(TwoDecimals)),
             takeover: self
                 .takeover_marker
                 .as_ref()
@@ -44,7 +44,8 @@ impl ShutdownContext {
     /// The context as one logfmt line, in the order of the `Shutdown context` event:
     ///
     /// `signal sender_pid sender_name sender_uid cause under_systemd unit parent_pid parent_name
-    /// loadavg_1m`, then only when present `takeover_marker_present=self|other|...`,
+    /// loadavg_1m` (always; `unknown` when a fact could not be had, `unit=none` outside a
+    /// systemd service), then only when present `takeover_marker_present=self|other|...`,
     /// `planned_stop_marker_present=yes|other|...`, `tracer_pid`, then `supervisor`,
     /// `stop=planned|unexpected`, `correlation_id` and (only when opted in) `parent_cmdline`.
     /// Values that could break a line are quoted and escaped.
@@ -53,21 +54,15 @@ impl ShutdownContext {
         let f = self.log_fields();
         let mut out = String::with_capacity(256);
         push_str_pair(&mut out, "signal", f.signal);
-        if let (Some(pid), Some(name), Some(uid)) = (f.sender_pid, f.sender_name, f.sender_uid) {
-            push_pair(&mut out, "sender_pid", pid);
-            push_str_pair(&mut out, "sender_name", name);
-            push_pair(&mut out, "sender_uid", uid);
-        }
+        push_pair(&mut out, "sender_pid", f.sender_pid);
+        push_str_pair(&mut out, "sender_name", f.sender_name);
+        push_pair(&mut out, "sender_uid", f.sender_uid);
         push_str_pair(&mut out, "cause", f.cause);
         push_pair(&mut out, "under_systemd", f.under_systemd);
-        if let Some(unit) = f.unit {
-            push_str_pair(&mut out, "unit", unit);
-        }
+        push_str_pair(&mut out, "unit", f.unit);
         push_pair(&mut out, "parent_pid", f.parent_pid);
         push_str_pair(&mut out, "parent_name", f.parent_name);
-        if let Some(load) = f.loadavg_1m {
-            push_pair(&mut out, "loadavg_1m", load);
-        }
+        push_pair(&mut out, "loadavg_1m", f.loadavg_1m);
         if let Some(word) = f.takeover {
             push_str_pair(&mut out, "takeover_marker_present", word);
         }
@@ -102,15 +97,15 @@ impl ShutdownContext {
         tracing::warn!(
             target: crate::PHASE_TARGET,
             signal = display(Logfmt(f.signal)),
-            sender_pid = f.sender_pid,
-            sender_name = f.sender_name.map(|n| display(Logfmt(n))),
-            sender_uid = f.sender_uid,
+            sender_pid = display(f.sender_pid),
+            sender_name = display(Logfmt(f.sender_name)),
+            sender_uid = display(f.sender_uid),
             cause = display(f.cause),
             under_systemd = f.under_systemd,
-            unit = f.unit.map(|u| display(Logfmt(u))),
+            unit = display(Logfmt(f.unit)),
             parent_pid = f.parent_pid,
             parent_name = display(Logfmt(f.parent_name)),
-            loadavg_1m = f.loadavg_1m.map(display),
+            loadavg_1m = display(f.loadavg_1m),
             takeover_marker_present = f.takeover.map(display),
             planned_stop_marker_present = f.planned_stop.map(display),
             tracer_pid = f.tracer_pid,
@@ -126,15 +121,15 @@ impl ShutdownContext {
 /// The values of the context line, computed once for both renderings.
 struct LogFields<'a> {
     signal: &'a str,
-    sender_pid: Option<u32>,
-    sender_name: Option<&'a str>,
-    sender_uid: Option<u32>,
+    sender_pid: OrUnknown<u32>,
+    sender_name: &'a str,
+    sender_uid: OrUnknown<u32>,
     cause: &'static str,
     under_systemd: bool,
-    unit: Option<&'a str>,
+    unit: &'a str,
     parent_pid: u32,
     parent_name: &'a str,
-    loadavg_1m: Option<TwoDecimals>,
+    loadavg_1m: OrUnknown<TwoDecimals>,
     takeover: Option<&'static str>,
     planned_stop: Option<&'static str>,
     tracer_pid: Option<u32>,
@@ -142,6 +137,19 @@ struct LogFields<'a> {
     stop: &'static str,
     correlation_id: Option<&'a str>,
     parent_cmdline: Option<&'a str>,
+}
+
+/// A fact, or `unknown` when it could not be had: the line keeps its ten fixed fields.
+#[derive(Clone, Copy)]
+struct OrUnknown<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for OrUnknown<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(v) => v.fmt(f),
+            None => f.write_str("unknown"),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

@@ -34,7 +34,7 @@ pub struct ContextOptions {
     pub planned_stop_marker: String,
     /// Markers older than this (by their `written_at`) never name us. Default: 10 minutes.
     pub marker_max_age: Option<Duration>,
-    /// Record command lines of ourselves, our parent, the sender and a tracer (truncated to 300
+    /// Record command lines of ourselves, our parent and a tracer (truncated to 300
     /// characters). Default: `false`, because command lines can hold secrets.
     pub include_cmdline: bool,
 }

@@ -6,7 +6,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
@@ -143,6 +142,7 @@ impl TimingAlignment {
             return false;
         };
         tracing::warn!(
+            target: crate::PHASE_TARGET,
             unit = %self.unit,
             timeout_stop_s = self.timeout_stop.as_secs_f64(),
             needed_s = self.needed_secs(),
@@ -278,11 +278,11 @@ pub(crate) struct Probe {
 
 impl Probe {
     pub(crate) fn from_process() -> Self {
-        let cgroup = std::fs::File::open("/proc/self/cgroup").ok().and_then(|f| {
-            let mut text = String::new();
-            f.take(64 * 1024).read_to_string(&mut text).ok()?;
-            Some(text)
-        });
+        let mut buf = Vec::new();
+        let cgroup = crate::proc::ProcRoot::default()
+            .read(None, "cgroup", &mut buf)
+            .ok()
+            .map(|()| String::from_utf8_lossy(&buf).into_owned());
         Self {
             invocation_id: std::env::var_os("INVOCATION_ID"),
             cgroup,
@@ -296,7 +296,7 @@ impl Probe {
             return None;
         }
         let Some(unit) = self.cgroup.as_deref().and_then(unit_from_cgroup) else {
-            tracing::debug!("systemd timing check skipped: no service unit in /proc/self/cgroup");
+            tracing::debug!(target: crate::PHASE_TARGET, "systemd timing check skipped: no service unit in /proc/self/cgroup");
             return None;
         };
         if !is_valid_unit_name(&unit.name) {
@@ -319,15 +319,15 @@ impl Probe {
                     ));
                 }
                 Answer::NotLoaded(state) => {
-                    tracing::debug!(unit = %unit.name, load_state = %state, "systemd timing check skipped: unit not loaded");
+                    tracing::debug!(target: crate::PHASE_TARGET, unit = %unit.name, load_state = %state, "systemd timing check skipped: unit not loaded");
                     return None;
                 }
                 Answer::Missing => {
-                    tracing::debug!("systemd timing check skipped: no systemctl");
+                    tracing::debug!(target: crate::PHASE_TARGET, "systemd timing check skipped: no systemctl");
                     return None;
                 }
                 Answer::Failed(why) => {
-                    tracing::debug!(unit = %unit.name, manager = manager_name(manager), why, "systemctl show failed");
+                    tracing::debug!(target: crate::PHASE_TARGET, unit = %unit.name, manager = manager_name(manager), why, "systemctl show failed");
                     if Instant::now() >= deadline {
                         return None;
                     }
