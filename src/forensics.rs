@@ -171,7 +171,11 @@ impl ShutdownSignal {
     /// The context, if the shutdown was triggered.
     #[must_use]
     pub fn context(&self) -> Option<Arc<ShutdownContext>> {
-        self.shared.slot.lock().ok()?.clone()
+        self.shared
+            .slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// How many shutdown signals arrived so far (the first included).

@@ -92,6 +92,10 @@ impl Shared {
     }
 
     /// Handles one signal (or a manual trigger when `signal` is `None`). Never panics out.
+    ///
+    /// Events go to the subscriber the [`ShutdownHandle`]'s layer lives in, even when that is
+    /// only the app thread's default (`with_default`) and not the global one: this runs on the
+    /// listener thread, which has no default of its own.
     pub(crate) fn on_signal(
         &self,
         signal: Option<i32>,
@@ -100,12 +104,16 @@ impl Shared {
     ) {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         let first = !self.latched.swap(true, Ordering::SeqCst);
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let run = || {
             if first {
                 self.first(signal, sender, received);
             } else {
                 self.repeat(signal, sender.as_ref(), n, received);
             }
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| match &self.config.handle {
+            Some(handle) => handle.shared.emit(run),
+            None => run(),
         }));
         if outcome.is_err() {
             // A panicking subscriber must not stop the listener: later signals still count.
@@ -121,33 +129,39 @@ impl Shared {
         let mut ctx =
             ShutdownContext::capture_with_sender(&self.config.context, signal, sender.clone());
         ctx.correlation_id = Some(correlation_id.clone());
-        ctx.log();
+        // Each step is isolated: a panicking subscriber or writer must neither skip the
+        // other steps nor, above all, leave the app waiting for a wake-up that never comes.
+        isolated("the context event", || ctx.log());
         if let Some(handle) = &self.config.handle {
-            let mut trigger = ShutdownTrigger::new(received)
-                .with_planned(ctx.is_planned())
-                .with_correlation_id(correlation_id.clone());
-            if let Some(sig) = signal {
-                trigger = trigger.with_signal(sig);
-            }
-            if let Some(s) = sender {
-                trigger = trigger.with_sender(s);
-            }
-            handle.begin_with(trigger);
-            handle.record("context", serde_json::to_value(&ctx).unwrap_or_default());
+            isolated("the flight record", || {
+                let mut trigger = ShutdownTrigger::new(received)
+                    .with_planned(ctx.is_planned())
+                    .with_correlation_id(correlation_id.clone());
+                if let Some(sig) = signal {
+                    trigger = trigger.with_signal(sig);
+                }
+                if let Some(s) = sender {
+                    trigger = trigger.with_sender(s);
+                }
+                handle.begin_with(trigger);
+                handle.record("context", serde_json::to_value(&ctx).unwrap_or_default());
+            });
         }
         if let Some(opts) = &self.config.diagnostic {
-            let opts = opts
-                .clone()
-                .with_signal_name(ctx.signal.clone())
-                .with_correlation_id(correlation_id);
-            if let Err(e) = spawn_diagnostic_with(&opts) {
-                tracing::warn!(
-                    target: "shutdown",
-                    path = %opts.log_path().display(),
-                    error = %e,
-                    "shutdown diagnostic not started"
-                );
-            }
+            isolated("the diagnostic", || {
+                let opts = opts
+                    .clone()
+                    .with_signal_name(ctx.signal.clone())
+                    .with_correlation_id(correlation_id);
+                if let Err(e) = spawn_diagnostic_with(&opts) {
+                    tracing::warn!(
+                        target: "shutdown",
+                        path = %opts.log_path().display(),
+                        error = %e,
+                        "shutdown diagnostic not started"
+                    );
+                }
+            });
         }
         #[cfg(feature = "systemd")]
         if let Some(n) = &self.config.notifier {
@@ -155,8 +169,9 @@ impl Shared {
             let _ = n.status(&format!("shutting down: {}", ctx.signal));
         }
         let ctx = Arc::new(ctx);
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = Some(Arc::clone(&ctx));
+        match self.slot.lock() {
+            Ok(mut slot) => *slot = Some(Arc::clone(&ctx)),
+            Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&ctx)),
         }
         self.cv.notify_all();
         self.tx.send_replace(Some(ctx));
@@ -228,6 +243,13 @@ impl Shared {
         }
         let first = self.first_at.lock().ok().and_then(|g| *g);
         first.map_or(Duration::ZERO, |f| received.saturating_duration_since(f))
+    }
+}
+
+/// Runs one step of the first signal's handling; a panic in it is reported and contained.
+fn isolated(step: &str, f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        eprintln!("shutdown-forensics: panic in {step}; the shutdown goes on");
     }
 }
 
