@@ -70,7 +70,23 @@ impl Default for ForensicsBuilder {
 
 /// The installed signal helper. Keep it alive for the life of `main`: dropping it stops the
 /// listener and flushes the log guards it adopted.
+///
+/// After the drop the signals stay caught (signal-hook never restores a default action), so
+/// a `SIGTERM` that arrives later is ignored rather than fatal: drop it at the end of `main`,
+/// not before. Installing again after the drop works and listens afresh.
+///
+/// ```no_run
+/// use shutdown_forensics::Forensics;
+///
+/// # fn main() -> Result<(), shutdown_forensics::Error> {
+/// let forensics = Forensics::builder().install()?; // zero configuration
+/// let ctx = forensics.signal().wait();
+/// eprintln!("stopping: {}", ctx.to_log_line());
+/// forensics.finish();
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
+#[must_use = "dropping Forensics stops the listener; later signals are then ignored"]
 pub struct Forensics {
     shared: Arc<Shared>,
     signals: signal_hook::iterator::Handle,
@@ -270,14 +286,20 @@ impl ForensicsBuilder {
     /// (previous flight record verdict; systemd `TimeoutStopSec`, on a thread of its own).
     ///
     /// # Errors
-    /// When the signal handlers cannot be registered (e.g. a forbidden signal like `SIGKILL`).
+    /// [`ErrorKind::InvalidInput`] when a signal cannot be listened for (no signals, a number
+    /// out of range, one that cannot be caught like `SIGKILL`, or one the libc reserves), with
+    /// nothing registered; [`ErrorKind::Io`] when the listener cannot be started.
+    ///
+    /// ```
+    /// use shutdown_forensics::{ErrorKind, Forensics};
+    ///
+    /// let err = Forensics::builder().with_signals(&[libc::SIGKILL]).install().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// ```
     pub fn install(self) -> Result<Forensics, Error> {
-        if self.signals.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "no signals to listen for",
-            ));
-        }
+        // First, before anything has side effects (hooks, threads, handlers).
+        listener::check_signals(&self.signals)
+            .map_err(|reason| Error::new(ErrorKind::InvalidInput, reason))?;
         if let Some(verdict) = self
             .handle
             .as_ref()

@@ -132,6 +132,13 @@ impl Shared {
         // Each step is isolated: a panicking subscriber or writer must neither skip the
         // other steps nor, above all, leave the app waiting for a wake-up that never comes.
         isolated("the context event", || ctx.log());
+        // Before the layer's timeline starts: its notify hook sends STATUS= and
+        // EXTEND_TIMEOUT_USEC from then on, and the manager must hear STOPPING=1 first.
+        #[cfg(feature = "systemd")]
+        if let Some(n) = &self.config.notifier {
+            let _ = n.stopping();
+            let _ = n.status(&format!("shutting down: {}", ctx.signal));
+        }
         if let Some(handle) = &self.config.handle {
             isolated("the flight record", || {
                 let mut trigger = ShutdownTrigger::new(received)
@@ -162,11 +169,6 @@ impl Shared {
                     );
                 }
             });
-        }
-        #[cfg(feature = "systemd")]
-        if let Some(n) = &self.config.notifier {
-            let _ = n.stopping();
-            let _ = n.status(&format!("shutting down: {}", ctx.signal));
         }
         let ctx = Arc::new(ctx);
         match self.slot.lock() {
@@ -283,16 +285,53 @@ pub(crate) fn sender_from_origin(origin: &Origin) -> Option<SignalSender> {
     }
 }
 
-/// Registers `signals` and runs the listener on a thread named `shutdown-signals`.
+/// signal-hook's own bound on signal numbers (it panics past it).
+const MAX_SIGNUM: i32 = 128;
+
+/// Checks every signal before any is registered, so that `install` fails with an error rather
+/// than a panic (signal-hook panics on `SIGKILL`, `SIGSTOP`, `SIGSEGV`, ... and on numbers
+/// out of range), and so that a bad signal cannot leave the good ones half-registered: once
+/// signal-hook took a signal over it never restores the default action, so a `SIGTERM`
+/// registered and then dropped would be ignored for the rest of the process.
+pub(crate) fn check_signals(signals: &[i32]) -> Result<(), String> {
+    if signals.is_empty() {
+        return Err("no signals to listen for".to_owned());
+    }
+    for &sig in signals {
+        if signal_hook::consts::FORBIDDEN.contains(&sig) {
+            return Err(format!("{} cannot be caught", signal_name(sig)));
+        }
+        if !(1..MAX_SIGNUM).contains(&sig) {
+            return Err(format!("{} is not a signal number", sig));
+        }
+        // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null `act` only queries the current action; `old` is valid and writable.
+        // The libc refuses here what it would refuse at registration (e.g. glibc's 32, 33).
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            return Err(format!(
+                "{} cannot be handled: {}",
+                signal_name(sig),
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Starts the listener on a thread named `shutdown-signals`, then registers `signals` (checked
+/// with [`check_signals`] first). The thread exists before any handler does: a failed spawn
+/// leaves every signal's disposition untouched.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     signals: &[i32],
 ) -> std::io::Result<signal_hook::iterator::Handle> {
-    let mut iter = SignalsInfo::<WithOrigin>::new(signals)?;
-    let handle = iter.handle();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<SignalsInfo<WithOrigin>>(1);
     std::thread::Builder::new()
         .name("shutdown-signals".into())
         .spawn(move || {
+            // No iterator arrives when the registration failed: then there is nothing to do.
+            let Ok(mut iter) = rx.recv() else { return };
             for origin in iter.forever() {
                 let received = Instant::now();
                 // The sender exits within microseconds of kill(2): read its /proc entry first.
@@ -300,5 +339,9 @@ pub(crate) fn spawn(
                 shared.on_signal(Some(origin.signal), sender, received);
             }
         })?;
+    let iter = SignalsInfo::<WithOrigin>::new(signals)?;
+    let handle = iter.handle();
+    tx.send(iter)
+        .map_err(|_| std::io::Error::other("the signal listener thread is gone"))?;
     Ok(handle)
 }
