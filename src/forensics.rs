@@ -94,6 +94,29 @@ pub struct Forensics {
 }
 
 /// An awaitable (and blocking) shutdown trigger; clone it into every task that must stop.
+///
+/// Every waiter gets the same `Arc<ShutdownContext>`, the one captured at the first signal.
+///
+/// ```
+/// use std::time::Duration;
+/// use shutdown_forensics::Forensics;
+///
+/// # fn main() -> Result<(), shutdown_forensics::Error> {
+/// let forensics = Forensics::builder().with_stop_budget(None, Duration::ZERO).install()?;
+/// let signal = forensics.signal();
+/// assert!(signal.wait_timeout(Duration::from_millis(1)).is_none()); // nothing yet
+///
+/// let task = signal.clone();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let waiter = rt.spawn(async move { task.recv().await });
+///
+/// signal.trigger(); // as an admin endpoint would; a SIGTERM does the same
+/// let ctx = signal.wait();
+/// assert_eq!(ctx.signal, "UNKNOWN"); // no signal: the app triggered it
+/// assert!(std::sync::Arc::ptr_eq(&ctx, &rt.block_on(waiter).unwrap()));
+/// assert_eq!(signal.signal_count(), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownSignal {
     shared: Arc<Shared>,
@@ -201,7 +224,9 @@ impl ShutdownSignal {
     }
 
     /// Triggers the shutdown from the app itself (an admin endpoint, a fatal error): the same
-    /// capture, log line and diagnostic as a signal, with signal `UNKNOWN` and no sender.
+    /// capture, log line and diagnostic as a signal, with signal `UNKNOWN` and no sender. It
+    /// runs on the calling thread (a `/proc` read and, when configured, a process spawn: a
+    /// few milliseconds); after the first call it only counts and logs a repeat.
     pub fn trigger(&self) {
         self.shared.on_signal(None, None, Instant::now());
     }
@@ -276,7 +301,8 @@ impl ForensicsBuilder {
     }
 
     /// Writes `{"report": <ShutdownReport>, "context": <ShutdownContext>}` to `path` (mode
-    /// 0600, replaced atomically) when [`Forensics::finish`] runs. Default: not written.
+    /// 0600, replaced atomically, synced) when [`Forensics::finish`] runs, on the thread that
+    /// calls it. Default: not written.
     pub fn with_report_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.report_path = Some(path.into());
         self

@@ -22,6 +22,18 @@ use crate::signal::{signal_name, SignalCause, SignalSender};
 use crate::trigger::ShutdownTrigger;
 
 /// What to do when signals keep coming after the first.
+///
+/// Every repeat is counted, logged (the first ten, then every hundredth) and recorded either
+/// way; the first signal always starts the graceful shutdown.
+///
+/// ```
+/// use shutdown_forensics::{Escalation, Forensics};
+///
+/// // An impatient operator's second Ctrl-C ends the process with the shell's SIGINT code.
+/// let builder = Forensics::builder().with_escalation(Escalation::Exit { after: 2, code: 130 });
+/// # let _ = builder;
+/// assert_eq!(Escalation::default(), Escalation::LogOnly);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Escalation {
@@ -31,7 +43,7 @@ pub enum Escalation {
     /// On the `after`-th signal (counting the first), flush the flight record and the adopted
     /// log guards, then exit the process with `code`.
     Exit {
-        /// Which signal escalates: 2 means the second one.
+        /// Which signal escalates: 2 means the second one (0 and 1 act as 2).
         after: u32,
         /// The process exit code.
         code: i32,
