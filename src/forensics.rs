@@ -70,7 +70,23 @@ impl Default for ForensicsBuilder {
 
 /// The installed signal helper. Keep it alive for the life of `main`: dropping it stops the
 /// listener and flushes the log guards it adopted.
+///
+/// After the drop the signals stay caught (signal-hook never restores a default action), so
+/// a `SIGTERM` that arrives later is ignored rather than fatal: drop it at the end of `main`,
+/// not before. Installing again after the drop works and listens afresh.
+///
+/// ```no_run
+/// use shutdown_forensics::Forensics;
+///
+/// # fn main() -> Result<(), shutdown_forensics::Error> {
+/// let forensics = Forensics::builder().install()?; // zero configuration
+/// let ctx = forensics.signal().wait();
+/// eprintln!("stopping: {}", ctx.to_log_line());
+/// forensics.finish();
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
+#[must_use = "dropping Forensics stops the listener; later signals are then ignored"]
 pub struct Forensics {
     shared: Arc<Shared>,
     signals: signal_hook::iterator::Handle,
@@ -78,6 +94,29 @@ pub struct Forensics {
 }
 
 /// An awaitable (and blocking) shutdown trigger; clone it into every task that must stop.
+///
+/// Every waiter gets the same `Arc<ShutdownContext>`, the one captured at the first signal.
+///
+/// ```
+/// use std::time::Duration;
+/// use shutdown_forensics::Forensics;
+///
+/// # fn main() -> Result<(), shutdown_forensics::Error> {
+/// let forensics = Forensics::builder().with_stop_budget(None, Duration::ZERO).install()?;
+/// let signal = forensics.signal();
+/// assert!(signal.wait_timeout(Duration::from_millis(1)).is_none()); // nothing yet
+///
+/// let task = signal.clone();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let waiter = rt.spawn(async move { task.recv().await });
+///
+/// signal.trigger(); // as an admin endpoint would; a SIGTERM does the same
+/// let ctx = signal.wait();
+/// assert_eq!(ctx.signal, "UNKNOWN"); // no signal: the app triggered it
+/// assert!(std::sync::Arc::ptr_eq(&ctx, &rt.block_on(waiter).unwrap()));
+/// assert_eq!(signal.signal_count(), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownSignal {
     shared: Arc<Shared>,
@@ -171,7 +210,11 @@ impl ShutdownSignal {
     /// The context, if the shutdown was triggered.
     #[must_use]
     pub fn context(&self) -> Option<Arc<ShutdownContext>> {
-        self.shared.slot.lock().ok()?.clone()
+        self.shared
+            .slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// How many shutdown signals arrived so far (the first included).
@@ -181,7 +224,9 @@ impl ShutdownSignal {
     }
 
     /// Triggers the shutdown from the app itself (an admin endpoint, a fatal error): the same
-    /// capture, log line and diagnostic as a signal, with signal `UNKNOWN` and no sender.
+    /// capture, log line and diagnostic as a signal, with signal `UNKNOWN` and no sender. It
+    /// runs on the calling thread (a `/proc` read and, when configured, a process spawn: a
+    /// few milliseconds); after the first call it only counts and logs a repeat.
     pub fn trigger(&self) {
         self.shared.on_signal(None, None, Instant::now());
     }
@@ -256,7 +301,8 @@ impl ForensicsBuilder {
     }
 
     /// Writes `{"report": <ShutdownReport>, "context": <ShutdownContext>}` to `path` (mode
-    /// 0600, replaced atomically) when [`Forensics::finish`] runs. Default: not written.
+    /// 0600, replaced atomically, synced) when [`Forensics::finish`] runs, on the thread that
+    /// calls it. Default: not written.
     pub fn with_report_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.report_path = Some(path.into());
         self
@@ -266,14 +312,20 @@ impl ForensicsBuilder {
     /// (previous flight record verdict; systemd `TimeoutStopSec`, on a thread of its own).
     ///
     /// # Errors
-    /// When the signal handlers cannot be registered (e.g. a forbidden signal like `SIGKILL`).
+    /// [`ErrorKind::InvalidInput`] when a signal cannot be listened for (no signals, a number
+    /// out of range, one that cannot be caught like `SIGKILL`, or one the libc reserves), with
+    /// nothing registered; [`ErrorKind::Io`] when the listener cannot be started.
+    ///
+    /// ```
+    /// use shutdown_forensics::{ErrorKind, Forensics};
+    ///
+    /// let err = Forensics::builder().with_signals(&[libc::SIGKILL]).install().unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    /// ```
     pub fn install(self) -> Result<Forensics, Error> {
-        if self.signals.is_empty() {
-            return Err(Error::new(
-                ErrorKind::InvalidInput,
-                "no signals to listen for",
-            ));
-        }
+        // First, before anything has side effects (hooks, threads, handlers).
+        listener::check_signals(&self.signals)
+            .map_err(|reason| Error::new(ErrorKind::InvalidInput, reason))?;
         if let Some(verdict) = self
             .handle
             .as_ref()

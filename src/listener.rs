@@ -22,6 +22,18 @@ use crate::signal::{signal_name, SignalCause, SignalSender};
 use crate::trigger::ShutdownTrigger;
 
 /// What to do when signals keep coming after the first.
+///
+/// Every repeat is counted, logged (the first ten, then every hundredth) and recorded either
+/// way; the first signal always starts the graceful shutdown.
+///
+/// ```
+/// use shutdown_forensics::{Escalation, Forensics};
+///
+/// // An impatient operator's second Ctrl-C ends the process with the shell's SIGINT code.
+/// let builder = Forensics::builder().with_escalation(Escalation::Exit { after: 2, code: 130 });
+/// # let _ = builder;
+/// assert_eq!(Escalation::default(), Escalation::LogOnly);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Escalation {
@@ -31,7 +43,7 @@ pub enum Escalation {
     /// On the `after`-th signal (counting the first), flush the flight record and the adopted
     /// log guards, then exit the process with `code`.
     Exit {
-        /// Which signal escalates: 2 means the second one.
+        /// Which signal escalates: 2 means the second one (0 and 1 act as 2).
         after: u32,
         /// The process exit code.
         code: i32,
@@ -92,6 +104,10 @@ impl Shared {
     }
 
     /// Handles one signal (or a manual trigger when `signal` is `None`). Never panics out.
+    ///
+    /// Events go to the subscriber the [`ShutdownHandle`]'s layer lives in, even when that is
+    /// only the app thread's default (`with_default`) and not the global one: this runs on the
+    /// listener thread, which has no default of its own.
     pub(crate) fn on_signal(
         &self,
         signal: Option<i32>,
@@ -100,12 +116,16 @@ impl Shared {
     ) {
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
         let first = !self.latched.swap(true, Ordering::SeqCst);
-        let outcome = catch_unwind(AssertUnwindSafe(|| {
+        let run = || {
             if first {
                 self.first(signal, sender, received);
             } else {
                 self.repeat(signal, sender.as_ref(), n, received);
             }
+        };
+        let outcome = catch_unwind(AssertUnwindSafe(|| match &self.config.handle {
+            Some(handle) => handle.shared.emit(run),
+            None => run(),
         }));
         if outcome.is_err() {
             // A panicking subscriber must not stop the listener: later signals still count.
@@ -121,42 +141,51 @@ impl Shared {
         let mut ctx =
             ShutdownContext::capture_with_sender(&self.config.context, signal, sender.clone());
         ctx.correlation_id = Some(correlation_id.clone());
-        ctx.log();
-        if let Some(handle) = &self.config.handle {
-            let mut trigger = ShutdownTrigger::new(received)
-                .with_planned(ctx.is_planned())
-                .with_correlation_id(correlation_id.clone());
-            if let Some(sig) = signal {
-                trigger = trigger.with_signal(sig);
-            }
-            if let Some(s) = sender {
-                trigger = trigger.with_sender(s);
-            }
-            handle.begin_with(trigger);
-            handle.record("context", serde_json::to_value(&ctx).unwrap_or_default());
-        }
-        if let Some(opts) = &self.config.diagnostic {
-            let opts = opts
-                .clone()
-                .with_signal_name(ctx.signal.clone())
-                .with_correlation_id(correlation_id);
-            if let Err(e) = spawn_diagnostic_with(&opts) {
-                tracing::warn!(
-                    target: "shutdown",
-                    path = %opts.log_path().display(),
-                    error = %e,
-                    "shutdown diagnostic not started"
-                );
-            }
-        }
+        // Each step is isolated: a panicking subscriber or writer must neither skip the
+        // other steps nor, above all, leave the app waiting for a wake-up that never comes.
+        isolated("the context event", || ctx.log());
+        // Before the layer's timeline starts: its notify hook sends STATUS= and
+        // EXTEND_TIMEOUT_USEC from then on, and the manager must hear STOPPING=1 first.
         #[cfg(feature = "systemd")]
         if let Some(n) = &self.config.notifier {
             let _ = n.stopping();
             let _ = n.status(&format!("shutting down: {}", ctx.signal));
         }
+        if let Some(handle) = &self.config.handle {
+            isolated("the flight record", || {
+                let mut trigger = ShutdownTrigger::new(received)
+                    .with_planned(ctx.is_planned())
+                    .with_correlation_id(correlation_id.clone());
+                if let Some(sig) = signal {
+                    trigger = trigger.with_signal(sig);
+                }
+                if let Some(s) = sender {
+                    trigger = trigger.with_sender(s);
+                }
+                handle.begin_with(trigger);
+                handle.record("context", serde_json::to_value(&ctx).unwrap_or_default());
+            });
+        }
+        if let Some(opts) = &self.config.diagnostic {
+            isolated("the diagnostic", || {
+                let opts = opts
+                    .clone()
+                    .with_signal_name(ctx.signal.clone())
+                    .with_correlation_id(correlation_id);
+                if let Err(e) = spawn_diagnostic_with(&opts) {
+                    tracing::warn!(
+                        target: "shutdown",
+                        path = %opts.log_path().display(),
+                        error = %e,
+                        "shutdown diagnostic not started"
+                    );
+                }
+            });
+        }
         let ctx = Arc::new(ctx);
-        if let Ok(mut slot) = self.slot.lock() {
-            *slot = Some(Arc::clone(&ctx));
+        match self.slot.lock() {
+            Ok(mut slot) => *slot = Some(Arc::clone(&ctx)),
+            Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&ctx)),
         }
         self.cv.notify_all();
         self.tx.send_replace(Some(ctx));
@@ -231,6 +260,13 @@ impl Shared {
     }
 }
 
+/// Runs one step of the first signal's handling; a panic in it is reported and contained.
+fn isolated(step: &str, f: impl FnOnce()) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        eprintln!("shutdown-forensics: panic in {step}; the shutdown goes on");
+    }
+}
+
 /// An id tying together the context line, the diagnostic log and the flight record.
 fn correlation_id(received: Instant) -> String {
     let nanos = SystemTime::now()
@@ -263,16 +299,53 @@ pub(crate) fn sender_from_origin(origin: &Origin, received: Instant) -> Option<S
     }
 }
 
-/// Registers `signals` and runs the listener on a thread named `shutdown-signals`.
+/// signal-hook's own bound on signal numbers (it panics past it).
+const MAX_SIGNUM: i32 = 128;
+
+/// Checks every signal before any is registered, so that `install` fails with an error rather
+/// than a panic (signal-hook panics on `SIGKILL`, `SIGSTOP`, `SIGSEGV`, ... and on numbers
+/// out of range), and so that a bad signal cannot leave the good ones half-registered: once
+/// signal-hook took a signal over it never restores the default action, so a `SIGTERM`
+/// registered and then dropped would be ignored for the rest of the process.
+pub(crate) fn check_signals(signals: &[i32]) -> Result<(), String> {
+    if signals.is_empty() {
+        return Err("no signals to listen for".to_owned());
+    }
+    for &sig in signals {
+        if signal_hook::consts::FORBIDDEN.contains(&sig) {
+            return Err(format!("{} cannot be caught", signal_name(sig)));
+        }
+        if !(1..MAX_SIGNUM).contains(&sig) {
+            return Err(format!("{} is not a signal number", sig));
+        }
+        // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct.
+        let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+        // SAFETY: a null `act` only queries the current action; `old` is valid and writable.
+        // The libc refuses here what it would refuse at registration (e.g. glibc's 32, 33).
+        if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
+            return Err(format!(
+                "{} cannot be handled: {}",
+                signal_name(sig),
+                std::io::Error::last_os_error()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Starts the listener on a thread named `shutdown-signals`, then registers `signals` (checked
+/// with [`check_signals`] first). The thread exists before any handler does: a failed spawn
+/// leaves every signal's disposition untouched.
 pub(crate) fn spawn(
     shared: Arc<Shared>,
     signals: &[i32],
 ) -> std::io::Result<signal_hook::iterator::Handle> {
-    let mut iter = SignalsInfo::<WithOrigin>::new(signals)?;
-    let handle = iter.handle();
+    let (tx, rx) = std::sync::mpsc::sync_channel::<SignalsInfo<WithOrigin>>(1);
     std::thread::Builder::new()
         .name("shutdown-signals".into())
         .spawn(move || {
+            // No iterator arrives when the registration failed: then there is nothing to do.
+            let Ok(mut iter) = rx.recv() else { return };
             for origin in iter.forever() {
                 let received = Instant::now();
                 // The sender exits within microseconds of kill(2): read its /proc entry first.
@@ -280,5 +353,9 @@ pub(crate) fn spawn(
                 shared.on_signal(Some(origin.signal), sender, received);
             }
         })?;
+    let iter = SignalsInfo::<WithOrigin>::new(signals)?;
+    let handle = iter.handle();
+    tx.send(iter)
+        .map_err(|_| std::io::Error::other("the signal listener thread is gone"))?;
     Ok(handle)
 }
