@@ -142,13 +142,18 @@ impl Forensics {
     /// Returns the teardown time.
     pub fn finish(&self) -> Option<Duration> {
         let handle = self.shared.config.handle.as_ref()?;
+        let signals = self.signal().signal_count();
+        if signals > 1 {
+            // Repeats past the first ten are logged and recorded only every hundredth.
+            handle.record("signals", serde_json::json!({ "count": signals }));
+        }
         let total = handle.finish();
         let _ = handle.flush();
         if let Some(path) = &self.report_path {
             let report = handle.report();
             let ctx = self.signal().context();
             let body = serde_json::json!({ "report": report, "context": ctx.as_deref() });
-            if let Err(e) = write_private(path, body.to_string().as_bytes()) {
+            if let Err(e) = crate::private_file::write_atomic(path, body.to_string().as_bytes()) {
                 tracing::warn!(target: crate::PHASE_TARGET, path = %path.display(), error = %e, "shutdown report not written");
             }
         }
@@ -363,7 +368,7 @@ impl ForensicsBuilder {
         }
         let report_path = self.report_path;
         let config = Config {
-            context: self.context,
+            capturer: crate::context::ContextCapturer::new(self.context),
             handle: self.handle,
             diagnostic: self.diagnostic,
             escalation: self.escalation,
@@ -382,23 +387,4 @@ impl ForensicsBuilder {
             report_path,
         })
     }
-}
-
-/// Writes `bytes` to `path` through a 0600 temporary file renamed over it.
-fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut tmp = path.as_os_str().to_owned();
-    tmp.push(format!(".tmp.{}", std::process::id()));
-    let tmp = PathBuf::from(tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }

@@ -7,14 +7,15 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use signal_hook::iterator::exfiltrator::origin::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::{Cause, Origin, Sent};
 
-use crate::context::{ContextOptions, ShutdownContext};
+use crate::clock::Offset;
+use crate::context::{ContextCapturer, ShutdownContext};
 use crate::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
 use crate::handle::ShutdownHandle;
 use crate::logfmt::Logfmt;
@@ -71,7 +72,8 @@ pub(crate) struct Shared {
 /// The listener's settings, fixed at install.
 #[derive(Debug)]
 pub(crate) struct Config {
-    pub(crate) context: ContextOptions,
+    /// Prepared at install: the signal path reads only what can have changed.
+    pub(crate) capturer: ContextCapturer,
     pub(crate) handle: Option<ShutdownHandle>,
     pub(crate) diagnostic: Option<DiagnosticOptions>,
     pub(crate) escalation: Escalation,
@@ -137,9 +139,8 @@ impl Shared {
         if let Ok(mut at) = self.first_at.lock() {
             *at = Some(received);
         }
-        let correlation_id = correlation_id(received);
-        let mut ctx =
-            ShutdownContext::capture_with_sender(&self.config.context, signal, sender.clone());
+        let correlation_id = crate::diagnostic::generate_correlation_id();
+        let mut ctx = self.config.capturer.capture(signal, sender.clone());
         ctx.correlation_id = Some(correlation_id.clone());
         // Each step is isolated: a panicking subscriber or writer must neither skip the
         // other steps nor, above all, leave the app waiting for a wake-up that never comes.
@@ -174,7 +175,7 @@ impl Shared {
                     .with_correlation_id(correlation_id);
                 if let Err(e) = spawn_diagnostic_with(&opts) {
                     tracing::warn!(
-                        target: "shutdown",
+                        target: crate::PHASE_TARGET,
                         path = %opts.log_path().display(),
                         error = %e,
                         "shutdown diagnostic not started"
@@ -202,23 +203,22 @@ impl Shared {
             matches!(self.config.escalation, Escalation::Exit { after, .. } if n >= after);
         let logged = n <= REPEAT_LOG_FIRST + 1 || n % REPEAT_LOG_EVERY == 0 || escalate;
         if logged {
-            let offset = self.offset(received);
+            let at = Offset(self.offset(received));
             let name = signal.map_or_else(|| "manual".into(), signal_name);
-            let (pid, who) = sender.map_or((0, "unknown"), |s| (s.pid, s.display_name()));
+            let pid = sender.map_or_else(|| "unknown".to_owned(), |s| s.pid.to_string());
+            let who = Logfmt(sender.map_or("unknown", SignalSender::display_name));
             tracing::warn!(
-                target: "shutdown",
+                target: crate::PHASE_TARGET,
                 signal = %name,
                 count = n,
-                sender_pid = pid,
-                sender_name = %Logfmt(who),
-                "repeated signal {name} #{n} from pid {pid} ({}) at +{:.2}s",
-                Logfmt(who),
-                offset.as_secs_f64()
+                sender_pid = %pid,
+                sender_name = %who,
+                "repeated signal {name} #{n} from pid {pid} ({who}) at {at}"
             );
             if let Some(handle) = &self.config.handle {
                 handle.record(
                     "repeated_signal",
-                    json!({"signal": name, "count": n, "sender": sender, "at_s": offset.as_secs_f64()}),
+                    json!({"signal": name, "count": n, "sender": sender, "at_s": at.0.as_secs_f64()}),
                 );
             }
         }
@@ -231,7 +231,7 @@ impl Shared {
 
     /// Flushes what can be flushed and exits: the app asked for this on the Nth signal.
     fn escalate(&self, n: u32, code: i32) {
-        tracing::warn!(target: "shutdown", count = n, exit_code = code, "signal #{n}: escalating, exiting with code {code}");
+        tracing::warn!(target: crate::PHASE_TARGET, count = n, exit_code = code, "signal #{n}: escalating, exiting with code {code}");
         if let Some(handle) = &self.config.handle {
             handle.record("escalated", json!({"count": n, "exit_code": code}));
             let _ = handle.flush();
@@ -246,14 +246,16 @@ impl Shared {
         std::process::exit(code);
     }
 
+    /// When the signal arrived, counted from the shutdown's origin (not when it was handled:
+    /// in a storm those differ).
     fn offset(&self, received: Instant) -> Duration {
-        if let Some(e) = self
+        let since_origin = self
             .config
             .handle
             .as_ref()
-            .and_then(ShutdownHandle::elapsed)
-        {
-            return e;
+            .and_then(ShutdownHandle::elapsed);
+        if let Some(e) = since_origin {
+            return e.saturating_sub(received.elapsed());
         }
         let first = self.first_at.lock().ok().and_then(|g| *g);
         first.map_or(Duration::ZERO, |f| received.saturating_duration_since(f))
@@ -265,20 +267,6 @@ fn isolated(step: &str, f: impl FnOnce()) {
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
         eprintln!("shutdown-forensics: panic in {step}; the shutdown goes on");
     }
-}
-
-/// An id tying together the context line, the diagnostic log and the flight record.
-fn correlation_id(received: Instant) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    // Mix in the monotonic instant so two processes started in the same nanosecond differ.
-    let mono = received.elapsed().subsec_nanos();
-    format!(
-        "{:x}-{:x}",
-        std::process::id(),
-        (nanos as u64) ^ u64::from(mono)
-    )
 }
 
 /// The sender as signal-hook reports it, with its `/proc` entry read at once.

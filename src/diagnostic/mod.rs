@@ -13,6 +13,9 @@ mod reaper;
 #[cfg(unix)]
 mod script;
 
+#[cfg(unix)]
+pub(crate) use script::generate_correlation_id;
+
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};

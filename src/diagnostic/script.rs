@@ -67,7 +67,7 @@ pub(super) fn sanitize(value: &str) -> String {
 }
 
 /// A fresh 16-hex-digit id: std's randomly keyed hasher over time, pid and a counter.
-pub(super) fn generate_correlation_id() -> String {
+pub(crate) fn generate_correlation_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let mut hasher = RandomState::new().build_hasher();
     let nanos = SystemTime::now()
