@@ -76,6 +76,7 @@ impl ContextCapturer {
     pub fn capture(&self, signal: Option<i32>, sender: Option<SignalSender>) -> ShutdownContext {
         let started = Instant::now();
         let now = SystemTime::now();
+        let ts_monotonic = clock_secs(libc::CLOCK_MONOTONIC).unwrap_or(0.0);
         let proc = ProcRoot::default();
         let cmdline = self.options.include_cmdline;
         let mut buf = Vec::with_capacity(2048);
@@ -150,7 +151,7 @@ impl ContextCapturer {
             ts: now
                 .duration_since(UNIX_EPOCH)
                 .map_or(0.0, |d| d.as_secs_f64()),
-            ts_monotonic: clock_secs(libc::CLOCK_MONOTONIC).unwrap_or(0.0),
+            ts_monotonic,
             signal: signal_name_or_unknown(signal).into_owned(),
             signal_num: signal,
             pid,
