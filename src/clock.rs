@@ -47,14 +47,27 @@ impl ManualClock {
         }
     }
 
-    /// Moves the clock forward by `by` and wakes the budget watchdog.
+    /// Moves the clock forward by `by` and wakes the budget watchdog. The clock stops at the
+    /// last instant the platform can represent (`advance(Duration::MAX)` does not panic).
     pub fn advance(&self, by: Duration) {
         let mut offset = self
             .inner
             .offset
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        *offset = offset.saturating_add(by);
+        // Add as much of `by` as keeps the instant representable: halve the step whenever it
+        // does not fit (at most ~2 x 94 rounds, and only when near the end of time).
+        let (mut left, mut step) = (by, by);
+        while !step.is_zero() {
+            match offset.checked_add(step) {
+                Some(next) if self.inner.base.checked_add(next).is_some() => {
+                    *offset = next;
+                    left -= step;
+                    step = step.min(left);
+                }
+                _ => step /= 2,
+            }
+        }
         drop(offset);
         self.inner.moved.notify_all();
     }
@@ -62,7 +75,9 @@ impl ManualClock {
     /// The clock's current instant.
     #[must_use]
     pub fn now(&self) -> Instant {
-        self.inner.base + self.offset()
+        // `advance` keeps `base + offset` representable; the fallback is never taken.
+        let base = self.inner.base;
+        base.checked_add(self.offset()).unwrap_or(base)
     }
 
     fn offset(&self) -> Duration {
@@ -115,7 +130,11 @@ impl Clock {
     pub(crate) fn wall_at(&self, at: Instant) -> SystemTime {
         match self {
             Self::System => wall_at(at),
-            Self::Manual(c) => c.inner.base_wall + at.saturating_duration_since(c.inner.base),
+            Self::Manual(c) => {
+                let wall = c.inner.base_wall;
+                wall.checked_add(at.saturating_duration_since(c.inner.base))
+                    .unwrap_or(wall)
+            }
         }
     }
 
@@ -195,6 +214,23 @@ mod tests {
             clock.wall_at(clock.now()).duration_since(w0).ok(),
             Some(Duration::from_secs(2))
         );
+    }
+
+    #[test]
+    fn a_manual_clock_advanced_past_the_end_of_time_stops_there_without_panicking() {
+        let manual = ManualClock::new();
+        let t0 = manual.now();
+        manual.advance(Duration::MAX);
+        let end = manual.now();
+        assert!(end > t0);
+        manual.advance(Duration::from_secs(1));
+        assert_eq!(
+            manual.now(),
+            end,
+            "the clock stays at the last representable instant"
+        );
+        let clock = Clock::Manual(manual);
+        assert!(clock.wall_at(clock.now()) >= clock.wall_at(t0));
     }
 
     #[test]

@@ -104,6 +104,96 @@ impl ShutdownHandle {
     /// systemd notifications). Returns false when one was already attached.
     #[cfg_attr(not(feature = "systemd"), allow(dead_code))] // only the notify hook uses it
     pub(crate) fn attach_hook(&self, hook: crate::state::Hook) -> bool {
-        self.shared.late_hook.set(hook).is_ok()
+        let attached = self.shared.late_hook.set(hook).is_ok();
+        if attached {
+            // A shutdown already under way needs the watchdog for the hook's progress ticks.
+            self.shared.wake_watchdog_if_needed();
+        }
+        attached
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex, PoisonError};
+    use std::time::{Duration, Instant};
+
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use crate::{phase, ManualClock, PhaseEvent, ShutdownLayer};
+
+    #[test]
+    fn an_attached_hook_hears_starts_and_ends_not_only_progress_and_completion() {
+        let clock = ManualClock::new();
+        let layer = ShutdownLayer::builder().with_clock(clock.clone()).build();
+        let handle = layer.handle();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&seen);
+        assert!(handle.attach_hook(Box::new(move |c| {
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(c.event.clone());
+        })));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            handle.begin();
+            phase!("drain").in_scope(|| clock.advance(Duration::from_secs(2)));
+            handle.finish();
+        });
+        let seen = seen.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let ordered: Vec<_> = seen
+            .into_iter()
+            .filter(|e| *e != PhaseEvent::Progress)
+            .collect();
+        assert_eq!(
+            ordered,
+            [
+                PhaseEvent::Started("drain".into()),
+                PhaseEvent::Ended {
+                    phase: "drain".into(),
+                    duration: Duration::from_secs(2)
+                },
+                PhaseEvent::Complete
+            ]
+        );
+    }
+
+    #[test]
+    fn a_layer_whose_clock_reached_the_end_of_time_does_not_panic() {
+        let clock = ManualClock::new();
+        let tick = Arc::new(AtomicBool::new(false));
+        let ticked = Arc::clone(&tick);
+        let layer = ShutdownLayer::builder()
+            .with_clock(clock.clone())
+            .with_total_budget(Duration::from_secs(1))
+            .with_progress_interval(Duration::from_millis(10))
+            .on_phase_change(move |c| {
+                if c.event == PhaseEvent::Progress && c.elapsed > Duration::from_secs(1 << 40) {
+                    ticked.store(true, Ordering::Relaxed);
+                }
+            })
+            .build();
+        let handle = layer.handle();
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            handle.begin();
+            phase!("drain", budget_s = 0.5).in_scope(|| {
+                clock.advance(Duration::MAX);
+                // The watchdog keeps ticking (it used to die computing its next tick).
+                let deadline = Instant::now() + Duration::from_secs(5);
+                while !tick.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            });
+            assert!(
+                tick.load(Ordering::Relaxed),
+                "no progress tick at the end of time"
+            );
+            handle.finish();
+        });
+        let report = handle.report();
+        assert!(report.complete && report.elapsed_s > 1e9);
+        assert!(!report.to_string().is_empty());
     }
 }

@@ -76,7 +76,7 @@ impl Shared {
             }
             let at = origin.map_or(Duration::ZERO, |o| p.open.saturating_duration_since(o));
             let (label, parent) = (p.label.clone(), p.parent);
-            let change = self.hook.as_ref().map(|_| {
+            let change = self.has_hook().then(|| {
                 let remaining = st.remaining(self.config.total_budget, now);
                 PhaseChange::new(
                     PhaseEvent::Started(label.clone()),
@@ -147,7 +147,7 @@ impl Shared {
             let (label, parent, at_open) = (p.label.clone(), p.parent, offset(p.open));
             let text = p.fields.to_logfmt();
             let fields = serde_json::to_value(&p.fields).unwrap_or(Value::Null);
-            let change = self.hook.as_ref().map(|_| {
+            let change = self.has_hook().then(|| {
                 let remaining = st.remaining(self.config.total_budget, now);
                 PhaseChange::new(
                     PhaseEvent::Ended {

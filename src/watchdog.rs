@@ -109,7 +109,8 @@ fn check(
     if shared.has_hook() && !all_closed {
         let interval = shared.config.progress_interval;
         if next_progress.is_none_or(|t| now >= t) {
-            *next_progress = Some(now + interval);
+            // At the end of a manual clock's time there is no next tick: tick on every check.
+            *next_progress = now.checked_add(interval);
             let remaining = st.remaining(shared.config.total_budget, now);
             progress = Some(PhaseChange::new(
                 PhaseEvent::Progress,
