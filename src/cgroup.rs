@@ -19,9 +19,12 @@ pub(crate) struct CgroupUnit {
     pub(crate) manager: SystemdManager,
 }
 
-/// The unified (v2) path, else the `name=systemd` v1 hierarchy, from `/proc/<pid>/cgroup` text.
+/// The path systemd files us under, from `/proc/<pid>/cgroup` text: the unified (v2) path, or
+/// the `name=systemd` v1 hierarchy's when the unified one is just `/`. Hybrid hierarchies (and
+/// some container hosts) leave the unified path at the root while systemd's own v1 hierarchy
+/// names the unit.
 pub(crate) fn systemd_cgroup_path(text: &str) -> Option<&str> {
-    let mut v1 = None;
+    let (mut v2, mut v1) = (None, None);
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
@@ -29,13 +32,16 @@ pub(crate) fn systemd_cgroup_path(text: &str) -> Option<&str> {
             continue;
         };
         if id == "0" && controllers.is_empty() {
-            return Some(path);
-        }
-        if controllers == "name=systemd" {
+            v2 = Some(path);
+        } else if controllers == "name=systemd" {
             v1 = Some(path);
         }
     }
-    v1
+    match (v2, v1) {
+        (Some("/" | ""), Some(legacy)) => Some(legacy),
+        (Some(unified), _) => Some(unified),
+        (None, legacy) => legacy,
+    }
 }
 
 fn is_user_manager(component: &str) -> bool {
@@ -148,6 +154,24 @@ mod tests {
             unit(text),
             Some(("legacy.service".into(), SystemdManager::System))
         );
+    }
+
+    #[test]
+    fn hybrid_hierarchy_with_an_empty_unified_path_uses_name_systemd() {
+        let text = "9:name=systemd:/system.slice/gw.service\n4:memory:/x\n0::/\n";
+        assert_eq!(
+            unit(text),
+            Some(("gw.service".into(), SystemdManager::System))
+        );
+        // When both name a unit, the unified one wins.
+        let both = "1:name=systemd:/system.slice/old.service\n0::/system.slice/new.service\n";
+        assert_eq!(
+            unit(both),
+            Some(("new.service".into(), SystemdManager::System))
+        );
+        // A scope in the unified hierarchy is not overridden by v1.
+        let scope = "1:name=systemd:/system.slice/a.service\n0::/user.slice/session-1.scope\n";
+        assert_eq!(unit(scope), None);
     }
 
     #[test]

@@ -43,6 +43,7 @@ pub struct ForensicsBuilder {
     diagnostic: Option<DiagnosticOptions>,
     escalation: Escalation,
     guards: Vec<tracing_appender::non_blocking::WorkerGuard>,
+    stop_check: bool,
     stop_budget: Option<Duration>,
     stop_headroom: Duration,
     notify: bool,
@@ -59,7 +60,8 @@ impl Default for ForensicsBuilder {
             diagnostic: None,
             escalation: Escalation::LogOnly,
             guards: Vec::new(),
-            stop_budget: Some(Duration::from_secs(30)),
+            stop_check: true,
+            stop_budget: None,
             stop_headroom: crate::systemd::DEFAULT_STOP_HEADROOM,
             notify: true,
             extend: None,
@@ -285,8 +287,11 @@ impl ForensicsBuilder {
     }
 
     /// The shutdown budget checked against systemd's `TimeoutStopSec` at install (plus
-    /// `headroom`); `None` skips the check. Default: 30 s budget, 30 s headroom.
+    /// `headroom`); `None` skips the check. Default: the layer's total budget
+    /// ([`crate::ShutdownLayerBuilder::with_total_budget`]) when a handle with one was given,
+    /// else 30 s; headroom 30 s.
     pub fn with_stop_budget(mut self, budget: Option<Duration>, headroom: Duration) -> Self {
+        self.stop_check = budget.is_some();
         self.stop_budget = budget;
         self.stop_headroom = headroom;
         self
@@ -338,16 +343,32 @@ impl ForensicsBuilder {
         {
             verdict.log();
         }
-        if let Some(budget) = self.stop_budget {
+        if self.stop_check {
+            let budget = self
+                .stop_budget
+                .or_else(|| {
+                    self.handle
+                        .as_ref()
+                        .and_then(|h| h.shared.config.total_budget)
+                })
+                .unwrap_or(Duration::from_secs(30));
             let headroom = self.stop_headroom;
+            let handle = self.handle.clone();
             // systemctl may take up to 2 s: never on the caller's (possibly async) thread.
             let _ = std::thread::Builder::new()
                 .name("shutdown-systemd-check".into())
                 .spawn(move || {
-                    if let Some(alignment) =
-                        crate::systemd::check_systemd_timing_alignment_with(budget, headroom)
-                    {
-                        alignment.warn_if_stale();
+                    let check = || {
+                        if let Some(alignment) =
+                            crate::systemd::check_systemd_timing_alignment_with(budget, headroom)
+                        {
+                            alignment.warn_if_stale();
+                        }
+                    };
+                    // To the layer's subscriber: this thread has no default of its own.
+                    match handle {
+                        Some(h) => h.shared.emit(check),
+                        None => check(),
                     }
                 });
         }
