@@ -14,7 +14,7 @@ use crate::fields::Fields;
 use crate::handle::ShutdownHandle;
 use crate::hook::PhaseChange;
 use crate::recorder::FlightRecord;
-use crate::state::{Config, Shared, State};
+use crate::state::{Config, RecordLock, Shared, State};
 
 /// The target of phase spans, and of every event this crate logs.
 ///
@@ -195,6 +195,7 @@ impl ShutdownLayerBuilder {
                 clock: self.clock,
                 config: self.config,
                 state: Mutex::new(State::default()),
+                record_lock: RecordLock::default(),
                 record: self.record,
                 dispatch: OnceLock::new(),
                 hook: self.hook,
