@@ -196,3 +196,51 @@ fn missing_record_is_none_and_symlinks_are_not_followed() {
     assert!(FlightRecord::open(&path).is_err());
     assert_eq!(fs::read_to_string(&target).expect("read"), "keep");
 }
+
+#[test]
+fn every_checkpoint_lists_exactly_the_phases_the_lines_before_it_left_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    let record = FlightRecord::open(&path).expect("open");
+    let (dispatch, handle, _capture, _clock) =
+        setup(ShutdownLayer::builder().with_flight_record(record));
+    handle.begin();
+    let big = "x".repeat(1500); // a checkpoint every ~20 notes
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (dispatch, handle, big) = (dispatch.clone(), handle.clone(), big.as_str());
+            s.spawn(move || {
+                with_default(&dispatch, || {
+                    for i in 0..150 {
+                        if t % 2 == 0 {
+                            phase!("step", n = i).in_scope(|| handle.record("n", json!(big)));
+                        } else {
+                            handle.record("n", json!(big));
+                        }
+                    }
+                });
+            });
+        }
+    });
+    let mut open: Vec<u64> = Vec::new();
+    let mut checkpoints = 0;
+    for r in records(&path) {
+        let id = r["id"].as_u64();
+        match r["kind"].as_str() {
+            Some("phase_start") => open.extend(id),
+            Some("phase_end") => open.retain(|i| Some(*i) != id),
+            Some("checkpoint") => {
+                checkpoints += 1;
+                let mut listed: Vec<u64> = (r["open"].as_array().into_iter().flatten())
+                    .filter_map(|p| p["id"].as_u64())
+                    .collect();
+                listed.sort_unstable();
+                let mut expected = open.clone();
+                expected.sort_unstable();
+                assert_eq!(listed, expected, "checkpoint {checkpoints}: {r}");
+            }
+            _ => {}
+        }
+    }
+    assert!(checkpoints > 10, "{checkpoints}");
+}
