@@ -139,7 +139,9 @@ impl Shared {
         let closed = {
             let mut st = self.lock();
             let origin = st.origin;
-            let offset = |t| origin.map_or(Duration::ZERO, |o| t - o);
+            let offset = |t: std::time::Instant| {
+                origin.map_or(Duration::ZERO, |o| t.saturating_duration_since(o))
+            };
             let Some(p) = st.phases.get_mut(index) else {
                 return;
             };
