@@ -363,3 +363,30 @@ impl Drop for RecordGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn the_record_lock_is_reentrant_and_excludes_other_threads() {
+        let lock = Arc::new(RecordLock::default());
+        let outer = lock.lock();
+        let inner = lock.lock(); // an event that reaches the layer again: no deadlock
+        drop(inner);
+        let got = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (lock, got) = (Arc::clone(&lock), Arc::clone(&got));
+            std::thread::spawn(move || {
+                let _g = lock.lock();
+                got.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!got.load(Ordering::SeqCst), "still held by the outer guard");
+        drop(outer);
+        assert!(other.join().is_ok());
+        assert!(got.load(Ordering::SeqCst));
+    }
+}
