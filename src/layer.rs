@@ -14,7 +14,7 @@ use crate::fields::Fields;
 use crate::handle::ShutdownHandle;
 use crate::hook::PhaseChange;
 use crate::recorder::FlightRecord;
-use crate::state::{Config, Shared, State};
+use crate::state::{Config, RecordLock, Shared, State};
 
 /// The target of phase spans, and of every event this crate logs.
 ///
@@ -57,9 +57,14 @@ enum PhaseExt {
 /// A layer that turns phase spans (target [`PHASE_TARGET`]) into `+X.XXs` events, a
 /// [`ShutdownReport`](crate::ShutdownReport) and, optionally, a [`FlightRecord`].
 ///
-/// Other spans and all events pass through untouched: for them each callback is one atomic
-/// load (no phase alive) or one string comparison; nothing is allocated or locked. Events
-/// are never emitted while this layer holds a lock.
+/// Other spans and all events pass through untouched, and nothing is allocated or locked for
+/// them. Events are not looked at. For another span, `on_new_span` is one string comparison
+/// (its target); `on_enter`, `on_record` and `on_close` are one atomic load while no phase
+/// span is alive, and while one is, a registry lookup of the span plus one string comparison.
+///
+/// The layer's own events are never emitted while it holds its state lock or a span's
+/// extensions; they are emitted under its re-entrant record lock, which keeps each phase's
+/// log lines in the same order as its flight-record lines. Hooks run outside every lock.
 ///
 /// ```
 /// use shutdown_forensics::{phase, ShutdownLayer};
@@ -195,6 +200,7 @@ impl ShutdownLayerBuilder {
                 clock: self.clock,
                 config: self.config,
                 state: Mutex::new(State::default()),
+                record_lock: RecordLock::default(),
                 record: self.record,
                 dispatch: OnceLock::new(),
                 hook: self.hook,

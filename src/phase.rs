@@ -36,6 +36,7 @@ impl Shared {
         let now = self.clock.now();
         let label = label(name, &fields);
         let budget = budget_field(&fields).or_else(|| self.config.budget_for(&label, name));
+        let order = self.record_lock.lock();
         let (index, begin) = {
             let mut st = self.lock();
             if st.phases.len() >= MAX_PHASES {
@@ -58,12 +59,14 @@ impl Shared {
         if let Some(line) = begin {
             self.write(&line, true);
         }
+        drop(order);
         self.wake_watchdog_if_needed();
         Some(index)
     }
 
     /// At a phase's first entry: the `started` record, line and hook call.
     pub(crate) fn enter_phase(&self, index: usize) {
+        let order = self.record_lock.lock();
         let now = self.clock.now();
         let started = {
             let mut st = self.lock();
@@ -90,6 +93,7 @@ impl Shared {
         let (label, parent, at, change) = started;
         self.write_start(index, &label, parent, at);
         crate::events::started(self, &label, at);
+        drop(order);
         if let Some(change) = change {
             self.notify(|| change);
         }
@@ -128,11 +132,16 @@ impl Shared {
     /// At a phase's close: the over-budget warning if the watchdog has not given it yet,
     /// then the `done` record, line and hook call.
     pub(crate) fn close_phase(&self, index: usize) {
+        // Held from the check of `warned` to the `done` line: a warning the watchdog claimed
+        // is logged (and recorded) before this phase's end, never after it.
+        let order = self.record_lock.lock();
         let now = self.clock.now();
         let closed = {
             let mut st = self.lock();
             let origin = st.origin;
-            let offset = |t| origin.map_or(Duration::ZERO, |o| t - o);
+            let offset = |t: std::time::Instant| {
+                origin.map_or(Duration::ZERO, |o| t.saturating_duration_since(o))
+            };
             let Some(p) = st.phases.get_mut(index) else {
                 return;
             };
@@ -187,6 +196,7 @@ impl Shared {
             true,
         );
         crate::events::done(self, &label, at, took, &text);
+        drop(order);
         if let Some(change) = change {
             self.notify(|| change);
         }

@@ -1,9 +1,9 @@
 //! The flight record: one JSON line per shutdown step, each written with a single `write(2)`
 //! on an `O_APPEND` file, so a SIGKILL at any instant leaves whole lines behind.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -47,28 +47,33 @@ pub struct FlightRecord {
 }
 
 impl FlightRecord {
-    /// Reads the verdict on the previous run, rotates its record to `<path>.prev`, and starts
-    /// a fresh record (mode 0600, `O_APPEND`, not following a symlink) with a `run` line.
+    /// Reads the verdict on the previous run, rotates its record to `<path>.prev` (narrowed
+    /// to mode 0600: it holds the context JSON), and starts a fresh record (mode 0600,
+    /// `O_APPEND`) with a `run` line. A symlink, FIFO or other non-regular file at `path` is
+    /// refused at once.
     ///
     /// # Errors
-    /// When the previous record cannot be read (other than "not found") or the new one
-    /// cannot be created.
+    /// When the previous record cannot be read (other than "not found"), is not a regular
+    /// file, or the new one cannot be created.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        let previous = Self::previous(&path)?;
-        if previous != PreviousShutdown::None {
-            let mut prev = path.clone().into_os_string();
-            prev.push(".prev");
-            // Losing the old copy is acceptable: its verdict has been read already.
-            let _ = fs::rename(&path, prev);
-        }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path)
+        let ctx = || format!("read flight record {}", path.display());
+        let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
+            Some((old, text)) => {
+                let previous = Self::parse(&text);
+                if previous != PreviousShutdown::None {
+                    // Narrowed through the descriptor (the inode keeps it across the rename).
+                    let _ = narrow(&old);
+                    let mut prev = path.clone().into_os_string();
+                    prev.push(".prev");
+                    // Losing the old copy is acceptable: its verdict has been read already.
+                    let _ = fs::rename(&path, prev);
+                }
+                previous
+            }
+            None => PreviousShutdown::None,
+        };
+        let file = crate::private_file::open_append(&path)
             .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
         // The rename above may have failed; a fresh run never appends to an old one.
         file.set_len(0)
@@ -96,30 +101,18 @@ impl FlightRecord {
     /// A missing file is [`PreviousShutdown::None`]; a truncated or corrupt line is skipped.
     ///
     /// # Errors
-    /// When the file exists but cannot be read.
+    /// When the file exists but cannot be read, or is a symlink, FIFO or other non-regular
+    /// file (refused at once, without blocking).
     pub fn previous(path: impl AsRef<Path>) -> Result<PreviousShutdown, Error> {
         let path = path.as_ref();
-        let ctx = || format!("read flight record {}", path.display());
-        let mut file = match File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(PreviousShutdown::None),
-            Err(e) => return Err(Error::io(ctx(), e)),
-        };
-        let len = file.metadata().map_err(|e| Error::io(ctx(), e))?.len();
-        let start = len.saturating_sub(READ_LIMIT);
-        file.seek(SeekFrom::Start(start))
-            .map_err(|e| Error::io(ctx(), e))?;
-        let mut buf = Vec::new();
-        file.take(READ_LIMIT)
-            .read_to_end(&mut buf)
-            .map_err(|e| Error::io(ctx(), e))?;
-        let mut text = String::from_utf8_lossy(&buf).into_owned();
-        if start > 0 {
-            // The window starts mid-line; that partial line is not a record.
-            let cut = text.find('\n').map_or(text.len(), |i| i + 1);
-            text.drain(..cut);
+        match read_tail(path) {
+            Ok(Some((_, text))) => Ok(Self::parse(&text)),
+            Ok(None) => Ok(PreviousShutdown::None),
+            Err(e) => Err(Error::io(
+                format!("read flight record {}", path.display()),
+                e,
+            )),
         }
-        Ok(Self::parse(&text))
     }
 
     /// The verdict on a record's text (JSON lines). Pure: the parser behind
@@ -177,4 +170,51 @@ impl FlightRecord {
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
+}
+
+fn refused(path: &Path, why: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("{}: {why}", path.display()),
+    )
+}
+
+/// The last [`READ_LIMIT`] bytes of the regular file at `path` (from its first whole line),
+/// with the open file. Never follows a symlink nor blocks on a FIFO; `Ok(None)` when absent.
+fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
+    let mut file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(refused(path, "is a symlink"))
+        }
+        Err(e) => return Err(e),
+    };
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refused(path, "is not a regular file"));
+    }
+    let start = meta.len().saturating_sub(READ_LIMIT);
+    file.seek(SeekFrom::Start(start))?;
+    let mut buf = Vec::new();
+    (&mut file).take(READ_LIMIT).read_to_end(&mut buf)?;
+    let mut text = String::from_utf8_lossy(&buf).into_owned();
+    if start > 0 {
+        // The window starts mid-line; that partial line is not a record.
+        let cut = text.find('\n').map_or(text.len(), |i| i + 1);
+        text.drain(..cut);
+    }
+    Ok(Some((file, text)))
+}
+
+/// Narrows an open file to 0600 when it has group or other bits (`fchmod`, no path race).
+fn narrow(file: &File) -> io::Result<()> {
+    if file.metadata()?.permissions().mode() & 0o077 != 0 {
+        file.set_permissions(Permissions::from_mode(0o600))?;
+    }
+    Ok(())
 }

@@ -3,9 +3,14 @@
 //! Locking rule: the state mutex is held only to read or update bookkeeping. Every event,
 //! flight-record write and hook call happens after it is released, so an event that reaches
 //! this layer again (or a writer that logs) can never deadlock on it.
+//!
+//! Order: the [`RecordLock`] is taken before the state mutex, around a step's bookkeeping,
+//! its record lines and its log line, so readers see every phase's lines in the order the
+//! bookkeeping changed (never `over budget` after `done`), and a checkpoint lists exactly
+//! what the lines before it left open. Hooks are called after both are released.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,6 +48,8 @@ pub(crate) struct Shared {
     pub(crate) clock: Clock,
     pub(crate) config: Config,
     pub(crate) state: Mutex<State>,
+    /// Orders record lines and phase log lines (see the module docs).
+    pub(crate) record_lock: RecordLock,
     pub(crate) record: Option<FlightRecord>,
     pub(crate) dispatch: OnceLock<WeakDispatch>,
     pub(crate) hook: Option<Hook>,
@@ -128,19 +135,28 @@ impl Shared {
         let Some(record) = &self.record else {
             return;
         };
+        // The line and the checkpoint it may trigger are one step: no other thread's line
+        // (a phase_end) can land between the snapshot and its write.
+        let _order = self.record_lock.lock();
         if let Ok(true) = record.append_line(value, essential) {
             let _ = record.append_line(&self.checkpoint(), true);
         }
     }
 
-    /// Who we are and what is open: lets a reader of only the record's tail judge the run.
+    /// Who we are, what is open, what ended last: lets a reader of only the record's tail
+    /// judge the run. Taken under the record lock, so it matches the lines before it: a phase
+    /// is open from its `phase_start` line to its `phase_end` line.
     fn checkpoint(&self) -> Value {
         let now = self.clock.now();
         let st = self.lock();
         let open: Vec<Value> = (st.phases.iter().enumerate())
-            .filter(|(_, p)| p.close.is_none())
+            .filter(|(_, p)| p.started && p.close.is_none())
             .map(|(i, p)| json!({"id": i, "phase": p.label, "t": secs(st.offset(p.open))}))
             .collect();
+        let last_ended = (st.phases.iter().enumerate())
+            .filter_map(|(i, p)| Some((p.close?, i, p)))
+            .max_by_key(|(close, i, _)| (*close, *i))
+            .map(|(close, i, p)| json!({"id": i, "phase": p.label, "t": secs(st.offset(close))}));
         json!({
             "kind": "checkpoint",
             "t": st.origin.map(|_| secs(st.offset(now))),
@@ -148,6 +164,7 @@ impl Shared {
             "begun": st.origin.is_some(),
             "trigger": st.trigger,
             "open": open,
+            "last_ended": last_ended,
         })
     }
 
@@ -198,10 +215,12 @@ impl Shared {
 
     /// Starts a shutdown at `at`; false if one had already begun.
     pub(crate) fn begin(self: &Arc<Self>, at: Instant, trigger: Option<TriggerInfo>) -> bool {
+        let order = self.record_lock.lock();
         let line = self.begin_locked(&mut self.lock(), at, trigger);
         let begun = line.is_some();
         if let Some(line) = line {
             self.write(&line, true);
+            drop(order);
             self.wake_watchdog_if_needed();
         }
         begun
@@ -209,6 +228,7 @@ impl Shared {
 
     /// Logs completion once; returns the total teardown time.
     pub(crate) fn finish(self: &Arc<Self>) -> Option<Duration> {
+        let order = self.record_lock.lock();
         let now = self.clock.now();
         let (total, open, remaining) = {
             let mut st = self.lock();
@@ -227,6 +247,7 @@ impl Shared {
         let t = secs(total);
         self.write(&json!({"kind": "complete", "t": t, "total_s": t}), true);
         crate::events::complete(self, total);
+        drop(order);
         self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
         self.wake_watchdog();
         Some(total)
@@ -265,5 +286,107 @@ impl Shared {
         if let Some(t) = thread {
             t.unpark();
         }
+    }
+}
+
+/// How long a thread waits for the [`RecordLock`] before it writes unordered: a stalled log
+/// writer must delay a shutdown, never hang it.
+const RECORD_LOCK_PATIENCE: Duration = Duration::from_secs(5);
+
+/// A re-entrant lock (an event emitted under it may reach this layer again on the same
+/// thread, e.g. a writer that logs) whose waiters give up after [`RECORD_LOCK_PATIENCE`].
+#[derive(Debug, Default)]
+pub(crate) struct RecordLock {
+    owner: Mutex<Owner>,
+    free: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Owner {
+    /// [`thread_key`] of the holder; meaningful while `depth > 0`.
+    thread: usize,
+    depth: usize,
+}
+
+/// Held while a step's lines are written; `None` inside when the wait ran out.
+#[must_use]
+pub(crate) struct RecordGuard<'a>(Option<&'a RecordLock>);
+
+/// A number that identifies the calling thread while it runs (the address of a thread
+/// local); 0 when it cannot be had (thread-local storage being torn down).
+fn thread_key() -> usize {
+    thread_local!(static KEY: u8 = const { 0 });
+    KEY.try_with(|k| std::ptr::from_ref(k) as usize)
+        .unwrap_or(0)
+}
+
+impl RecordLock {
+    fn owner(&self) -> MutexGuard<'_, Owner> {
+        self.owner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn lock(&self) -> RecordGuard<'_> {
+        let me = thread_key();
+        let mut owner = self.owner();
+        if owner.depth > 0 && me != 0 && owner.thread == me {
+            owner.depth += 1;
+            return RecordGuard(Some(self));
+        }
+        let deadline = Instant::now() + RECORD_LOCK_PATIENCE;
+        while owner.depth > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return RecordGuard(None);
+            }
+            owner = (self.free.wait_timeout(owner, left))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0;
+        }
+        *owner = Owner {
+            thread: me,
+            depth: 1,
+        };
+        RecordGuard(Some(self))
+    }
+}
+
+impl Drop for RecordGuard<'_> {
+    fn drop(&mut self) {
+        let Some(lock) = self.0 else {
+            return;
+        };
+        let mut owner = lock.owner();
+        owner.depth = owner.depth.saturating_sub(1);
+        if owner.depth == 0 {
+            drop(owner);
+            lock.free.notify_one();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn the_record_lock_is_reentrant_and_excludes_other_threads() {
+        let lock = Arc::new(RecordLock::default());
+        let outer = lock.lock();
+        let inner = lock.lock(); // an event that reaches the layer again: no deadlock
+        drop(inner);
+        let got = Arc::new(AtomicBool::new(false));
+        let other = {
+            let (lock, got) = (Arc::clone(&lock), Arc::clone(&got));
+            std::thread::spawn(move || {
+                let _g = lock.lock();
+                got.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!got.load(Ordering::SeqCst), "still held by the outer guard");
+        drop(outer);
+        assert!(other.join().is_ok());
+        assert!(got.load(Ordering::SeqCst));
     }
 }

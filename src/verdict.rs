@@ -32,6 +32,8 @@ use crate::PHASE_TARGET;
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
+// One value per process start: boxing `Killed` would only make matching on it clumsier.
+#[allow(clippy::large_enum_variant)]
 pub enum PreviousShutdown {
     /// No record: first run, or the record was removed.
     None,
@@ -57,6 +59,10 @@ pub enum PreviousShutdown {
         last_record: Duration,
         /// Every phase still open, in the order they were entered.
         open_phases: Vec<String>,
+        /// The phase that ended last, when the record (or its last checkpoint) shows one.
+        last_ended: Option<String>,
+        /// When it ended, from the shutdown origin.
+        last_ended_at: Option<Duration>,
         /// What started the shutdown, when recorded.
         trigger: Option<TriggerInfo>,
     },
@@ -86,12 +92,18 @@ impl PreviousShutdown {
                 phase,
                 entered,
                 last_record,
+                last_ended,
+                last_ended_at,
                 ..
             } => {
-                let during = match (phase, entered) {
-                    (Some(p), Some(e)) => format!("during phase {} (entered {}, ", Logfmt(p), Offset(*e)),
-                    (Some(p), None) => format!("during phase {} (", Logfmt(p)),
-                    (None, _) => "before any phase started (".to_owned(),
+                let during = match (phase, entered, last_ended) {
+                    (Some(p), Some(e), _) => format!("during phase {} (entered {}, ", Logfmt(p), Offset(*e)),
+                    (Some(p), None, _) => format!("during phase {} (", Logfmt(p)),
+                    (None, _, Some(p)) => match last_ended_at {
+                        Some(t) => format!("after phase {} ended ({}, ", Logfmt(p), Offset(*t)),
+                        None => format!("after phase {} ended (", Logfmt(p)),
+                    },
+                    (None, _, None) => "before any phase started (".to_owned(),
                 };
                 Some(format!(
                     "Previous shutdown did not complete: pid {} was killed {during}last record {})",
@@ -146,13 +158,21 @@ fn pid(v: &Value) -> Option<u32> {
         .and_then(|p| u32::try_from(p).ok())
 }
 
-/// An open phase as the parser tracks it: id, label, entry offset.
+/// A phase as the parser tracks it: id, label, offset (of its start, or of its end).
 type OpenPhase = (u64, String, Option<Duration>);
 
 fn open_phase(r: &Value) -> Option<OpenPhase> {
     let id = r.get("id").and_then(Value::as_u64)?;
     let name = r.get("phase").and_then(Value::as_str).unwrap_or("?");
     Some((id, name.to_owned(), offset(r)))
+}
+
+/// The later-ending of two ended phases (`b` on a tie: it was read later).
+fn later(a: Option<OpenPhase>, b: Option<OpenPhase>) -> Option<OpenPhase> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(if a.2 > b.2 { a } else { b }),
+        (a, b) => b.or(a),
+    }
 }
 
 /// Computes the verdict from JSON lines; unparsable lines are skipped. The text may start
@@ -178,6 +198,10 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut begun = false;
     let mut trigger = None;
     let mut open: Vec<OpenPhase> = Vec::new();
+    // Ids are never reused within a run: an id seen ending stays ended, whatever a (stale)
+    // checkpoint after it says.
+    let mut ended: Vec<u64> = Vec::new();
+    let mut last_ended: Option<OpenPhase> = None;
     let mut last = Duration::ZERO;
     for r in &records[run_start..] {
         the_pid = pid(r).or(the_pid);
@@ -201,7 +225,10 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                     .into_iter()
                     .flatten()
                     .filter_map(open_phase)
+                    .filter(|(id, _, _)| !ended.contains(id))
                     .collect();
+                let restated = r.get("last_ended").and_then(open_phase);
+                last_ended = later(last_ended, restated);
             }
             "complete" => {
                 let total = r
@@ -214,10 +241,24 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                     total,
                 };
             }
-            "phase_start" => open.extend(open_phase(r)),
+            "phase_start" => {
+                if let Some(p) = open_phase(r).filter(|(id, _, _)| !ended.contains(id)) {
+                    // A checkpoint may have listed it already.
+                    open.retain(|(i, _, _)| *i != p.0);
+                    open.push(p);
+                }
+            }
             "phase_end" => {
-                let id = r.get("id").and_then(Value::as_u64);
-                open.retain(|(i, _, _)| Some(*i) != id);
+                if let Some(mut p) = open_phase(r) {
+                    if r.get("phase").is_none() {
+                        // A terse line: the name is the one its start gave.
+                        let started = open.iter().find(|(i, _, _)| *i == p.0);
+                        p.1 = started.map_or(p.1, |(_, n, _)| n.clone());
+                    }
+                    open.retain(|(i, _, _)| *i != p.0);
+                    ended.push(p.0);
+                    last_ended = later(last_ended, Some(p));
+                }
             }
             _ => {}
         }
@@ -232,6 +273,8 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         entered: current.and_then(|(_, _, t)| *t),
         last_record: last,
         open_phases: open.iter().map(|(_, n, _)| n.clone()).collect(),
+        last_ended_at: last_ended.as_ref().and_then(|(_, _, t)| *t),
+        last_ended: last_ended.map(|(_, n, _)| n),
         trigger,
     }
 }
@@ -307,6 +350,58 @@ mod tests {
             v.message().as_deref(),
             Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s)")
         );
+    }
+
+    #[test]
+    fn killed_between_phases_names_the_last_phase_that_ended() {
+        let text = "{\"kind\":\"run\",\"pid\":3}\n{\"kind\":\"begin\",\"t\":0}\n\
+            {\"kind\":\"phase_start\",\"t\":0.5,\"id\":0,\"phase\":\"notify\"}\n\
+            {\"kind\":\"phase_end\",\"t\":1,\"id\":0,\"phase\":\"notify\"}\n\
+            {\"kind\":\"phase_start\",\"t\":2,\"id\":1,\"phase\":\"drain\"}\n\
+            {\"kind\":\"phase_end\",\"t\":30,\"id\":1,\"phase\":\"drain\"}\n";
+        assert_eq!(
+            parse_records(text).message().as_deref(),
+            Some("Previous shutdown did not complete: pid 3 was killed after phase drain ended (+30.00s, last record +30.00s)")
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_older_than_a_phase_end_before_it_does_not_reopen_the_phase() {
+        // Written by a version that took the checkpoint's snapshot before another thread's
+        // phase_end landed, and wrote it after.
+        let text = "{\"kind\":\"run\",\"pid\":3}\n{\"kind\":\"begin\",\"t\":0}\n\
+            {\"kind\":\"phase_start\",\"t\":2,\"id\":1,\"phase\":\"drain\"}\n\
+            {\"kind\":\"note\",\"t\":5}\n\
+            {\"kind\":\"phase_end\",\"t\":5,\"id\":1,\"phase\":\"drain\"}\n\
+            {\"kind\":\"checkpoint\",\"t\":5,\"pid\":3,\"begun\":true,\
+              \"open\":[{\"id\":1,\"phase\":\"drain\",\"t\":2}]}\n";
+        let v = parse_records(text);
+        assert!(
+            matches!(&v, PreviousShutdown::Killed { phase: None, open_phases, .. } if open_phases.is_empty()),
+            "{v:?}"
+        );
+        assert_eq!(
+            v.message().as_deref(),
+            Some("Previous shutdown did not complete: pid 3 was killed after phase drain ended (+5.00s, last record +5.00s)")
+        );
+    }
+
+    #[test]
+    fn a_checkpoint_restates_the_last_ended_phase_and_a_restated_start_is_not_doubled() {
+        let text = "{\"kind\":\"note\",\"t\":5}\n\
+            {\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\"open\":[],\
+              \"last_ended\":{\"id\":2,\"phase\":\"notify\",\"t\":5.5}}\n";
+        assert_eq!(
+            parse_records(text).message().as_deref(),
+            Some("Previous shutdown did not complete: pid 4 was killed after phase notify ended (+5.50s, last record +6.00s)")
+        );
+        let text = "{\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\
+              \"open\":[{\"id\":3,\"phase\":\"drain\",\"t\":6}]}\n\
+            {\"kind\":\"phase_start\",\"t\":6,\"id\":3,\"phase\":\"drain\"}\n";
+        let PreviousShutdown::Killed { open_phases, .. } = parse_records(text) else {
+            panic!("expected Killed");
+        };
+        assert_eq!(open_phases, ["drain"]);
     }
 
     #[test]

@@ -42,6 +42,9 @@ fn run(weak: &Weak<Shared>) {
         let Some(shared) = weak.upgrade() else {
             return;
         };
+        // Held from claiming a warning to logging it, so a phase closing meanwhile logs its
+        // `done` after this warning, not before.
+        let order = shared.record_lock.lock();
         let Some((overruns, progress, sleep)) = check(&shared, &mut next_progress) else {
             return;
         };
@@ -49,6 +52,7 @@ fn run(weak: &Weak<Shared>) {
             shared.write_over_budget(o.index, &o.label, o.at, o.budget);
             crate::events::over_budget(&shared, &o.label, o.at, o.budget);
         }
+        drop(order);
         if let Some(change) = progress {
             shared.notify(|| change);
         }

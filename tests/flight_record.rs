@@ -196,3 +196,103 @@ fn missing_record_is_none_and_symlinks_are_not_followed() {
     assert!(FlightRecord::open(&path).is_err());
     assert_eq!(fs::read_to_string(&target).expect("read"), "keep");
 }
+
+#[test]
+fn every_checkpoint_lists_exactly_the_phases_the_lines_before_it_left_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    let record = FlightRecord::open(&path).expect("open");
+    let (dispatch, handle, _capture, _clock) =
+        setup(ShutdownLayer::builder().with_flight_record(record));
+    handle.begin();
+    let big = "x".repeat(1500); // a checkpoint every ~20 notes
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let (dispatch, handle, big) = (dispatch.clone(), handle.clone(), big.as_str());
+            s.spawn(move || {
+                with_default(&dispatch, || {
+                    for i in 0..150 {
+                        if t % 2 == 0 {
+                            phase!("step", n = i).in_scope(|| handle.record("n", json!(big)));
+                        } else {
+                            handle.record("n", json!(big));
+                        }
+                    }
+                });
+            });
+        }
+    });
+    let mut open: Vec<u64> = Vec::new();
+    let mut checkpoints = 0;
+    for r in records(&path) {
+        let id = r["id"].as_u64();
+        match r["kind"].as_str() {
+            Some("phase_start") => open.extend(id),
+            Some("phase_end") => open.retain(|i| Some(*i) != id),
+            Some("checkpoint") => {
+                checkpoints += 1;
+                let mut listed: Vec<u64> = (r["open"].as_array().into_iter().flatten())
+                    .filter_map(|p| p["id"].as_u64())
+                    .collect();
+                listed.sort_unstable();
+                let mut expected = open.clone();
+                expected.sort_unstable();
+                assert_eq!(listed, expected, "checkpoint {checkpoints}: {r}");
+            }
+            _ => {}
+        }
+    }
+    assert!(checkpoints > 10, "{checkpoints}");
+}
+
+/// Runs `f` on a thread; `None` when it has not returned after 5 s (it hangs).
+fn within_5s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(5)).ok()
+}
+
+#[test]
+fn a_fifo_at_the_record_path_is_refused_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    let c = std::ffi::CString::new(path.to_str().expect("utf-8")).expect("no NUL");
+    // SAFETY: `c` is a valid NUL-terminated path that outlives the call.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let p = path.clone();
+    let previous = within_5s(move || FlightRecord::previous(&p).is_err());
+    assert_eq!(previous, Some(true), "previous() hung or accepted a FIFO");
+    let opened = within_5s(move || FlightRecord::open(&path).is_err());
+    assert_eq!(opened, Some(true), "open() hung or accepted a FIFO");
+}
+
+#[test]
+fn an_existing_record_is_narrowed_to_0600_and_so_is_its_prev_copy() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| fs::metadata(p).map(|m| m.permissions().mode() & 0o777).ok();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    // Unreadable as a record: the file is kept (truncated) for the new run.
+    fs::write(&path, "garbage\n").expect("write");
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    drop(FlightRecord::open(&path).expect("open"));
+    assert_eq!(mode(&path), Some(0o600));
+    // A previous run: kept as `.prev`, which holds its context JSON too.
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
+    drop(FlightRecord::open(&path).expect("open"));
+    assert_eq!(mode(&path), Some(0o600));
+    assert_eq!(mode(&dir.path().join("flight.jsonl.prev")), Some(0o600));
+}
+
+#[test]
+fn reading_the_previous_record_does_not_follow_a_symlink() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let target = dir.path().join("elsewhere");
+    fs::write(&target, "{\"kind\":\"run\",\"pid\":5}\n").expect("write");
+    let path = dir.path().join("flight.jsonl");
+    std::os::unix::fs::symlink(&target, &path).expect("symlink");
+    let err = FlightRecord::previous(&path).expect_err("a symlink is refused");
+    assert!(err.to_string().contains("symlink"), "{err}");
+}

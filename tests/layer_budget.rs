@@ -2,12 +2,17 @@
 
 mod support;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use shutdown_forensics::{phase, PhaseEvent, PhaseOutcome, ShutdownLayer};
-use support::{ms, setup};
+use shutdown_forensics::{
+    phase, FlightRecord, ManualClock, PhaseEvent, PhaseOutcome, ShutdownLayer,
+};
+use support::{ms, setup, Capture, CaptureWriter};
 use tracing::dispatcher::with_default;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
 
 const DRAIN_OVER: &str =
     " WARN shutdown: +33.00s drain over budget (30.00s) phase=drain offset_s=33.0 budget_s=30.0";
@@ -142,4 +147,79 @@ fn the_hook_hears_starts_ends_progress_and_completion() {
         Some(ms(8000))
     )));
     assert_eq!(seen.last().map(|e| &e.0), Some(&PhaseEvent::Complete));
+}
+
+/// A writer that stalls the watchdog thread's lines (as a slow disk or a full pipe would),
+/// raising `stalled` while it waits.
+#[derive(Clone)]
+struct SlowWatchdog {
+    capture: Capture,
+    stalled: Arc<AtomicBool>,
+}
+
+impl<'a> MakeWriter<'a> for SlowWatchdog {
+    type Writer = CaptureWriter;
+    fn make_writer(&'a self) -> CaptureWriter {
+        if std::thread::current().name() == Some("shutdown-watchdog") {
+            self.stalled.store(true, Ordering::SeqCst);
+            std::thread::sleep(ms(300));
+        }
+        self.capture.make_writer_owned()
+    }
+}
+
+#[test]
+fn a_watchdog_warning_is_never_logged_after_the_phase_is_done() {
+    let clock = ManualClock::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("flight.jsonl");
+    let layer = ShutdownLayer::builder()
+        .with_clock(clock.clone())
+        .with_flight_record(FlightRecord::open(&path).expect("open"))
+        .build();
+    let handle = layer.handle();
+    let capture = Capture::default();
+    let stalled = Arc::new(AtomicBool::new(false));
+    let writer = SlowWatchdog {
+        capture: capture.clone(),
+        stalled: Arc::clone(&stalled),
+    };
+    let fmt = tracing_subscriber::fmt::layer()
+        .without_time()
+        .with_ansi(false)
+        .with_writer(writer);
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(fmt).with(layer));
+    with_default(&dispatch, || {
+        handle.begin();
+        let drain = phase!("drain", budget_s = 0.5);
+        let guard = drain.enter();
+        clock.advance(ms(800));
+        // The watchdog has claimed the warning and is busy writing it when the phase closes.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !stalled.load(Ordering::SeqCst) && Instant::now() < deadline {
+            std::thread::sleep(ms(1));
+        }
+        drop(guard);
+        drop(drain);
+    });
+    assert!(capture.wait_for("done"), "{}", capture.text());
+    assert!(capture.wait_for("over budget"), "{}", capture.text());
+    assert_eq!(
+        capture.lines()[1..],
+        [
+            " WARN shutdown: +0.80s drain over budget (0.50s) phase=drain offset_s=0.8 budget_s=0.5",
+            " INFO shutdown: +0.80s drain done (0.80s) phase=drain offset_s=0.8 duration_s=0.8",
+        ]
+    );
+    // The flight record tells the same story in the same order.
+    let text = std::fs::read_to_string(&path).expect("read record");
+    let kinds: Vec<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter_map(|v| v["kind"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["run", "begin", "phase_start", "over_budget", "phase_end"]
+    );
 }
