@@ -166,13 +166,7 @@ impl Forensics {
 impl Drop for Forensics {
     fn drop(&mut self) {
         self.signals.close();
-        let guards = self
-            .shared
-            .guards
-            .lock()
-            .map(|mut g| std::mem::take(&mut *g))
-            .unwrap_or_default();
-        drop(guards);
+        self.shared.flush_guards();
     }
 }
 

@@ -236,14 +236,18 @@ impl Shared {
             handle.record("escalated", json!({"count": n, "exit_code": code}));
             let _ = handle.flush();
         }
-        // Dropping a WorkerGuard flushes its non-blocking writer (bounded by its own timeout).
-        let guards = self
-            .guards
-            .lock()
-            .map(|mut g| std::mem::take(&mut *g))
-            .unwrap_or_default();
-        drop(guards);
+        self.flush_guards();
         std::process::exit(code);
+    }
+
+    /// Drops the adopted guards: each flushes its non-blocking writer (bounded by its own
+    /// timeout). A poisoned lock still yields them.
+    pub(crate) fn flush_guards(&self) {
+        let guards = match self.guards.lock() {
+            Ok(mut g) => std::mem::take(&mut *g),
+            Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
+        };
+        drop(guards);
     }
 
     /// When the signal arrived, counted from the shutdown's origin (not when it was handled:
