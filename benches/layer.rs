@@ -38,6 +38,19 @@ fn with_layer() -> Dispatch {
     )
 }
 
+/// The same layer behind a per-layer filter by target (`Filtered`): the alternative the crate
+/// measured and did not take as its default (see BENCHMARKS.md).
+fn with_filtered_layer() -> Dispatch {
+    use tracing_subscriber::Layer as _;
+    let by_target =
+        tracing_subscriber::filter::filter_fn(|m| m.target() == shutdown_forensics::PHASE_TARGET);
+    Dispatch::new(
+        tracing_subscriber::registry()
+            .with(fmt_layer())
+            .with(ShutdownLayer::new().with_filter(by_target)),
+    )
+}
+
 /// The work measured for non-phase spans.
 fn request(i: u64) {
     let span = tracing::info_span!(target: "app", "request", id = i);
@@ -126,7 +139,13 @@ fn main() {
         drop(open);
         r
     });
+    let filtered = interleaved_overhead(&with_filtered_layer(), 31);
     println!("non-phase spans, interleaved A/B (median of 31 rounds x 2000 requests):");
+    println!(
+        "  layer behind a per-layer target filter (Filtered), no phase open: {:.3}x baseline ({:+.1} %)",
+        filtered,
+        (filtered - 1.0) * 100.0
+    );
     println!(
         "  with layer, no phase open : {:.3}x baseline ({:+.1} %)",
         idle,
