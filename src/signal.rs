@@ -142,12 +142,12 @@ impl SignalCause {
     #[must_use]
     pub fn from_si_code(code: i32) -> Self {
         match code {
-            libc::SI_USER => Self::Kill,
-            libc::SI_QUEUE => Self::Sigqueue,
+            si_code::USER => Self::Kill,
+            si_code::QUEUE => Self::Sigqueue,
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            libc::SI_TKILL => Self::Tkill,
+            si_code::TKILL => Self::Tkill,
             #[cfg(any(target_os = "linux", target_os = "android"))]
-            SI_KERNEL => Self::Kernel,
+            si_code::KERNEL => Self::Kernel,
             _ => Self::Other,
         }
     }
@@ -171,9 +171,24 @@ impl SignalCause {
     }
 }
 
-/// `SI_KERNEL` from `<asm-generic/siginfo.h>`; the libc crate does not export it.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-const SI_KERNEL: i32 = 0x80;
+/// `si_code` values. The libc crate exports them only for some targets (not `SI_USER` on the
+/// BSDs, not `SI_KERNEL` anywhere), so they are spelled out from the system headers.
+mod si_code {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) const USER: i32 = 0;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) const QUEUE: i32 = -1;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) const TKILL: i32 = -6;
+    /// `<asm-generic/siginfo.h>`.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub(super) const KERNEL: i32 = 0x80;
+    /// `<sys/signal.h>` on FreeBSD, NetBSD, OpenBSD and macOS.
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(super) const USER: i32 = 0x10001;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub(super) const QUEUE: i32 = 0x10002;
+}
 
 impl fmt::Display for SignalCause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -331,15 +346,23 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn si_codes_match_the_c_library() {
+        assert_eq!(si_code::USER, libc::SI_USER);
+        assert_eq!(si_code::QUEUE, libc::SI_QUEUE);
+        assert_eq!(si_code::TKILL, libc::SI_TKILL);
+    }
+
     #[test]
     fn pid_zero_is_never_self() {
-        let s = SignalSender::from_raw(0, 0, libc::SI_USER);
+        let s = SignalSender::from_raw(0, 0, si_code::USER);
         assert!(s.is_outside());
         assert_eq!(s.display_name(), "outside-pidns");
         assert_eq!(s.cause, SignalCause::Kill);
         #[cfg(target_os = "linux")]
         {
-            let k = SignalSender::from_raw(0, 0, SI_KERNEL);
+            let k = SignalSender::from_raw(0, 0, si_code::KERNEL);
             assert_eq!(k.cause, SignalCause::Kernel);
             assert_eq!(k.display_name(), "kernel");
             assert_eq!(
@@ -348,7 +371,7 @@ mod tests {
             );
         }
         assert_eq!(
-            SignalCause::from_si_code(libc::SI_QUEUE),
+            SignalCause::from_si_code(si_code::QUEUE),
             SignalCause::Sigqueue
         );
         assert_eq!(SignalCause::from_si_code(12345), SignalCause::Other);
