@@ -138,21 +138,35 @@ impl Forensics {
         }
     }
 
+    /// Tells systemd the service is up (`READY=1`, for `Type=notify` units) when
+    /// `NOTIFY_SOCKET` is set and notifications are on; a no-op otherwise. Call it once the
+    /// service accepts work. Returns whether a notification was sent.
+    pub fn ready(&self) -> bool {
+        #[cfg(feature = "systemd")]
+        if let Some(n) = &self.shared.config.notifier {
+            return n.send("READY=1\nSTATUS=running").is_ok();
+        }
+        false
+    }
+
     /// Ends the shutdown: logs `+3.62s shutdown complete (total teardown 3.62s)` through the
     /// layer's handle (when one was given), flushes the flight record and, when configured,
-    /// writes the report and context as JSON ([`ForensicsBuilder::with_report_path`]).
-    /// Returns the teardown time.
+    /// writes the report and context as JSON ([`ForensicsBuilder::with_report_path`]; without a
+    /// handle the report is `null`). Returns the teardown time (`None` without a handle).
     pub fn finish(&self) -> Option<Duration> {
-        let handle = self.shared.config.handle.as_ref()?;
+        let handle = self.shared.config.handle.as_ref();
         let signals = self.signal().signal_count();
-        if signals > 1 {
-            // Repeats past the first ten are logged and recorded only every hundredth.
-            handle.record("signals", serde_json::json!({ "count": signals }));
+        let mut total = None;
+        if let Some(handle) = handle {
+            if signals > 1 {
+                // Repeats past the first ten are logged and recorded only every hundredth.
+                handle.record("signals", serde_json::json!({ "count": signals }));
+            }
+            total = handle.finish();
+            let _ = handle.flush();
         }
-        let total = handle.finish();
-        let _ = handle.flush();
         if let Some(path) = &self.report_path {
-            let report = handle.report();
+            let report = handle.map(ShutdownHandle::report);
             let ctx = self.signal().context();
             let body = serde_json::json!({ "report": report, "context": ctx.as_deref() });
             if let Err(e) = crate::private_file::write_atomic(path, body.to_string().as_bytes()) {

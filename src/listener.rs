@@ -5,7 +5,7 @@
 //! the async runtime is wedged: the signal handler itself only writes to a pipe.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -51,6 +51,9 @@ pub enum Escalation {
     },
 }
 
+/// How long an escalation may spend flushing before the process is ended anyway.
+const ESCALATION_FLUSH_LIMIT: Duration = Duration::from_secs(2);
+
 /// Repeats beyond this many are logged only every [`REPEAT_LOG_EVERY`]-th, so that a storm of
 /// signals cannot flood the log or the flight record. The count is always kept.
 const REPEAT_LOG_FIRST: u32 = 10;
@@ -59,7 +62,6 @@ const REPEAT_LOG_EVERY: u32 = 100;
 /// Where the shutdown stands, shared by the listener, the app's [`crate::ShutdownSignal`]s
 /// and the owner.
 pub(crate) struct Shared {
-    pub(crate) latched: AtomicBool,
     pub(crate) count: AtomicU32,
     pub(crate) slot: Mutex<Option<Arc<ShutdownContext>>>,
     pub(crate) cv: Condvar,
@@ -84,7 +86,6 @@ pub(crate) struct Config {
 impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Shared")
-            .field("latched", &self.latched)
             .field("count", &self.count)
             .field("config", &self.config)
             .finish_non_exhaustive()
@@ -94,7 +95,6 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     pub(crate) fn new(config: Config) -> Self {
         Self {
-            latched: AtomicBool::new(false),
             count: AtomicU32::new(0),
             slot: Mutex::new(None),
             cv: Condvar::new(),
@@ -116,8 +116,10 @@ impl Shared {
         sender: Option<SignalSender>,
         received: Instant,
     ) {
+        // One atomic decides both the count and the latch, so a manual trigger racing a signal
+        // cannot make the second of them "first" with a count of 2.
         let n = self.count.fetch_add(1, Ordering::SeqCst) + 1;
-        let first = !self.latched.swap(true, Ordering::SeqCst);
+        let first = n == 1;
         let run = || {
             if first {
                 self.first(signal, sender, received);
@@ -200,7 +202,7 @@ impl Shared {
         received: Instant,
     ) {
         let escalate =
-            matches!(self.config.escalation, Escalation::Exit { after, .. } if n >= after);
+            matches!(self.config.escalation, Escalation::Exit { after, .. } if n >= after.max(2));
         let logged = n <= REPEAT_LOG_FIRST + 1 || n % REPEAT_LOG_EVERY == 0 || escalate;
         if logged {
             let at = Offset(self.offset(received));
@@ -223,14 +225,23 @@ impl Shared {
             }
         }
         if let Escalation::Exit { after, code } = self.config.escalation {
-            if n >= after {
+            if n >= after.max(2) {
                 self.escalate(n, code);
             }
         }
     }
 
-    /// Flushes what can be flushed and exits: the app asked for this on the Nth signal.
+    /// Flushes what can be flushed and exits: the app asked for this on the Nth signal. A
+    /// stuck writer (the app's log sink, the flight record) must not keep the process alive
+    /// against the operator's wish: a deadline thread ends it regardless after two seconds.
     fn escalate(&self, n: u32, code: i32) {
+        let _ = std::thread::Builder::new()
+            .name("shutdown-escalate".into())
+            .spawn(move || {
+                std::thread::sleep(ESCALATION_FLUSH_LIMIT);
+                // SAFETY: _exit(2) only ends the process; no Rust state is touched after it.
+                unsafe { libc::_exit(code) }
+            });
         tracing::warn!(target: crate::PHASE_TARGET, count = n, exit_code = code, "signal #{n}: escalating, exiting with code {code}");
         if let Some(handle) = &self.config.handle {
             handle.record("escalated", json!({"count": n, "exit_code": code}));
@@ -250,8 +261,9 @@ impl Shared {
         drop(guards);
     }
 
-    /// When the signal arrived, counted from the shutdown's origin (not when it was handled:
-    /// in a storm those differ).
+    /// When the listener took the signal from signal-hook's queue, counted from the shutdown's
+    /// origin. Signals that arrive while the first is being handled are taken (and stamped)
+    /// only afterwards, so in a storm this is the time of handling, not of delivery.
     fn offset(&self, received: Instant) -> Duration {
         let since_origin = self
             .config

@@ -27,6 +27,7 @@ pub(crate) struct Progress {
     last_status: String,
     last_extend: Option<Duration>,
     last_change: Duration,
+    complete: bool,
 }
 
 impl Progress {
@@ -38,6 +39,14 @@ impl Progress {
     }
 
     pub(crate) fn on(&mut self, change: &PhaseChange) -> Send {
+        // After completion, a phase left open (or a late progress tick) must not tell systemd
+        // the service is still shutting down, nor extend its deadline.
+        if self.complete {
+            return Send::default();
+        }
+        if matches!(change.event, PhaseEvent::Complete) {
+            self.complete = true;
+        }
         let status = match &change.event {
             PhaseEvent::Complete => "shutdown complete".to_owned(),
             _ if change.open.is_empty() => "shutting down".to_owned(),
@@ -134,6 +143,11 @@ mod tests {
         let c = p.on(&change(PhaseEvent::Complete, 3, &[]));
         assert_eq!(c.status.as_deref(), Some("shutdown complete"));
         assert_eq!(c.extend, None);
+        // A phase still open after finish() keeps ticking: nothing more is sent.
+        assert_eq!(
+            p.on(&change(PhaseEvent::Progress, 4, &["drain"])),
+            Send::default()
+        );
     }
 
     #[test]

@@ -71,6 +71,26 @@ fn under_a_systemd_unit_the_stop_is_explained_and_a_stale_timeout_is_flagged() {
     notify
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
+    // Read as systemd does, while the gateway runs: a unix datagram queue holds only
+    // `net.unix.max_dgram_qlen` (often 10) messages, and the sender never blocks on it.
+    let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (received, done) = (received.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match notify.recv(&mut buf) {
+                    Ok(n) => received
+                        .lock()
+                        .unwrap()
+                        .push(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                    Err(_) if done.load(std::sync::atomic::Ordering::SeqCst) => break,
+                    Err(_) => {}
+                }
+            }
+        })
+    };
 
     // The wrapper moves itself into the unit's cgroup, then becomes the gateway.
     let mut cmd = Command::new("sh");
@@ -131,18 +151,18 @@ fn under_a_systemd_unit_the_stop_is_explained_and_a_stale_timeout_is_flagged() {
     );
     assert!(ctx.contains("supervisor=systemd-system"), "{ctx}");
 
-    let mut datagrams = Vec::new();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = notify.recv(&mut buf) {
-        datagrams.push(String::from_utf8_lossy(&buf[..n]).into_owned());
-    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    reader.join().unwrap();
+    let datagrams = received.lock().unwrap().clone();
     let pos = |needle: &str| {
         datagrams
             .iter()
             .position(|d| d.starts_with(needle))
             .unwrap_or_else(|| panic!("no {needle:?} in {datagrams:?}"))
     };
-    assert_eq!(pos("STOPPING=1"), 0, "{datagrams:?}");
+    // Type=notify: READY=1 once serving, then STOPPING=1 first thing at the signal.
+    assert_eq!(pos("READY=1"), 0, "{datagrams:?}");
+    assert_eq!(pos("STOPPING=1"), 1, "{datagrams:?}");
     assert!(
         pos("STATUS=shutting down: drain") < pos("STATUS=shutting down: db_close"),
         "{datagrams:?}"

@@ -20,11 +20,14 @@ const USAGE: &str = "usage: gateway [--log-dir DIR] [--state-dir DIR] [--port N]
                [--sessions N] [--drain-secs S] [--drain-timeout S]
                [--self-signal-after S | --wait] [--escalate-after N]";
 
+/// Longest duration any flag accepts: one day (keeps every sum of budgets far from overflow).
+const MAX_SECS: f64 = 86_400.0;
+
 fn secs(flag: &str, v: &str) -> Result<f64, String> {
     v.parse::<f64>()
         .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .ok_or_else(|| format!("{flag}: not a number of seconds: {v:?}"))
+        .filter(|s| s.is_finite() && (0.0..=MAX_SECS).contains(s))
+        .ok_or_else(|| format!("{flag}: not a number of seconds between 0 and {MAX_SECS}: {v:?}"))
 }
 
 impl Args {

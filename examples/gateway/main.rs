@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&args.log_dir)?;
     std::fs::create_dir_all(&args.state_dir)?;
-    let budget = NOTIFY_BUDGET + args.drain_timeout + DISCONNECT_BUDGET + DB_CLOSE_BUDGET;
+    let budget = NOTIFY_BUDGET + args.drain_timeout + DISCONNECT_BUDGET + DB_CLOSE_BUDGET; // drain_timeout <= 1 day (args)
 
     // The layer: phases become `+X.XXs` lines, and a flight record that survives SIGKILL.
     let layer = ShutdownLayer::builder()
@@ -107,7 +107,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let outcome = rt.block_on(serve(args, forensics.signal(), &handle));
+    let outcome = rt.block_on(serve(args, &forensics, &handle));
     forensics.finish();
     write_outputs(args, &handle)?;
     outcome
@@ -116,9 +116,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
 /// Runs the service until the shutdown signal, then the shutdown phases.
 async fn serve(
     args: &Args,
-    signal: ShutdownSignal,
+    forensics: &Forensics,
     handle: &ShutdownHandle,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let signal = forensics.signal();
     let (db, db_thread) = db::open(&args.state_dir.join("gateway.db"))?;
     let mut adapters = Vec::new();
     for name in &args.adapters {
@@ -132,6 +133,8 @@ async fn serve(
         std::process::id()
     );
     tracing::info!(addr = %server.addr, adapters = args.adapters.len(), "gateway started");
+    forensics.ready(); // READY=1 for the Type=notify unit
+
     http::start_sessions(server.addr, args.sessions, &server.active).await;
     if let Some(after) = args.self_signal_after {
         let signal = signal.clone();
@@ -155,8 +158,11 @@ async fn serve(
     let notify = phase!("notify", adapters = adapters.len());
     async {
         for a in &mut adapters {
-            if let Err(e) = a.notify().await {
-                tracing::warn!(adapter = %a.name, error = %e, "notify failed");
+            // Bounded: a wedged peer must not hold the whole shutdown.
+            match tokio::time::timeout(NOTIFY_BUDGET, a.notify()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(adapter = %a.name, error = %e, "notify failed"),
+                Err(_) => tracing::warn!(adapter = %a.name, "notify timed out"),
             }
         }
     }
