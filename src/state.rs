@@ -295,10 +295,17 @@ const RECORD_LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A re-entrant lock (an event emitted under it may reach this layer again on the same
 /// thread, e.g. a writer that logs) whose waiters give up after [`RECORD_LOCK_PATIENCE`].
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RecordLock {
     owner: Mutex<Owner>,
     free: Condvar,
+    patience: Duration,
+}
+
+impl Default for RecordLock {
+    fn default() -> Self {
+        Self::with_patience(RECORD_LOCK_PATIENCE)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -306,6 +313,9 @@ struct Owner {
     /// [`thread_key`] of the holder; meaningful while `depth > 0`.
     thread: usize,
     depth: usize,
+    /// A waiter already ran out of patience during this hold: later waiters give up at once,
+    /// so one stalled holder delays the shutdown by one patience window, not one per write.
+    stalled: bool,
 }
 
 /// Held while a step's lines are written; `None` inside when the wait ran out.
@@ -321,6 +331,20 @@ fn thread_key() -> usize {
 }
 
 impl RecordLock {
+    pub(crate) fn with_patience(patience: Duration) -> Self {
+        Self {
+            owner: Mutex::default(),
+            free: Condvar::new(),
+            patience,
+        }
+    }
+
+    /// Whether the guard holds the lock (false when the wait ran out and lines go unordered).
+    #[cfg(test)]
+    fn held(guard: &RecordGuard<'_>) -> bool {
+        guard.0.is_some()
+    }
+
     fn owner(&self) -> MutexGuard<'_, Owner> {
         self.owner.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -332,10 +356,11 @@ impl RecordLock {
             owner.depth += 1;
             return RecordGuard(Some(self));
         }
-        let deadline = Instant::now() + RECORD_LOCK_PATIENCE;
+        let deadline = Instant::now() + self.patience;
         while owner.depth > 0 {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if owner.stalled || left.is_zero() {
+                owner.stalled = true;
                 return RecordGuard(None);
             }
             owner = (self.free.wait_timeout(owner, left))
@@ -345,6 +370,7 @@ impl RecordLock {
         *owner = Owner {
             thread: me,
             depth: 1,
+            stalled: false,
         };
         RecordGuard(Some(self))
     }
@@ -358,6 +384,7 @@ impl Drop for RecordGuard<'_> {
         let mut owner = lock.owner();
         owner.depth = owner.depth.saturating_sub(1);
         if owner.depth == 0 {
+            owner.stalled = false;
             drop(owner);
             lock.free.notify_one();
         }
@@ -368,6 +395,41 @@ impl Drop for RecordGuard<'_> {
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
+
+    #[test]
+    fn a_stalled_holder_costs_one_patience_window_not_one_per_write() {
+        let lock = Arc::new(RecordLock::with_patience(Duration::from_millis(200)));
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (held, is_held) = std::sync::mpsc::channel::<()>();
+        let holder = {
+            let lock = Arc::clone(&lock);
+            std::thread::spawn(move || {
+                let _g = lock.lock();
+                held.send(()).unwrap();
+                let _ = released.recv(); // a writer stuck until told otherwise
+            })
+        };
+        is_held.recv().unwrap();
+        let start = Instant::now();
+        let first = lock.lock();
+        assert!(!RecordLock::held(&first));
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        let again = Instant::now();
+        for _ in 0..10 {
+            assert!(!RecordLock::held(&lock.lock()));
+        }
+        assert!(
+            again.elapsed() < Duration::from_millis(200),
+            "later writes do not wait again"
+        );
+        drop(first);
+        release.send(()).unwrap();
+        holder.join().unwrap();
+        assert!(
+            RecordLock::held(&lock.lock()),
+            "after the holder released, waiting works again"
+        );
+    }
 
     #[test]
     fn the_record_lock_is_reentrant_and_excludes_other_threads() {
