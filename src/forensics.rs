@@ -180,6 +180,13 @@ impl Forensics {
 impl Drop for Forensics {
     fn drop(&mut self) {
         self.signals.close();
+        // Leaving without a shutdown (a start-up error, an early return): say so in the flight
+        // record, so that the next start does not take it for a crash.
+        if self.shared.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            if let Some(handle) = &self.shared.config.handle {
+                handle.record("exit", serde_json::json!({ "shutdown": false }));
+            }
+        }
         self.shared.flush_guards();
     }
 }

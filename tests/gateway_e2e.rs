@@ -191,4 +191,27 @@ fn second_sigint_escalates_to_the_configured_exit_code() {
     let log = gw.log_file_text();
     assert!(log.contains("escalating, exiting with code 130"), "{log}");
     assert!(log.contains("drain started"), "{log}");
+    drop(gw);
+
+    // The next start tells an escalated exit from a kill.
+    let mut next = Gateway::start(
+        dir.path(),
+        &[
+            "--self-signal-after",
+            "0.2",
+            "--drain-secs",
+            "0.1",
+            "--adapters",
+            "slack",
+        ],
+    );
+    let line = next.wait_for(
+        "Previous shutdown did not complete",
+        Duration::from_secs(10),
+    );
+    assert!(
+        line.contains("exited with code 130 on signal #2 (escalation) during phase drain"),
+        "{line}"
+    );
+    assert!(next.wait_exit(Duration::from_secs(60)).success());
 }

@@ -66,6 +66,29 @@ pub enum PreviousShutdown {
         /// What started the shutdown, when recorded.
         trigger: Option<TriggerInfo>,
     },
+    /// The previous shutdown was cut short on purpose: the `signal_count`-th signal escalated
+    /// ([`crate::Escalation::Exit`]) and the process exited with `exit_code`.
+    #[non_exhaustive]
+    Escalated {
+        /// The previous process.
+        pid: Option<u32>,
+        /// The phase that was running, when one was.
+        phase: Option<String>,
+        /// Which signal escalated (2 = the second).
+        signal_count: u32,
+        /// The exit code it asked for.
+        exit_code: i32,
+        /// The offset of the last record written.
+        last_record: Duration,
+    },
+    /// The previous run ended through its own exit path without starting a shutdown (the
+    /// signal helper was dropped, e.g. after a start-up error): not a crash, nothing to warn
+    /// about.
+    #[non_exhaustive]
+    Exited {
+        /// The previous process.
+        pid: Option<u32>,
+    },
     /// The previous run ended without starting a shutdown: a crash, an OOM kill, a power
     /// loss, or a stop that bypassed the shutdown path.
     #[non_exhaustive]
@@ -86,7 +109,19 @@ impl PreviousShutdown {
     #[must_use]
     pub fn message(&self) -> Option<String> {
         match self {
-            Self::None | Self::Clean { .. } => None,
+            Self::None | Self::Clean { .. } | Self::Exited { .. } => None,
+            Self::Escalated { pid, phase, signal_count, exit_code, last_record } => {
+                let during = match phase {
+                    Some(p) => format!("during phase {}", Logfmt(p)),
+                    None => "before any phase started".to_owned(),
+                };
+                Some(format!(
+                    "Previous shutdown did not complete: pid {} exited with code {exit_code} on \
+                     signal #{signal_count} (escalation) {during} (last record {})",
+                    Pid(*pid),
+                    Offset(*last_record)
+                ))
+            }
             Self::Killed {
                 pid,
                 phase,
@@ -203,6 +238,8 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut ended: Vec<u64> = Vec::new();
     let mut last_ended: Option<OpenPhase> = None;
     let mut last = Duration::ZERO;
+    let mut escalated: Option<(u32, i32)> = None;
+    let mut exited = false;
     for r in &records[run_start..] {
         the_pid = pid(r).or(the_pid);
         if let Some(t) = offset(r) {
@@ -241,6 +278,21 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                     total,
                 };
             }
+            "note" => match r.get("note").and_then(Value::as_str) {
+                Some("escalated") => {
+                    let v = r.get("value");
+                    let field = |k: &str| v.and_then(|v| v.get(k)).and_then(Value::as_i64);
+                    let count = field("count")
+                        .and_then(|c| u32::try_from(c).ok())
+                        .unwrap_or(0);
+                    let code = field("exit_code")
+                        .and_then(|c| i32::try_from(c).ok())
+                        .unwrap_or(0);
+                    escalated = Some((count, code));
+                }
+                Some("exit") => exited = true,
+                _ => {}
+            },
             "phase_start" => {
                 if let Some(p) = open_phase(r).filter(|(id, _, _)| !ended.contains(id)) {
                     // A checkpoint may have listed it already.
@@ -264,9 +316,21 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         }
     }
     if !begun {
+        if exited {
+            return PreviousShutdown::Exited { pid: the_pid };
+        }
         return PreviousShutdown::NoShutdown { pid: the_pid };
     }
     let current = open.last();
+    if let Some((signal_count, exit_code)) = escalated {
+        return PreviousShutdown::Escalated {
+            pid: the_pid,
+            phase: current.map(|(_, n, _)| n.clone()),
+            signal_count,
+            exit_code,
+            last_record: last,
+        };
+    }
     PreviousShutdown::Killed {
         pid: the_pid,
         phase: current.map(|(_, n, _)| n.clone()),
@@ -280,136 +344,4 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_or_garbage_is_none() {
-        assert_eq!(parse_records(""), PreviousShutdown::None);
-        assert_eq!(
-            parse_records("not json\n{\"kind\":"),
-            PreviousShutdown::None
-        );
-    }
-
-    #[test]
-    fn run_without_begin_is_no_shutdown() {
-        let v = parse_records("{\"kind\":\"run\",\"pid\":7}\n");
-        assert_eq!(v, PreviousShutdown::NoShutdown { pid: Some(7) });
-        assert_eq!(
-            v.message().as_deref(),
-            Some("Previous run (pid 7) ended without starting a shutdown (crash, OOM kill or power loss)")
-        );
-    }
-
-    #[test]
-    fn complete_is_clean_and_only_the_last_run_counts() {
-        let text = "{\"kind\":\"run\",\"pid\":1}\n{\"kind\":\"begin\",\"t\":0}\n\
-                    {\"kind\":\"run\",\"pid\":2}\n{\"kind\":\"begin\",\"t\":0}\n\
-                    {\"kind\":\"complete\",\"t\":3.5,\"total_s\":3.5}\n";
-        let v = parse_records(text);
-        assert_eq!(
-            v,
-            PreviousShutdown::Clean {
-                pid: Some(2),
-                total: Duration::from_secs_f64(3.5)
-            }
-        );
-        assert!(v.is_clean() && v.message().is_none());
-    }
-
-    #[test]
-    fn killed_names_the_innermost_open_phase() {
-        let text = "{\"kind\":\"run\",\"pid\":9}\n{\"kind\":\"begin\",\"t\":0}\n\
-            {\"kind\":\"phase_start\",\"t\":0.5,\"id\":0,\"phase\":\"notify\"}\n\
-            {\"kind\":\"phase_end\",\"t\":1,\"id\":0}\n\
-            {\"kind\":\"phase_start\",\"t\":1,\"id\":1,\"phase\":\"teardown\"}\n\
-            {\"kind\":\"phase_start\",\"t\":2,\"id\":2,\"phase\":\"drain\"}\n";
-        let PreviousShutdown::Killed {
-            phase,
-            open_phases,
-            last_record,
-            ..
-        } = parse_records(text)
-        else {
-            panic!("expected Killed");
-        };
-        assert_eq!(phase.as_deref(), Some("drain"));
-        assert_eq!(open_phases, ["teardown", "drain"]);
-        assert_eq!(last_record, Duration::from_secs(2));
-    }
-
-    #[test]
-    fn a_checkpoint_restates_the_state_when_the_start_is_out_of_the_window() {
-        let text = "{\"kind\":\"note\",\"t\":5}\n\
-            {\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\
-              \"open\":[{\"id\":3,\"phase\":\"drain\",\"t\":2.5}]}\n\
-            {\"kind\":\"note\",\"t\":7}\n";
-        let v = parse_records(text);
-        assert_eq!(
-            v.message().as_deref(),
-            Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s)")
-        );
-    }
-
-    #[test]
-    fn killed_between_phases_names_the_last_phase_that_ended() {
-        let text = "{\"kind\":\"run\",\"pid\":3}\n{\"kind\":\"begin\",\"t\":0}\n\
-            {\"kind\":\"phase_start\",\"t\":0.5,\"id\":0,\"phase\":\"notify\"}\n\
-            {\"kind\":\"phase_end\",\"t\":1,\"id\":0,\"phase\":\"notify\"}\n\
-            {\"kind\":\"phase_start\",\"t\":2,\"id\":1,\"phase\":\"drain\"}\n\
-            {\"kind\":\"phase_end\",\"t\":30,\"id\":1,\"phase\":\"drain\"}\n";
-        assert_eq!(
-            parse_records(text).message().as_deref(),
-            Some("Previous shutdown did not complete: pid 3 was killed after phase drain ended (+30.00s, last record +30.00s)")
-        );
-    }
-
-    #[test]
-    fn a_checkpoint_older_than_a_phase_end_before_it_does_not_reopen_the_phase() {
-        // Written by a version that took the checkpoint's snapshot before another thread's
-        // phase_end landed, and wrote it after.
-        let text = "{\"kind\":\"run\",\"pid\":3}\n{\"kind\":\"begin\",\"t\":0}\n\
-            {\"kind\":\"phase_start\",\"t\":2,\"id\":1,\"phase\":\"drain\"}\n\
-            {\"kind\":\"note\",\"t\":5}\n\
-            {\"kind\":\"phase_end\",\"t\":5,\"id\":1,\"phase\":\"drain\"}\n\
-            {\"kind\":\"checkpoint\",\"t\":5,\"pid\":3,\"begun\":true,\
-              \"open\":[{\"id\":1,\"phase\":\"drain\",\"t\":2}]}\n";
-        let v = parse_records(text);
-        assert!(
-            matches!(&v, PreviousShutdown::Killed { phase: None, open_phases, .. } if open_phases.is_empty()),
-            "{v:?}"
-        );
-        assert_eq!(
-            v.message().as_deref(),
-            Some("Previous shutdown did not complete: pid 3 was killed after phase drain ended (+5.00s, last record +5.00s)")
-        );
-    }
-
-    #[test]
-    fn a_checkpoint_restates_the_last_ended_phase_and_a_restated_start_is_not_doubled() {
-        let text = "{\"kind\":\"note\",\"t\":5}\n\
-            {\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\"open\":[],\
-              \"last_ended\":{\"id\":2,\"phase\":\"notify\",\"t\":5.5}}\n";
-        assert_eq!(
-            parse_records(text).message().as_deref(),
-            Some("Previous shutdown did not complete: pid 4 was killed after phase notify ended (+5.50s, last record +6.00s)")
-        );
-        let text = "{\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\
-              \"open\":[{\"id\":3,\"phase\":\"drain\",\"t\":6}]}\n\
-            {\"kind\":\"phase_start\",\"t\":6,\"id\":3,\"phase\":\"drain\"}\n";
-        let PreviousShutdown::Killed { open_phases, .. } = parse_records(text) else {
-            panic!("expected Killed");
-        };
-        assert_eq!(open_phases, ["drain"]);
-    }
-
-    #[test]
-    fn killed_before_any_phase() {
-        let v = parse_records("{\"kind\":\"begin\",\"t\":0,\"pid\":3}\n");
-        assert_eq!(
-            v.message().as_deref(),
-            Some("Previous shutdown did not complete: pid 3 was killed before any phase started (last record +0.00s)")
-        );
-    }
-}
+mod tests;

@@ -1,0 +1,165 @@
+use super::*;
+
+#[test]
+fn empty_or_garbage_is_none() {
+    assert_eq!(parse_records(""), PreviousShutdown::None);
+    assert_eq!(
+        parse_records("not json\n{\"kind\":"),
+        PreviousShutdown::None
+    );
+}
+
+#[test]
+fn run_without_begin_is_no_shutdown() {
+    let v = parse_records("{\"kind\":\"run\",\"pid\":7}\n");
+    assert_eq!(v, PreviousShutdown::NoShutdown { pid: Some(7) });
+    assert_eq!(
+        v.message().as_deref(),
+        Some("Previous run (pid 7) ended without starting a shutdown (crash, OOM kill or power loss)")
+    );
+}
+
+#[test]
+fn complete_is_clean_and_only_the_last_run_counts() {
+    let text = "{\"kind\":\"run\",\"pid\":1}\n{\"kind\":\"begin\",\"t\":0}\n\
+                {\"kind\":\"run\",\"pid\":2}\n{\"kind\":\"begin\",\"t\":0}\n\
+                {\"kind\":\"complete\",\"t\":3.5,\"total_s\":3.5}\n";
+    let v = parse_records(text);
+    assert_eq!(
+        v,
+        PreviousShutdown::Clean {
+            pid: Some(2),
+            total: Duration::from_secs_f64(3.5)
+        }
+    );
+    assert!(v.is_clean() && v.message().is_none());
+}
+
+#[test]
+fn killed_names_the_innermost_open_phase() {
+    let text = "{\"kind\":\"run\",\"pid\":9}\n{\"kind\":\"begin\",\"t\":0}\n\
+        {\"kind\":\"phase_start\",\"t\":0.5,\"id\":0,\"phase\":\"notify\"}\n\
+        {\"kind\":\"phase_end\",\"t\":1,\"id\":0}\n\
+        {\"kind\":\"phase_start\",\"t\":1,\"id\":1,\"phase\":\"teardown\"}\n\
+        {\"kind\":\"phase_start\",\"t\":2,\"id\":2,\"phase\":\"drain\"}\n";
+    let PreviousShutdown::Killed {
+        phase,
+        open_phases,
+        last_record,
+        ..
+    } = parse_records(text)
+    else {
+        panic!("expected Killed");
+    };
+    assert_eq!(phase.as_deref(), Some("drain"));
+    assert_eq!(open_phases, ["teardown", "drain"]);
+    assert_eq!(last_record, Duration::from_secs(2));
+}
+
+#[test]
+fn a_checkpoint_restates_the_state_when_the_start_is_out_of_the_window() {
+    let text = "{\"kind\":\"note\",\"t\":5}\n\
+        {\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\
+          \"open\":[{\"id\":3,\"phase\":\"drain\",\"t\":2.5}]}\n\
+        {\"kind\":\"note\",\"t\":7}\n";
+    let v = parse_records(text);
+    assert_eq!(
+        v.message().as_deref(),
+        Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s)")
+    );
+}
+
+#[test]
+fn killed_between_phases_names_the_last_phase_that_ended() {
+    let text = "{\"kind\":\"run\",\"pid\":3}\n{\"kind\":\"begin\",\"t\":0}\n\
+        {\"kind\":\"phase_start\",\"t\":0.5,\"id\":0,\"phase\":\"notify\"}\n\
+        {\"kind\":\"phase_end\",\"t\":1,\"id\":0,\"phase\":\"notify\"}\n\
+        {\"kind\":\"phase_start\",\"t\":2,\"id\":1,\"phase\":\"drain\"}\n\
+        {\"kind\":\"phase_end\",\"t\":30,\"id\":1,\"phase\":\"drain\"}\n";
+    assert_eq!(
+        parse_records(text).message().as_deref(),
+        Some("Previous shutdown did not complete: pid 3 was killed after phase drain ended (+30.00s, last record +30.00s)")
+    );
+}
+
+#[test]
+fn a_checkpoint_older_than_a_phase_end_before_it_does_not_reopen_the_phase() {
+    // Written by a version that took the checkpoint's snapshot before another thread's
+    // phase_end landed, and wrote it after.
+    let text = "{\"kind\":\"run\",\"pid\":3}\n{\"kind\":\"begin\",\"t\":0}\n\
+        {\"kind\":\"phase_start\",\"t\":2,\"id\":1,\"phase\":\"drain\"}\n\
+        {\"kind\":\"note\",\"t\":5}\n\
+        {\"kind\":\"phase_end\",\"t\":5,\"id\":1,\"phase\":\"drain\"}\n\
+        {\"kind\":\"checkpoint\",\"t\":5,\"pid\":3,\"begun\":true,\
+          \"open\":[{\"id\":1,\"phase\":\"drain\",\"t\":2}]}\n";
+    let v = parse_records(text);
+    assert!(
+        matches!(&v, PreviousShutdown::Killed { phase: None, open_phases, .. } if open_phases.is_empty()),
+        "{v:?}"
+    );
+    assert_eq!(
+        v.message().as_deref(),
+        Some("Previous shutdown did not complete: pid 3 was killed after phase drain ended (+5.00s, last record +5.00s)")
+    );
+}
+
+#[test]
+fn a_checkpoint_restates_the_last_ended_phase_and_a_restated_start_is_not_doubled() {
+    let text = "{\"kind\":\"note\",\"t\":5}\n\
+        {\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\"open\":[],\
+          \"last_ended\":{\"id\":2,\"phase\":\"notify\",\"t\":5.5}}\n";
+    assert_eq!(
+        parse_records(text).message().as_deref(),
+        Some("Previous shutdown did not complete: pid 4 was killed after phase notify ended (+5.50s, last record +6.00s)")
+    );
+    let text = "{\"kind\":\"checkpoint\",\"t\":6,\"pid\":4,\"begun\":true,\
+          \"open\":[{\"id\":3,\"phase\":\"drain\",\"t\":6}]}\n\
+        {\"kind\":\"phase_start\",\"t\":6,\"id\":3,\"phase\":\"drain\"}\n";
+    let PreviousShutdown::Killed { open_phases, .. } = parse_records(text) else {
+        panic!("expected Killed");
+    };
+    assert_eq!(open_phases, ["drain"]);
+}
+
+#[test]
+fn killed_before_any_phase() {
+    let v = parse_records("{\"kind\":\"begin\",\"t\":0,\"pid\":3}\n");
+    assert_eq!(
+        v.message().as_deref(),
+        Some("Previous shutdown did not complete: pid 3 was killed before any phase started (last record +0.00s)")
+    );
+}
+
+#[test]
+fn an_escalated_exit_is_not_called_a_kill() {
+    let text = concat!(
+        "{\"kind\":\"run\",\"pid\":9}\n",
+        "{\"kind\":\"begin\",\"t\":0.0}\n",
+        "{\"kind\":\"phase_start\",\"id\":0,\"phase\":\"drain\",\"t\":0.1}\n",
+        "{\"kind\":\"note\",\"note\":\"escalated\",\"t\":1.5,\"value\":{\"count\":2,\"exit_code\":130}}\n",
+    );
+    let v = parse_records(text);
+    assert!(
+        matches!(
+            &v,
+            PreviousShutdown::Escalated {
+                signal_count: 2,
+                exit_code: 130,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert_eq!(
+        v.message().as_deref(),
+        Some("Previous shutdown did not complete: pid 9 exited with code 130 on signal #2 (escalation) during phase drain (last record +1.50s)")
+    );
+}
+
+#[test]
+fn an_exit_without_a_shutdown_is_not_a_crash() {
+    let text = "{\"kind\":\"run\",\"pid\":9}\n{\"kind\":\"note\",\"note\":\"exit\",\"t\":null,\"value\":{}}\n";
+    let v = parse_records(text);
+    assert_eq!(v, PreviousShutdown::Exited { pid: Some(9) });
+    assert_eq!(v.message(), None);
+}
