@@ -76,8 +76,8 @@
 //! # Feature flags
 //!
 //! - `systemd` (default): [`Notifier`], [`ExtendPolicy`] and the helper's sd_notify messages
-//!   (`STOPPING=1`, `STATUS=`, `EXTEND_TIMEOUT_USEC=`), written to `NOTIFY_SOCKET` with std
-//!   only (path and abstract sockets).
+//!   (`READY=1` via [`Forensics::ready`], `STOPPING=1`, `STATUS=`, `EXTEND_TIMEOUT_USEC=`),
+//!   written to `NOTIFY_SOCKET` with std only (path and abstract sockets).
 //!
 //! # Platform support
 //!

@@ -27,6 +27,7 @@ pub(crate) struct Progress {
     last_status: String,
     last_extend: Option<Duration>,
     last_change: Duration,
+    last_seen: Duration,
     complete: bool,
 }
 
@@ -46,7 +47,13 @@ impl Progress {
         }
         if matches!(change.event, PhaseEvent::Complete) {
             self.complete = true;
+        } else if change.elapsed < self.last_seen {
+            // Hooks run after the layer's locks are released: two phases closing on two threads
+            // can deliver their changes out of order. The older one would name a phase that
+            // has already ended.
+            return Send::default();
         }
+        self.last_seen = self.last_seen.max(change.elapsed);
         let status = match &change.event {
             PhaseEvent::Complete => "shutdown complete".to_owned(),
             _ if change.open.is_empty() => "shutting down".to_owned(),
@@ -148,6 +155,29 @@ mod tests {
             p.on(&change(PhaseEvent::Progress, 4, &["drain"])),
             Send::default()
         );
+    }
+
+    #[test]
+    fn a_change_delivered_late_does_not_overwrite_a_newer_status() {
+        let mut p = Progress::new(None);
+        let newer = p.on(&change(
+            PhaseEvent::Ended {
+                phase: "disconnect<a>".into(),
+                duration: s(1),
+            },
+            5,
+            &[],
+        ));
+        assert_eq!(newer.status.as_deref(), Some("shutting down"));
+        let older = change(
+            PhaseEvent::Ended {
+                phase: "disconnect<b>".into(),
+                duration: s(1),
+            },
+            4,
+            &["disconnect<a>"],
+        );
+        assert_eq!(p.on(&older), Send::default());
     }
 
     #[test]
