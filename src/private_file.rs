@@ -42,9 +42,9 @@ pub(crate) fn open_append(path: &Path) -> io::Result<File> {
     Ok(file)
 }
 
-/// Reads at most `limit` bytes of the regular file at `path` without following a symlink or
-/// blocking on a FIFO. `Ok(None)` when there is no file; `InvalidData` when it is larger.
-pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+/// Opens the regular file at `path` for reading without following a symlink or blocking on a
+/// FIFO. `Ok(None)` when there is no file.
+pub(crate) fn open_read(path: &Path) -> io::Result<Option<File>> {
     let file = match OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
@@ -60,6 +60,15 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>
     if !file.metadata()?.is_file() {
         return Err(refused(path, "is not a regular file"));
     }
+    Ok(Some(file))
+}
+
+/// Reads at most `limit` bytes of the regular file at `path` (see [`open_read`]). `Ok(None)`
+/// when there is no file; `InvalidData` when it is larger.
+pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let Some(file) = open_read(path)? else {
+        return Ok(None);
+    };
     let mut bytes = Vec::new();
     // One byte past the limit tells a file that grew (or lied about its size) from one that fits.
     file.take(limit + 1).read_to_end(&mut bytes)?;

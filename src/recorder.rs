@@ -1,9 +1,9 @@
 //! The flight record: one JSON line per shutdown step, each written with a single `write(2)`
 //! on an `O_APPEND` file, so a SIGKILL at any instant leaves whole lines behind.
 
-use std::fs::{self, File, OpenOptions, Permissions};
+use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -172,32 +172,13 @@ impl FlightRecord {
     }
 }
 
-fn refused(path: &Path, why: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{}: {why}", path.display()),
-    )
-}
-
 /// The last [`READ_LIMIT`] bytes of the regular file at `path` (from its first whole line),
 /// with the open file. Never follows a symlink nor blocks on a FIFO; `Ok(None)` when absent.
 fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
-    let mut file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(refused(path, "is a symlink"))
-        }
-        Err(e) => return Err(e),
+    let Some(mut file) = crate::private_file::open_read(path)? else {
+        return Ok(None);
     };
     let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(refused(path, "is not a regular file"));
-    }
     let start = meta.len().saturating_sub(READ_LIMIT);
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
