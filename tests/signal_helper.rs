@@ -2,13 +2,13 @@
 //!
 //! Signal handlers are process-global, so this file holds ONE test and installs once.
 
-mod signal_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer, SignalCause};
-use signal_support::{dispatch, kill_us, lines_with, wait_until, Capture, LOOSE};
+use support::{dispatch, kill_us, lines_with, wait_until, Capture, LOOSE};
 
 #[test]
 fn first_sigterm_is_captured_once_and_repeats_are_only_recorded() {

@@ -5,7 +5,7 @@
 #![cfg(feature = "systemd")]
 
 mod signal_notify_common;
-mod signal_support;
+mod support;
 
 use std::os::unix::net::UnixDatagram;
 

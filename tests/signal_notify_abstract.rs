@@ -5,7 +5,7 @@
 #![cfg(all(feature = "systemd", target_os = "linux"))]
 
 mod signal_notify_common;
-mod signal_support;
+mod support;
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};

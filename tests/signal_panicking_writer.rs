@@ -3,14 +3,14 @@
 //!
 //! One install per process (signal handlers are process-global): ONE test in this file.
 
-mod signal_support;
+mod support;
 
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shutdown_forensics::{Forensics, ShutdownLayer};
-use signal_support::{kill_us, Capture, LOOSE};
+use support::{kill_us, Capture, LOOSE};
 use tracing_subscriber::layer::SubscriberExt;
 
 /// Writes into a capture, but panics on the first write holding the context line. (Once only:

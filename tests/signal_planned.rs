@@ -4,12 +4,12 @@
 //! subscriber is the thread's default only (`with_default`), not the global one: the listener
 //! thread must still reach the subscriber its `ShutdownLayer` lives in.
 
-mod signal_support;
+mod support;
 
 use std::time::Duration;
 
 use shutdown_forensics::{write_marker, ContextOptions, Forensics, ShutdownLayer};
-use signal_support::{dispatch, kill_us, lines_with, Capture, LOOSE};
+use support::{dispatch, kill_us, lines_with, Capture, LOOSE};
 
 #[test]
 fn a_marker_naming_us_makes_the_stop_planned() {

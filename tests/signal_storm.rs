@@ -2,13 +2,13 @@
 //!
 //! One install per process (signal handlers are process-global): ONE test in this file.
 
-mod signal_support;
+mod support;
 
 use std::process::Command;
 use std::time::Duration;
 
 use shutdown_forensics::{Forensics, ShutdownLayer};
-use signal_support::{dispatch, lines_with, wait_until, Capture, LOOSE};
+use support::{dispatch, lines_with, wait_until, Capture, LOOSE};
 
 /// Repeats that are logged: #2..=#11, then every 100th (the first signal is the context).
 fn logged_repeats(count: u32) -> usize {

@@ -2,13 +2,13 @@
 //!
 //! One install per process (signal handlers are process-global): ONE test in this file.
 
-mod signal_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use shutdown_forensics::{Forensics, ShutdownLayer};
-use signal_support::{dispatch, kill_us, wait_until, Capture, LOOSE};
+use support::{dispatch, kill_us, wait_until, Capture, LOOSE};
 
 #[test]
 fn the_context_is_logged_while_the_only_runtime_thread_is_blocked() {

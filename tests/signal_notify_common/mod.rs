@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use shutdown_forensics::{phase, Forensics, ShutdownLayer};
 
-use crate::signal_support::{kill_us, LOOSE};
+use crate::support::{kill_us, LOOSE};
 
 const STEP: Duration = Duration::from_secs(10);
 /// Below the step: every extension is cut short by the ceiling.

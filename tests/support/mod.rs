@@ -3,6 +3,7 @@
 #![allow(dead_code, unreachable_pub)] // each test file uses a different subset
 
 use std::io;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -101,4 +102,47 @@ pub fn subscriber(cap: &Capture) -> impl tracing::Subscriber + Send + Sync {
         .with_target(false)
         .with_max_level(tracing::Level::TRACE)
         .finish()
+}
+
+/// Generous: these bounds only catch "never happened", not "was slow".
+pub const LOOSE: Duration = Duration::from_secs(10);
+
+/// Starts `kill -<sig> <our pid>` as a separate process. The caller reaps it (`wait`) only
+/// once the signal was handled, so that its `/proc` entry still names it as `kill`.
+pub fn kill_us(sig: &str) -> Child {
+    Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(std::process::id().to_string())
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("spawn kill")
+}
+
+/// Polls `f` until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Lines of `text` containing `needle`.
+pub fn lines_with<'a>(text: &'a str, needle: &str) -> Vec<&'a str> {
+    text.lines().filter(|l| l.contains(needle)).collect()
+}
+
+/// A registry with `layer` and a plain fmt layer (no time, no ANSI, no target) into `cap`.
+pub fn dispatch(layer: shutdown_forensics::ShutdownLayer, cap: &Capture) -> tracing::Dispatch {
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(cap.clone())
+        .with_ansi(false)
+        .without_time()
+        .with_target(false);
+    tracing::Dispatch::new(tracing_subscriber::registry().with(layer).with(fmt))
 }
