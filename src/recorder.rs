@@ -60,7 +60,7 @@ impl FlightRecord {
         let ctx = || format!("read flight record {}", path.display());
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
             Some((old, text)) => {
-                let previous = Self::parse(&text);
+                let previous = still_running(&text).unwrap_or_else(|| Self::parse(&text));
                 if previous != PreviousShutdown::None {
                     // Narrowed through the descriptor (the inode keeps it across the rename).
                     let _ = narrow(&old);
@@ -88,6 +88,7 @@ impl FlightRecord {
         let header = json!({
             "kind": "run",
             "pid": std::process::id(),
+            "start_time": own_start_time(),
             "wall_unix_s": unix_secs(std::time::SystemTime::now()),
             "version": 1,
         });
@@ -106,7 +107,7 @@ impl FlightRecord {
     pub fn previous(path: impl AsRef<Path>) -> Result<PreviousShutdown, Error> {
         let path = path.as_ref();
         match read_tail(path) {
-            Ok(Some((_, text))) => Ok(Self::parse(&text)),
+            Ok(Some((_, text))) => Ok(still_running(&text).unwrap_or_else(|| Self::parse(&text))),
             Ok(None) => Ok(PreviousShutdown::None),
             Err(e) => Err(Error::io(
                 format!("read flight record {}", path.display()),
@@ -190,6 +191,25 @@ fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
         text.drain(..cut);
     }
     Ok(Some((file, text)))
+}
+
+/// Our start time in clock ticks after boot: with the pid, it names this process uniquely.
+fn own_start_time() -> Option<u64> {
+    crate::proc::ProcRoot::default()
+        .stat(None, &mut Vec::new())
+        .map(|s| s.start_time)
+}
+
+/// [`PreviousShutdown::StillRunning`] when the recorded process is alive: same pid, same
+/// start time, and not us.
+fn still_running(text: &str) -> Option<PreviousShutdown> {
+    let (pid, start) = crate::verdict::run_identity(text)?;
+    if pid == std::process::id() {
+        return None;
+    }
+    let alive = crate::proc::ProcRoot::default().stat(Some(pid), &mut Vec::new())?;
+    (alive.start_time == start && alive.state != 'Z')
+        .then_some(PreviousShutdown::StillRunning { pid })
 }
 
 /// Narrows an open file to 0600 when it has group or other bits (`fchmod`, no path race).

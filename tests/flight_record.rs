@@ -296,3 +296,64 @@ fn reading_the_previous_record_does_not_follow_a_symlink() {
     let err = FlightRecord::previous(&path).expect_err("a symlink is refused");
     assert!(err.to_string().contains("symlink"), "{err}");
 }
+
+/// Field 22 of `/proc/<pid>/stat`: the start time in clock ticks after boot.
+fn start_time(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(')').unwrap().1;
+    after.split_whitespace().nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_predecessor_still_running_is_not_judged() {
+    // A takeover: the old instance is mid-drain when the new one opens the record.
+    let mut old = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    let text = format!(
+        concat!(
+            "{{\"kind\":\"run\",\"pid\":{pid},\"start_time\":{start}}}\n",
+            "{{\"kind\":\"begin\",\"t\":0.0}}\n",
+            "{{\"kind\":\"phase_start\",\"id\":0,\"phase\":\"drain\",\"t\":0.1}}\n"
+        ),
+        pid = old.id(),
+        start = start_time(old.id())
+    );
+    std::fs::write(&path, &text).unwrap();
+    let pid = old.id();
+    assert!(
+        matches!(FlightRecord::previous(&path).unwrap(), PreviousShutdown::StillRunning { pid: p, .. } if p == pid)
+    );
+    assert_eq!(FlightRecord::previous(&path).unwrap().message(), None);
+    old.kill().unwrap();
+    old.wait().unwrap();
+    // Gone: now it was killed during drain.
+    let verdict = FlightRecord::previous(&path).unwrap();
+    assert!(
+        matches!(&verdict, PreviousShutdown::Killed { phase: Some(p), .. } if p == "drain"),
+        "{verdict:?}"
+    );
+    // A recycled pid (another start time) is not the predecessor either.
+    let other = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let mut other = other;
+    std::fs::write(
+        &path,
+        text.replace(
+            &format!("\"pid\":{}", old.id()),
+            &format!("\"pid\":{}", other.id()),
+        ),
+    )
+    .unwrap();
+    assert!(matches!(
+        FlightRecord::previous(&path).unwrap(),
+        PreviousShutdown::Killed { .. }
+    ));
+    other.kill().unwrap();
+    other.wait().unwrap();
+}

@@ -81,6 +81,13 @@ pub enum PreviousShutdown {
         /// The offset of the last record written.
         last_record: Duration,
     },
+    /// The previous process is still alive (same pid and start time): a takeover, where the new
+    /// instance starts before the old one has finished. Nothing to judge yet.
+    #[non_exhaustive]
+    StillRunning {
+        /// The previous process.
+        pid: u32,
+    },
     /// The previous run ended through its own exit path without starting a shutdown (the
     /// signal helper was dropped, e.g. after a start-up error): not a crash, nothing to warn
     /// about.
@@ -109,7 +116,7 @@ impl PreviousShutdown {
     #[must_use]
     pub fn message(&self) -> Option<String> {
         match self {
-            Self::None | Self::Clean { .. } | Self::Exited { .. } => None,
+            Self::None | Self::Clean { .. } | Self::Exited { .. } | Self::StillRunning { .. } => None,
             Self::Escalated { pid, phase, signal_count, exit_code, last_record } => {
                 let during = match phase {
                     Some(p) => format!("during phase {}", Logfmt(p)),
@@ -208,6 +215,16 @@ fn later(a: Option<OpenPhase>, b: Option<OpenPhase>) -> Option<OpenPhase> {
         (Some(a), Some(b)) => Some(if a.2 > b.2 { a } else { b }),
         (a, b) => b.or(a),
     }
+}
+
+/// The pid and start time (clock ticks after boot) of the last run in the record, when its
+/// `run` line has both.
+pub(crate) fn run_identity(text: &str) -> Option<(u32, u64)> {
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|r| r.get("kind").and_then(Value::as_str) == Some("run"))
+        .last()
+        .and_then(|r| Some((pid(&r)?, r.get("start_time").and_then(Value::as_u64)?)))
 }
 
 /// Computes the verdict from JSON lines; unparsable lines are skipped. The text may start
