@@ -336,20 +336,17 @@ fn a_predecessor_still_running_is_not_judged() {
         matches!(&verdict, PreviousShutdown::Killed { phase: Some(p), .. } if p == "drain"),
         "{verdict:?}"
     );
-    // A recycled pid (another start time) is not the predecessor either.
-    let other = std::process::Command::new("sleep")
+    // A recycled pid (the same pid, another start time) is not the predecessor either.
+    let mut other = std::process::Command::new("sleep")
         .arg("30")
         .spawn()
         .unwrap();
-    let mut other = other;
-    std::fs::write(
-        &path,
-        text.replace(
-            &format!("\"pid\":{}", old.id()),
-            &format!("\"pid\":{}", other.id()),
-        ),
-    )
-    .unwrap();
+    let recycled = format!(
+        "{{\"kind\":\"run\",\"pid\":{},\"start_time\":{}}}\n{{\"kind\":\"begin\",\"t\":0.0}}\n",
+        other.id(),
+        start_time(other.id()) + 1
+    );
+    std::fs::write(&path, recycled).unwrap();
     assert!(matches!(
         FlightRecord::previous(&path).unwrap(),
         PreviousShutdown::Killed { .. }

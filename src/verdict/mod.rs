@@ -221,9 +221,9 @@ fn later(a: Option<OpenPhase>, b: Option<OpenPhase>) -> Option<OpenPhase> {
 /// `run` line has both.
 pub(crate) fn run_identity(text: &str) -> Option<(u32, u64)> {
     text.lines()
+        .rev()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|r| r.get("kind").and_then(Value::as_str) == Some("run"))
-        .last()
+        .find(|r| r.get("kind").and_then(Value::as_str) == Some("run"))
         .and_then(|r| Some((pid(&r)?, r.get("start_time").and_then(Value::as_u64)?)))
 }
 
