@@ -13,18 +13,22 @@ pub fn gateway_bin() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
         .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args(["build", "--quiet", "--example", "gateway"])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .expect("run cargo build --example gateway");
-            assert!(status.success(), "cargo build --example gateway failed");
             let exe = std::env::current_exe().expect("test binary path");
-            // target/<profile>/deps/<test> -> target/<profile>/examples/gateway
+            // <target-dir>/<profile>/deps/<test>: build into the same target dir and profile.
             let profile = exe
                 .parent()
                 .and_then(Path::parent)
                 .expect("target/<profile>");
+            let target_dir = profile.parent().expect("target dir");
+            let mut cmd = Command::new(env!("CARGO"));
+            cmd.args(["build", "--quiet", "--example", "gateway", "--target-dir"])
+                .arg(target_dir)
+                .current_dir(env!("CARGO_MANIFEST_DIR"));
+            if profile.file_name().is_some_and(|p| p == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().expect("run cargo build --example gateway");
+            assert!(status.success(), "cargo build --example gateway failed");
             profile.join("examples").join("gateway")
         })
         .clone()
