@@ -36,6 +36,8 @@ pub struct ContextCapturer {
     unit: Option<CgroupUnit>,
     container: Option<Option<String>>,
     clock_ticks: Option<f64>,
+    /// The parent at construction (pid, start time, uid): reused while it is the same process.
+    parent: Option<(u32, u64, u32)>,
 }
 
 impl ContextCapturer {
@@ -50,7 +52,12 @@ impl ContextCapturer {
             cgroup::systemd_cgroup_path(&text).map(str::to_owned)
         });
         let env = EnvFacts::read();
+        let parent = stat.as_ref().and_then(|st| {
+            let p = proc.summary(st.ppid, false, &mut buf);
+            Some((st.ppid, p.start_time?, p.uid?))
+        });
         Self {
+            parent,
             options,
             tty_nr: stat.as_ref().map_or(0, |s| s.tty_nr),
             start_time: stat.as_ref().map(|s| s.start_time),
@@ -103,7 +110,11 @@ impl ContextCapturer {
         let ppid = process
             .ppid
             .unwrap_or_else(std::os::unix::process::parent_id);
-        let parent = proc.summary(ppid, cmdline, &mut buf);
+        let known = self
+            .parent
+            .filter(|(pid, _, _)| *pid == ppid)
+            .map(|(_, start, uid)| (start, uid));
+        let parent = proc.summary_known(ppid, cmdline, &mut buf, known);
         let loadavg_1m = proc
             .read_root("loadavg", &mut buf)
             .ok()
