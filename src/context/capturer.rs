@@ -38,12 +38,29 @@ pub struct ContextCapturer {
     clock_ticks: Option<f64>,
     /// The parent at construction (pid, start time, uid): reused while it is the same process.
     parent: Option<(u32, u64, u32)>,
+    ppid_at_start: Option<u32>,
 }
 
 impl ContextCapturer {
-    /// Reads the facts that do not change while the process runs.
+    /// Reads the facts that do not change while the process runs (and the parent's identity,
+    /// so that capturing it again at signal time costs one read less).
     #[must_use]
     pub fn new(options: ContextOptions) -> Self {
+        let mut capturer = Self::one_shot(options);
+        let mut buf = Vec::with_capacity(512);
+        if let Some(ppid) = capturer.ppid_at_start {
+            let p = ProcRoot::default().summary(ppid, false, &mut buf);
+            capturer.parent = p
+                .start_time
+                .zip(p.uid)
+                .map(|(start, uid)| (ppid, start, uid));
+        }
+        capturer
+    }
+
+    /// The static facts only, for a single capture ([`ShutdownContext::capture_with`]):
+    /// nothing is read twice.
+    pub(crate) fn one_shot(options: ContextOptions) -> Self {
         let proc = ProcRoot::default();
         let mut buf = Vec::with_capacity(2048);
         let stat = proc.stat(None, &mut buf);
@@ -52,12 +69,9 @@ impl ContextCapturer {
             cgroup::systemd_cgroup_path(&text).map(str::to_owned)
         });
         let env = EnvFacts::read();
-        let parent = stat.as_ref().and_then(|st| {
-            let p = proc.summary(st.ppid, false, &mut buf);
-            Some((st.ppid, p.start_time?, p.uid?))
-        });
         Self {
-            parent,
+            parent: None,
+            ppid_at_start: stat.as_ref().map(|st| st.ppid),
             options,
             tty_nr: stat.as_ref().map_or(0, |s| s.tty_nr),
             start_time: stat.as_ref().map(|s| s.start_time),

@@ -161,7 +161,7 @@ impl ShutdownContext {
     /// time), make a [`ContextCapturer`] once and call [`ContextCapturer::capture`].
     #[must_use]
     pub fn capture_with(options: &ContextOptions, signal: Option<i32>) -> Self {
-        ContextCapturer::new(options.clone()).capture(signal, None)
+        ContextCapturer::one_shot(options.clone()).capture(signal, None)
     }
 
     /// Captures the context of a signal whose sender is known (see
@@ -173,7 +173,7 @@ impl ShutdownContext {
         signal: Option<i32>,
         sender: Option<SignalSender>,
     ) -> Self {
-        ContextCapturer::new(options.clone()).capture(signal, sender)
+        ContextCapturer::one_shot(options.clone()).capture(signal, sender)
     }
 
     /// True when a takeover or planned-stop marker names this process: the stop was planned.
