@@ -247,9 +247,37 @@ fn owner_uid(path: &Path) -> Option<u32> {
 }
 
 /// Reads at most `limit` bytes of `path` into `buf` (cleared first).
+///
+/// The `/proc` files read here are produced whole by one `read(2)` when the buffer is large
+/// enough, so a read that does not fill the buffer ends the file: the usual extra `read` that
+/// returns 0 is skipped (on the signal path every syscall after a wake-up is a cold one).
 pub(crate) fn read_bounded(path: &Path, buf: &mut Vec<u8>, limit: u64) -> io::Result<()> {
+    const CHUNK: usize = 4096;
     buf.clear();
-    File::open(path)?.take(limit).read_to_end(buf)?;
+    let mut file = File::open(path)?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    while buf.len() < limit {
+        let start = buf.len();
+        let want = CHUNK.min(limit - start);
+        buf.resize(start + want, 0);
+        let n = loop {
+            match file.read(&mut buf[start..]) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break other,
+            }
+        };
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(start);
+                return Err(e);
+            }
+        };
+        buf.truncate(start + n);
+        if n < want {
+            break;
+        }
+    }
     Ok(())
 }
 
@@ -308,6 +336,22 @@ mod tests {
         assert_eq!(parse_loadavg_1m("0.42 0.30 0.20 1/234 5678\n"), Some(0.42));
         assert_eq!(parse_loadavg_1m("nan 1 1"), None);
         assert_eq!(parse_loadavg_1m(""), None);
+    }
+
+    #[test]
+    fn bounded_reads_of_large_and_small_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        let big: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&p, &big).unwrap();
+        let mut buf = Vec::new();
+        read_bounded(&p, &mut buf, 64 * 1024).unwrap();
+        assert_eq!(buf, big);
+        read_bounded(&p, &mut buf, 5000).unwrap();
+        assert_eq!(buf, &big[..5000]);
+        read_bounded(Path::new("/proc/self/status"), &mut buf, 64 * 1024).unwrap();
+        assert!(String::from_utf8_lossy(&buf).contains("TracerPid:"));
+        assert!(read_bounded(&dir.path().join("none"), &mut buf, 10).is_err());
     }
 
     #[test]
