@@ -7,8 +7,7 @@ mod support;
 use std::process::Command;
 use std::time::Duration;
 
-use shutdown_forensics::{Forensics, ShutdownLayer};
-use support::{dispatch, lines_with, wait_until, Capture, LOOSE};
+use support::{install_with_capture, lines_with, wait_until, LOOSE};
 
 /// Repeats that are logged: #2..=#11, then every 100th (the first signal is the context).
 fn logged_repeats(count: u32) -> usize {
@@ -19,15 +18,7 @@ fn logged_repeats(count: u32) -> usize {
 fn two_hundred_sigterms_capture_once_and_log_a_bounded_number_of_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let go = dir.path().join("go");
-    let layer = ShutdownLayer::new();
-    let handle = layer.handle();
-    let cap = Capture::default();
-    tracing::dispatcher::set_global_default(dispatch(layer, &cap)).unwrap();
-    let forensics = Forensics::builder()
-        .with_handle(handle)
-        .with_stop_budget(None, Duration::ZERO)
-        .install()
-        .unwrap();
+    let (forensics, cap) = install_with_capture();
     let signal = forensics.signal();
 
     // 200 SIGTERMs from one `sh` (builtin kill): 100, then (once we saw the first, so that

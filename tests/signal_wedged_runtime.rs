@@ -5,22 +5,12 @@
 mod support;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use shutdown_forensics::{Forensics, ShutdownLayer};
-use support::{dispatch, kill_us, wait_until, Capture, LOOSE};
+use support::{install_with_capture, kill_us, wait_until, LOOSE};
 
 #[test]
 fn the_context_is_logged_while_the_only_runtime_thread_is_blocked() {
-    let layer = ShutdownLayer::new();
-    let handle = layer.handle();
-    let cap = Capture::default();
-    tracing::dispatcher::set_global_default(dispatch(layer, &cap)).unwrap();
-    let forensics = Forensics::builder()
-        .with_handle(handle)
-        .with_stop_budget(None, Duration::ZERO)
-        .install()
-        .unwrap();
+    let (forensics, cap) = install_with_capture();
     let signal = forensics.signal();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -193,3 +193,25 @@ pub fn zombie_children(pid: u32) -> Vec<u32> {
     }
     out
 }
+
+/// Starts the gateway again on the same state (a quick self-stopped run) and returns its
+/// `Previous shutdown did not complete` line; the run must end cleanly.
+pub fn next_start_verdict(dir: &Path) -> String {
+    let mut next = Gateway::start(
+        dir,
+        &[
+            "--self-signal-after",
+            "0.2",
+            "--drain-secs",
+            "0.1",
+            "--adapters",
+            "slack",
+        ],
+    );
+    let line = next.wait_for(
+        "Previous shutdown did not complete",
+        Duration::from_secs(10),
+    );
+    assert!(next.wait_exit(Duration::from_secs(60)).success());
+    line
+}

@@ -146,3 +146,18 @@ pub fn dispatch(layer: shutdown_forensics::ShutdownLayer, cap: &Capture) -> trac
         .with_target(false);
     tracing::Dispatch::new(tracing_subscriber::registry().with(layer).with(fmt))
 }
+
+/// A plain `ShutdownLayer` behind the global subscriber writing into a fresh capture, and the
+/// signal helper installed on it (no stop-timeout check). One install per test process.
+pub fn install_with_capture() -> (shutdown_forensics::Forensics, Capture) {
+    let layer = shutdown_forensics::ShutdownLayer::new();
+    let handle = layer.handle();
+    let cap = Capture::default();
+    tracing::dispatcher::set_global_default(dispatch(layer, &cap)).expect("first subscriber");
+    let forensics = shutdown_forensics::Forensics::builder()
+        .with_handle(handle)
+        .with_stop_budget(None, Duration::ZERO)
+        .install()
+        .expect("install");
+    (forensics, cap)
+}
