@@ -2,13 +2,20 @@
 //! same `stat` calls) into a reused buffer with no parsing. Also the same facts through the
 //! `procfs` crate, the reason the crate parses `/proc` itself. And the prepared
 //! [`ContextCapturer`] the signal helper uses, against the floor of the files it reads at signal
-//! time.
+//! time (opened by path each time, and read again through files kept open, as the capturer
+//! does).
+//!
+//! After criterion, the same three signal-time files are read cold, as the listener reads them
+//! when a signal wakes it: each round sleeps 10 ms first, and rounds alternate between
+//! `open` + `read` + `close` by path and `pread(2)` through files kept open; p50/p90 printed.
 //!
 //! Run: `cargo bench --bench context` (medians in `target/criterion/capture/*/new/estimates.json`).
 
 use std::fs::File;
 use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use shutdown_forensics::{ContextCapturer, ContextOptions, ShutdownContext};
@@ -42,6 +49,47 @@ fn floor_signal_time(buf: &mut Vec<u8>, parent_stat: &str) {
     black_box(&buf);
 }
 
+/// [`floor_signal_time`] through files opened once, read from offset 0 (what the capturer does).
+fn floor_signal_time_open(files: &[File], buf: &mut [u8]) {
+    for f in files {
+        let _ = black_box(f.read_at(buf, 0));
+    }
+}
+
+/// Cold reads of the signal-time files: rounds after 10 ms asleep, alternating by path and
+/// through open files. Prints p50/p90 of each (µs).
+fn cold_reads(paths: &[String], files: &[File]) {
+    const ROUNDS: usize = 200;
+    let mut buf = Vec::with_capacity(4096);
+    let mut page = vec![0u8; 4096];
+    let (mut by_path, mut open) = (Vec::new(), Vec::new());
+    for round in 0..2 * ROUNDS {
+        std::thread::sleep(Duration::from_millis(10));
+        let started = Instant::now();
+        if round % 2 == 0 {
+            for p in paths {
+                read_into(p, &mut buf);
+            }
+            by_path.push(started.elapsed());
+        } else {
+            floor_signal_time_open(files, &mut page);
+            open.push(started.elapsed());
+        }
+    }
+    let show = |name: &str, mut v: Vec<Duration>| {
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize].as_secs_f64() * 1e6;
+        println!(
+            "cold_reads/{name}: p50 {:.1} µs  p90 {:.1} µs ({} rounds after 10 ms asleep)",
+            at(0.5),
+            at(0.9),
+            v.len()
+        );
+    };
+    show("open_read_close", by_path);
+    show("pread_open_files", open);
+}
+
 #[cfg(target_os = "linux")]
 fn via_procfs() -> Option<(u32, f32)> {
     use procfs::process::Process;
@@ -73,6 +121,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("floor_signal_time_files", |b| {
         b.iter(|| floor_signal_time(&mut buf, &parent_stat))
     });
+    let paths = [
+        "/proc/self/status".to_owned(),
+        parent_stat.clone(),
+        "/proc/loadavg".to_owned(),
+    ];
+    let files: Vec<File> = paths.iter().filter_map(|p| File::open(p).ok()).collect();
+    let mut page = vec![0u8; 4096];
+    g.bench_function("floor_signal_time_open_files", |b| {
+        b.iter(|| floor_signal_time_open(&files, &mut page))
+    });
     let capturer = ContextCapturer::new(ContextOptions::default());
     g.bench_function("capturer_prepared", |b| {
         b.iter(|| black_box(capturer.capture(Some(15), None)))
@@ -82,6 +140,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(via_procfs()))
     });
     g.finish();
+    cold_reads(&paths, &files);
 }
 
 criterion_group!(benches, bench);

@@ -137,6 +137,20 @@ impl Shared {
         }
     }
 
+    /// Walks the first signal's path once on the listener thread before it first waits, so
+    /// that the signal does not pay for what a thread's first pass costs: its malloc arena and
+    /// stack pages, the code pages of the `/proc` reads and the kernel's lookups of those
+    /// files. Nothing is emitted, written or recorded.
+    fn prewarm(&self) {
+        let me = i32::try_from(std::process::id()).unwrap_or(0);
+        // SAFETY: getuid(2) cannot fail and has no preconditions.
+        let uid = unsafe { libc::getuid() };
+        let sender = SignalSender::from_proc(me, uid, SignalCause::Kill, Instant::now());
+        drop(self.config.capturer.capture(None, Some(sender)));
+        // Its first use on a thread draws the thread's hash keys with getrandom(2).
+        drop(crate::diagnostic::generate_correlation_id());
+    }
+
     fn first(&self, signal: Option<i32>, sender: Option<SignalSender>, received: Instant) {
         if let Ok(mut at) = self.first_at.lock() {
             *at = Some(received);
@@ -350,6 +364,7 @@ pub(crate) fn spawn(
         .spawn(move || {
             // No iterator arrives when the registration failed: then there is nothing to do.
             let Ok(mut iter) = rx.recv() else { return };
+            isolated("the listener's warm-up", || shared.prewarm());
             for origin in iter.forever() {
                 let received = Instant::now();
                 // The sender exits within microseconds of kill(2): read its /proc entry first.

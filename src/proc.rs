@@ -4,7 +4,7 @@
 //! fixture, or a hostile process name) puts in these files.
 
 use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -161,6 +161,11 @@ pub struct ProcSummary {
 /// Longest command line kept, in characters.
 pub(crate) const CMDLINE_MAX: usize = 300;
 
+/// Bound on a `/proc/<pid>/` file read here (they are small; this bounds the unexpected).
+pub(crate) const PID_FILE_LIMIT: u64 = 64 * 1024;
+/// Bound on a file at the root of `/proc` read here (`loadavg`, `uptime`).
+pub(crate) const ROOT_FILE_LIMIT: u64 = 4096;
+
 /// Reads `/proc` under a root directory (normally `/proc`; a fixture tree in tests).
 #[derive(Debug, Clone)]
 pub(crate) struct ProcRoot {
@@ -193,11 +198,21 @@ impl ProcRoot {
 
     /// Reads a whole `/proc` file (they are small; `limit` bounds the unexpected).
     pub(crate) fn read(&self, pid: Option<u32>, file: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-        read_bounded(&self.path(pid, file), buf, 64 * 1024)
+        read_bounded(&self.path(pid, file), buf, PID_FILE_LIMIT)
     }
 
     pub(crate) fn read_root(&self, file: &str, buf: &mut Vec<u8>) -> io::Result<()> {
-        read_bounded(&self.root.join(file), buf, 4096)
+        read_bounded(&self.root.join(file), buf, ROOT_FILE_LIMIT)
+    }
+
+    /// Opens a `/proc` file to be read again later with [`read_file_bounded`].
+    pub(crate) fn open(&self, pid: Option<u32>, file: &str) -> io::Result<File> {
+        File::open(self.path(pid, file))
+    }
+
+    /// Opens a file at the root of `/proc` (e.g. `loadavg`) to be read again later.
+    pub(crate) fn open_root(&self, file: &str) -> io::Result<File> {
+        File::open(self.root.join(file))
     }
 
     pub(crate) fn stat(&self, pid: Option<u32>, buf: &mut Vec<u8>) -> Option<Stat> {
@@ -219,11 +234,24 @@ impl ProcRoot {
         buf: &mut Vec<u8>,
         known: Option<(u64, u32)>,
     ) -> ProcSummary {
+        let stat = self.stat(Some(pid), buf);
+        self.summary_of(pid, stat, cmdline, buf, known)
+    }
+
+    /// [`Self::summary_known`] with the `stat` already read (`None`: gone or unreadable).
+    pub(crate) fn summary_of(
+        &self,
+        pid: u32,
+        stat: Option<Stat>,
+        cmdline: bool,
+        buf: &mut Vec<u8>,
+        known: Option<(u64, u32)>,
+    ) -> ProcSummary {
         let mut s = ProcSummary {
             pid,
             ..ProcSummary::default()
         };
-        if let Some(stat) = self.stat(Some(pid), buf) {
+        if let Some(stat) = stat {
             s.name = Some(stat.comm);
             s.state = Some(stat.state);
             s.ppid = Some(stat.ppid);
@@ -252,16 +280,23 @@ fn owner_uid(path: &Path) -> Option<u32> {
 /// enough, so a read that does not fill the buffer ends the file: the usual extra `read` that
 /// returns 0 is skipped (on the signal path every syscall after a wake-up is a cold one).
 pub(crate) fn read_bounded(path: &Path, buf: &mut Vec<u8>, limit: u64) -> io::Result<()> {
+    read_file_bounded(&File::open(path)?, buf, limit)
+}
+
+/// [`read_bounded`] through a file opened earlier, from offset 0 with `pread(2)`: `/proc`
+/// regenerates the text on a read at offset 0, so the content is as fresh as a new open's,
+/// without the path lookup (the costliest part after a thread wakes cold).
+pub(crate) fn read_file_bounded(file: &File, buf: &mut Vec<u8>, limit: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
     const CHUNK: usize = 4096;
     buf.clear();
-    let mut file = File::open(path)?;
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     while buf.len() < limit {
         let start = buf.len();
         let want = CHUNK.min(limit - start);
         buf.resize(start + want, 0);
         let n = loop {
-            match file.read(&mut buf[start..]) {
+            match file.read_at(&mut buf[start..], start as u64) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other,
             }
@@ -391,5 +426,56 @@ mod tests {
                 ..ProcSummary::default()
             }
         );
+    }
+
+    /// An open `/proc/<pid>/stat` read again at offset 0 shows the process as it is now, and
+    /// once the process is gone it reads nothing at all (never another process's entry).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_open_proc_file_reads_fresh_and_fails_once_the_process_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("this test needs sleep(1)");
+        let pid = child.id();
+        let root = ProcRoot::default();
+        let file = root.open(Some(pid), "stat").unwrap();
+        let mut buf = Vec::new();
+        let state = |buf: &mut Vec<u8>| {
+            read_file_bounded(&file, buf, PID_FILE_LIMIT)
+                .ok()
+                .and_then(|()| parse_stat(buf))
+                .map(|s| s.state)
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while state(&mut buf) != Some('S') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(state(&mut buf), Some('S'));
+        // SAFETY: kill(2) on our own unreaped child.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGSTOP) }, 0);
+        while state(&mut buf) != Some('T') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(state(&mut buf), Some('T'), "the second read is fresh");
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(read_file_bounded(&file, &mut buf, PID_FILE_LIMIT).is_err());
+        assert!(buf.is_empty(), "{buf:?}");
+    }
+
+    #[test]
+    fn an_open_file_is_read_from_its_start_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![b'x'; 10_000]).unwrap();
+        let file = File::open(&path).unwrap();
+        let mut buf = Vec::new();
+        read_file_bounded(&file, &mut buf, 20_000).unwrap();
+        assert_eq!(buf.len(), 10_000);
+        read_file_bounded(&file, &mut buf, 20_000).unwrap();
+        assert_eq!(buf.len(), 10_000, "read again from offset 0");
+        read_file_bounded(&file, &mut buf, 5_000).unwrap();
+        assert_eq!(buf.len(), 5_000, "never past the bound");
     }
 }

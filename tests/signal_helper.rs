@@ -31,6 +31,14 @@ fn first_sigterm_is_captured_once_and_repeats_are_only_recorded() {
     let signal = forensics.signal();
     assert!(signal.context().is_none());
     assert_eq!(signal.signal_count(), 0);
+    // The listener walks the signal path once at start (warm-up) without leaving a trace:
+    // no line, no flight-record note, no diagnostic, no timeline.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!cap.text().contains("Shutdown context"), "{}", cap.text());
+    let record = std::fs::read_to_string(&record_path).unwrap_or_default();
+    assert!(!record.contains("\"context\""), "{record}");
+    assert!(!diag_path.exists());
+    assert!(handle.elapsed().is_none());
 
     // First SIGTERM, from a `kill` we do not reap until its signal was handled.
     let mut kill1 = kill_us("TERM");

@@ -1,7 +1,11 @@
 //! Capture in two steps: facts that do not change while the process runs are read once, when
 //! the capturer is made (at install time); the facts of the moment are read when the signal
-//! arrives. The signal path then reads three `/proc` files instead of six.
+//! arrives. The signal path then reads three `/proc` files instead of six, through files
+//! opened at install.
 
+use std::fs::File;
+use std::io;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use super::supervisor::{container_runtime, EnvFacts, SupervisorFacts};
@@ -19,6 +23,13 @@ use crate::signal::{signal_name_or_unknown, SignalSender};
 /// one at install, so that a signal costs only the reads that can have changed. A process that
 /// renames itself, moves to another cgroup or changes those environment variables afterwards
 /// should make a new capturer.
+///
+/// [`ContextCapturer::new`] also keeps the three files read at signal time open
+/// (`/proc/self/status`, the parent's `stat`, `/proc/loadavg`: three file descriptors, closed
+/// on exec and shared by clones) and reads them again from their start at each capture:
+/// `/proc` regenerates the text, so the facts are as fresh as with a new `open`, without the
+/// path lookups. A parent that is no longer the parent, a capturer used in a forked child and
+/// a failed read all fall back to reading by path.
 ///
 /// ```
 /// use shutdown_forensics::{ContextCapturer, ContextOptions};
@@ -39,6 +50,54 @@ pub struct ContextCapturer {
     /// The parent at construction (pid, start time, uid): reused while it is the same process.
     parent: Option<(u32, u64, u32)>,
     ppid_at_start: Option<u32>,
+    files: OpenFiles,
+}
+
+/// The signal path's `/proc` files, opened once and read again from offset 0 at each capture
+/// (`/proc` regenerates them then): a thread that wakes cold pays about half as much for a
+/// `pread(2)` as for `open` + `read` + `close` (see BENCHMARKS.md). Any failure falls back to
+/// reading by path.
+#[derive(Debug, Clone, Default)]
+struct OpenFiles {
+    /// The process that opened them: a forked child must not read its parent's status.
+    owner: u32,
+    status: Option<Arc<File>>,
+    /// The parent's `stat` with its pid: used only while that is still the parent.
+    parent_stat: Option<(u32, Arc<File>)>,
+    loadavg: Option<Arc<File>>,
+}
+
+impl OpenFiles {
+    fn open(proc: &ProcRoot, ppid: Option<u32>) -> Self {
+        let parent_stat = ppid.and_then(|ppid| {
+            let file = proc.open(Some(ppid), "stat").ok()?;
+            // Still our parent after the open: then the file is that process's (a pid is not
+            // reused while it is someone's parent) and stays so (reads fail once it is gone).
+            (std::os::unix::process::parent_id() == ppid).then(|| (ppid, Arc::new(file)))
+        });
+        Self {
+            owner: std::process::id(),
+            status: proc.open(None, "status").ok().map(Arc::new),
+            parent_stat,
+            loadavg: proc.open_root("loadavg").ok().map(Arc::new),
+        }
+    }
+
+    /// Reads `file` when this process opened it, else (or when that fails) calls `by_path`.
+    fn read(
+        &self,
+        file: Option<&File>,
+        limit: u64,
+        buf: &mut Vec<u8>,
+        by_path: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        match file {
+            Some(f) if self.owner == std::process::id() => {
+                procfs::read_file_bounded(f, buf, limit).or_else(|_| by_path(buf))
+            }
+            _ => by_path(buf),
+        }
+    }
 }
 
 impl ContextCapturer {
@@ -47,9 +106,11 @@ impl ContextCapturer {
     #[must_use]
     pub fn new(options: ContextOptions) -> Self {
         let mut capturer = Self::one_shot(options);
+        let proc = ProcRoot::default();
+        capturer.files = OpenFiles::open(&proc, capturer.ppid_at_start);
         let mut buf = Vec::with_capacity(512);
         if let Some(ppid) = capturer.ppid_at_start {
-            let p = ProcRoot::default().summary(ppid, false, &mut buf);
+            let p = proc.summary(ppid, false, &mut buf);
             capturer.parent = p
                 .start_time
                 .zip(p.uid)
@@ -71,6 +132,7 @@ impl ContextCapturer {
         let env = EnvFacts::read();
         Self {
             parent: None,
+            files: OpenFiles::default(),
             ppid_at_start: stat.as_ref().map(|st| st.ppid),
             options,
             tty_nr: stat.as_ref().map_or(0, |s| s.tty_nr),
@@ -111,7 +173,14 @@ impl ContextCapturer {
         };
         // `status` has everything that can change: parent (re-parenting), state, uid, tracer.
         let mut tracer_pid = None;
-        if proc.read(None, "status", &mut buf).is_ok() {
+        let files = &self.files;
+        let status = files.read(
+            files.status.as_deref(),
+            procfs::PID_FILE_LIMIT,
+            &mut buf,
+            |buf| proc.read(None, "status", buf),
+        );
+        if status.is_ok() {
             let status = String::from_utf8_lossy(&buf);
             process.ppid = procfs::parse_ppid(&status);
             process.state = procfs::parse_state(&status);
@@ -128,9 +197,25 @@ impl ContextCapturer {
             .parent
             .filter(|(pid, _, _)| *pid == ppid)
             .map(|(_, start, uid)| (start, uid));
-        let parent = proc.summary_known(ppid, cmdline, &mut buf, known);
-        let loadavg_1m = proc
-            .read_root("loadavg", &mut buf)
+        let parent_stat = files
+            .parent_stat
+            .as_ref()
+            .filter(|(p, _)| *p == ppid)
+            .map(|(_, f)| &**f);
+        let stat = files
+            .read(parent_stat, procfs::PID_FILE_LIMIT, &mut buf, |buf| {
+                proc.read(Some(ppid), "stat", buf)
+            })
+            .ok()
+            .and_then(|()| procfs::parse_stat(&buf));
+        let parent = proc.summary_of(ppid, stat, cmdline, &mut buf, known);
+        let loadavg_1m = files
+            .read(
+                files.loadavg.as_deref(),
+                procfs::ROOT_FILE_LIMIT,
+                &mut buf,
+                |buf| proc.read_root("loadavg", buf),
+            )
             .ok()
             .and_then(|()| procfs::parse_loadavg_1m(&String::from_utf8_lossy(&buf)));
         let tracer = tracer_pid.map(|t| proc.summary(t, cmdline, &mut buf));
