@@ -134,10 +134,16 @@ impl TriggerInfo {
     #[must_use]
     pub fn describe(&self) -> String {
         let mut out = match (&self.signal_name, &self.sender) {
-            (Some(sig), Some(s)) if s.pid != 0 => {
-                format!("{sig} from pid {} ({})", s.pid, Logfmt(s.display_name()))
+            // Escaped too: a trigger read back from a report file says whatever that file says.
+            (Some(sig), Some(s)) if s.pid != 0 => format!(
+                "{} from pid {} ({})",
+                Logfmt(sig),
+                s.pid,
+                Logfmt(s.display_name())
+            ),
+            (Some(sig), Some(s)) => {
+                format!("{} from {}", Logfmt(sig), Logfmt(s.display_name()))
             }
-            (Some(sig), Some(s)) => format!("{sig} from {}", Logfmt(s.display_name())),
             (Some(sig), None) => Logfmt(sig).to_string(),
             (None, _) => "begin()".to_owned(),
         };
@@ -145,5 +151,38 @@ impl TriggerInfo {
             out.push_str(", planned");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A trigger read back from a (tampered) report cannot forge a line through `describe`.
+    #[test]
+    fn describe_escapes_what_a_report_file_says() {
+        let info: TriggerInfo = serde_json::from_str(
+            r#"{"wall_unix_s":1.0,"signal":15,"signal_name":"SIGTERM\nERROR forged",
+                "sender":{"pid":7,"uid":0,"cause":"kill","name":"a\nb"},
+                "planned":false,"correlation_id":null}"#,
+        )
+        .unwrap();
+        let text = info.describe();
+        assert!(!text.contains('\n'), "{text:?}");
+        assert_eq!(text, r#""SIGTERM\nERROR forged" from pid 7 ("a\nb")"#);
+        let outside = TriggerInfo {
+            sender: info.sender.clone().map(|mut s| {
+                s.pid = 0;
+                s.name = None;
+                s
+            }),
+            ..info.clone()
+        };
+        assert_eq!(outside.describe(), r#""SIGTERM\nERROR forged" from outside-pidns"#);
+        let no_sender = TriggerInfo {
+            sender: None,
+            ..info
+        };
+        assert_eq!(no_sender.describe(), r#""SIGTERM\nERROR forged""#);
     }
 }
