@@ -145,8 +145,10 @@ impl Shared {
         let me = i32::try_from(std::process::id()).unwrap_or(0);
         // SAFETY: getuid(2) cannot fail and has no preconditions.
         let uid = unsafe { libc::getuid() };
-        let sender = SignalSender::from_proc(me, uid, SignalCause::Kill, Instant::now());
-        drop(self.config.capturer.capture(None, Some(sender)));
+        let capturer = &self.config.capturer;
+        let read = |pid, buf: &mut Vec<u8>| capturer.stat_of(pid, buf);
+        let sender = SignalSender::from_proc_with(me, uid, SignalCause::Kill, Instant::now(), read);
+        drop(capturer.capture(None, Some(sender)));
         // Its first use on a thread draws the thread's hash keys with getrandom(2).
         drop(crate::diagnostic::generate_correlation_id());
     }
@@ -300,7 +302,11 @@ fn isolated(step: &str, f: impl FnOnce()) {
 }
 
 /// The sender as signal-hook reports it, with its `/proc` entry read at once.
-pub(crate) fn sender_from_origin(origin: &Origin, received: Instant) -> Option<SignalSender> {
+pub(crate) fn sender_from_origin(
+    origin: &Origin,
+    received: Instant,
+    capturer: &ContextCapturer,
+) -> Option<SignalSender> {
     let cause = match origin.cause {
         Cause::Sent(Sent::User) => SignalCause::Kill,
         Cause::Sent(Sent::TKill) => SignalCause::Tkill,
@@ -309,7 +315,13 @@ pub(crate) fn sender_from_origin(origin: &Origin, received: Instant) -> Option<S
         _ => SignalCause::Other,
     };
     match origin.process {
-        Some(p) => Some(SignalSender::from_proc(p.pid, p.uid, cause, received)),
+        Some(p) => Some(SignalSender::from_proc_with(
+            p.pid,
+            p.uid,
+            cause,
+            received,
+            |pid, buf| capturer.stat_of(pid, buf),
+        )),
         None if cause == SignalCause::Kernel => {
             Some(SignalSender::from_proc(0, 0, cause, received))
         }
@@ -368,7 +380,7 @@ pub(crate) fn spawn(
             for origin in iter.forever() {
                 let received = Instant::now();
                 // The sender exits within microseconds of kill(2): read its /proc entry first.
-                let sender = sender_from_origin(&origin, received);
+                let sender = sender_from_origin(&origin, received, &shared.config.capturer);
                 shared.on_signal(Some(origin.signal), sender, received);
             }
         })?;

@@ -246,13 +246,27 @@ impl SignalSender {
     /// process whose start time is later than the receipt holds a recycled pid and is not the
     /// sender, so it is not named.
     pub(crate) fn from_proc(pid: i32, uid: u32, cause: SignalCause, received: Instant) -> Self {
+        Self::from_proc_with(pid, uid, cause, received, |pid, buf| {
+            crate::proc::ProcRoot::default().stat(Some(pid), buf)
+        })
+    }
+
+    /// [`Self::from_proc`] with the sender's `stat` read by `read_stat` (e.g. through a file
+    /// kept open for the parent, the usual sender under a supervisor).
+    pub(crate) fn from_proc_with(
+        pid: i32,
+        uid: u32,
+        cause: SignalCause,
+        received: Instant,
+        read_stat: impl FnOnce(u32, &mut Vec<u8>) -> Option<crate::proc::Stat>,
+    ) -> Self {
         let mut sender = Self::from_raw(pid, uid, 0);
         sender.cause = cause;
         if sender.pid == 0 {
             return sender;
         }
         let mut buf = Vec::with_capacity(512);
-        let Some(stat) = crate::proc::ProcRoot::default().stat(Some(sender.pid), &mut buf) else {
+        let Some(stat) = read_stat(sender.pid, &mut buf) else {
             return sender;
         };
         let received_ticks = crate::proc::boot_ticks_now()

@@ -178,7 +178,10 @@ mod tests {
             }),
             ..info.clone()
         };
-        assert_eq!(outside.describe(), r#""SIGTERM\nERROR forged" from outside-pidns"#);
+        assert_eq!(
+            outside.describe(),
+            r#""SIGTERM\nERROR forged" from outside-pidns"#
+        );
         let no_sender = TriggerInfo {
             sender: None,
             ..info

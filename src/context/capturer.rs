@@ -83,16 +83,18 @@ impl OpenFiles {
         }
     }
 
-    /// Reads `file` when this process opened it, else (or when that fails) calls `by_path`.
+    /// Reads `file` when this process (`pid`) opened it, else (or when that fails) calls
+    /// `by_path`.
     fn read(
         &self,
+        pid: u32,
         file: Option<&File>,
         limit: u64,
         buf: &mut Vec<u8>,
         by_path: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
     ) -> io::Result<()> {
         match file {
-            Some(f) if self.owner == std::process::id() => {
+            Some(f) if self.owner == pid => {
                 procfs::read_file_bounded(f, buf, limit).or_else(|_| by_path(buf))
             }
             _ => by_path(buf),
@@ -153,6 +155,24 @@ impl ContextCapturer {
         &self.options
     }
 
+    /// The `stat` of `pid`, read through the parent's open file when `pid` is that parent
+    /// (systemd, a supervisor or an init that forwards signals: the usual sender), else by
+    /// path. The open file reads only while its process lives, so a success is that process.
+    pub(crate) fn stat_of(&self, pid: u32, buf: &mut Vec<u8>) -> Option<procfs::Stat> {
+        let proc = ProcRoot::default();
+        let file = self.files.parent_stat.as_ref().filter(|(p, _)| *p == pid);
+        self.files
+            .read(
+                std::process::id(),
+                file.map(|(_, f)| &**f),
+                procfs::PID_FILE_LIMIT,
+                buf,
+                |buf| proc.read(Some(pid), "stat", buf),
+            )
+            .ok()
+            .and_then(|()| procfs::parse_stat(buf))
+    }
+
     /// Captures the context of `signal`, with its `sender` when known (read the sender first
     /// with [`SignalSender::from_siginfo`]: senders exit within microseconds).
     #[must_use]
@@ -175,6 +195,7 @@ impl ContextCapturer {
         let mut tracer_pid = None;
         let files = &self.files;
         let status = files.read(
+            pid,
             files.status.as_deref(),
             procfs::PID_FILE_LIMIT,
             &mut buf,
@@ -203,7 +224,7 @@ impl ContextCapturer {
             .filter(|(p, _)| *p == ppid)
             .map(|(_, f)| &**f);
         let stat = files
-            .read(parent_stat, procfs::PID_FILE_LIMIT, &mut buf, |buf| {
+            .read(pid, parent_stat, procfs::PID_FILE_LIMIT, &mut buf, |buf| {
                 proc.read(Some(ppid), "stat", buf)
             })
             .ok()
@@ -211,6 +232,7 @@ impl ContextCapturer {
         let parent = proc.summary_of(ppid, stat, cmdline, &mut buf, known);
         let loadavg_1m = files
             .read(
+                pid,
                 files.loadavg.as_deref(),
                 procfs::ROOT_FILE_LIMIT,
                 &mut buf,
@@ -299,4 +321,45 @@ fn clock_secs(clock: libc::clockid_t) -> Option<f64> {
     // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes into it.
     let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
     (rc == 0).then(|| ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// The parent's `stat` through the open file, any other pid by path: each is that process.
+    #[test]
+    fn stat_of_reads_the_parent_through_its_open_file_and_others_by_path() {
+        let capturer = ContextCapturer::new(ContextOptions::default());
+        let proc = ProcRoot::default();
+        let mut buf = Vec::new();
+        let ppid = std::os::unix::process::parent_id();
+        assert!(capturer
+            .files
+            .parent_stat
+            .as_ref()
+            .is_some_and(|(p, _)| *p == ppid));
+        let by_path = proc.stat(Some(ppid), &mut buf).expect("parent stat");
+        let through_file = capturer.stat_of(ppid, &mut buf).expect("parent stat");
+        // (The state may differ between the two reads: the parent runs.)
+        assert_eq!(
+            (&through_file.comm, through_file.start_time),
+            (&by_path.comm, by_path.start_time)
+        );
+
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("this test needs sleep(1)");
+        let stat = capturer.stat_of(child.id(), &mut buf).expect("child stat");
+        assert_eq!(stat.comm, "sleep");
+        assert_eq!(stat.ppid, std::process::id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(capturer.stat_of(child.id(), &mut buf), None);
+        let me = capturer
+            .stat_of(std::process::id(), &mut buf)
+            .expect("own stat");
+        assert_eq!(Some(me.start_time), capturer.start_time);
+    }
 }

@@ -10,7 +10,10 @@
 //!
 //! Variants: `default` (`Forensics::builder().install()` only), `layer` (plus a `ShutdownLayer`
 //! with a flight record and its handle given to the helper) and `floor` (signal-hook alone, no
-//! capture, no tracing: the platform's delivery and wake-up). For scale, the same run times the
+//! capture, no tracing: the platform's delivery and wake-up). In those the sender is the
+//! receiver's parent, as systemd (pid 1) is of its services. `default_kill` and `floor_kill`
+//! send from a fresh short-lived process that is not the parent, as `kill(1)` does: this bench
+//! binary run as `kill <pid>` stamps, calls `kill(2)`, prints its stamp and exits. For scale, the same run times the
 //! bare `ShutdownContext::capture` in a hot loop, and a `probe` receiver times each step of the
 //! listener's path on its first call, its second, and after sleeping. Besides criterion's
 //! estimates the bench prints p50/p90/p99 of every sample, split at the context's own
@@ -64,141 +67,7 @@ fn main() {
     c.final_summary();
 }
 
-mod receiver {
-    use super::*;
-    use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer, SignalSender};
-    use signal_hook::iterator::exfiltrator::origin::WithOrigin;
-    use signal_hook::iterator::SignalsInfo;
-    use tracing_subscriber::fmt::MakeWriter;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-
-    /// `CLOCK_MONOTONIC` (ns) when the writer was handed the `Shutdown context` line; 0 = not yet.
-    static WRITTEN_AT: AtomicU64 = AtomicU64::new(0);
-
-    /// Stamps the context line, then writes every line to stderr (the bench sends it to
-    /// /dev/null), as a real writer would.
-    struct StampingWriter;
-
-    impl io::Write for StampingWriter {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if WRITTEN_AT.load(Ordering::Relaxed) == 0
-                && buf.windows(16).any(|w| w == b"Shutdown context")
-            {
-                WRITTEN_AT.store(monotonic_ns(), Ordering::Relaxed);
-            }
-            io::stderr().write(buf)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            io::stderr().flush()
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for StampingWriter {
-        type Writer = StampingWriter;
-
-        fn make_writer(&'a self) -> Self::Writer {
-            StampingWriter
-        }
-    }
-
-    pub(super) fn run(variant: &str) {
-        match variant {
-            "floor" => return floor(),
-            "probe" => return probe(),
-            _ => {}
-        }
-        let fmt = tracing_subscriber::fmt::layer()
-            .with_ansi(false)
-            .with_writer(StampingWriter);
-        let mut builder = Forensics::builder();
-        let layer = match variant {
-            "default" => None,
-            "layer" => {
-                let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect("bench dir"));
-                let path = dir.join(format!("flight-{}.jsonl", std::process::id()));
-                let record = FlightRecord::open(path).expect("flight record");
-                let layer = ShutdownLayer::builder().with_flight_record(record).build();
-                builder = builder.with_handle(layer.handle());
-                Some(layer)
-            }
-            other => panic!("unknown receiver variant {other:?}"),
-        };
-        tracing_subscriber::registry().with(layer).with(fmt).init();
-        let forensics = builder.install().expect("install");
-        thread::sleep(SETTLE);
-        let mut out = io::stdout().lock();
-        writeln!(out, "ready")
-            .and_then(|()| out.flush())
-            .expect("stdout");
-        let ctx = forensics.signal().wait();
-        let capture_ns = (ctx.ts_monotonic * 1e9).round() as u64;
-        let written = WRITTEN_AT.load(Ordering::Relaxed);
-        writeln!(out, "stamp {written} {capture_ns}")
-            .and_then(|()| out.flush())
-            .expect("stdout");
-    }
-
-    /// The platform's floor: signal-hook's `SignalsInfo<WithOrigin>` on a thread of its own, as
-    /// the listener uses it, stamping on receipt; no capture, no tracing.
-    fn floor() {
-        let mut signals = SignalsInfo::<WithOrigin>::new([libc::SIGTERM]).expect("signals");
-        let listener = thread::spawn(move || {
-            let _origin = signals.forever().next();
-            monotonic_ns()
-        });
-        thread::sleep(SETTLE);
-        let mut out = io::stdout().lock();
-        writeln!(out, "ready")
-            .and_then(|()| out.flush())
-            .expect("stdout");
-        let at = listener.join().expect("listener");
-        writeln!(out, "stamp {at} {at}")
-            .and_then(|()| out.flush())
-            .expect("stdout");
-    }
-
-    /// Each step of the listener's path (the sender's `/proc` entry, the capture, the
-    /// `Shutdown context` event through fmt to /dev/null) timed three times in a fresh process:
-    /// first call, second call at once, third call after [`SETTLE`] asleep (as the listener
-    /// is when the signal comes). Prints `probe` and the nine figures in ns; no signal involved.
-    fn probe() {
-        tracing_subscriber::registry()
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_ansi(false)
-                    .with_writer(io::stderr),
-            )
-            .init();
-        let timed = |f: &mut dyn FnMut()| {
-            let mut runs = [0; 3];
-            for (i, run) in runs.iter_mut().enumerate() {
-                if i == 2 {
-                    thread::sleep(SETTLE);
-                }
-                let started = monotonic_ns();
-                f();
-                *run = monotonic_ns() - started;
-            }
-            runs
-        };
-        let ppid = i32::try_from(std::os::unix::process::parent_id()).expect("ppid");
-        let sender = timed(&mut || {
-            black_box(SignalSender::from_siginfo(ppid, 0, libc::SI_USER));
-        });
-        let mut ctx = None;
-        let capture = timed(&mut || ctx = Some(ShutdownContext::capture(Some(libc::SIGTERM))));
-        let ctx = ctx.expect("captured");
-        let log = timed(&mut || ctx.log());
-        let figures: Vec<String> = [sender, capture, log]
-            .iter()
-            .flatten()
-            .map(u64::to_string)
-            .collect();
-        println!("probe {}", figures.join(" "));
-    }
-}
+mod receiver;
 
 /// One receiver process; killed (if still running) and reaped on drop, also when a sample
 /// panics.
@@ -260,13 +129,46 @@ struct Sample {
     wake: u64,
 }
 
-fn sample(variant: &str, dir: &Path) -> Sample {
+/// Who sends the signal.
+#[derive(Clone, Copy, PartialEq)]
+enum SentBy {
+    /// This process, the receiver's parent (systemd's case).
+    Parent,
+    /// A fresh process forked for the one signal, not the receiver's parent (`kill(1)`'s case).
+    Fresh,
+}
+
+/// Sends SIGTERM to `pid` from a fresh `kill` process (this bench run as `kill <pid>`, see
+/// `receiver::kill`); returns that process's `CLOCK_MONOTONIC` stamp taken right before its
+/// `kill(2)`.
+fn kill_from_fresh_process(pid: libc::pid_t) -> u64 {
+    let out = Command::new(std::env::current_exe().expect("current_exe"))
+        .arg(pid.to_string())
+        .env(RECEIVER_ENV, "kill")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run the kill process");
+    assert!(out.status.success(), "kill process: {}", out.status);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .strip_prefix("sent ")
+        .and_then(|s| s.parse().ok())
+        .expect("kill process printed its stamp")
+}
+
+fn sample(variant: &str, from: SentBy, dir: &Path) -> Sample {
     let mut receiver = Receiver::spawn(variant, dir);
     assert_eq!(receiver.next_line(), "ready");
-    let sent = monotonic_ns();
-    // SAFETY: kill(2) on our own child, whose pid cannot be reused before we reap it.
-    let rc = unsafe { libc::kill(receiver.pid(), libc::SIGTERM) };
-    assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+    let sent = match from {
+        SentBy::Parent => {
+            let sent = monotonic_ns();
+            // SAFETY: kill(2) on our own child, whose pid cannot be reused before we reap it.
+            let rc = unsafe { libc::kill(receiver.pid(), libc::SIGTERM) };
+            assert_eq!(rc, 0, "kill: {}", io::Error::last_os_error());
+            sent
+        }
+        SentBy::Fresh => kill_from_fresh_process(receiver.pid()),
+    };
     let line = receiver.next_line();
     let status = receiver.child.wait().expect("wait for receiver");
     assert!(status.success(), "receiver exited with {status}");
@@ -306,7 +208,7 @@ fn print_samples(variant: &str, samples: &[Sample]) {
         "{variant}: {} samples, one fresh receiver each (warm-up included)",
         samples.len()
     );
-    if variant == "floor" {
+    if variant.starts_with("floor") {
         println!(
             "  kill -> signal-hook wakes the thread: {}",
             of(|s| s.total)
@@ -372,26 +274,36 @@ fn latency(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500));
     let variants = [
-        ("kill_to_context_line_default", "default", 3000),
-        ("kill_to_context_line_layer", "layer", 3000),
-        ("kill_to_wakeup_floor", "floor", 3000),
+        ("kill_to_context_line_default", "default", SentBy::Parent),
+        ("kill_to_context_line_layer", "layer", SentBy::Parent),
+        ("kill_to_wakeup_floor", "floor", SentBy::Parent),
+        (
+            "kill_to_context_line_default_kill",
+            "default",
+            SentBy::Fresh,
+        ),
+        ("kill_to_wakeup_floor_kill", "floor", SentBy::Fresh),
     ];
     let mut report = Vec::new();
-    for (id, variant, measure_ms) in variants {
+    for (id, variant, from) in variants {
         let mut samples: Vec<Sample> = Vec::new();
-        group.measurement_time(Duration::from_millis(measure_ms));
+        group.measurement_time(Duration::from_secs(3));
         group.bench_function(id, |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    let s = sample(variant, dir.path());
+                    let s = sample(variant, from, dir.path());
                     total += Duration::from_nanos(s.total);
                     samples.push(s);
                 }
                 total
             });
         });
-        report.push((variant, samples));
+        let name = match from {
+            SentBy::Parent => variant.to_owned(),
+            SentBy::Fresh => format!("{variant}_kill"),
+        };
+        report.push((name, samples));
     }
     group.measurement_time(Duration::from_secs(2));
     group.bench_function("capture_default", |b| {

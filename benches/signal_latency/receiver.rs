@@ -1,0 +1,152 @@
+//! The processes the bench measures: one receiver per sample (the helper latches once per
+//! process), the floor, and the probe; and the `kill` sender. Run as this bench binary with
+//! `RECEIVER_ENV` set.
+
+use super::*;
+use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer, SignalSender};
+use signal_hook::iterator::exfiltrator::origin::WithOrigin;
+use signal_hook::iterator::SignalsInfo;
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+/// `CLOCK_MONOTONIC` (ns) when the writer was handed the `Shutdown context` line; 0 = not yet.
+static WRITTEN_AT: AtomicU64 = AtomicU64::new(0);
+
+/// Stamps the context line, then writes every line to stderr (the bench sends it to
+/// /dev/null), as a real writer would.
+struct StampingWriter;
+
+impl io::Write for StampingWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if WRITTEN_AT.load(Ordering::Relaxed) == 0
+            && buf.windows(16).any(|w| w == b"Shutdown context")
+        {
+            WRITTEN_AT.store(monotonic_ns(), Ordering::Relaxed);
+        }
+        io::stderr().write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for StampingWriter {
+    type Writer = StampingWriter;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        StampingWriter
+    }
+}
+
+pub(super) fn run(variant: &str) {
+    match variant {
+        "floor" => return floor(),
+        "probe" => return probe(),
+        "kill" => return kill(),
+        _ => {}
+    }
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(StampingWriter);
+    let mut builder = Forensics::builder();
+    let layer = match variant {
+        "default" => None,
+        "layer" => {
+            let dir = PathBuf::from(std::env::var_os(DIR_ENV).expect("bench dir"));
+            let path = dir.join(format!("flight-{}.jsonl", std::process::id()));
+            let record = FlightRecord::open(path).expect("flight record");
+            let layer = ShutdownLayer::builder().with_flight_record(record).build();
+            builder = builder.with_handle(layer.handle());
+            Some(layer)
+        }
+        other => panic!("unknown receiver variant {other:?}"),
+    };
+    tracing_subscriber::registry().with(layer).with(fmt).init();
+    let forensics = builder.install().expect("install");
+    thread::sleep(SETTLE);
+    let mut out = io::stdout().lock();
+    writeln!(out, "ready")
+        .and_then(|()| out.flush())
+        .expect("stdout");
+    let ctx = forensics.signal().wait();
+    let capture_ns = (ctx.ts_monotonic * 1e9).round() as u64;
+    let written = WRITTEN_AT.load(Ordering::Relaxed);
+    writeln!(out, "stamp {written} {capture_ns}")
+        .and_then(|()| out.flush())
+        .expect("stdout");
+}
+
+/// The platform's floor: signal-hook's `SignalsInfo<WithOrigin>` on a thread of its own, as
+/// the listener uses it, stamping on receipt; no capture, no tracing.
+fn floor() {
+    let mut signals = SignalsInfo::<WithOrigin>::new([libc::SIGTERM]).expect("signals");
+    let listener = thread::spawn(move || {
+        let _origin = signals.forever().next();
+        monotonic_ns()
+    });
+    thread::sleep(SETTLE);
+    let mut out = io::stdout().lock();
+    writeln!(out, "ready")
+        .and_then(|()| out.flush())
+        .expect("stdout");
+    let at = listener.join().expect("listener");
+    writeln!(out, "stamp {at} {at}")
+        .and_then(|()| out.flush())
+        .expect("stdout");
+}
+
+/// Each step of the listener's path (the sender's `/proc` entry, the capture, the
+/// `Shutdown context` event through fmt to /dev/null) timed three times in a fresh process:
+/// first call, second call at once, third call after [`SETTLE`] asleep (as the listener
+/// is when the signal comes). Prints `probe` and the nine figures in ns; no signal involved.
+fn probe() {
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(false)
+                .with_writer(io::stderr),
+        )
+        .init();
+    let timed = |f: &mut dyn FnMut()| {
+        let mut runs = [0; 3];
+        for (i, run) in runs.iter_mut().enumerate() {
+            if i == 2 {
+                thread::sleep(SETTLE);
+            }
+            let started = monotonic_ns();
+            f();
+            *run = monotonic_ns() - started;
+        }
+        runs
+    };
+    let ppid = i32::try_from(std::os::unix::process::parent_id()).expect("ppid");
+    let sender = timed(&mut || {
+        black_box(SignalSender::from_siginfo(ppid, 0, libc::SI_USER));
+    });
+    let mut ctx = None;
+    let capture = timed(&mut || ctx = Some(ShutdownContext::capture(Some(libc::SIGTERM))));
+    let ctx = ctx.expect("captured");
+    let log = timed(&mut || ctx.log());
+    let figures: Vec<String> = [sender, capture, log]
+        .iter()
+        .flatten()
+        .map(u64::to_string)
+        .collect();
+    println!("probe {}", figures.join(" "));
+}
+
+/// A sender like `kill(1)`: a small, freshly exec'd process that is not the receiver's parent.
+/// Stamps, sends SIGTERM to the pid in its argument, prints the stamp and exits.
+fn kill() {
+    let pid: libc::pid_t = std::env::args()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .expect("kill: pid argument");
+    let sent = monotonic_ns();
+    // SAFETY: kill(2) has no memory-safety preconditions.
+    let rc = unsafe { libc::kill(pid, libc::SIGTERM) };
+    assert_eq!(rc, 0, "kill {pid}: {}", io::Error::last_os_error());
+    println!("sent {sent}");
+}
