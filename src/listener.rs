@@ -374,9 +374,11 @@ pub(crate) fn spawn(
     std::thread::Builder::new()
         .name("shutdown-signals".into())
         .spawn(move || {
+            // While the handlers are being registered (a signal that comes meanwhile waits in
+            // the self-pipe until the warm-up is over).
+            isolated("the listener's warm-up", || shared.prewarm());
             // No iterator arrives when the registration failed: then there is nothing to do.
             let Ok(mut iter) = rx.recv() else { return };
-            isolated("the listener's warm-up", || shared.prewarm());
             for origin in iter.forever() {
                 let received = Instant::now();
                 // The sender exits within microseconds of kill(2): read its /proc entry first.

@@ -2,6 +2,9 @@
 //! services; so are supervisord and an init that forwards signals). The helper reads that
 //! sender through the parent's `stat` it keeps open: the context must name it all the same.
 //!
+//! This checks the outcome only (it would pass by path too); that the parent's open file is
+//! what is read is checked in `ContextCapturer`'s unit tests, by swapping the file under it.
+//!
 //! The receiver is this test binary run again (role `receiver`): it installs the helper,
 //! says `ready`, and prints what the context says of the sender; this test is its parent and
 //! sends the SIGTERM itself.

@@ -31,14 +31,10 @@ fn first_sigterm_is_captured_once_and_repeats_are_only_recorded() {
     let signal = forensics.signal();
     assert!(signal.context().is_none());
     assert_eq!(signal.signal_count(), 0);
-    // The listener walks the signal path once at start (warm-up) without leaving a trace:
-    // no line, no flight-record note, no diagnostic, no timeline.
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(!cap.text().contains("Shutdown context"), "{}", cap.text());
-    let record = std::fs::read_to_string(&record_path).unwrap_or_default();
-    assert!(!record.contains("\"context\""), "{record}");
-    assert!(!diag_path.exists());
-    assert!(handle.elapsed().is_none());
+    // The listener walks the signal path once when it starts (warm-up), on the thread that
+    // later handles the signal, so strictly before it: the exact counts below (one context
+    // line, one context note, one diagnostic header, the trigger naming the kill) would
+    // catch any trace the warm-up left.
 
     // First SIGTERM, from a `kill` we do not reap until its signal was handled.
     let mut kill1 = kill_us("TERM");
@@ -111,10 +107,9 @@ fn first_sigterm_is_captured_once_and_repeats_are_only_recorded() {
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["kind"] == "note")
         .collect();
-    let context_note = notes
-        .iter()
-        .find(|v| v["note"] == "context")
-        .unwrap_or_else(|| panic!("no context note in {record}"));
+    let context_notes: Vec<_> = notes.iter().filter(|v| v["note"] == "context").collect();
+    assert_eq!(context_notes.len(), 1, "{record}");
+    let context_note = context_notes[0];
     assert_eq!(context_note["value"]["sender"]["pid"], pid1);
     assert_eq!(context_note["value"]["signal"], "SIGTERM");
     let repeat_note = notes

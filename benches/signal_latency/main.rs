@@ -5,20 +5,22 @@
 //! this binary re-executes itself with `SHUTDOWN_FORENSICS_BENCH_RECEIVER` set. The receiver
 //! installs a fmt subscriber whose writer stamps `CLOCK_MONOTONIC` when it is handed the
 //! `Shutdown context` line, installs `Forensics` with default options, prints `ready` and waits
-//! for the signal. The bench process is the sender: it stamps `CLOCK_MONOTONIC` right before
-//! `kill(pid, SIGTERM)`. `CLOCK_MONOTONIC` is system-wide, so the two stamps compare.
+//! for the signal. The sender stamps `CLOCK_MONOTONIC` right before `kill(pid, SIGTERM)`;
+//! `CLOCK_MONOTONIC` is system-wide, so the two stamps compare.
 //!
 //! Variants: `default` (`Forensics::builder().install()` only), `layer` (plus a `ShutdownLayer`
 //! with a flight record and its handle given to the helper) and `floor` (signal-hook alone, no
-//! capture, no tracing: the platform's delivery and wake-up). In those the sender is the
-//! receiver's parent, as systemd (pid 1) is of its services. `default_kill` and `floor_kill`
-//! send from a fresh short-lived process that is not the parent, as `kill(1)` does: this bench
-//! binary run as `kill <pid>` stamps, calls `kill(2)`, prints its stamp and exits. For scale, the same run times the
-//! bare `ShutdownContext::capture` in a hot loop, and a `probe` receiver times each step of the
-//! listener's path on its first call, its second, and after sleeping. Besides criterion's
-//! estimates the bench prints p50/p90/p99 of every sample, split at the context's own
-//! `ts_monotonic` (stamped when the capture starts, after the sender's `/proc` entry was read)
-//! into wake-up and capture + format.
+//! capture, no tracing: the platform's delivery and wake-up). In those the sender is this bench
+//! process, the receiver's parent, as systemd (pid 1) is of its services. `default_kill` and
+//! `floor_kill` send from a fresh short-lived process that is not the parent, as `kill(1)`
+//! does: this bench binary exec'd as `kill <pid>` stamps, calls `kill(2)`, prints its stamp
+//! and exits.
+//!
+//! For scale, the same run times the bare `ShutdownContext::capture` in a hot loop, and a
+//! `probe` receiver times the listener's steps on their first call, their second, and after
+//! sleeping. Besides criterion's estimates the bench prints p50/p90/p99 of every sample, split
+//! at the context's own `ts_monotonic` (stamped when the capture starts, after the sender's
+//! `/proc` entry was read) into wake-up and capture + format.
 //!
 //! Every receiver is reaped; one that does not answer within 5 s is killed. The sample count is
 //! bounded by criterion's measurement time (about 30 s in all).
@@ -134,7 +136,7 @@ struct Sample {
 enum SentBy {
     /// This process, the receiver's parent (systemd's case).
     Parent,
-    /// A fresh process forked for the one signal, not the receiver's parent (`kill(1)`'s case).
+    /// A fresh process exec'd for the one signal, not the receiver's parent (`kill(1)`'s case).
     Fresh,
 }
 
@@ -248,8 +250,8 @@ fn print_probe(runs: usize) {
         SETTLE.as_millis()
     );
     for (i, step) in [
-        "sender /proc entry",
-        "ShutdownContext::capture",
+        "sender /proc entry by path",
+        "ContextCapturer::capture",
         "ctx.log() (fmt)",
     ]
     .iter()

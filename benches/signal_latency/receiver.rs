@@ -3,7 +3,9 @@
 //! `RECEIVER_ENV` set.
 
 use super::*;
-use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer, SignalSender};
+use shutdown_forensics::{
+    ContextCapturer, ContextOptions, FlightRecord, Forensics, ShutdownLayer, SignalSender,
+};
 use signal_hook::iterator::exfiltrator::origin::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use tracing_subscriber::fmt::MakeWriter;
@@ -97,8 +99,9 @@ fn floor() {
         .expect("stdout");
 }
 
-/// Each step of the listener's path (the sender's `/proc` entry, the capture, the
-/// `Shutdown context` event through fmt to /dev/null) timed three times in a fresh process:
+/// The listener's steps through the public API (the sender's `/proc` entry read by path, a
+/// prepared [`ContextCapturer`]'s capture, the `Shutdown context` event through fmt to
+/// /dev/null) timed three times in a fresh process:
 /// first call, second call at once, third call after [`SETTLE`] asleep (as the listener
 /// is when the signal comes). Prints `probe` and the nine figures in ns; no signal involved.
 fn probe() {
@@ -126,7 +129,8 @@ fn probe() {
         black_box(SignalSender::from_siginfo(ppid, 0, libc::SI_USER));
     });
     let mut ctx = None;
-    let capture = timed(&mut || ctx = Some(ShutdownContext::capture(Some(libc::SIGTERM))));
+    let capturer = ContextCapturer::new(ContextOptions::default());
+    let capture = timed(&mut || ctx = Some(capturer.capture(Some(libc::SIGTERM), None)));
     let ctx = ctx.expect("captured");
     let log = timed(&mut || ctx.log());
     let figures: Vec<String> = [sender, capture, log]
@@ -137,8 +141,9 @@ fn probe() {
     println!("probe {}", figures.join(" "));
 }
 
-/// A sender like `kill(1)`: a small, freshly exec'd process that is not the receiver's parent.
-/// Stamps, sends SIGTERM to the pid in its argument, prints the stamp and exits.
+/// A sender like `kill(1)`: a freshly exec'd process (this bench binary, doing nothing else)
+/// that is not the receiver's parent. Stamps, sends SIGTERM to the pid in its argument, prints
+/// the stamp and exits.
 fn kill() {
     let pid: libc::pid_t = std::env::args()
         .nth(1)

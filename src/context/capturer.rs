@@ -28,8 +28,9 @@ use crate::signal::{signal_name_or_unknown, SignalSender};
 /// (`/proc/self/status`, the parent's `stat`, `/proc/loadavg`: three file descriptors, closed
 /// on exec and shared by clones) and reads them again from their start at each capture:
 /// `/proc` regenerates the text, so the facts are as fresh as with a new `open`, without the
-/// path lookups. A parent that is no longer the parent, a capturer used in a forked child and
-/// a failed read all fall back to reading by path.
+/// path lookups. A parent that is no longer the parent, a capturer used in a forked child, a
+/// failed read and a read that does not look like the file it should be (a descriptor the app
+/// closed and reused for something else) all fall back to reading by path.
 ///
 /// ```
 /// use shutdown_forensics::{ContextCapturer, ContextOptions};
@@ -55,8 +56,8 @@ pub struct ContextCapturer {
 
 /// The signal path's `/proc` files, opened once and read again from offset 0 at each capture
 /// (`/proc` regenerates them then): a thread that wakes cold pays about half as much for a
-/// `pread(2)` as for `open` + `read` + `close` (see BENCHMARKS.md). Any failure falls back to
-/// reading by path.
+/// `pread(2)` as for `open` + `read` + `close` (see BENCHMARKS.md). Any failure, or content
+/// that is not what the file should hold, falls back to reading by path.
 #[derive(Debug, Clone, Default)]
 struct OpenFiles {
     /// The process that opened them: a forked child must not read its parent's status.
@@ -83,23 +84,48 @@ impl OpenFiles {
         }
     }
 
-    /// Reads `file` when this process (`pid`) opened it, else (or when that fails) calls
-    /// `by_path`.
+    /// Reads `file` when this process (`pid`) opened it and what it reads `looks_right`;
+    /// else calls `by_path`. The check guards against a descriptor that the app closed behind
+    /// our back and that now holds another file. `ESRCH` (the process behind the file is gone)
+    /// is final: a path could find another process that took over the pid.
     fn read(
         &self,
         pid: u32,
         file: Option<&File>,
-        limit: u64,
         buf: &mut Vec<u8>,
+        looks_right: impl FnOnce(&[u8]) -> bool,
         by_path: impl FnOnce(&mut Vec<u8>) -> io::Result<()>,
     ) -> io::Result<()> {
-        match file {
-            Some(f) if self.owner == pid => {
-                procfs::read_file_bounded(f, buf, limit).or_else(|_| by_path(buf))
+        if let Some(f) = file.filter(|_| self.owner == pid) {
+            match procfs::read_file_bounded(f, buf, procfs::PID_FILE_LIMIT) {
+                Ok(()) if looks_right(buf) => return Ok(()),
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Err(e),
+                _ => {}
             }
-            _ => by_path(buf),
         }
+        by_path(buf)
     }
+}
+
+/// `/proc/<pid>/stat` of `pid`: it starts with `<pid> (`.
+fn is_stat_of(text: &[u8], pid: u32) -> bool {
+    text.strip_prefix(pid.to_string().as_bytes())
+        .is_some_and(|rest| rest.starts_with(b" ("))
+}
+
+/// `/proc/<pid>/status` of `pid`: it has the line `Tgid:\t<pid>`.
+fn is_status_of(text: &[u8], pid: u32) -> bool {
+    let line = format!("\nTgid:\t{pid}\n");
+    text.windows(line.len()).any(|w| w == line.as_bytes())
+}
+
+/// `/proc/loadavg`: five fields, the fourth `running/total`.
+fn is_loadavg(text: &[u8]) -> bool {
+    let fields: Vec<&[u8]> = text
+        .split(u8::is_ascii_whitespace)
+        .filter(|f| !f.is_empty())
+        .collect();
+    fields.len() == 5 && fields[3].contains(&b'/')
 }
 
 impl ContextCapturer {
@@ -165,8 +191,8 @@ impl ContextCapturer {
             .read(
                 std::process::id(),
                 file.map(|(_, f)| &**f),
-                procfs::PID_FILE_LIMIT,
                 buf,
+                |text| is_stat_of(text, pid),
                 |buf| proc.read(Some(pid), "stat", buf),
             )
             .ok()
@@ -197,8 +223,8 @@ impl ContextCapturer {
         let status = files.read(
             pid,
             files.status.as_deref(),
-            procfs::PID_FILE_LIMIT,
             &mut buf,
+            |text| is_status_of(text, pid),
             |buf| proc.read(None, "status", buf),
         );
         if status.is_ok() {
@@ -224,20 +250,20 @@ impl ContextCapturer {
             .filter(|(p, _)| *p == ppid)
             .map(|(_, f)| &**f);
         let stat = files
-            .read(pid, parent_stat, procfs::PID_FILE_LIMIT, &mut buf, |buf| {
-                proc.read(Some(ppid), "stat", buf)
-            })
+            .read(
+                pid,
+                parent_stat,
+                &mut buf,
+                |text| is_stat_of(text, ppid),
+                |buf| proc.read(Some(ppid), "stat", buf),
+            )
             .ok()
             .and_then(|()| procfs::parse_stat(&buf));
         let parent = proc.summary_of(ppid, stat, cmdline, &mut buf, known);
         let loadavg_1m = files
-            .read(
-                pid,
-                files.loadavg.as_deref(),
-                procfs::ROOT_FILE_LIMIT,
-                &mut buf,
-                |buf| proc.read_root("loadavg", buf),
-            )
+            .read(pid, files.loadavg.as_deref(), &mut buf, is_loadavg, |buf| {
+                proc.read_root("loadavg", buf)
+            })
             .ok()
             .and_then(|()| procfs::parse_loadavg_1m(&String::from_utf8_lossy(&buf)));
         let tracer = tracer_pid.map(|t| proc.summary(t, cmdline, &mut buf));
@@ -326,20 +352,25 @@ fn clock_secs(clock: libc::clockid_t) -> Option<f64> {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Puts a file holding `text` under the descriptor of `target`, as an app that closed
+    /// our descriptor and opened something else on its number would.
+    fn swap_under(target: &File, text: &str) {
+        let mut tmp = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut tmp, text.as_bytes()).unwrap();
+        // SAFETY: both descriptors are open; dup2 replaces `target`'s open file atomically.
+        let rc = unsafe { libc::dup2(tmp.as_raw_fd(), target.as_raw_fd()) };
+        assert_eq!(rc, target.as_raw_fd());
+    }
 
     /// The parent's `stat` through the open file, any other pid by path: each is that process.
     #[test]
     fn stat_of_reads_the_parent_through_its_open_file_and_others_by_path() {
         let capturer = ContextCapturer::new(ContextOptions::default());
-        let proc = ProcRoot::default();
         let mut buf = Vec::new();
         let ppid = std::os::unix::process::parent_id();
-        assert!(capturer
-            .files
-            .parent_stat
-            .as_ref()
-            .is_some_and(|(p, _)| *p == ppid));
-        let by_path = proc.stat(Some(ppid), &mut buf).expect("parent stat");
+        let by_path = ProcRoot::default().stat(Some(ppid), &mut buf).unwrap();
         let through_file = capturer.stat_of(ppid, &mut buf).expect("parent stat");
         // (The state may differ between the two reads: the parent runs.)
         assert_eq!(
@@ -361,5 +392,60 @@ mod tests {
             .stat_of(std::process::id(), &mut buf)
             .expect("own stat");
         assert_eq!(Some(me.start_time), capturer.start_time);
+
+        // The open file is what is read: a parent `stat` put under its descriptor is believed.
+        let (_, file) = capturer
+            .files
+            .parent_stat
+            .as_ref()
+            .expect("parent file open");
+        swap_under(
+            file,
+            &format!("{ppid} (through-file) S 1 1 1 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0\n"),
+        );
+        assert_eq!(
+            capturer.stat_of(ppid, &mut buf).unwrap().comm,
+            "through-file"
+        );
+        let ctx = capturer.capture(Some(libc::SIGTERM), None);
+        assert_eq!(ctx.parent.name.as_deref(), Some("through-file"));
+    }
+
+    /// A descriptor that now holds some other file is not read as `/proc`: the capture reads
+    /// by path instead and reports the real facts.
+    #[test]
+    fn a_descriptor_reused_for_another_file_is_not_believed() {
+        let capturer = ContextCapturer::new(ContextOptions::default());
+        let files = &capturer.files;
+        swap_under(files.loadavg.as_deref().unwrap(), "42.0 app data\n");
+        swap_under(
+            files.status.as_deref().unwrap(),
+            "Name:\tx\nTgid:\t1\nPPid:\t99999\nTracerPid:\t4242\n",
+        );
+        let (_, parent) = files.parent_stat.as_ref().unwrap();
+        swap_under(parent, "1 (not-the-parent) S 0 1 1 0 -1 0\n");
+        let ctx = capturer.capture(Some(libc::SIGTERM), None);
+        let load = ctx.loadavg_1m.expect("loadavg by path");
+        assert!((load - 42.0).abs() > f64::EPSILON, "{load}");
+        assert_eq!(ctx.ppid, std::os::unix::process::parent_id());
+        assert_ne!(ctx.tracer_pid, Some(4242));
+        let ppid = std::os::unix::process::parent_id();
+        assert_eq!(ctx.parent.pid, ppid);
+        let real = ProcRoot::default()
+            .stat(Some(ppid), &mut Vec::new())
+            .unwrap();
+        assert_eq!(ctx.parent.name.as_deref(), Some(real.comm.as_str()));
+    }
+
+    #[test]
+    fn content_checks() {
+        assert!(is_stat_of(b"42 (a) S 1", 42));
+        assert!(!is_stat_of(b"421 (a) S 1", 42));
+        assert!(!is_stat_of(b"42", 42));
+        assert!(is_status_of(b"Name:\tx\nTgid:\t7\nPid:\t7\n", 7));
+        assert!(!is_status_of(b"Name:\tx\nTgid:\t77\n", 7));
+        assert!(is_loadavg(b"0.52 0.58 0.59 1/389 12345\n"));
+        assert!(!is_loadavg(b"42.0 app data\n"));
+        assert!(!is_loadavg(b""));
     }
 }
