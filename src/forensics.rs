@@ -77,6 +77,20 @@ impl Default for ForensicsBuilder {
 /// a `SIGTERM` that arrives later is ignored rather than fatal: drop it at the end of `main`,
 /// not before. Installing again after the drop works and listens afresh.
 ///
+/// # Signals and your threads
+///
+/// The kernel runs a signal's handler on any thread of the process that does not block it,
+/// not necessarily the listener's. The handler only writes a byte to a pipe, but the thread it
+/// interrupts sees the interruption: most blocking calls restart (the handlers are installed
+/// with `SA_RESTART`), yet calls with a timeout, such as a socket read with `SO_RCVTIMEO`,
+/// `poll`, `epoll_wait` or `nanosleep`, return `EINTR` regardless (signal(7)). std's loops
+/// (`read_exact`, `write_all`, `thread::sleep`) and tokio retry it; code that makes such calls
+/// itself (libc, a raw `recv` with a timeout) should retry on `ErrorKind::Interrupted`.
+///
+/// The helper also keeps three `/proc` files open for the capture (see
+/// [`ContextCapturer`](crate::ContextCapturer)); code that closes descriptors it did not
+/// open (some daemonizers do) only costs the capture its speed, never its correctness.
+///
 /// ```no_run
 /// use shutdown_forensics::Forensics;
 ///
