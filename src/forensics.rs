@@ -87,9 +87,10 @@ impl Default for ForensicsBuilder {
 /// (`read_exact`, `write_all`, `thread::sleep`) and tokio retry it; code that makes such calls
 /// itself (libc, a raw `recv` with a timeout) should retry on `ErrorKind::Interrupted`.
 ///
-/// The helper also keeps three `/proc` files open for the capture (see
-/// [`ContextCapturer`](crate::ContextCapturer)); code that closes descriptors it did not
-/// open (some daemonizers do) only costs the capture its speed, never its correctness.
+/// The helper also keeps three `/proc` files open for the capture (close-on-exec; see
+/// [`ContextCapturer`](crate::ContextCapturer)). If code closes descriptors it did not open
+/// (some daemonizers do) and the numbers are reused, the capture notices that what it reads is
+/// not the `/proc` file and reads by path instead.
 ///
 /// ```no_run
 /// use shutdown_forensics::Forensics;
