@@ -12,14 +12,11 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use shutdown_forensics::{ContextCapturer, ContextOptions};
+use support::comm;
+
+mod support;
 
 const OUT_VAR: &str = "SF_REPARENT_OUT";
-
-fn comm(pid: u32) -> String {
-    fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim_end().to_owned())
-        .unwrap_or_default()
-}
 
 #[test]
 fn a_capture_after_reparenting_names_the_new_parent() {
@@ -30,7 +27,6 @@ fn a_capture_after_reparenting_names_the_new_parent() {
     );
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("child.out");
-    let exe = std::env::current_exe().unwrap();
     // The shell starts the child in the background and exits once the child has made its
     // capturer (its first line), orphaning it. The shell is reaped only at the end: until
     // then it is a zombie whose `stat` the child's open file can still read.
@@ -40,7 +36,7 @@ fn a_capture_after_reparenting_names_the_new_parent() {
             r#""$0" --exact reparented_child --ignored --nocapture >"$1" 2>&1 &
                i=0; until grep -q '^made ' "$1"; do i=$((i+1)); [ $i -gt 1000 ] && exit 1; sleep 0.01 2>/dev/null || sleep 1; done"#,
         )
-        .arg(&exe)
+        .arg(std::env::current_exe().unwrap())
         .arg(&out)
         .env(OUT_VAR, "1")
         .spawn()

@@ -8,11 +8,13 @@
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use shutdown_forensics::{spawn_diagnostic_with, DiagnosticOptions};
+use support::rerun_as;
+
+mod support;
 
 const LOG_VAR: &str = "SF_DIAG_ORPHAN_LOG";
 const BIN_VAR: &str = "SF_DIAG_ORPHAN_BIN";
@@ -45,13 +47,7 @@ fn watchdog_kills_the_group_when_the_spawner_has_exited() {
     symlink(sleep, bin.join("sleep")).expect("symlink");
     let log = dir.path().join("diag.log");
 
-    let helper = Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            "helper_spawns_and_exits",
-            "--ignored",
-            "--nocapture",
-        ])
+    let helper = rerun_as("helper_spawns_and_exits")
         .env(LOG_VAR, &log)
         .env(BIN_VAR, &bin)
         .output()

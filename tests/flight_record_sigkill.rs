@@ -5,12 +5,15 @@
 //! `SF_FLIGHT_CHILD=<record path>`; the parent reads its stdout to know `drain` has begun.
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
 use shutdown_forensics::{phase, FlightRecord, PreviousShutdown, ShutdownLayer};
+use support::rerun_as;
 use tracing_subscriber::layer::SubscriberExt;
+
+mod support;
 
 const CHILD_ENV: &str = "SF_FLIGHT_CHILD";
 const RUNS: u32 = 15;
@@ -61,16 +64,9 @@ fn sigkill_at_random_instants_during_drain_is_reported_as_killed_during_drain() 
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64)
         | 1;
-    let exe = std::env::current_exe().expect("current exe");
     for run in 0..RUNS {
-        let mut child = Command::new(&exe)
-            .args([
-                "--exact",
-                "child_process",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let mut child = rerun_as("child_process")
+            .arg("--test-threads=1")
             .env(CHILD_ENV, &path)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

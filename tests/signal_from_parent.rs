@@ -11,24 +11,20 @@
 #![cfg(target_os = "linux")]
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use shutdown_forensics::Forensics;
+use support::{comm, rerun_as};
+
+mod support;
 
 const ROLE_VAR: &str = "SF_FROM_PARENT_ROLE";
 
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .map(|c| c.trim_end().to_owned())
-        .unwrap_or_default()
-}
-
 #[test]
 fn a_sigterm_from_the_parent_names_the_parent() {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "receiver", "--ignored", "--nocapture"])
+    let mut child = rerun_as("receiver")
         .env(ROLE_VAR, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -161,3 +161,18 @@ pub fn install_with_capture() -> (shutdown_forensics::Forensics, Capture) {
         .expect("install");
     (forensics, cap)
 }
+
+/// This test binary run again for one (ignored) role test: `--exact <test> --ignored
+/// --nocapture`. The role learns its settings from the environment the caller adds.
+pub fn rerun_as(test: &str) -> Command {
+    let mut cmd = Command::new(std::env::current_exe().expect("the test binary"));
+    cmd.args(["--exact", test, "--ignored", "--nocapture"]);
+    cmd
+}
+
+/// The `comm` (name) of process `pid`, empty when it is gone.
+pub fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .map(|c| c.trim_end().to_owned())
+        .unwrap_or_default()
+}
