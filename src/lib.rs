@@ -92,54 +92,20 @@
     rust_2018_idioms
 )]
 
-mod cgroup;
-mod clock;
-mod context;
-mod diagnostic;
 mod error;
-mod events;
-mod fields;
 mod forensics;
-mod handle;
-mod hook;
-mod layer;
-mod listener;
-mod logfmt;
-mod markers;
-#[cfg(feature = "systemd")]
-mod notify_hook;
-mod phase;
-mod private_file;
-mod proc;
-mod recorder;
-mod report;
-mod signal;
-mod state;
+mod sys;
 mod systemd;
-mod trigger;
+mod timeline;
 mod verdict;
-mod watchdog;
-mod waterfall;
+mod who;
 
-pub use cgroup::SystemdManager;
-pub use clock::{ManualClock, Offset};
-pub use context::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
-pub use diagnostic::{
-    spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
-    DEFAULT_DIAGNOSTIC_ROTATE_AT, DEFAULT_DIAGNOSTIC_SIZE_CAP, DEFAULT_DIAGNOSTIC_TIMEOUT,
-};
 pub use error::{Error, ErrorKind};
-pub use fields::Fields;
-pub use forensics::{Forensics, ForensicsBuilder, ShutdownSignal, DEFAULT_SIGNALS};
-pub use handle::ShutdownHandle;
-pub use hook::{PhaseChange, PhaseEvent};
-pub use layer::{ShutdownLayer, ShutdownLayerBuilder, PHASE_TARGET};
-pub use listener::Escalation;
-pub use markers::{write_marker, MarkerInfo, MarkerStatus, MARKER_READ_LIMIT};
-pub use proc::ProcSummary;
-pub use recorder::FlightRecord;
-pub use report::{PhaseOutcome, PhaseRecord, ShutdownReport};
-pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};
+pub use forensics::builder::{Forensics, ForensicsBuilder, ShutdownSignal, DEFAULT_SIGNALS};
+pub use forensics::listener::Escalation;
+pub use sys::cgroup::SystemdManager;
+pub use sys::clock::{ManualClock, Offset};
+pub use sys::proc::ProcSummary;
 pub use systemd::{
     check_systemd_timing_alignment, check_systemd_timing_alignment_async,
     check_systemd_timing_alignment_with, parse_systemd_duration, TimingAlignment,
@@ -147,8 +113,23 @@ pub use systemd::{
 };
 #[cfg(feature = "systemd")]
 pub use systemd::{ExtendPolicy, Notifier};
-pub use trigger::{ShutdownTrigger, TriggerInfo};
+pub use timeline::fields::Fields;
+pub use timeline::handle::ShutdownHandle;
+pub use timeline::hook::{PhaseChange, PhaseEvent};
+pub use timeline::layer::{ShutdownLayer, ShutdownLayerBuilder, PHASE_TARGET};
+pub use timeline::recorder::FlightRecord;
+pub use timeline::report::{PhaseOutcome, PhaseRecord, ShutdownReport};
 pub use verdict::PreviousShutdown;
+pub use who::context::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
+pub use who::diagnostic::{
+    spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
+    DEFAULT_DIAGNOSTIC_ROTATE_AT, DEFAULT_DIAGNOSTIC_SIZE_CAP, DEFAULT_DIAGNOSTIC_TIMEOUT,
+};
+pub use who::markers::{write_marker, MarkerInfo, MarkerStatus, MARKER_READ_LIMIT};
+pub use who::signal::{
+    signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender,
+};
+pub use who::trigger::{ShutdownTrigger, TriggerInfo};
 
 #[doc(hidden)]
 pub use tracing as __tracing;

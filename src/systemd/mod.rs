@@ -4,6 +4,8 @@
 mod duration;
 #[cfg(feature = "systemd")]
 mod notify;
+#[cfg(feature = "systemd")]
+pub(crate) mod notify_hook;
 mod systemctl;
 mod unit;
 

@@ -11,7 +11,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::cgroup::SystemdManager;
+use crate::sys::cgroup::SystemdManager;
 
 use super::duration::parse_systemd_duration;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Serialize, Serializer};
 
-use crate::cgroup::{unit_from_cgroup, SystemdManager};
+use crate::sys::cgroup::{unit_from_cgroup, SystemdManager};
 
 use super::systemctl::{self, Answer};
 
@@ -279,7 +279,7 @@ pub(crate) struct Probe {
 impl Probe {
     pub(crate) fn from_process() -> Self {
         let mut buf = Vec::new();
-        let cgroup = crate::proc::ProcRoot::default()
+        let cgroup = crate::sys::proc::ProcRoot::default()
             .read(None, "cgroup", &mut buf)
             .ok()
             .map(|()| String::from_utf8_lossy(&buf).into_owned());

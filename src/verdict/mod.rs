@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::clock::Offset;
-use crate::logfmt::Logfmt;
-use crate::trigger::TriggerInfo;
+use crate::sys::clock::Offset;
+use crate::sys::logfmt::Logfmt;
+use crate::who::trigger::TriggerInfo;
 use crate::PHASE_TARGET;
 
 /// How the previous run ended, according to its flight record.

@@ -14,13 +14,13 @@ use signal_hook::iterator::exfiltrator::origin::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::{Cause, Origin, Sent};
 
-use crate::clock::Offset;
-use crate::context::{ContextCapturer, ShutdownContext};
-use crate::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
-use crate::handle::ShutdownHandle;
-use crate::logfmt::Logfmt;
-use crate::signal::{signal_name, SignalCause, SignalSender};
-use crate::trigger::ShutdownTrigger;
+use crate::sys::clock::Offset;
+use crate::sys::logfmt::Logfmt;
+use crate::timeline::handle::ShutdownHandle;
+use crate::who::context::{ContextCapturer, ShutdownContext};
+use crate::who::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
+use crate::who::signal::{signal_name, SignalCause, SignalSender};
+use crate::who::trigger::ShutdownTrigger;
 
 /// What to do when signals keep coming after the first.
 ///
@@ -150,14 +150,14 @@ impl Shared {
         let sender = SignalSender::from_proc_with(me, uid, SignalCause::Kill, Instant::now(), read);
         drop(capturer.capture(None, Some(sender)));
         // Its first use on a thread draws the thread's hash keys with getrandom(2).
-        drop(crate::diagnostic::generate_correlation_id());
+        drop(crate::who::diagnostic::generate_correlation_id());
     }
 
     fn first(&self, signal: Option<i32>, sender: Option<SignalSender>, received: Instant) {
         if let Ok(mut at) = self.first_at.lock() {
             *at = Some(received);
         }
-        let correlation_id = crate::diagnostic::generate_correlation_id();
+        let correlation_id = crate::who::diagnostic::generate_correlation_id();
         let mut ctx = self.config.capturer.capture(signal, sender.clone());
         ctx.correlation_id = Some(correlation_id.clone());
         // Each step is isolated: a panicking subscriber or writer must neither skip the

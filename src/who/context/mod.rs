@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::markers::MarkerInfo;
-use crate::proc::ProcSummary;
-use crate::signal::SignalSender;
+use crate::sys::proc::ProcSummary;
+use crate::who::markers::MarkerInfo;
+use crate::who::signal::SignalSender;
 
 /// What to capture beyond the defaults. `Default`: no markers, no command lines.
 ///

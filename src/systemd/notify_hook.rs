@@ -9,9 +9,9 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::handle::ShutdownHandle;
-use crate::hook::{PhaseChange, PhaseEvent};
 use crate::systemd::{ExtendPolicy, Notifier};
+use crate::timeline::handle::ShutdownHandle;
+use crate::timeline::hook::{PhaseChange, PhaseEvent};
 
 /// What to send for one phase change.
 #[derive(Debug, Default, PartialEq, Eq)]

@@ -5,8 +5,8 @@ use std::sync::{Arc, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::hook::{PhaseChange, PhaseEvent};
-use crate::state::Shared;
+use crate::timeline::hook::{PhaseChange, PhaseEvent};
+use crate::timeline::state::Shared;
 
 /// Longest sleep between checks, so a dropped layer or a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -50,7 +50,7 @@ fn run(weak: &Weak<Shared>) {
         };
         for o in overruns {
             shared.write_over_budget(o.index, &o.label, o.at, o.budget);
-            crate::events::over_budget(&shared, &o.label, o.at, o.budget);
+            crate::timeline::events::over_budget(&shared, &o.label, o.at, o.budget);
         }
         drop(order);
         if let Some(change) = progress {

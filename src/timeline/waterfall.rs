@@ -2,9 +2,9 @@
 
 use std::fmt;
 
-use crate::clock::{Offset, Secs};
-use crate::logfmt::Logfmt;
-use crate::report::{PhaseOutcome, ShutdownReport};
+use crate::sys::clock::{Offset, Secs};
+use crate::sys::logfmt::Logfmt;
+use crate::timeline::report::{PhaseOutcome, ShutdownReport};
 
 /// Width of the bar area, in characters.
 const BAR_WIDTH: usize = 40;

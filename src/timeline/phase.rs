@@ -6,10 +6,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use tracing_core::span::Record;
 
-use crate::clock::secs;
-use crate::fields::Fields;
-use crate::hook::{PhaseChange, PhaseEvent};
-use crate::state::{PhaseState, Shared, MAX_PHASES};
+use crate::sys::clock::secs;
+use crate::timeline::fields::Fields;
+use crate::timeline::hook::{PhaseChange, PhaseEvent};
+use crate::timeline::state::{PhaseState, Shared, MAX_PHASES};
 
 /// `drain`, or `disconnect<slack>` for a span with an `adapter` field.
 fn label(name: &str, fields: &Fields) -> String {
@@ -92,7 +92,7 @@ impl Shared {
         };
         let (label, parent, at, change) = started;
         self.write_start(index, &label, parent, at);
-        crate::events::started(self, &label, at);
+        crate::timeline::events::started(self, &label, at);
         drop(order);
         if let Some(change) = change {
             self.notify(|| change);
@@ -184,18 +184,18 @@ impl Shared {
         let (label, parent, was_started, at_open, at, took, over, text, fields, change) = closed;
         if !was_started {
             self.write_start(index, &label, parent, at_open);
-            crate::events::started(self, &label, at_open);
+            crate::timeline::events::started(self, &label, at_open);
         }
         if let Some(budget) = over {
             self.write_over_budget(Some(index), &label, at, budget);
-            crate::events::over_budget(self, &label, at, budget);
+            crate::timeline::events::over_budget(self, &label, at, budget);
         }
         self.write(
             &json!({"kind": "phase_end", "t": secs(at), "id": index, "phase": label,
                     "duration_s": secs(took), "fields": fields}),
             true,
         );
-        crate::events::done(self, &label, at, took, &text);
+        crate::timeline::events::done(self, &label, at, took, &text);
         drop(order);
         if let Some(change) = change {
             self.notify(|| change);

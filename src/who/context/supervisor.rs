@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::cgroup::{self, CgroupUnit, SystemdManager};
+use crate::sys::cgroup::{self, CgroupUnit, SystemdManager};
 
 /// Who supervises this process, as far as local facts tell.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -5,10 +5,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::clock::{secs, unix_secs};
-use crate::fields::Fields;
-use crate::state::State;
-use crate::trigger::TriggerInfo;
+use crate::sys::clock::{secs, unix_secs};
+use crate::timeline::fields::Fields;
+use crate::timeline::state::State;
+use crate::who::trigger::TriggerInfo;
 
 /// How a phase ended (or not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::proc::truncate_chars;
+use crate::sys::proc::truncate_chars;
 
 /// Largest marker read; anything bigger is reported as [`MarkerStatus::TooLarge`].
 pub const MARKER_READ_LIMIT: u64 = 64 * 1024;
@@ -104,7 +104,7 @@ pub(crate) fn read_marker(
     };
     // No symlinks (a marker linked to /proc/self/environ would copy secrets into the record),
     // no FIFOs (they would block), nothing larger than the limit.
-    let bytes = match crate::private_file::read_bounded(path, MARKER_READ_LIMIT) {
+    let bytes = match crate::sys::private_file::read_bounded(path, MARKER_READ_LIMIT) {
         Ok(Some(bytes)) => bytes,
         Ok(None) => return None,
         Err(e) => {
@@ -179,7 +179,7 @@ pub(crate) fn read_marker(
 /// ```
 pub fn write_marker(path: &Path, target_pid: u32) -> io::Result<()> {
     let mut buf = Vec::new();
-    let start_time = crate::proc::ProcRoot::default()
+    let start_time = crate::sys::proc::ProcRoot::default()
         .stat(Some(target_pid), &mut buf)
         .map(|s| s.start_time);
     let written_at = SystemTime::now()
@@ -191,7 +191,7 @@ pub fn write_marker(path: &Path, target_pid: u32) -> io::Result<()> {
         "written_at": written_at,
         "writer_pid": std::process::id(),
     });
-    crate::private_file::write_atomic(path, body.to_string().as_bytes())
+    crate::sys::private_file::write_atomic(path, body.to_string().as_bytes())
 }
 
 #[cfg(test)]
@@ -322,7 +322,7 @@ mod tests {
         let pid = std::process::id();
         write_marker(&p, pid).unwrap();
         let mut buf = Vec::new();
-        let start = crate::proc::ProcRoot::default()
+        let start = crate::sys::proc::ProcRoot::default()
             .stat(None, &mut buf)
             .map(|s| s.start_time);
         let m = read_marker(

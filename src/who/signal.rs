@@ -247,7 +247,7 @@ impl SignalSender {
     /// sender, so it is not named.
     pub(crate) fn from_proc(pid: i32, uid: u32, cause: SignalCause, received: Instant) -> Self {
         Self::from_proc_with(pid, uid, cause, received, |pid, buf| {
-            crate::proc::ProcRoot::default().stat(Some(pid), buf)
+            crate::sys::proc::ProcRoot::default().stat(Some(pid), buf)
         })
     }
 
@@ -258,7 +258,7 @@ impl SignalSender {
         uid: u32,
         cause: SignalCause,
         received: Instant,
-        read_stat: impl FnOnce(u32, &mut Vec<u8>) -> Option<crate::proc::Stat>,
+        read_stat: impl FnOnce(u32, &mut Vec<u8>) -> Option<crate::sys::proc::Stat>,
     ) -> Self {
         let mut sender = Self::from_raw(pid, uid, 0);
         sender.cause = cause;
@@ -269,8 +269,8 @@ impl SignalSender {
         let Some(stat) = read_stat(sender.pid, &mut buf) else {
             return sender;
         };
-        let received_ticks = crate::proc::boot_ticks_now()
-            .zip(crate::proc::clock_ticks_per_sec())
+        let received_ticks = crate::sys::proc::boot_ticks_now()
+            .zip(crate::sys::proc::clock_ticks_per_sec())
             .map(|(now, hz)| now.saturating_sub((received.elapsed().as_secs_f64() * hz) as u64));
         if received_ticks.is_some_and(|at| stat.start_time > at) {
             return sender; // started after the signal arrived: the pid was reused
@@ -345,9 +345,9 @@ mod tests {
         let me = std::process::id() as i32;
         let named = SignalSender::from_proc(me, 0, SignalCause::Kill, Instant::now());
         assert!(named.name.is_some());
-        let age = crate::proc::boot_ticks_now().zip(crate::proc::clock_ticks_per_sec());
+        let age = crate::sys::proc::boot_ticks_now().zip(crate::sys::proc::clock_ticks_per_sec());
         let mut buf = Vec::new();
-        let start = crate::proc::ProcRoot::default()
+        let start = crate::sys::proc::ProcRoot::default()
             .stat(None, &mut buf)
             .map(|s| s.start_time);
         if let (Some((now, hz)), Some(start)) = (age, start) {

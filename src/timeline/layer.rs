@@ -9,12 +9,12 @@ use tracing_core::{Dispatch, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::clock::{Clock, ManualClock};
-use crate::fields::Fields;
-use crate::handle::ShutdownHandle;
-use crate::hook::PhaseChange;
-use crate::recorder::FlightRecord;
-use crate::state::{Config, RecordLock, Shared, State};
+use crate::sys::clock::{Clock, ManualClock};
+use crate::timeline::fields::Fields;
+use crate::timeline::handle::ShutdownHandle;
+use crate::timeline::hook::PhaseChange;
+use crate::timeline::recorder::FlightRecord;
+use crate::timeline::state::{Config, RecordLock, Shared, State};
 
 /// The target of phase spans, and of every event this crate logs.
 ///
@@ -120,7 +120,7 @@ pub struct ShutdownLayerBuilder {
     config: Config,
     clock: Clock,
     record: Option<FlightRecord>,
-    hook: Option<crate::state::Hook>,
+    hook: Option<crate::timeline::state::Hook>,
 }
 
 impl Default for ShutdownLayerBuilder {

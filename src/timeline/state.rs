@@ -17,11 +17,11 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 use tracing_core::dispatcher::{self, WeakDispatch};
 
-use crate::clock::{secs, unix_secs, Clock};
-use crate::fields::Fields;
-use crate::hook::{PhaseChange, PhaseEvent};
-use crate::recorder::FlightRecord;
-use crate::trigger::TriggerInfo;
+use crate::sys::clock::{secs, unix_secs, Clock};
+use crate::timeline::fields::Fields;
+use crate::timeline::hook::{PhaseChange, PhaseEvent};
+use crate::timeline::recorder::FlightRecord;
+use crate::who::trigger::TriggerInfo;
 
 /// At most this many phases are tracked per process; more are ignored (phases are meant to
 /// be a handful of named steps, not one per connection).
@@ -246,7 +246,7 @@ impl Shared {
         };
         let t = secs(total);
         self.write(&json!({"kind": "complete", "t": t, "total_s": t}), true);
-        crate::events::complete(self, total);
+        crate::timeline::events::complete(self, total);
         drop(order);
         self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
         self.wake_watchdog();
@@ -271,7 +271,7 @@ impl Shared {
             spawn
         };
         if needed {
-            crate::watchdog::spawn(self);
+            crate::timeline::watchdog::spawn(self);
         } else {
             self.wake_watchdog();
         }

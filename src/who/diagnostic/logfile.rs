@@ -31,7 +31,7 @@ pub(super) fn open(path: &Path, rotate_at: u64) -> io::Result<OpenedLog> {
         Err(err) if err.kind() == io::ErrorKind::NotFound => {}
         Err(err) => return Err(err),
     }
-    let file = crate::private_file::open_append(path)?;
+    let file = crate::sys::private_file::open_append(path)?;
     let meta = file.metadata()?;
     Ok(OpenedLog {
         file,

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{json, Value};
 
-use crate::clock::unix_secs;
 use crate::error::Error;
+use crate::sys::clock::unix_secs;
 use crate::verdict::{parse_records, PreviousShutdown};
 
 /// How much of the previous run's record is read at startup.
@@ -73,7 +73,7 @@ impl FlightRecord {
             }
             None => PreviousShutdown::None,
         };
-        let file = crate::private_file::open_append(&path)
+        let file = crate::sys::private_file::open_append(&path)
             .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
         // The rename above may have failed; a fresh run never appends to an old one.
         file.set_len(0)
@@ -176,7 +176,7 @@ impl FlightRecord {
 /// The last [`READ_LIMIT`] bytes of the regular file at `path` (from its first whole line),
 /// with the open file. Never follows a symlink nor blocks on a FIFO; `Ok(None)` when absent.
 fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
-    let Some(mut file) = crate::private_file::open_read(path)? else {
+    let Some(mut file) = crate::sys::private_file::open_read(path)? else {
         return Ok(None);
     };
     let meta = file.metadata()?;
@@ -195,7 +195,7 @@ fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
 
 /// Our start time in clock ticks after boot: with the pid, it names this process uniquely.
 fn own_start_time() -> Option<u64> {
-    crate::proc::ProcRoot::default()
+    crate::sys::proc::ProcRoot::default()
         .stat(None, &mut Vec::new())
         .map(|s| s.start_time)
 }
@@ -207,7 +207,7 @@ fn still_running(text: &str) -> Option<PreviousShutdown> {
     if pid == std::process::id() {
         return None;
     }
-    let alive = crate::proc::ProcRoot::default().stat(Some(pid), &mut Vec::new())?;
+    let alive = crate::sys::proc::ProcRoot::default().stat(Some(pid), &mut Vec::new())?;
     (alive.start_time == start && alive.state != 'Z')
         .then_some(PreviousShutdown::StillRunning { pid })
 }

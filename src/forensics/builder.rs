@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::context::{ContextOptions, ShutdownContext};
-use crate::diagnostic::DiagnosticOptions;
 use crate::error::{Error, ErrorKind};
-use crate::handle::ShutdownHandle;
-use crate::listener::{self, Config, Escalation, Shared};
+use crate::forensics::listener::{self, Config, Escalation, Shared};
+use crate::timeline::handle::ShutdownHandle;
+use crate::who::context::{ContextOptions, ShutdownContext};
+use crate::who::diagnostic::DiagnosticOptions;
 
 /// Signals listened to by default: `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`.
 pub const DEFAULT_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
@@ -184,7 +184,9 @@ impl Forensics {
             let report = handle.map(ShutdownHandle::report);
             let ctx = self.signal().context();
             let body = serde_json::json!({ "report": report, "context": ctx.as_deref() });
-            if let Err(e) = crate::private_file::write_atomic(path, body.to_string().as_bytes()) {
+            if let Err(e) =
+                crate::sys::private_file::write_atomic(path, body.to_string().as_bytes())
+            {
                 tracing::warn!(target: crate::PHASE_TARGET, path = %path.display(), error = %e, "shutdown report not written");
             }
         }
@@ -410,7 +412,7 @@ impl ForensicsBuilder {
         };
         #[cfg(feature = "systemd")]
         if let (Some(handle), Some(n)) = (&self.handle, &notifier) {
-            crate::notify_hook::attach(
+            crate::systemd::notify_hook::attach(
                 handle,
                 n.clone(),
                 self.extend
@@ -419,7 +421,7 @@ impl ForensicsBuilder {
         }
         let report_path = self.report_path;
         let config = Config {
-            capturer: crate::context::ContextCapturer::new(self.context),
+            capturer: crate::who::context::ContextCapturer::new(self.context),
             handle: self.handle,
             diagnostic: self.diagnostic,
             escalation: self.escalation,

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::clock::{secs, Offset, Secs};
-use crate::logfmt::Logfmt;
-use crate::state::Shared;
+use crate::sys::clock::{secs, Offset, Secs};
+use crate::sys::logfmt::Logfmt;
+use crate::timeline::state::Shared;
 use crate::PHASE_TARGET;
 
 /// `+0.02s drain started`

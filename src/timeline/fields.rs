@@ -8,7 +8,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use tracing_core::field::{Field, Visit};
 
-use crate::logfmt::{push_pair, push_str_pair};
+use crate::sys::logfmt::{push_pair, push_str_pair};
 
 /// Field names the layer interprets instead of repeating them in the `done` line.
 const CONFIG_FIELDS: [&str; 2] = ["adapter", "budget_s"];

@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::clock::secs;
 use crate::error::Error;
-use crate::report::ShutdownReport;
-use crate::state::Shared;
-use crate::trigger::ShutdownTrigger;
+use crate::sys::clock::secs;
+use crate::timeline::report::ShutdownReport;
+use crate::timeline::state::Shared;
 use crate::verdict::PreviousShutdown;
+use crate::who::trigger::ShutdownTrigger;
 
 /// A cheap, cloneable handle to a [`ShutdownLayer`](crate::ShutdownLayer)'s shutdown.
 ///
@@ -103,7 +103,7 @@ impl ShutdownHandle {
     /// Attaches a second phase-change hook after the layer was built (the signal helper's
     /// systemd notifications). Returns false when one was already attached.
     #[cfg_attr(not(feature = "systemd"), allow(dead_code))] // only the notify hook uses it
-    pub(crate) fn attach_hook(&self, hook: crate::state::Hook) -> bool {
+    pub(crate) fn attach_hook(&self, hook: crate::timeline::state::Hook) -> bool {
         let attached = self.shared.late_hook.set(hook).is_ok();
         if attached {
             // A shutdown already under way needs the watchdog for the hook's progress ticks.

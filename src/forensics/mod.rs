@@ -1,0 +1,11 @@
+//! The signal helper, [`Forensics`](builder::Forensics): the one place that wires the
+//! questions together. A listener thread of its own (no async runtime) receives the signal,
+//! captures the context (`crate::who`), starts the timeline (`crate::timeline`), tells systemd
+//! (`crate::systemd`), spawns the diagnostic and wakes the app.
+//!
+//! In: the builder's options, signals. Out: the `Shutdown context` event, flight-record lines,
+//! sd_notify messages, a [`ShutdownSignal`](builder::ShutdownSignal) the app awaits.
+//! Read `builder.rs` (what `install` sets up), then `listener.rs` (the signal path, in order).
+
+pub(crate) mod builder;
+pub(crate) mod listener;

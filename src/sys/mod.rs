@@ -1,0 +1,12 @@
+//! Plumbing shared by every question: pure parsers of `/proc` and cgroup text, private
+//! (0600, no-follow) files, the replaceable clock, and logfmt escaping.
+//!
+//! Nothing here knows about shutdowns: data flows in as bytes or paths and out as plain
+//! values. Every other folder may import from here; nothing here imports from them.
+//! Read `proc.rs` first (how a process is read: one bounded read per file, ESRCH means gone).
+
+pub(crate) mod cgroup;
+pub(crate) mod clock;
+pub(crate) mod logfmt;
+pub(crate) mod private_file;
+pub(crate) mod proc;

@@ -1,0 +1,21 @@
+//! Question 2, **where did the time go?**: the [`ShutdownLayer`](layer::ShutdownLayer) turns
+//! phase spans into `+X.XXs` events, a budget watchdog warns while a phase overruns, the
+//! flight record keeps every step on disk, and the report renders it (JSON, Chrome trace,
+//! waterfall).
+//!
+//! In: span callbacks with target `shutdown`, `begin`/`finish` from a handle. Out: events
+//! (`events.rs` holds every line's format), flight-record lines, hook calls, a report.
+//! Read `layer.rs` (callbacks), then `state.rs` (the shared bookkeeping and its locking rule),
+//! then `phase.rs` (what happens when a phase opens and closes).
+
+pub(crate) mod events;
+pub(crate) mod fields;
+pub(crate) mod handle;
+pub(crate) mod hook;
+pub(crate) mod layer;
+pub(crate) mod phase;
+pub(crate) mod recorder;
+pub(crate) mod report;
+pub(crate) mod state;
+pub(crate) mod watchdog;
+pub(crate) mod waterfall;
