@@ -101,11 +101,13 @@ mod verdict;
 mod who;
 
 pub use error::{Error, ErrorKind};
-pub use forensics::builder::{Forensics, ForensicsBuilder, ShutdownSignal, DEFAULT_SIGNALS};
+pub use forensics::builder::{Forensics, ForensicsBuilder, DEFAULT_SIGNALS};
 pub use forensics::listener::Escalation;
+pub use forensics::signal::ShutdownSignal;
 pub use sys::cgroup::SystemdManager;
 pub use sys::clock::{ManualClock, Offset};
 pub use sys::proc::ProcSummary;
+pub use sys::target::PHASE_TARGET;
 pub use systemd::{
     check_systemd_timing_alignment, check_systemd_timing_alignment_async,
     check_systemd_timing_alignment_with, parse_systemd_duration, TimingAlignment,
@@ -116,7 +118,7 @@ pub use systemd::{ExtendPolicy, Notifier};
 pub use timeline::fields::Fields;
 pub use timeline::handle::ShutdownHandle;
 pub use timeline::hook::{PhaseChange, PhaseEvent};
-pub use timeline::layer::{ShutdownLayer, ShutdownLayerBuilder, PHASE_TARGET};
+pub use timeline::layer::{ShutdownLayer, ShutdownLayerBuilder};
 pub use timeline::recorder::FlightRecord;
 pub use timeline::report::{PhaseOutcome, PhaseRecord, ShutdownReport};
 pub use verdict::PreviousShutdown;

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::{Error, ErrorKind};
 use crate::forensics::listener::{self, Config, Escalation, Shared};
+use crate::forensics::signal::ShutdownSignal;
 use crate::timeline::handle::ShutdownHandle;
-use crate::who::context::{ContextOptions, ShutdownContext};
+use crate::who::context::ContextOptions;
 use crate::who::diagnostic::DiagnosticOptions;
 
 /// Signals listened to by default: `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`.
@@ -110,35 +111,6 @@ pub struct Forensics {
     report_path: Option<PathBuf>,
 }
 
-/// An awaitable (and blocking) shutdown trigger; clone it into every task that must stop.
-///
-/// Every waiter gets the same `Arc<ShutdownContext>`, the one captured at the first signal.
-///
-/// ```
-/// use std::time::Duration;
-/// use shutdown_forensics::Forensics;
-///
-/// # fn main() -> Result<(), shutdown_forensics::Error> {
-/// let forensics = Forensics::builder().with_stop_budget(None, Duration::ZERO).install()?;
-/// let signal = forensics.signal();
-/// assert!(signal.wait_timeout(Duration::from_millis(1)).is_none()); // nothing yet
-///
-/// let task = signal.clone();
-/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
-/// let waiter = rt.spawn(async move { task.recv().await });
-///
-/// signal.trigger(); // as an admin endpoint would; a SIGTERM does the same
-/// let ctx = signal.wait();
-/// assert_eq!(ctx.signal, "UNKNOWN"); // no signal: the app triggered it
-/// assert!(std::sync::Arc::ptr_eq(&ctx, &rt.block_on(waiter).unwrap()));
-/// assert_eq!(signal.signal_count(), 1);
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-pub struct ShutdownSignal {
-    shared: Arc<Shared>,
-}
-
 impl Forensics {
     /// A builder with defaults that work with zero configuration.
     pub fn builder() -> ForensicsBuilder {
@@ -187,7 +159,7 @@ impl Forensics {
             if let Err(e) =
                 crate::sys::private_file::write_atomic(path, body.to_string().as_bytes())
             {
-                tracing::warn!(target: crate::PHASE_TARGET, path = %path.display(), error = %e, "shutdown report not written");
+                tracing::warn!(target: crate::sys::target::PHASE_TARGET, path = %path.display(), error = %e, "shutdown report not written");
             }
         }
         total
@@ -205,69 +177,6 @@ impl Drop for Forensics {
             }
         }
         self.shared.flush_guards();
-    }
-}
-
-impl ShutdownSignal {
-    /// Waits (async) until the shutdown is triggered; returns its context. Works on any async
-    /// runtime; never blocks a runtime thread.
-    pub async fn recv(&self) -> Arc<ShutdownContext> {
-        let mut rx = self.shared.tx.subscribe();
-        loop {
-            if let Some(ctx) = rx.borrow_and_update().clone() {
-                return ctx;
-            }
-            if rx.changed().await.is_err() {
-                // The sender lives in `Shared`, which we hold: this cannot close. Stay pending.
-                std::future::pending::<()>().await;
-            }
-        }
-    }
-
-    /// Blocks the calling thread until the shutdown is triggered; returns its context.
-    pub fn wait(&self) -> Arc<ShutdownContext> {
-        let mut slot = self.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(ctx) = slot.as_ref() {
-                return Arc::clone(ctx);
-            }
-            slot = self.shared.cv.wait(slot).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// Like [`Self::wait`], giving up after `limit`.
-    pub fn wait_timeout(&self, limit: Duration) -> Option<Arc<ShutdownContext>> {
-        let slot = self.shared.slot.lock().unwrap_or_else(|p| p.into_inner());
-        let (slot, _) = self
-            .shared
-            .cv
-            .wait_timeout_while(slot, limit, |s| s.is_none())
-            .unwrap_or_else(|p| p.into_inner());
-        slot.clone()
-    }
-
-    /// The context, if the shutdown was triggered.
-    #[must_use]
-    pub fn context(&self) -> Option<Arc<ShutdownContext>> {
-        self.shared
-            .slot
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// How many shutdown signals arrived so far (the first included).
-    #[must_use]
-    pub fn signal_count(&self) -> u32 {
-        self.shared.count.load(std::sync::atomic::Ordering::SeqCst)
-    }
-
-    /// Triggers the shutdown from the app itself (an admin endpoint, a fatal error): the same
-    /// capture, log line and diagnostic as a signal, with signal `UNKNOWN` and no sender. It
-    /// runs on the calling thread (a `/proc` read and, when configured, a process spawn: a
-    /// few milliseconds); after the first call it only counts and logs a repeat.
-    pub fn trigger(&self) {
-        self.shared.on_signal(None, None, Instant::now());
     }
 }
 

@@ -193,7 +193,7 @@ impl Shared {
                     .with_correlation_id(correlation_id);
                 if let Err(e) = spawn_diagnostic_with(&opts) {
                     tracing::warn!(
-                        target: crate::PHASE_TARGET,
+                        target: crate::sys::target::PHASE_TARGET,
                         path = %opts.log_path().display(),
                         error = %e,
                         "shutdown diagnostic not started"
@@ -226,7 +226,7 @@ impl Shared {
             let pid = sender.map_or_else(|| "unknown".to_owned(), |s| s.pid.to_string());
             let who = Logfmt(sender.map_or("unknown", SignalSender::display_name));
             tracing::warn!(
-                target: crate::PHASE_TARGET,
+                target: crate::sys::target::PHASE_TARGET,
                 signal = %name,
                 count = n,
                 sender_pid = %pid,
@@ -258,7 +258,7 @@ impl Shared {
                 // SAFETY: _exit(2) only ends the process; no Rust state is touched after it.
                 unsafe { libc::_exit(code) }
             });
-        tracing::warn!(target: crate::PHASE_TARGET, count = n, exit_code = code, "signal #{n}: escalating, exiting with code {code}");
+        tracing::warn!(target: crate::sys::target::PHASE_TARGET, count = n, exit_code = code, "signal #{n}: escalating, exiting with code {code}");
         if let Some(handle) = &self.config.handle {
             handle.record("escalated", json!({"count": n, "exit_code": code}));
             let _ = handle.flush();

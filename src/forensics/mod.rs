@@ -9,3 +9,4 @@
 
 pub(crate) mod builder;
 pub(crate) mod listener;
+pub(crate) mod signal;

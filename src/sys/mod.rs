@@ -10,3 +10,4 @@ pub(crate) mod clock;
 pub(crate) mod logfmt;
 pub(crate) mod private_file;
 pub(crate) mod proc;
+pub(crate) mod target;

@@ -1,5 +1,12 @@
-//! systemd integration: time spans, the `TimeoutStopSec` alignment check, and (feature
-//! `systemd`) service-manager notifications.
+//! systemd integration, the supervisor side of question 3 (**will systemd let the stop
+//! finish?**): `TimeoutStopSec` parsed in every systemd time unit, the startup alignment check
+//! against the shutdown budget (`systemctl show`, bounded and off the async runtime), and
+//! (feature `systemd`) the sd_notify messages `READY=1`, `STOPPING=1`, `STATUS=`,
+//! `EXTEND_TIMEOUT_USEC=`.
+//!
+//! In: `/proc/self/cgroup`, `systemctl` output, phase changes from the timeline's hook. Out: a
+//! [`TimingAlignment`] and its warning, datagrams on `NOTIFY_SOCKET`. Read `unit.rs` (the
+//! check) and `notify_hook.rs` (how phase changes become `STATUS=` and timeout extensions).
 
 mod duration;
 #[cfg(feature = "systemd")]

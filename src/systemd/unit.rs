@@ -142,7 +142,7 @@ impl TimingAlignment {
             return false;
         };
         tracing::warn!(
-            target: crate::PHASE_TARGET,
+            target: crate::sys::target::PHASE_TARGET,
             unit = %self.unit,
             timeout_stop_s = self.timeout_stop.as_secs_f64(),
             needed_s = self.needed_secs(),
@@ -296,7 +296,7 @@ impl Probe {
             return None;
         }
         let Some(unit) = self.cgroup.as_deref().and_then(unit_from_cgroup) else {
-            tracing::debug!(target: crate::PHASE_TARGET, "systemd timing check skipped: no service unit in /proc/self/cgroup");
+            tracing::debug!(target: crate::sys::target::PHASE_TARGET, "systemd timing check skipped: no service unit in /proc/self/cgroup");
             return None;
         };
         if !is_valid_unit_name(&unit.name) {
@@ -319,15 +319,15 @@ impl Probe {
                     ));
                 }
                 Answer::NotLoaded(state) => {
-                    tracing::debug!(target: crate::PHASE_TARGET, unit = %unit.name, load_state = %state, "systemd timing check skipped: unit not loaded");
+                    tracing::debug!(target: crate::sys::target::PHASE_TARGET, unit = %unit.name, load_state = %state, "systemd timing check skipped: unit not loaded");
                     return None;
                 }
                 Answer::Missing => {
-                    tracing::debug!(target: crate::PHASE_TARGET, "systemd timing check skipped: no systemctl");
+                    tracing::debug!(target: crate::sys::target::PHASE_TARGET, "systemd timing check skipped: no systemctl");
                     return None;
                 }
                 Answer::Failed(why) => {
-                    tracing::debug!(target: crate::PHASE_TARGET, unit = %unit.name, manager = manager_name(manager), why, "systemctl show failed");
+                    tracing::debug!(target: crate::sys::target::PHASE_TARGET, unit = %unit.name, manager = manager_name(manager), why, "systemctl show failed");
                     if Instant::now() >= deadline {
                         return None;
                     }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use crate::sys::clock::{secs, Offset, Secs};
 use crate::sys::logfmt::Logfmt;
+use crate::sys::target::PHASE_TARGET;
 use crate::timeline::state::Shared;
-use crate::PHASE_TARGET;
 
 /// `+0.02s drain started`
 pub(crate) fn started(shared: &Shared, label: &str, at: Duration) {

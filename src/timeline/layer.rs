@@ -10,17 +10,13 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::sys::clock::{Clock, ManualClock};
+use crate::sys::target::PHASE_TARGET;
 use crate::timeline::fields::Fields;
 use crate::timeline::handle::ShutdownHandle;
 use crate::timeline::hook::PhaseChange;
+use crate::timeline::record_lock::RecordLock;
 use crate::timeline::recorder::FlightRecord;
-use crate::timeline::state::{Config, RecordLock, Shared, State};
-
-/// The target of phase spans, and of every event this crate logs.
-///
-/// A global filter must let `shutdown=info` through (`info` does), or phases are invisible
-/// to the layer.
-pub const PHASE_TARGET: &str = "shutdown";
+use crate::timeline::state::{Config, Shared, State};
 
 /// Opens a shutdown phase: an INFO span with target [`PHASE_TARGET`].
 ///

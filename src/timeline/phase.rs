@@ -1,7 +1,7 @@
 //! Phase bookkeeping: what the layer's callbacks do once a span is known to be a phase.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use tracing_core::span::Record;
@@ -10,6 +10,7 @@ use crate::sys::clock::secs;
 use crate::timeline::fields::Fields;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
 use crate::timeline::state::{PhaseState, Shared, MAX_PHASES};
+use crate::who::trigger::TriggerInfo;
 
 /// `drain`, or `disconnect<slack>` for a span with an `adapter` field.
 fn label(name: &str, fields: &Fields) -> String {
@@ -26,6 +27,46 @@ fn budget_field(fields: &Fields) -> Option<Duration> {
 }
 
 impl Shared {
+    /// Starts a shutdown at `at`; false if one had already begun.
+    pub(crate) fn begin(self: &Arc<Self>, at: Instant, trigger: Option<TriggerInfo>) -> bool {
+        let order = self.record_lock.lock();
+        let line = self.begin_locked(&mut self.lock(), at, trigger);
+        let begun = line.is_some();
+        if let Some(line) = line {
+            self.write(&line, true);
+            drop(order);
+            self.wake_watchdog_if_needed();
+        }
+        begun
+    }
+
+    /// Logs completion once; returns the total teardown time.
+    pub(crate) fn finish(self: &Arc<Self>) -> Option<Duration> {
+        let order = self.record_lock.lock();
+        let now = self.clock.now();
+        let (total, open, remaining) = {
+            let mut st = self.lock();
+            let origin = st.origin?;
+            if st.finished.is_some() {
+                return None;
+            }
+            st.finished = Some(now);
+            let remaining = st.remaining(self.config.total_budget, now);
+            (
+                now.saturating_duration_since(origin),
+                st.open_phases(now),
+                remaining,
+            )
+        };
+        let t = secs(total);
+        self.write(&json!({"kind": "complete", "t": t, "total_s": t}), true);
+        crate::timeline::events::complete(self, total);
+        drop(order);
+        self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
+        self.wake_watchdog();
+        Some(total)
+    }
+
     /// Registers a phase opened now; returns its index (`None` past [`MAX_PHASES`]).
     pub(crate) fn open_phase(
         self: &Arc<Self>,

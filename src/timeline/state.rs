@@ -10,7 +10,7 @@
 //! what the lines before it left open. Hooks are called after both are released.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -19,7 +19,8 @@ use tracing_core::dispatcher::{self, WeakDispatch};
 
 use crate::sys::clock::{secs, unix_secs, Clock};
 use crate::timeline::fields::Fields;
-use crate::timeline::hook::{PhaseChange, PhaseEvent};
+use crate::timeline::hook::PhaseChange;
+use crate::timeline::record_lock::RecordLock;
 use crate::timeline::recorder::FlightRecord;
 use crate::who::trigger::TriggerInfo;
 
@@ -213,70 +214,6 @@ impl Shared {
         Some(line)
     }
 
-    /// Starts a shutdown at `at`; false if one had already begun.
-    pub(crate) fn begin(self: &Arc<Self>, at: Instant, trigger: Option<TriggerInfo>) -> bool {
-        let order = self.record_lock.lock();
-        let line = self.begin_locked(&mut self.lock(), at, trigger);
-        let begun = line.is_some();
-        if let Some(line) = line {
-            self.write(&line, true);
-            drop(order);
-            self.wake_watchdog_if_needed();
-        }
-        begun
-    }
-
-    /// Logs completion once; returns the total teardown time.
-    pub(crate) fn finish(self: &Arc<Self>) -> Option<Duration> {
-        let order = self.record_lock.lock();
-        let now = self.clock.now();
-        let (total, open, remaining) = {
-            let mut st = self.lock();
-            let origin = st.origin?;
-            if st.finished.is_some() {
-                return None;
-            }
-            st.finished = Some(now);
-            let remaining = st.remaining(self.config.total_budget, now);
-            (
-                now.saturating_duration_since(origin),
-                st.open_phases(now),
-                remaining,
-            )
-        };
-        let t = secs(total);
-        self.write(&json!({"kind": "complete", "t": t, "total_s": t}), true);
-        crate::timeline::events::complete(self, total);
-        drop(order);
-        self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
-        self.wake_watchdog();
-        Some(total)
-    }
-
-    /// Wakes the watchdog (it re-reads deadlines), spawning it first when something needs
-    /// watching: a budget, or a progress hook.
-    pub(crate) fn wake_watchdog_if_needed(self: &Arc<Self>) {
-        let needed = {
-            let mut st = self.lock();
-            let wanted = self.has_hook()
-                || self.config.total_budget.is_some()
-                || st
-                    .phases
-                    .iter()
-                    .any(|p| p.budget.is_some() && p.close.is_none());
-            let spawn = wanted && !st.watchdog_running && st.origin.is_some();
-            if spawn {
-                st.watchdog_running = true;
-            }
-            spawn
-        };
-        if needed {
-            crate::timeline::watchdog::spawn(self);
-        } else {
-            self.wake_watchdog();
-        }
-    }
-
     pub(crate) fn wake_watchdog(&self) {
         let thread = self
             .watchdog
@@ -286,169 +223,5 @@ impl Shared {
         if let Some(t) = thread {
             t.unpark();
         }
-    }
-}
-
-/// How long a thread waits for the [`RecordLock`] before it writes unordered: a stalled log
-/// writer must delay a shutdown, never hang it.
-const RECORD_LOCK_PATIENCE: Duration = Duration::from_secs(5);
-
-/// A re-entrant lock (an event emitted under it may reach this layer again on the same
-/// thread, e.g. a writer that logs) whose waiters give up after [`RECORD_LOCK_PATIENCE`].
-#[derive(Debug)]
-pub(crate) struct RecordLock {
-    owner: Mutex<Owner>,
-    free: Condvar,
-    patience: Duration,
-}
-
-impl Default for RecordLock {
-    fn default() -> Self {
-        Self::with_patience(RECORD_LOCK_PATIENCE)
-    }
-}
-
-#[derive(Debug, Default)]
-struct Owner {
-    /// [`thread_key`] of the holder; meaningful while `depth > 0`.
-    thread: usize,
-    depth: usize,
-    /// A waiter already ran out of patience during this hold: later waiters give up at once,
-    /// so one stalled holder delays the shutdown by one patience window, not one per write.
-    stalled: bool,
-}
-
-/// Held while a step's lines are written; `None` inside when the wait ran out.
-#[must_use]
-pub(crate) struct RecordGuard<'a>(Option<&'a RecordLock>);
-
-/// A number that identifies the calling thread while it runs (the address of a thread
-/// local); 0 when it cannot be had (thread-local storage being torn down).
-fn thread_key() -> usize {
-    thread_local!(static KEY: u8 = const { 0 });
-    KEY.try_with(|k| std::ptr::from_ref(k) as usize)
-        .unwrap_or(0)
-}
-
-impl RecordLock {
-    pub(crate) fn with_patience(patience: Duration) -> Self {
-        Self {
-            owner: Mutex::default(),
-            free: Condvar::new(),
-            patience,
-        }
-    }
-
-    /// Whether the guard holds the lock (false when the wait ran out and lines go unordered).
-    #[cfg(test)]
-    fn held(guard: &RecordGuard<'_>) -> bool {
-        guard.0.is_some()
-    }
-
-    fn owner(&self) -> MutexGuard<'_, Owner> {
-        self.owner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    pub(crate) fn lock(&self) -> RecordGuard<'_> {
-        let me = thread_key();
-        let mut owner = self.owner();
-        if owner.depth > 0 && me != 0 && owner.thread == me {
-            owner.depth += 1;
-            return RecordGuard(Some(self));
-        }
-        let deadline = Instant::now() + self.patience;
-        while owner.depth > 0 {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if owner.stalled || left.is_zero() {
-                owner.stalled = true;
-                return RecordGuard(None);
-            }
-            owner = (self.free.wait_timeout(owner, left))
-                .unwrap_or_else(PoisonError::into_inner)
-                .0;
-        }
-        *owner = Owner {
-            thread: me,
-            depth: 1,
-            stalled: false,
-        };
-        RecordGuard(Some(self))
-    }
-}
-
-impl Drop for RecordGuard<'_> {
-    fn drop(&mut self) {
-        let Some(lock) = self.0 else {
-            return;
-        };
-        let mut owner = lock.owner();
-        owner.depth = owner.depth.saturating_sub(1);
-        if owner.depth == 0 {
-            owner.stalled = false;
-            drop(owner);
-            lock.free.notify_one();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    #[test]
-    fn a_stalled_holder_costs_one_patience_window_not_one_per_write() {
-        let lock = Arc::new(RecordLock::with_patience(Duration::from_millis(200)));
-        let (release, released) = std::sync::mpsc::channel::<()>();
-        let (held, is_held) = std::sync::mpsc::channel::<()>();
-        let holder = {
-            let lock = Arc::clone(&lock);
-            std::thread::spawn(move || {
-                let _g = lock.lock();
-                held.send(()).unwrap();
-                let _ = released.recv(); // a writer stuck until told otherwise
-            })
-        };
-        is_held.recv().unwrap();
-        let start = Instant::now();
-        let first = lock.lock();
-        assert!(!RecordLock::held(&first));
-        assert!(start.elapsed() >= Duration::from_millis(200));
-        let again = Instant::now();
-        for _ in 0..10 {
-            assert!(!RecordLock::held(&lock.lock()));
-        }
-        assert!(
-            again.elapsed() < Duration::from_millis(200),
-            "later writes do not wait again"
-        );
-        drop(first);
-        release.send(()).unwrap();
-        holder.join().unwrap();
-        assert!(
-            RecordLock::held(&lock.lock()),
-            "after the holder released, waiting works again"
-        );
-    }
-
-    #[test]
-    fn the_record_lock_is_reentrant_and_excludes_other_threads() {
-        let lock = Arc::new(RecordLock::default());
-        let outer = lock.lock();
-        let inner = lock.lock(); // an event that reaches the layer again: no deadlock
-        drop(inner);
-        let got = Arc::new(AtomicBool::new(false));
-        let other = {
-            let (lock, got) = (Arc::clone(&lock), Arc::clone(&got));
-            std::thread::spawn(move || {
-                let _g = lock.lock();
-                got.store(true, Ordering::SeqCst);
-            })
-        };
-        std::thread::sleep(Duration::from_millis(100));
-        assert!(!got.load(Ordering::SeqCst), "still held by the outer guard");
-        drop(outer);
-        assert!(other.join().is_ok());
-        assert!(got.load(Ordering::SeqCst));
     }
 }

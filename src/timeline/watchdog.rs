@@ -11,7 +11,33 @@ use crate::timeline::state::Shared;
 /// Longest sleep between checks, so a dropped layer or a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 
-pub(crate) fn spawn(shared: &Arc<Shared>) {
+impl Shared {
+    /// Wakes the watchdog (it re-reads deadlines), spawning it first when something needs
+    /// watching: a budget, or a progress hook.
+    pub(crate) fn wake_watchdog_if_needed(self: &Arc<Self>) {
+        let needed = {
+            let mut st = self.lock();
+            let wanted = self.has_hook()
+                || self.config.total_budget.is_some()
+                || st
+                    .phases
+                    .iter()
+                    .any(|p| p.budget.is_some() && p.close.is_none());
+            let spawn = wanted && !st.watchdog_running && st.origin.is_some();
+            if spawn {
+                st.watchdog_running = true;
+            }
+            spawn
+        };
+        if needed {
+            spawn(self);
+        } else {
+            self.wake_watchdog();
+        }
+    }
+}
+
+fn spawn(shared: &Arc<Shared>) {
     let weak = Arc::downgrade(shared);
     let spawned = thread::Builder::new()
         .name("shutdown-watchdog".to_owned())

@@ -1,4 +1,10 @@
-//! The verdict on the previous run, from its flight record.
+//! Question 3, **did it finish?**: the verdict on the previous run, judged from the tail of
+//! its flight record at the next start (`Previous shutdown did not complete: pid N was killed
+//! during phase drain ...`).
+//!
+//! In: the record's text (bounded by the reader in `timeline/recorder.rs`). Out: a
+//! [`PreviousShutdown`] and its one log line. Pure: no I/O here, so every verdict is tested on
+//! fixtures (`tests.rs`). Read `parse_records` first.
 
 use std::fmt;
 use std::time::Duration;
@@ -7,8 +13,8 @@ use serde_json::Value;
 
 use crate::sys::clock::Offset;
 use crate::sys::logfmt::Logfmt;
+use crate::sys::target::PHASE_TARGET;
 use crate::who::trigger::TriggerInfo;
-use crate::PHASE_TARGET;
 
 /// How the previous run ended, according to its flight record.
 ///

@@ -95,7 +95,7 @@ impl ShutdownContext {
     pub fn log(&self) {
         let f = self.log_fields();
         tracing::warn!(
-            target: crate::PHASE_TARGET,
+            target: crate::sys::target::PHASE_TARGET,
             signal = display(Logfmt(f.signal)),
             sender_pid = display(f.sender_pid),
             sender_name = display(Logfmt(f.sender_name)),

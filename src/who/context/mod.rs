@@ -1,7 +1,12 @@
 //! The shutdown context: who stopped us, captured from local `/proc` reads in microseconds.
+//!
+//! In: the signal and its sender, `/proc`, the environment, marker files. Out: a
+//! [`ShutdownContext`] and its one logfmt line (`line.rs`). Read `capturer.rs` first: what is
+//! read once at install and what at signal time (through `open_files.rs`).
 
 mod capturer;
 mod line;
+mod open_files;
 mod supervisor;
 
 pub use capturer::ContextCapturer;
@@ -143,39 +148,6 @@ pub struct ShutdownContext {
 }
 
 impl ShutdownContext {
-    /// Captures the context with default options (no markers, no command lines).
-    ///
-    /// ```
-    /// use shutdown_forensics::ShutdownContext;
-    /// let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
-    /// assert_eq!(ctx.signal, "SIGTERM");
-    /// assert_eq!(ctx.pid, std::process::id());
-    /// println!("{}", ctx.to_log_line());
-    /// ```
-    #[must_use]
-    pub fn capture(signal: Option<i32>) -> Self {
-        Self::capture_with(&ContextOptions::default(), signal)
-    }
-
-    /// Captures the context with `options`. To capture more than once (or fast, at signal
-    /// time), make a [`ContextCapturer`] once and call [`ContextCapturer::capture`].
-    #[must_use]
-    pub fn capture_with(options: &ContextOptions, signal: Option<i32>) -> Self {
-        ContextCapturer::one_shot(options.clone()).capture(signal, None)
-    }
-
-    /// Captures the context of a signal whose sender is known (see
-    /// [`SignalSender::from_siginfo`], which should run first: senders exit within
-    /// microseconds).
-    #[must_use]
-    pub fn capture_with_sender(
-        options: &ContextOptions,
-        signal: Option<i32>,
-        sender: Option<SignalSender>,
-    ) -> Self {
-        ContextCapturer::one_shot(options.clone()).capture(signal, sender)
-    }
-
     /// True when a takeover or planned-stop marker names this process: the stop was planned.
     #[must_use]
     pub fn is_planned(&self) -> bool {

@@ -16,10 +16,11 @@ mod script;
 #[cfg(unix)]
 pub(crate) use script::generate_correlation_id;
 
+pub use reaper::DiagnosticOutcome;
+
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::ExitStatus;
 use std::time::Duration;
 
 /// Default timeout after which the whole diagnostic process group is killed: 5 seconds.
@@ -147,19 +148,6 @@ impl DiagnosticOptions {
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
-}
-
-/// How a diagnostic run ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum DiagnosticOutcome {
-    /// The diagnostic shell exited (or was killed by its own watchdog) with this status.
-    Exited(ExitStatus),
-    /// The timeout passed; the whole process group was killed and reaped.
-    KilledAtTimeout,
-    /// The child could no longer be waited for (for example `SIGCHLD` is ignored, so the
-    /// kernel reaped it, or another part of the program reaped it).
-    Lost,
 }
 
 /// A running (or finished) diagnostic child. Dropping it does not stop or detach anything:

@@ -3,7 +3,20 @@
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::Duration;
 
-use super::DiagnosticOutcome;
+use std::process::ExitStatus;
+
+/// How a diagnostic run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DiagnosticOutcome {
+    /// The diagnostic shell exited (or was killed by its own watchdog) with this status.
+    Exited(ExitStatus),
+    /// The timeout passed; the whole process group was killed and reaped.
+    KilledAtTimeout,
+    /// The child could no longer be waited for (for example `SIGCHLD` is ignored, so the
+    /// kernel reaped it, or another part of the program reaped it).
+    Lost,
+}
 
 /// Where the reaper publishes how the run ended.
 #[derive(Debug, Clone, Default)]
