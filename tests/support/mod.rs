@@ -2,6 +2,8 @@
 //! manual clock.
 #![allow(dead_code, unreachable_pub)] // each test file uses a different subset
 
+pub mod systemd;
+
 use std::io;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
