@@ -129,15 +129,35 @@ impl Builder {
     pub fn boot_or_skip(self) -> Option<SystemdNs> {
         match self.boot() {
             Ok(ns) => Some(ns),
-            Err(why) if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") => {
-                panic!("{REQUIRE_ENV}=1 but systemd cannot boot here: {why}")
-            }
             Err(why) => {
-                eprintln!("SKIPPED: {}", why.lines().next().unwrap_or("systemd cannot boot"));
+                skip(&why);
                 None
             }
         }
     }
+}
+
+/// `true` when [`SystemdNs::unavailable`] finds nothing missing; else [`skip`]s and returns
+/// `false`. For tests with costly set-up (a build) before [`Builder::boot_or_skip`].
+pub fn available_or_skip() -> bool {
+    match SystemdNs::unavailable() {
+        None => true,
+        Some(why) => {
+            skip(&why);
+            false
+        }
+    }
+}
+
+/// One `SKIPPED: <why>` line; a panic instead when [`REQUIRE_ENV`] is `1`.
+pub fn skip(why: &str) {
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!("{REQUIRE_ENV}=1 but systemd cannot boot here: {why}");
+    }
+    eprintln!(
+        "SKIPPED: {}",
+        why.lines().next().unwrap_or("systemd cannot boot")
+    );
 }
 
 /// The output of one bounded command.
@@ -197,8 +217,18 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Run {
         }
         rx
     };
-    let out = pipe(child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
-    let err = pipe(child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>));
+    let out = pipe(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = pipe(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
     let deadline = Instant::now() + limit;
     let status = loop {
         match child.try_wait() {
@@ -211,10 +241,8 @@ pub fn run_bounded(mut cmd: Command, limit: Duration) -> Run {
             }
         }
     };
-    let collect = |rx: mpsc::Receiver<String>| {
-        rx.recv_timeout(Duration::from_secs(2))
-            .unwrap_or_default()
-    };
+    let collect =
+        |rx: mpsc::Receiver<String>| rx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
     let mut run = Run {
         status,
         stdout: collect(out),
@@ -316,16 +344,23 @@ impl SystemdNs {
             .map_err(|e| format!("boot log: {e}"))?;
         let log2 = log.try_clone().map_err(|e| format!("boot log: {e}"))?;
         let mut cmd = Command::new("unshare");
-        cmd.args(["--pid", "--fork", "--mount", "--mount-proc", "--propagation", "private"])
-            .args(["sh", "-c", BOOT_SCRIPT, "sh"])
-            .arg(&name)
-            .arg(&units)
-            .arg(TARGET)
-            .arg(if unified { "1" } else { "0" })
-            .args(&b.private_dirs)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2);
+        cmd.args([
+            "--pid",
+            "--fork",
+            "--mount",
+            "--mount-proc",
+            "--propagation",
+            "private",
+        ])
+        .args(["sh", "-c", BOOT_SCRIPT, "sh"])
+        .arg(&name)
+        .arg(&units)
+        .arg(TARGET)
+        .arg(if unified { "1" } else { "0" })
+        .args(&b.private_dirs)
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(log2);
         let unshare = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -474,7 +509,10 @@ impl SystemdNs {
         if run.success() {
             run.stdout
         } else {
-            format!("(journalctl {args:?} failed: {:?} {})", run.status, run.stderr)
+            format!(
+                "(journalctl {args:?} failed: {:?} {})",
+                run.status, run.stderr
+            )
         }
     }
 
@@ -516,10 +554,7 @@ impl SystemdNs {
     /// Waits until `unit` reaches `state` (`ActiveState`), panicking with its status at `limit`.
     pub fn wait_state(&self, unit: &str, state: &str, limit: Duration) {
         if !self.wait_until(limit, || self.show(unit, "ActiveState") == state) {
-            panic!(
-                "{unit} not {state} after {limit:?}\n{}",
-                self.status(unit)
-            );
+            panic!("{unit} not {state} after {limit:?}\n{}", self.status(unit));
         }
     }
 
@@ -552,11 +587,10 @@ impl SystemdNs {
             }
         }
         // All of the namespace's processes are gone once its init is reaped; check anyway.
-        let left = |cg: &Path| {
-            std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default()
-        };
+        let left = |cg: &Path| std::fs::read_to_string(cg.join("cgroup.procs")).unwrap_or_default();
         let ok = wait(Duration::from_secs(10), || {
-            procs_in(&self.name).is_empty() && self.cgroups.iter().all(|c| left(c).trim().is_empty())
+            procs_in(&self.name).is_empty()
+                && self.cgroups.iter().all(|c| left(c).trim().is_empty())
         });
         if !ok {
             problems.push(format!(
@@ -568,7 +602,10 @@ impl SystemdNs {
         if !self.mnt_ns.is_empty() {
             let users = users_of_mnt_ns(&self.mnt_ns);
             if !users.is_empty() {
-                problems.push(format!("mount namespace {} still used by {users:?}", self.mnt_ns));
+                problems.push(format!(
+                    "mount namespace {} still used by {users:?}",
+                    self.mnt_ns
+                ));
             }
         }
         if let Err(e) = remove_cgroups(&self.name) {
@@ -604,7 +641,8 @@ fn wait(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
 }
 
 fn on_path(tool: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
 }
 
 /// The filesystem type mounted exactly at `path`, from our mountinfo.
@@ -647,9 +685,8 @@ fn procs_in(name: &str) -> Vec<u32> {
     dir.flatten()
         .filter_map(|e| e.file_name().to_string_lossy().parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|t| {
-                t.lines().any(|l| l.contains(&inner) || l.ends_with(&end))
-            })
+            std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .is_ok_and(|t| t.lines().any(|l| l.contains(&inner) || l.ends_with(&end)))
         })
         .collect()
 }
