@@ -131,7 +131,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         // Never past the deadline the startup check asks systemd for (budget + headroom).
         Some(step) => forensics.with_extend_timeout(
             step,
-            args.extend_ceiling.unwrap_or(budget + Duration::from_secs(30)),
+            args.extend_ceiling
+                .unwrap_or(budget + Duration::from_secs(30)),
         ),
         None => forensics,
     }
