@@ -1,7 +1,12 @@
 //! The gateway as if systemd ran it: placed in a real `x.service` cgroup (systemd's
 //! `name=systemd` hierarchy, which a root process can write here), with `INVOCATION_ID`, a real
-//! `NOTIFY_SOCKET` bound by this test, and a fake `systemctl` on PATH (systemd itself does not
-//! run on this machine) whose unit asks for too short a `TimeoutStopSec`.
+//! `NOTIFY_SOCKET` bound by this test, and a fake `systemctl` on PATH (no systemd is booted
+//! here) whose unit asks for too short a `TimeoutStopSec`.
+//!
+//! Real or fake: FAKE systemd. The real one is proven in `tests/systemd_real.rs` (READY, sender,
+//! STOPPING/STATUS, EXTEND_TIMEOUT_USEC, SIGKILL, stale unit, journald). This test stays for
+//! what a real systemd cannot be made to do: the exact order of every datagram the gateway sends
+//! (READY=1 first, STOPPING=1 second, `STATUS=shutdown complete` last), read off a socket.
 
 mod gateway_support;
 

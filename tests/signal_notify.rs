@@ -2,6 +2,9 @@
 //! named by `NOTIFY_SOCKET` (a path here; `signal_notify_abstract.rs` has the `@` form).
 //!
 //! `NOTIFY_SOCKET` and signal handlers are process-global: ONE test in this file.
+//!
+//! Real or fake: the test's socket stands in for systemd (exact datagrams and their order,
+//! extensions capped by their ceiling); a real systemd acting on them: `tests/systemd_real.rs`.
 #![cfg(feature = "systemd")]
 
 mod signal_notify_common;

@@ -2,6 +2,9 @@
 //! sd-notify 0.5 cannot reach.
 //!
 //! `NOTIFY_SOCKET` and signal handlers are process-global: ONE test in this file.
+//!
+//! Real or fake: the test's socket stands in for systemd (systemd 252 itself binds a path socket,
+//! so the abstract form can only be proven this way); a real systemd: `tests/systemd_real.rs`.
 #![cfg(all(feature = "systemd", target_os = "linux"))]
 
 mod signal_notify_common;

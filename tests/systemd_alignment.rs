@@ -3,6 +3,10 @@
 //! The probe itself (cgroup → manager → bounded `systemctl show`) is tested with a fake
 //! `systemctl` in `src/systemd/unit/tests.rs`; the public entry points end to end, with the
 //! environment they read, in `tests/systemd_env.rs`.
+//!
+//! Real or fake: neither; pure values. The real `systemctl show` behind the check is exercised in
+//! `tests/systemd_real.rs` (stale and healthy units under a real systemd); the fake `systemctl`
+//! (garbage output, a hanging or missing `systemctl`, user managers) in `src/systemd/unit/tests.rs`.
 
 mod support;
 use support::Capture;

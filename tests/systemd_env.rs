@@ -1,5 +1,9 @@
 //! The public systemd entry points with the environment they read (`INVOCATION_ID`, `PATH`,
 //! `NOTIFY_SOCKET`). The environment is process-wide, so every test here holds `ENV`.
+//!
+//! Real or fake: no systemd; the environment is set by hand (and `systemctl` faked on `PATH`)
+//! to reach the `None`/undeterminable paths a real unit never shows. Under a real systemd:
+//! `tests/systemd_real.rs`.
 
 use std::env;
 use std::fs;

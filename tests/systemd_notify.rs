@@ -1,5 +1,9 @@
 //! `Notifier` sends the exact sd_notify datagrams to a real socket, path or abstract, and
 //! never blocks or panics when nobody reads them.
+//!
+//! Real or fake: a socket bound by the test stands in for systemd, so each datagram can be read
+//! byte for byte and an unread or abstract socket tried. What a real systemd does with them:
+//! `tests/systemd_real.rs`.
 #![cfg(feature = "systemd")]
 
 use std::os::unix::net::UnixDatagram;

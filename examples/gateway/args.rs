@@ -14,11 +14,18 @@ pub struct Args {
     pub drain_timeout: Duration,
     pub self_signal_after: Option<Duration>,
     pub escalate_after: Option<u32>,
+    /// Logs go to the systemd journal with structured fields instead of stderr.
+    pub journald: bool,
+    /// `EXTEND_TIMEOUT_USEC` heartbeats of this step while phases progress (off by default).
+    pub extend_step: Option<Duration>,
+    /// No extension past this long after the stop began (default: budget + 30 s headroom).
+    pub extend_ceiling: Option<Duration>,
 }
 
 const USAGE: &str = "usage: gateway [--log-dir DIR] [--state-dir DIR] [--port N] [--adapters a,b,c]
                [--sessions N] [--drain-secs S] [--drain-timeout S]
-               [--self-signal-after S | --wait] [--escalate-after N]";
+               [--self-signal-after S | --wait] [--escalate-after N]
+               [--journald] [--extend-timeout STEP [--extend-ceiling S]]";
 
 /// Longest duration any flag accepts: one day (keeps every sum of budgets far from overflow).
 const MAX_SECS: f64 = 86_400.0;
@@ -42,10 +49,17 @@ impl Args {
             drain_timeout: Duration::from_secs(30),
             self_signal_after: Some(Duration::from_secs(2)),
             escalate_after: None,
+            journald: false,
+            extend_step: None,
+            extend_ceiling: None,
         };
         while let Some(flag) = it.next() {
             if flag == "--wait" {
                 a.self_signal_after = None;
+                continue;
+            }
+            if flag == "--journald" {
+                a.journald = true;
                 continue;
             }
             if flag == "-h" || flag == "--help" {
@@ -79,8 +93,17 @@ impl Args {
                             .ok_or("--escalate-after: N >= 2")?,
                     );
                 }
+                "--extend-timeout" => {
+                    a.extend_step = Some(Duration::from_secs_f64(secs(&flag, &v)?));
+                }
+                "--extend-ceiling" => {
+                    a.extend_ceiling = Some(Duration::from_secs_f64(secs(&flag, &v)?));
+                }
                 _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
             }
+        }
+        if a.extend_ceiling.is_some() && a.extend_step.is_none() {
+            return Err(format!("--extend-ceiling needs --extend-timeout\n{USAGE}"));
         }
         Ok(a)
     }

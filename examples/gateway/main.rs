@@ -16,12 +16,17 @@
 //! cargo run --example gateway
 //! cargo run --example gateway -- --wait --drain-secs 5   # then: kill -TERM <pid>
 //! ```
+//!
+//! Under systemd (`gateway.service`): `--journald` sends the logs to the journal as structured
+//! fields (prefix `SHUTDOWN_`: `journalctl -u gateway SHUTDOWN_PHASE=drain`) instead of stderr;
+//! `--extend-timeout STEP` sends `EXTEND_TIMEOUT_USEC` heartbeats while the phases progress.
 
 mod adapters;
 mod args;
 mod db;
 mod http;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -42,6 +47,10 @@ use crate::args::Args;
 const NOTIFY_BUDGET: Duration = Duration::from_secs(2);
 const DISCONNECT_BUDGET: Duration = Duration::from_secs(5);
 const DB_CLOSE_BUDGET: Duration = Duration::from_secs(5);
+
+/// With `--journald`, every event field `x` becomes the journal field `SHUTDOWN_X`
+/// (`SHUTDOWN_PHASE`, `SHUTDOWN_SENDER_PID`, ...); the text stays in `MESSAGE`.
+const JOURNAL_FIELD_PREFIX: &str = "SHUTDOWN";
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
@@ -81,9 +90,26 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         &args.log_dir,
         "gateway.log",
     ));
+    // Under systemd, stderr goes to the journal too: colours only on a terminal. With
+    // `--journald` the journal gets structured fields instead of stderr's text.
+    let journald = if args.journald {
+        Some(
+            tracing_journald::layer()?
+                .with_field_prefix(Some(JOURNAL_FIELD_PREFIX.to_owned()))
+                .with_syslog_identifier("gateway".to_owned()),
+        )
+    } else {
+        None
+    };
+    let stderr = (!args.journald).then(|| {
+        fmt::layer()
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(std::io::stderr)
+    });
     tracing_subscriber::registry()
         .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
-        .with(fmt::layer().with_writer(std::io::stderr))
+        .with(stderr)
+        .with(journald)
         .with(fmt::layer().with_ansi(false).with_writer(file))
         .with(layer)
         .init();
@@ -100,8 +126,17 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_escalation(escalation)
         .with_stop_budget(Some(budget), Duration::from_secs(30))
         .with_report_path(args.state_dir.join("last-shutdown.json"))
-        .adopt_guard(guard)
-        .install()?;
+        .adopt_guard(guard);
+    let forensics = match args.extend_step {
+        // Never past the deadline the startup check asks systemd for (budget + headroom).
+        Some(step) => forensics.with_extend_timeout(
+            step,
+            args.extend_ceiling
+                .unwrap_or(budget + Duration::from_secs(30)),
+        ),
+        None => forensics,
+    }
+    .install()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,6 +1,8 @@
-//! Shared test support: a capture writer, plain subscribers, and the shutdown layer driven by a
-//! manual clock.
+//! Shared test support: a capture writer, plain subscribers, the shutdown layer driven by a
+//! manual clock, and [`systemd::SystemdNs`] (a real systemd booted in its own namespaces).
 #![allow(dead_code, unreachable_pub)] // each test file uses a different subset
+
+pub mod systemd;
 
 use std::io;
 use std::process::{Child, Command, Stdio};
