@@ -11,3 +11,4 @@ pub(crate) mod logfmt;
 pub(crate) mod private_file;
 pub(crate) mod proc;
 pub(crate) mod target;
+pub(crate) mod task;
