@@ -7,6 +7,7 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod clock;
+pub(crate) mod fd;
 pub(crate) mod logfmt;
 pub(crate) mod private_file;
 pub(crate) mod proc;
