@@ -7,7 +7,10 @@
 
 pub(crate) mod cgroup;
 pub(crate) mod clock;
+pub(crate) mod fd;
 pub(crate) mod logfmt;
+pub(crate) mod net;
 pub(crate) mod private_file;
 pub(crate) mod proc;
 pub(crate) mod target;
+pub(crate) mod task;
