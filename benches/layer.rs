@@ -38,6 +38,27 @@ fn with_layer() -> Dispatch {
     )
 }
 
+/// The layer with span tracking off (no stuck-snapshot spans): what the layer costs without it.
+fn with_untracked_layer() -> Dispatch {
+    Dispatch::new(
+        tracing_subscriber::registry()
+            .with(fmt_layer())
+            .with(ShutdownLayer::builder().without_span_tracking().build()),
+    )
+}
+
+/// The layer tracking only spans named `upload`: the benchmark's `request` spans are then
+/// checked by the filter and not tracked.
+fn with_filtered_tracking() -> Dispatch {
+    Dispatch::new(
+        tracing_subscriber::registry().with(fmt_layer()).with(
+            ShutdownLayer::builder()
+                .with_stuck_spans(|m| m.name() == "upload")
+                .build(),
+        ),
+    )
+}
+
 /// The same layer behind a per-layer filter by target (`Filtered`): the alternative the crate
 /// measured and did not take as its default (see BENCHMARKS.md).
 fn with_filtered_layer() -> Dispatch {
@@ -140,6 +161,8 @@ fn main() {
         r
     });
     let filtered = interleaved_overhead(&with_filtered_layer(), 31);
+    let untracked = interleaved_overhead(&with_untracked_layer(), 31);
+    let tracking_filtered = interleaved_overhead(&with_filtered_tracking(), 31);
     println!("non-phase spans, interleaved A/B (median of 31 rounds x 2000 requests):");
     println!(
         "  layer behind a per-layer target filter (Filtered), no phase open: {:.3}x baseline ({:+.1} %)",
@@ -147,7 +170,17 @@ fn main() {
         (filtered - 1.0) * 100.0
     );
     println!(
-        "  with layer, no phase open : {:.3}x baseline ({:+.1} %)",
+        "  with layer, span tracking off, no phase open: {:.3}x baseline ({:+.1} %)",
+        untracked,
+        (untracked - 1.0) * 100.0
+    );
+    println!(
+        "  with layer, tracking only spans named upload (these spans filtered out): {:.3}x baseline ({:+.1} %)",
+        tracking_filtered,
+        (tracking_filtered - 1.0) * 100.0
+    );
+    println!(
+        "  with layer (span tracking on, the default), no phase open : {:.3}x baseline ({:+.1} %)",
         idle,
         (idle - 1.0) * 100.0
     );

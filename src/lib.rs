@@ -63,7 +63,7 @@
 //! | WARN | `+33.00s drain over budget (30.00s)` (while the phase still runs) |
 //! | INFO | `+3.62s shutdown complete (total teardown 3.62s)` |
 //! | WARN | `repeated signal SIGTERM #2 from pid 812 (systemctl) at +1.23s` |
-//! | WARN | `Previous shutdown did not complete: pid 4242 was killed during phase drain (entered +2.10s, last record +89.95s)` |
+//! | WARN | `Previous shutdown did not complete: pid 4242 was killed during phase drain (entered +2.10s, last record +89.95s, 87.85s into drain); stuck in request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s` |
 //! | WARN | `Stale systemd unit detected: gateway.service has TimeoutStopSec=90s but the shutdown budget needs >=210s ...` |
 //!
 //! # Privacy
@@ -121,6 +121,9 @@ pub use timeline::hook::{PhaseChange, PhaseEvent};
 pub use timeline::layer::{ShutdownLayer, ShutdownLayerBuilder};
 pub use timeline::recorder::FlightRecord;
 pub use timeline::report::{PhaseOutcome, PhaseRecord, ShutdownReport};
+pub use timeline::stuck::snapshot::{
+    OpenSpan, SocketState, StuckReason, StuckSnapshot, ThreadState,
+};
 pub use verdict::PreviousShutdown;
 pub use who::context::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
 pub use who::diagnostic::{

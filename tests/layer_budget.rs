@@ -217,6 +217,8 @@ fn a_watchdog_warning_is_never_logged_after_the_phase_is_done() {
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter_map(|v| v["kind"].as_str().map(str::to_owned))
+        // Heartbeats come at the watchdog's own pace: not part of the story told here.
+        .filter(|k| k != "heartbeat")
         .collect();
     assert_eq!(
         kinds,

@@ -20,12 +20,17 @@ pub struct Args {
     pub extend_step: Option<Duration>,
     /// No extension past this long after the stop began (default: budget + 30 s headroom).
     pub extend_ceiling: Option<Duration>,
+    /// Start a client that uploads slowly and then stalls (`--slow-upload`).
+    pub slow_upload: bool,
+    /// The supervisor's kill deadline, when known (`--kill-after S`).
+    pub kill_after: Option<Duration>,
 }
 
 const USAGE: &str = "usage: gateway [--log-dir DIR] [--state-dir DIR] [--port N] [--adapters a,b,c]
                [--sessions N] [--drain-secs S] [--drain-timeout S]
                [--self-signal-after S | --wait] [--escalate-after N]
-               [--journald] [--extend-timeout STEP [--extend-ceiling S]]";
+               [--journald] [--extend-timeout STEP [--extend-ceiling S]]
+               [--slow-upload] [--kill-after S]";
 
 /// Longest duration any flag accepts: one day (keeps every sum of budgets far from overflow).
 const MAX_SECS: f64 = 86_400.0;
@@ -52,7 +57,10 @@ impl Args {
             journald: false,
             extend_step: None,
             extend_ceiling: None,
+            slow_upload: false,
+            kill_after: None,
         };
+        let mut drain_timeout_given = false;
         while let Some(flag) = it.next() {
             if flag == "--wait" {
                 a.self_signal_after = None;
@@ -60,6 +68,10 @@ impl Args {
             }
             if flag == "--journald" {
                 a.journald = true;
+                continue;
+            }
+            if flag == "--slow-upload" {
+                a.slow_upload = true;
                 continue;
             }
             if flag == "-h" || flag == "--help" {
@@ -81,7 +93,11 @@ impl Args {
                 }
                 "--sessions" => a.sessions = v.parse().map_err(|_| format!("--sessions: {v:?}"))?,
                 "--drain-secs" => a.drain_secs = secs(&flag, &v)?,
-                "--drain-timeout" => a.drain_timeout = Duration::from_secs_f64(secs(&flag, &v)?),
+                "--drain-timeout" => {
+                    a.drain_timeout = Duration::from_secs_f64(secs(&flag, &v)?);
+                    drain_timeout_given = true;
+                }
+                "--kill-after" => a.kill_after = Some(Duration::from_secs_f64(secs(&flag, &v)?)),
                 "--self-signal-after" => {
                     a.self_signal_after = Some(Duration::from_secs_f64(secs(&flag, &v)?))
                 }
@@ -104,6 +120,10 @@ impl Args {
         }
         if a.extend_ceiling.is_some() && a.extend_step.is_none() {
             return Err(format!("--extend-ceiling needs --extend-timeout\n{USAGE}"));
+        }
+        if a.slow_upload && !drain_timeout_given {
+            // The demo of a stuck drain should not take the default 30 s.
+            a.drain_timeout = Duration::from_secs(3);
         }
         Ok(a)
     }

@@ -9,6 +9,7 @@ use rusqlite::Connection;
 
 enum Op {
     Event { session: u64, what: &'static str },
+    Chunk { upload: u64, data: Vec<u8> },
     Close,
 }
 
@@ -30,7 +31,9 @@ pub fn open(path: &Path) -> rusqlite::Result<(Db, DbThread)> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS session_events (
              id INTEGER PRIMARY KEY, session INTEGER NOT NULL, what TEXT NOT NULL,
-             at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f', 'now')));",
+             at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f', 'now')));
+         CREATE TABLE IF NOT EXISTS upload_chunks (
+             id INTEGER PRIMARY KEY, upload INTEGER NOT NULL, data BLOB NOT NULL);",
     )?;
     let (tx, rx) = mpsc::channel();
     let thread = std::thread::Builder::new()
@@ -51,6 +54,13 @@ fn run(conn: Connection, rx: mpsc::Receiver<Op>) -> rusqlite::Result<u64> {
                 )?;
                 written += 1;
             }
+            Op::Chunk { upload, data } => {
+                conn.execute(
+                    "INSERT INTO upload_chunks (upload, data) VALUES (?1, ?2)",
+                    (upload as i64, data),
+                )?;
+                written += 1;
+            }
             Op::Close => break,
         }
     }
@@ -63,6 +73,11 @@ fn run(conn: Connection, rx: mpsc::Receiver<Op>) -> rusqlite::Result<u64> {
 impl Db {
     pub fn event(&self, session: u64, what: &'static str) {
         let _ = self.tx.send(Op::Event { session, what });
+    }
+
+    /// Stores one chunk of an upload's body as it arrives.
+    pub fn chunk(&self, upload: u64, data: Vec<u8>) {
+        let _ = self.tx.send(Op::Chunk { upload, data });
     }
 }
 

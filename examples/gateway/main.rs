@@ -15,6 +15,7 @@
 //! ```sh
 //! cargo run --example gateway
 //! cargo run --example gateway -- --wait --drain-secs 5   # then: kill -TERM <pid>
+//! cargo run --example gateway -- --slow-upload            # a drain stuck on a stalled upload
 //! ```
 //!
 //! Under systemd (`gateway.service`): `--journald` sends the logs to the journal as structured
@@ -119,7 +120,7 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(after) => Escalation::Exit { after, code: 130 },
         None => Escalation::LogOnly,
     };
-    let forensics = Forensics::builder()
+    let builder = Forensics::builder()
         .with_handle(handle.clone())
         .with_context_options(ContextOptions::default().with_marker_dir(&args.state_dir))
         .with_diagnostic(args.log_dir.join("shutdown-diag.log"))
@@ -127,16 +128,20 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_stop_budget(Some(budget), Duration::from_secs(30))
         .with_report_path(args.state_dir.join("last-shutdown.json"))
         .adopt_guard(guard);
-    let forensics = match args.extend_step {
+    let builder = match args.extend_step {
         // Never past the deadline the startup check asks systemd for (budget + headroom).
-        Some(step) => forensics.with_extend_timeout(
+        Some(step) => builder.with_extend_timeout(
             step,
             args.extend_ceiling
                 .unwrap_or(budget + Duration::from_secs(30)),
         ),
-        None => forensics,
-    }
-    .install()?;
+        None => builder,
+    };
+    let builder = match args.kill_after {
+        Some(kill) => builder.with_kill_deadline(kill), // e.g. K8s terminationGracePeriodSeconds
+        None => builder,
+    };
+    let forensics = builder.install()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -171,6 +176,9 @@ async fn serve(
     forensics.ready(); // READY=1 for the Type=notify unit
 
     http::start_sessions(server.addr, args.sessions, &server.active).await;
+    if args.slow_upload {
+        http::start_slow_upload(server.addr).await;
+    }
     if let Some(after) = args.self_signal_after {
         let signal = signal.clone();
         tokio::spawn(async move {

@@ -12,6 +12,9 @@ use crate::timeline::handle::ShutdownHandle;
 use crate::who::context::ContextOptions;
 use crate::who::diagnostic::DiagnosticOptions;
 
+/// A kill deadline longer than this (systemd's `infinity`) is not watched for.
+const MAX_KILL_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// Signals listened to by default: `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`.
 pub const DEFAULT_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
@@ -50,6 +53,7 @@ pub struct ForensicsBuilder {
     notify: bool,
     extend: Option<(Duration, Duration)>,
     report_path: Option<PathBuf>,
+    kill_deadline: Option<Duration>,
 }
 
 impl Default for ForensicsBuilder {
@@ -67,6 +71,7 @@ impl Default for ForensicsBuilder {
             notify: true,
             extend: None,
             report_path: None,
+            kill_deadline: None,
         }
     }
 }
@@ -251,6 +256,33 @@ impl ForensicsBuilder {
         self
     }
 
+    /// When the supervisor will SIGKILL the process, counted from the stop signal: Kubernetes'
+    /// `terminationGracePeriodSeconds`, docker's `stop -t` (10 s by default), which cannot be
+    /// read from inside. Shortly before it (1 s, or half the time if less) a stuck snapshot is
+    /// taken and written to the flight record, so the next start says where the stop was stuck.
+    /// Needs a handle ([`Self::with_handle`]). Default: under systemd, the unit's
+    /// `TimeoutStopUSec` as read by the startup check (or the `EXTEND_TIMEOUT_USEC` ceiling of
+    /// [`Self::with_extend_timeout`], when later); elsewhere none.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use shutdown_forensics::{Forensics, ShutdownLayer};
+    ///
+    /// # fn main() -> Result<(), shutdown_forensics::Error> {
+    /// let layer = ShutdownLayer::new();
+    /// // terminationGracePeriodSeconds: 30 in the pod spec
+    /// let grace = std::env::var("GRACE_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(30);
+    /// let forensics = Forensics::builder()
+    ///     .with_handle(layer.handle())
+    ///     .with_kill_deadline(Duration::from_secs(grace))
+    ///     .install()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn with_kill_deadline(mut self, deadline: Duration) -> Self {
+        self.kill_deadline = Some(deadline);
+        self
+    }
+
     /// Writes `{"report": <ShutdownReport>, "context": <ShutdownContext>}` to `path` (mode
     /// 0600, replaced atomically, synced) when [`Forensics::finish`] runs, on the thread that
     /// calls it. Default: not written.
@@ -277,6 +309,9 @@ impl ForensicsBuilder {
         // First, before anything has side effects (hooks, threads, handlers).
         listener::check_signals(&self.signals)
             .map_err(|reason| Error::new(ErrorKind::InvalidInput, reason))?;
+        if let (Some(handle), Some(deadline)) = (&self.handle, self.kill_deadline) {
+            handle.set_kill_deadline(deadline);
+        }
         if let Some(verdict) = self
             .handle
             .as_ref()
@@ -295,6 +330,11 @@ impl ForensicsBuilder {
                 .unwrap_or(Duration::from_secs(30));
             let headroom = self.stop_headroom;
             let handle = self.handle.clone();
+            // systemd's kill deadline, unless the app set one: the unit's stop timeout, or the
+            // extension ceiling when the helper keeps extending it past that.
+            let set_deadline = self.kill_deadline.is_none();
+            let deadline_handle = self.handle.clone();
+            let ceiling = self.extend.map(|(_, ceiling)| ceiling);
             // systemctl may take up to 2 s: never on the caller's (possibly async) thread.
             let _ = std::thread::Builder::new()
                 .name("shutdown-systemd-check".into())
@@ -304,6 +344,14 @@ impl ForensicsBuilder {
                             crate::systemd::check_systemd_timing_alignment_with(budget, headroom)
                         {
                             alignment.warn_if_stale();
+                            let kill = ceiling
+                                .map_or(alignment.timeout_stop, |c| c.max(alignment.timeout_stop));
+                            // `infinity` (or absurd values): no deadline to watch for.
+                            if let (true, Some(h)) = (set_deadline, &deadline_handle) {
+                                if kill > Duration::ZERO && kill < MAX_KILL_DEADLINE {
+                                    h.set_kill_deadline(kill);
+                                }
+                            }
                         }
                     };
                     // To the layer's subscriber: this thread has no default of its own.

@@ -4,9 +4,6 @@
 //! A process may always list and read its own `/proc/self/fd`, even when it is not dumpable
 //! (the kernel lets a thread group into its own fd directory).
 
-// Used by the stuck snapshot (issue 9), merged next.
-#![allow(dead_code)]
-
 use std::io;
 
 use super::proc::truncate_chars;

@@ -46,6 +46,31 @@ impl fmt::Display for Logfmt<'_> {
     }
 }
 
+/// `s` safe to put inside a log line's text: hidden characters (controls, ESC, zero-width and
+/// bidirectional marks) and backslashes escaped, spaces and quotes kept, cut after `max`
+/// characters (`...` marks the cut). For untrusted text shown as it is, such as span fields
+/// and thread names in a stuck snapshot: it cannot start a new line or recolour a terminal.
+pub(crate) fn escape_hidden(s: &str, max: usize) -> String {
+    let mut out = String::with_capacity(s.len().min(max + 8));
+    for (n, c) in s.chars().enumerate() {
+        if n >= max {
+            out.push_str("...");
+            break;
+        }
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if is_hidden(c) || (c.is_whitespace() && c != ' ') => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// Appends ` key=value` (or `key=value` at the start) to `out`.
 pub(crate) fn push_pair(out: &mut String, key: &str, value: impl fmt::Display) {
     if !out.is_empty() {
@@ -62,6 +87,21 @@ pub(crate) fn push_str_pair(out: &mut String, key: &str, value: &str) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn escape_hidden_keeps_text_readable_and_lines_whole() {
+        assert_eq!(
+            escape_hidden("method=POST path=\"/x\"", 100),
+            "method=POST path=\"/x\""
+        );
+        assert_eq!(
+            escape_hidden("a\nERROR forged\x1b[31m", 100),
+            "a\\nERROR forged\\u{1b}[31m"
+        );
+        assert_eq!(escape_hidden("back\\slash", 100), "back\\\\slash");
+        assert_eq!(escape_hidden("abcdef", 3), "abc...");
+        assert_eq!(escape_hidden("\u{202e}rtl", 10), "\\u{202e}rtl");
+    }
+
     use super::*;
 
     fn r(s: &str) -> String {

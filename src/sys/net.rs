@@ -5,9 +5,6 @@
 //! them with `/proc/self/fd` (`socket:[inode]`, see [`super::fd`]) by inode. They are
 //! world-readable; `TCP_INFO` on our own descriptor needs no privilege either.
 
-// Used by the stuck snapshot (issue 9), merged next.
-#![allow(dead_code)]
-
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::time::Duration;

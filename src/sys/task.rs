@@ -11,9 +11,6 @@
 //!   guess. The file also exists only on kernels built with `CONFIG_HAVE_ARCH_TRACEHOOK`.
 //! - The thread that reads its own `syscall` file sees itself inside that `read`.
 
-// Used by the stuck snapshot (issue 9), merged next.
-#![allow(dead_code)]
-
 use std::io;
 
 use super::proc::ProcRoot;

@@ -7,6 +7,7 @@ use crate::sys::clock::{secs, Offset, Secs};
 use crate::sys::logfmt::Logfmt;
 use crate::sys::target::PHASE_TARGET;
 use crate::timeline::state::Shared;
+use crate::timeline::stuck::snapshot::{StuckReason, StuckSnapshot};
 
 /// `+0.02s drain started`
 pub(crate) fn started(shared: &Shared, label: &str, at: Duration) {
@@ -71,4 +72,55 @@ pub(crate) fn complete(shared: &Shared, total: Duration) {
             Secs(total)
         );
     });
+}
+
+/// `+30.00s drain stuck (budget 30.00s): request{method=POST path=/upload} idle 29.8s; ...`
+/// with the first findings (each already escaped) and counts as fields.
+pub(crate) fn stuck(shared: &Shared, snapshot: &StuckSnapshot) {
+    let at = Duration::try_from_secs_f64(snapshot.at_s).unwrap_or_default();
+    let label = snapshot.phase.as_deref().unwrap_or("shutdown");
+    let why = match (snapshot.reason, snapshot.budget_s) {
+        (StuckReason::Budget, Some(b)) => format!("budget {}", Secs(secs_of(b))),
+        (StuckReason::Budget, None) => "over budget".to_owned(),
+        (StuckReason::KillDeadline, _) => "kill deadline near".to_owned(),
+        (StuckReason::OnDemand, _) => "on demand".to_owned(),
+    };
+    let findings = snapshot
+        .findings
+        .iter()
+        .take(3)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    let blocked = snapshot
+        .threads
+        .iter()
+        .filter(|t| t.target.is_some() && t.cpu_pct.is_some_and(|c| c < 1.0))
+        .count();
+    let idle_peers = snapshot
+        .sockets
+        .iter()
+        .filter(|s| {
+            s.state.as_deref() == Some("ESTABLISHED") && s.last_recv_s.is_some_and(|d| d >= 1.0)
+        })
+        .count();
+    shared.emit(|| {
+        tracing::warn!(
+            target: PHASE_TARGET,
+            parent: None,
+            phase = %Logfmt(label),
+            offset_s = snapshot.at_s,
+            reason = ?snapshot.reason,
+            open_spans = snapshot.spans.len(),
+            blocked_threads = blocked,
+            idle_peers = idle_peers,
+            "{} {} stuck ({why}): {findings}",
+            Offset(at),
+            Logfmt(label),
+        );
+    });
+}
+
+fn secs_of(s: f64) -> Duration {
+    Duration::try_from_secs_f64(s).unwrap_or_default()
 }

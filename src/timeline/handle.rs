@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::sys::clock::secs;
 use crate::timeline::report::ShutdownReport;
 use crate::timeline::state::Shared;
+use crate::timeline::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::verdict::PreviousShutdown;
 use crate::who::trigger::ShutdownTrigger;
 
@@ -92,6 +93,52 @@ impl ShutdownHandle {
         let now = self.shared.clock.now();
         let st = self.shared.lock();
         ShutdownReport::from_state(&st, now, self.shared.config.total_budget)
+    }
+
+    /// Where and why the shutdown is stuck, now: the open spans (including those opened
+    /// before the stop), every thread and the system call it sits in, the sockets and how long
+    /// their peers have been silent, joined into findings. Logged as one WARN line
+    /// (`+12.00s drain stuck (on demand): ...`), written to the flight record and kept in the
+    /// report, like the snapshots the watchdog takes at a budget's end and before a kill.
+    ///
+    /// Blocks the calling thread ~150 ms (each thread's CPU is sampled twice); from async code
+    /// call it through `tokio::task::spawn_blocking`. The calling thread itself is left out of
+    /// the thread list (it is busy reading `/proc`). Never panics; a read that fails is listed
+    /// in [`StuckSnapshot::unknown`].
+    ///
+    /// ```
+    /// use shutdown_forensics::{phase, ShutdownLayer};
+    /// use tracing_subscriber::layer::SubscriberExt;
+    ///
+    /// let layer = ShutdownLayer::new();
+    /// let handle = layer.handle();
+    /// tracing::subscriber::with_default(tracing_subscriber::registry().with(layer), || {
+    ///     let _request = tracing::info_span!("request", path = "/upload").entered();
+    ///     let _drain = phase!("drain").entered();
+    ///     let snapshot = handle.stuck_snapshot();
+    ///     assert_eq!(snapshot.phase.as_deref(), Some("drain"));
+    ///     assert!(snapshot.spans.iter().any(|s| s.name == "request"));
+    ///     assert!(!snapshot.findings.is_empty());
+    /// });
+    /// ```
+    #[must_use]
+    pub fn stuck_snapshot(&self) -> StuckSnapshot {
+        self.shared.stuck_snapshot(StuckReason::OnDemand, None)
+    }
+
+    /// Says when the supervisor will kill the process, counted from the shutdown origin (the
+    /// signal's receipt): Kubernetes' `terminationGracePeriodSeconds`, docker's `stop -t`.
+    /// Shortly before it (1 s, or half the time left if less) the watchdog takes a stuck
+    /// snapshot, so the record says where the stop was stuck when the SIGKILL came. The
+    /// signal helper sets it from systemd's `TimeoutStopUSec` or
+    /// [`ForensicsBuilder::with_kill_deadline`](crate::ForensicsBuilder::with_kill_deadline).
+    pub fn set_kill_deadline(&self, deadline: Duration) {
+        {
+            let mut st = self.shared.lock();
+            st.kill_deadline = Some(deadline);
+            st.kill_snapshot_taken = false;
+        }
+        self.shared.wake_watchdog_if_needed();
     }
 
     /// The verdict on the previous run, when a flight record was configured.

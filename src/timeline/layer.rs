@@ -1,7 +1,7 @@
 //! The `tracing_subscriber::Layer` that turns phase spans into a shutdown timeline.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing_core::span::{Attributes, Id, Record};
@@ -10,6 +10,7 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::sys::clock::{Clock, ManualClock};
+use crate::sys::logfmt::escape_hidden;
 use crate::sys::target::PHASE_TARGET;
 use crate::timeline::fields::Fields;
 use crate::timeline::handle::ShutdownHandle;
@@ -17,6 +18,9 @@ use crate::timeline::hook::PhaseChange;
 use crate::timeline::record_lock::RecordLock;
 use crate::timeline::recorder::FlightRecord;
 use crate::timeline::state::{Config, Shared, State};
+use crate::timeline::stuck::spans::{
+    coarse_now, coarse_since, SpanFilter, SpanTracker, TrackedSpan,
+};
 
 /// Opens a shutdown phase: an INFO span with target [`PHASE_TARGET`].
 ///
@@ -117,6 +121,8 @@ pub struct ShutdownLayerBuilder {
     clock: Clock,
     record: Option<FlightRecord>,
     hook: Option<crate::timeline::state::Hook>,
+    span_filter: Option<SpanFilter>,
+    track_spans: bool,
 }
 
 impl Default for ShutdownLayerBuilder {
@@ -124,11 +130,15 @@ impl Default for ShutdownLayerBuilder {
         Self {
             config: Config {
                 progress_interval: Duration::from_secs(1),
+                stuck_on_budget: true,
+                cpu_sample_gap: crate::timeline::stuck::collect::CPU_SAMPLE_GAP,
                 ..Config::default()
             },
             clock: Clock::System,
             record: None,
             hook: None,
+            span_filter: None,
+            track_spans: true,
         }
     }
 }
@@ -140,6 +150,8 @@ impl std::fmt::Debug for ShutdownLayerBuilder {
             .field("clock", &self.clock)
             .field("record", &self.record)
             .field("hook", &self.hook.is_some())
+            .field("track_spans", &self.track_spans)
+            .field("span_filter", &self.span_filter.is_some())
             .finish()
     }
 }
@@ -188,6 +200,50 @@ impl ShutdownLayerBuilder {
         self
     }
 
+    /// Tracks only the spans for which `filter` returns true, for stuck snapshots (see
+    /// [`ShutdownHandle::stuck_snapshot`]). Default: every span except phases (whose own
+    /// bookkeeping is the timeline). Tracking costs a few uncontended lock operations per
+    /// span (no allocation; see BENCHMARKS.md); a filter by target or name cuts it to the spans
+    /// that matter, e.g. requests.
+    ///
+    /// ```
+    /// use shutdown_forensics::ShutdownLayer;
+    /// let layer = ShutdownLayer::builder()
+    ///     .with_stuck_spans(|meta| meta.target().starts_with("my_app"))
+    ///     .build();
+    /// ```
+    pub fn with_stuck_spans(
+        mut self,
+        filter: impl Fn(&tracing_core::Metadata<'_>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.span_filter = Some(Arc::new(filter));
+        self.track_spans = true;
+        self
+    }
+
+    /// Tracks no spans: stuck snapshots then list threads and sockets only, and the layer
+    /// costs other spans nothing beyond a target comparison. Default: tracking on.
+    pub fn without_span_tracking(mut self) -> Self {
+        self.track_spans = false;
+        self
+    }
+
+    /// Whether a phase still open past its budget gets a stuck snapshot (one WARN line with
+    /// the findings, a flight-record line, an entry in the report). Default: true.
+    pub fn with_stuck_snapshot_on_budget(mut self, enabled: bool) -> Self {
+        self.config.stuck_on_budget = enabled;
+        self
+    }
+
+    /// The gap between a stuck snapshot's two samples of every thread's CPU time, which tell
+    /// a spinning thread from a blocked one; the snapshot takes at least this long. Zero takes
+    /// one sample: no CPU figures, and a thread sleeping in a call counts as blocked.
+    /// Default: 150 ms.
+    pub fn with_stuck_cpu_sample_gap(mut self, gap: Duration) -> Self {
+        self.config.cpu_sample_gap = gap.min(Duration::from_secs(2));
+        self
+    }
+
     /// Builds the layer.
     #[must_use]
     pub fn build(self) -> ShutdownLayer {
@@ -203,6 +259,10 @@ impl ShutdownLayerBuilder {
                 late_hook: OnceLock::new(),
                 live_spans: AtomicUsize::new(0),
                 watchdog: Mutex::new(None),
+                spans: SpanTracker::new(self.span_filter),
+                track_spans: self.track_spans,
+                snapshots_in_flight: Mutex::new(0),
+                snapshot_done: Condvar::new(),
             }),
         }
     }
@@ -226,6 +286,59 @@ impl ShutdownLayer {
     }
 }
 
+/// Spans still open when a phase closes, among those opened under it or before the stop
+/// (the phase's own ancestors excluded): how many, and the oldest rendered with its age.
+const ABANDONED_SCAN: usize = 10_000;
+/// The coarse clock's resolution is a scheduler tick (1–10 ms): spans opened this close to
+/// the origin count as opened before it.
+const COARSE_SLACK_NS: u64 = 10_000_000;
+
+impl ShutdownLayer {
+    fn abandoned<S>(&self, phase: &Id, ctx: &Context<'_, S>) -> Option<(usize, String)>
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if !self.shared.track_spans || self.shared.spans.len() == 0 {
+            return None;
+        }
+        let origin = self.shared.lock().origin_coarse;
+        let span = ctx.span(phase)?;
+        let ancestors: Vec<Id> = span.scope().skip(1).map(|s| s.id()).collect();
+        drop(span);
+        let mut count = 0;
+        let mut oldest: Option<TrackedSpan> = None;
+        for t in self.shared.spans.collect(ABANDONED_SCAN) {
+            if t.id == 0 || ancestors.iter().any(|a| a.into_u64() == t.id) {
+                continue;
+            }
+            // Within the coarse clock's resolution counts as before: it cannot tell them apart.
+            let before_stop =
+                origin.is_some_and(|o| t.slot.opened <= o.saturating_add(COARSE_SLACK_NS));
+            let under = || {
+                ctx.span(&Id::from_u64(t.id))
+                    .is_some_and(|s| s.scope().skip(1).any(|p| p.id() == *phase))
+            };
+            if before_stop || under() {
+                count += 1;
+                if oldest.is_none_or(|o| t.slot.opened < o.slot.opened) {
+                    oldest = Some(t);
+                }
+            }
+        }
+        let oldest = oldest?;
+        let age = coarse_since(oldest.slot.opened, coarse_now()).as_secs_f64();
+        let fields = ctx
+            .span(&Id::from_u64(oldest.id))
+            .and_then(|s| crate::timeline::stuck::collect::fields_of(&s));
+        let name = escape_hidden(oldest.slot.meta.name(), 200);
+        let render = match fields {
+            Some(f) if !f.is_empty() => format!("{name}{{{f}}}"),
+            _ => name,
+        };
+        Some((count, format!("{render} age {age:.1}s")))
+    }
+}
+
 impl<S> Layer<S> for ShutdownLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
@@ -238,6 +351,9 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let meta = attrs.metadata();
         if meta.target() != PHASE_TARGET {
+            if self.shared.track_spans {
+                self.shared.spans.open(id.into_u64(), meta);
+            }
             return;
         }
         self.shared.live_spans.fetch_add(1, Ordering::Relaxed);
@@ -273,8 +389,17 @@ where
     }
 
     fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.shared.track_spans {
+            self.shared.spans.activity(id.into_u64(), true);
+        }
         if let Some(PhaseExt::Phase(i)) = self.phase_of(id, &ctx) {
             self.shared.enter_phase(i);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.shared.track_spans {
+            self.shared.spans.activity(id.into_u64(), false);
         }
     }
 
@@ -285,6 +410,9 @@ where
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.shared.track_spans {
+            self.shared.spans.close(id.into_u64());
+        }
         if self.shared.live_spans.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -298,7 +426,10 @@ where
         drop(span);
         self.shared.live_spans.fetch_sub(1, Ordering::Relaxed);
         match ext {
-            Some(PhaseExt::Phase(i)) => self.shared.close_phase(i),
+            Some(PhaseExt::Phase(i)) => {
+                let abandoned = self.abandoned(&id, &ctx);
+                self.shared.close_phase(i, abandoned);
+            }
             Some(PhaseExt::Root) => {
                 self.shared.finish();
             }

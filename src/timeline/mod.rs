@@ -18,5 +18,6 @@ pub(crate) mod record_lock;
 pub(crate) mod recorder;
 pub(crate) mod report;
 pub(crate) mod state;
+pub(crate) mod stuck;
 pub(crate) mod watchdog;
 pub(crate) mod waterfall;

@@ -12,6 +12,9 @@ use crate::timeline::hook::{PhaseChange, PhaseEvent};
 use crate::timeline::state::{PhaseState, Shared, MAX_PHASES};
 use crate::who::trigger::TriggerInfo;
 
+/// How long completion waits for a stuck snapshot under way (one takes ~150 ms).
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(1);
+
 /// `drain`, or `disconnect<slack>` for a span with an `adapter` field.
 fn label(name: &str, fields: &Fields) -> String {
     match fields.get("adapter") {
@@ -42,7 +45,17 @@ impl Shared {
 
     /// Logs completion once; returns the total teardown time.
     pub(crate) fn finish(self: &Arc<Self>) -> Option<Duration> {
-        let order = self.record_lock.lock();
+        // A snapshot under way (taken when a phase ran out of budget) is delivered first. The
+        // watchdog reserves its snapshots under the record lock: checked again once we hold it.
+        let deadline = std::time::Instant::now() + SNAPSHOT_WAIT;
+        let order = loop {
+            self.wait_for_snapshots(deadline.saturating_duration_since(std::time::Instant::now()));
+            let order = self.record_lock.lock();
+            if !self.snapshot_in_flight() || std::time::Instant::now() >= deadline {
+                break order;
+            }
+            drop(order);
+        };
         let now = self.clock.now();
         let (total, open, remaining) = {
             let mut st = self.lock();
@@ -172,7 +185,7 @@ impl Shared {
 
     /// At a phase's close: the over-budget warning if the watchdog has not given it yet,
     /// then the `done` record, line and hook call.
-    pub(crate) fn close_phase(&self, index: usize) {
+    pub(crate) fn close_phase(&self, index: usize, abandoned: Option<(usize, String)>) {
         // Held from the check of `warned` to the `done` line: a warning the watchdog claimed
         // is logged (and recorded) before this phase's end, never after it.
         let order = self.record_lock.lock();
@@ -195,7 +208,11 @@ impl Shared {
             p.warned |= over.is_some();
             let was_started = std::mem::replace(&mut p.started, true);
             let (label, parent, at_open) = (p.label.clone(), p.parent, offset(p.open));
-            let text = p.fields.to_logfmt();
+            let mut text = p.fields.to_logfmt();
+            if let Some((n, oldest)) = &abandoned {
+                crate::sys::logfmt::push_pair(&mut text, "abandoned_spans", n);
+                crate::sys::logfmt::push_str_pair(&mut text, "oldest_abandoned", oldest);
+            }
             let fields = serde_json::to_value(&p.fields).unwrap_or(Value::Null);
             let change = self.has_hook().then(|| {
                 let remaining = st.remaining(self.config.total_budget, now);
@@ -231,11 +248,12 @@ impl Shared {
             self.write_over_budget(Some(index), &label, at, budget);
             crate::timeline::events::over_budget(self, &label, at, budget);
         }
-        self.write(
-            &json!({"kind": "phase_end", "t": secs(at), "id": index, "phase": label,
-                    "duration_s": secs(took), "fields": fields}),
-            true,
-        );
+        let mut end = json!({"kind": "phase_end", "t": secs(at), "id": index, "phase": label,
+                             "duration_s": secs(took), "fields": fields});
+        if let Some((n, _)) = &abandoned {
+            end["abandoned_spans"] = json!(n);
+        }
+        self.write(&end, true);
         crate::timeline::events::done(self, &label, at, took, &text);
         drop(order);
         if let Some(change) = change {

@@ -8,6 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::sys::clock::{secs, unix_secs};
 use crate::timeline::fields::Fields;
 use crate::timeline::state::State;
+use crate::timeline::stuck::snapshot::StuckSnapshot;
 use crate::who::trigger::TriggerInfo;
 
 /// How a phase ended (or not).
@@ -67,6 +68,9 @@ pub struct ShutdownReport {
     pub margin_s: Option<f64>,
     /// Phases in the order they were opened.
     pub phases: Vec<PhaseRecord>,
+    /// Stuck snapshots taken during the shutdown (at a budget's end, before a kill, on demand).
+    #[serde(default)]
+    pub stuck: Vec<StuckSnapshot>,
 }
 
 impl ShutdownReport {
@@ -104,6 +108,7 @@ impl ShutdownReport {
             budget_s: budget.map(secs),
             margin_s: budget.map(|b| secs(b) - elapsed),
             phases,
+            stuck: st.stuck.clone(),
         }
     }
 
@@ -138,6 +143,17 @@ impl ShutdownReport {
                 "name": p.name, "cat": "shutdown", "ph": "X",
                 "ts": micros(p.start_s), "dur": micros(p.duration_s),
                 "pid": self.pid, "tid": lane + 1, "args": args,
+            }));
+        }
+        for snap in &self.stuck {
+            let name = match &snap.phase {
+                Some(p) => format!("{p} stuck"),
+                None => "shutdown stuck".to_owned(),
+            };
+            events.push(json!({
+                "name": name, "cat": "shutdown", "ph": "i", "s": "g",
+                "ts": micros(snap.at_s), "pid": self.pid, "tid": 0,
+                "args": {"reason": snap.reason, "findings": snap.findings},
             }));
         }
         json!({"traceEvents": events, "displayTimeUnit": "ms"}).to_string()

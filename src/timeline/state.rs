@@ -10,7 +10,7 @@
 //! what the lines before it left open. Hooks are called after both are released.
 
 use std::sync::atomic::AtomicUsize;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::thread::Thread;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,6 +22,8 @@ use crate::timeline::fields::Fields;
 use crate::timeline::hook::PhaseChange;
 use crate::timeline::record_lock::RecordLock;
 use crate::timeline::recorder::FlightRecord;
+use crate::timeline::stuck::snapshot::StuckSnapshot;
+use crate::timeline::stuck::spans::SpanTracker;
 use crate::who::trigger::TriggerInfo;
 
 /// At most this many phases are tracked per process; more are ignored (phases are meant to
@@ -36,6 +38,10 @@ pub(crate) struct Config {
     pub(crate) budgets: Vec<(String, Duration)>,
     pub(crate) total_budget: Option<Duration>,
     pub(crate) progress_interval: Duration,
+    /// Take a stuck snapshot when a phase runs past its budget (default: yes).
+    pub(crate) stuck_on_budget: bool,
+    /// Gap between a stuck snapshot's two CPU samples.
+    pub(crate) cpu_sample_gap: Duration,
 }
 
 impl Config {
@@ -59,6 +65,13 @@ pub(crate) struct Shared {
     /// Phase spans alive now: when zero, callbacks for other spans return at once.
     pub(crate) live_spans: AtomicUsize,
     pub(crate) watchdog: Mutex<Option<Thread>>,
+    /// The app's open spans, for stuck snapshots.
+    pub(crate) spans: SpanTracker,
+    /// Span tracking is on (the default).
+    pub(crate) track_spans: bool,
+    /// Stuck snapshots being taken now (the completion waits for them, bounded).
+    pub(crate) snapshots_in_flight: Mutex<usize>,
+    pub(crate) snapshot_done: Condvar,
 }
 
 impl std::fmt::Debug for Shared {
@@ -76,11 +89,20 @@ impl std::fmt::Debug for Shared {
 pub(crate) struct State {
     pub(crate) origin: Option<Instant>,
     pub(crate) origin_wall: Option<SystemTime>,
+    /// The origin on the span tracker's coarse clock (to tell spans opened before the stop).
+    pub(crate) origin_coarse: Option<u64>,
     pub(crate) trigger: Option<TriggerInfo>,
     pub(crate) finished: Option<Instant>,
     pub(crate) total_warned: bool,
     pub(crate) phases: Vec<PhaseState>,
     pub(crate) watchdog_running: bool,
+    /// When the supervisor kills us, from the shutdown origin (systemd's `TimeoutStopUSec`,
+    /// or the app's `with_kill_deadline`).
+    pub(crate) kill_deadline: Option<Duration>,
+    /// The snapshot before the kill was taken.
+    pub(crate) kill_snapshot_taken: bool,
+    /// Stuck snapshots taken so far (capped).
+    pub(crate) stuck: Vec<StuckSnapshot>,
 }
 
 #[derive(Debug)]
@@ -202,6 +224,11 @@ impl Shared {
             None => self.clock.wall_at(at),
         };
         st.origin = Some(at);
+        let ago = self.clock.now().saturating_duration_since(at);
+        st.origin_coarse = Some(
+            crate::timeline::stuck::spans::coarse_now()
+                .saturating_sub(u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX)),
+        );
         st.origin_wall = Some(wall);
         let line = json!({
             "kind": "begin",

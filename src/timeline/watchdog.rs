@@ -1,5 +1,7 @@
 //! The budget watchdog: a plain thread (no async runtime needed) that warns while a phase is
-//! still running past its budget, and ticks the progress hook.
+//! still running past its budget (and takes a stuck snapshot then), takes another snapshot
+//! shortly before a known kill deadline, appends a heartbeat to the flight record at most
+//! once a second, and ticks the progress hook.
 
 use std::sync::{Arc, PoisonError, Weak};
 use std::thread;
@@ -7,9 +9,28 @@ use std::time::{Duration, Instant};
 
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
 use crate::timeline::state::Shared;
+use crate::timeline::stuck::snapshot::StuckReason;
 
 /// Longest sleep between checks, so a dropped layer or a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
+/// Heartbeat lines are at least this far apart.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
+/// The snapshot before a kill comes this long before it (or at half the time left, if less).
+pub(crate) const KILL_LEAD: Duration = Duration::from_secs(1);
+
+/// When, from the origin, the snapshot before a kill at `deadline` is due.
+pub(crate) fn kill_snapshot_at(deadline: Duration) -> Duration {
+    deadline.saturating_sub(KILL_LEAD.min(deadline / 2))
+}
+
+/// What one check found to do.
+#[derive(Default)]
+struct Due {
+    overruns: Vec<Overrun>,
+    progress: Option<PhaseChange>,
+    kill_snapshot: bool,
+    heartbeat: Option<Duration>,
+}
 
 impl Shared {
     /// Wakes the watchdog (it re-reads deadlines), spawning it first when something needs
@@ -19,6 +40,8 @@ impl Shared {
             let mut st = self.lock();
             let wanted = self.has_hook()
                 || self.config.total_budget.is_some()
+                || self.record.is_some()
+                || st.kill_deadline.is_some()
                 || st
                     .phases
                     .iter()
@@ -64,6 +87,7 @@ struct Overrun {
 
 fn run(weak: &Weak<Shared>) {
     let mut next_progress: Option<Instant> = None;
+    let mut next_heartbeat: Option<Instant> = None;
     loop {
         let Some(shared) = weak.upgrade() else {
             return;
@@ -71,15 +95,33 @@ fn run(weak: &Weak<Shared>) {
         // Held from claiming a warning to logging it, so a phase closing meanwhile logs its
         // `done` after this warning, not before.
         let order = shared.record_lock.lock();
-        let Some((overruns, progress, sleep)) = check(&shared, &mut next_progress) else {
+        let Some((due, sleep)) = check(&shared, &mut next_progress, &mut next_heartbeat) else {
             return;
         };
-        for o in overruns {
+        for o in &due.overruns {
             shared.write_over_budget(o.index, &o.label, o.at, o.budget);
             crate::timeline::events::over_budget(&shared, &o.label, o.at, o.budget);
         }
+        let phase_snapshots = if shared.config.stuck_on_budget {
+            due.overruns.iter().filter(|o| o.index.is_some()).count()
+        } else {
+            0
+        };
+        shared.reserve_snapshots(phase_snapshots + usize::from(due.kill_snapshot));
         drop(order);
-        if let Some(change) = progress {
+        if let Some(at) = due.heartbeat {
+            shared.heartbeat(at);
+        }
+        // Snapshots sample CPU for ~150 ms: taken with no lock held.
+        let overruns = due.overruns.iter().filter(|o| o.index.is_some());
+        for o in overruns.take(phase_snapshots) {
+            let phase = Some((o.label.clone(), Some(o.budget)));
+            shared.take_reserved_snapshot(StuckReason::Budget, phase);
+        }
+        if due.kill_snapshot {
+            shared.take_reserved_snapshot(StuckReason::KillDeadline, None);
+        }
+        if let Some(change) = due.progress {
             shared.notify(|| change);
         }
         let clock = shared.clock.clone();
@@ -93,7 +135,8 @@ fn run(weak: &Weak<Shared>) {
 fn check(
     shared: &Shared,
     next_progress: &mut Option<Instant>,
-) -> Option<(Vec<Overrun>, Option<PhaseChange>, Duration)> {
+    next_heartbeat: &mut Option<Instant>,
+) -> Option<(Due, Duration)> {
     let now = shared.clock.now();
     let mut st = shared.lock();
     let all_closed = st.phases.iter().all(|p| p.close.is_some());
@@ -135,6 +178,29 @@ fn check(
             sleep = sleep.min(budget - at);
         }
     }
+    let mut due = Due::default();
+    if let (Some(deadline), false, None, Some(_)) = (
+        st.kill_deadline,
+        st.kill_snapshot_taken,
+        st.finished,
+        st.origin,
+    ) {
+        let when = kill_snapshot_at(deadline);
+        if at >= when {
+            st.kill_snapshot_taken = true;
+            due.kill_snapshot = true;
+        } else {
+            sleep = sleep.min(when - at);
+        }
+    }
+    if shared.record.is_some() && st.origin.is_some() && st.finished.is_none() {
+        if next_heartbeat.is_none_or(|t| now >= t) {
+            *next_heartbeat = now.checked_add(HEARTBEAT_EVERY);
+            due.heartbeat = Some(at);
+        }
+        sleep =
+            sleep.min(next_heartbeat.map_or(HEARTBEAT_EVERY, |t| t.saturating_duration_since(now)));
+    }
     let mut progress = None;
     if shared.has_hook() && !all_closed {
         let interval = shared.config.progress_interval;
@@ -151,5 +217,7 @@ fn check(
         }
         sleep = sleep.min(next_progress.map_or(interval, |t| t.saturating_duration_since(now)));
     }
-    Some((overruns, progress, sleep))
+    due.overruns = overruns;
+    due.progress = progress;
+    Some((due, sleep))
 }

@@ -72,10 +72,22 @@ impl fmt::Display for ShutdownReport {
             };
             let start = col(p.start_s).min(BAR_WIDTH - 1);
             let len = col(p.duration_s).clamp(1, BAR_WIDTH - start);
-            let bar: String = std::iter::repeat_n(' ', start)
+            let mut bar: Vec<char> = std::iter::repeat_n(' ', start)
                 .chain(std::iter::repeat_n(block, len))
                 .chain(std::iter::repeat_n(' ', BAR_WIDTH - start - len))
                 .collect();
+            let stuck: Vec<_> = self
+                .stuck
+                .iter()
+                .filter(|s| s.phase.as_deref() == Some(p.name.as_str()))
+                .collect();
+            for s in &stuck {
+                // `!` marks when the snapshot was taken.
+                if let Some(c) = bar.get_mut(col(s.at_s).min(BAR_WIDTH - 1)) {
+                    *c = '!';
+                }
+            }
+            let bar: String = bar.into_iter().collect();
             let offset =
                 Offset(std::time::Duration::try_from_secs_f64(p.start_s).unwrap_or_default());
             let pad = label_width.saturating_sub(label.chars().count());
@@ -92,6 +104,12 @@ impl fmt::Display for ShutdownReport {
                 _ => {}
             }
             writeln!(f)?;
+            for s in stuck {
+                let at = Offset(std::time::Duration::try_from_secs_f64(s.at_s).unwrap_or_default());
+                let first = s.findings.first().map_or("", String::as_str);
+                let arrow = if f.alternate() { "->" } else { "↳" };
+                writeln!(f, "{:>7}  {arrow} stuck at {at}: {first}", "")?;
+            }
         }
         Ok(())
     }

@@ -33,7 +33,7 @@ use crate::who::trigger::TriggerInfo;
 /// assert_eq!(
 ///     verdict.message().as_deref(),
 ///     Some("Previous shutdown did not complete: pid 42 was killed during phase drain \
-///           (entered +2.10s, last record +89.95s)"),
+///           (entered +2.10s, last record +89.95s, 87.85s into drain)"),
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -71,6 +71,12 @@ pub enum PreviousShutdown {
         last_ended_at: Option<Duration>,
         /// What started the shutdown, when recorded.
         trigger: Option<TriggerInfo>,
+        /// Where it was stuck, from the last stuck snapshot the record holds:
+        /// `request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s`.
+        stuck: Option<String>,
+        /// True when the record holds heartbeat lines: the last record is then within about a
+        /// second of the kill (without them, the kill may have come long after it).
+        heartbeat: bool,
     },
     /// The previous shutdown was cut short on purpose: the `signal_count`-th signal escalated
     /// ([`crate::Escalation::Exit`]) and the process exited with `exit_code`.
@@ -142,8 +148,23 @@ impl PreviousShutdown {
                 last_record,
                 last_ended,
                 last_ended_at,
+                stuck,
                 ..
             } => {
+                let stuck = match stuck {
+                    Some(s) => format!("; stuck in {s}"),
+                    None => String::new(),
+                };
+                // How far into the phase the last record is: with heartbeats (at most a second
+                // apart) that is within a second of the kill.
+                let into = match (phase, entered) {
+                    (Some(p), Some(e)) => format!(
+                        ", {:.2}s into {}",
+                        last_record.saturating_sub(*e).as_secs_f64(),
+                        Logfmt(p)
+                    ),
+                    _ => String::new(),
+                };
                 let during = match (phase, entered, last_ended) {
                     (Some(p), Some(e), _) => format!("during phase {} (entered {}, ", Logfmt(p), Offset(*e)),
                     (Some(p), None, _) => format!("during phase {} (", Logfmt(p)),
@@ -154,7 +175,7 @@ impl PreviousShutdown {
                     (None, _, None) => "before any phase started (".to_owned(),
                 };
                 Some(format!(
-                    "Previous shutdown did not complete: pid {} was killed {during}last record {})",
+                    "Previous shutdown did not complete: pid {} was killed {during}last record {}{into}){stuck}",
                     Pid(*pid),
                     Offset(*last_record)
                 ))
@@ -263,6 +284,8 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut last = Duration::ZERO;
     let mut escalated: Option<(u32, i32)> = None;
     let mut exited = false;
+    let mut stuck: Option<(Option<String>, String)> = None;
+    let mut heartbeat = false;
     for r in &records[run_start..] {
         the_pid = pid(r).or(the_pid);
         if let Some(t) = offset(r) {
@@ -316,6 +339,14 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                 Some("exit") => exited = true,
                 _ => {}
             },
+            "heartbeat" => heartbeat = true,
+            "stuck" => {
+                let summary = r.get("summary").and_then(Value::as_str);
+                if let Some(summary) = summary {
+                    let phase = r.get("phase").and_then(Value::as_str).map(str::to_owned);
+                    stuck = Some((phase, summary.chars().take(400).collect()));
+                }
+            }
             "phase_start" => {
                 if let Some(p) = open_phase(r).filter(|(id, _, _)| !ended.contains(id)) {
                     // A checkpoint may have listed it already.
@@ -363,6 +394,11 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         last_ended_at: last_ended.as_ref().and_then(|(_, _, t)| *t),
         last_ended: last_ended.map(|(_, n, _)| n),
         trigger,
+        // A snapshot of a phase that ended since then says nothing about the kill.
+        stuck: stuck
+            .filter(|(p, _)| p.is_none() || p.as_deref() == current.map(|(_, n, _)| n.as_str()))
+            .map(|(_, s)| s),
+        heartbeat,
     }
 }
 

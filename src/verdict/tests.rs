@@ -65,7 +65,7 @@ fn a_checkpoint_restates_the_state_when_the_start_is_out_of_the_window() {
     let v = parse_records(text);
     assert_eq!(
         v.message().as_deref(),
-        Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s)")
+        Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s, 4.50s into drain)")
     );
 }
 

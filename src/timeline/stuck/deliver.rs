@@ -1,0 +1,138 @@
+//! Taking a snapshot for the shutdown and delivering it: the WARN line, the compact flight-record
+//! line (synchronous, so the next start's verdict can say where it was stuck after a SIGKILL),
+//! and the report's `stuck` list.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::sys::clock::secs;
+use crate::timeline::events;
+use crate::timeline::state::Shared;
+use crate::timeline::stuck::collect::{self, Request};
+use crate::timeline::stuck::snapshot::{StuckReason, StuckSnapshot};
+
+/// At most this many snapshots are kept in the report (the first ones tell the most).
+pub(crate) const MAX_KEPT: usize = 8;
+/// Findings written to the flight record (each capped), so the record's tail stays small.
+const RECORD_FINDINGS: usize = 3;
+const RECORD_TEXT_MAX: usize = 400;
+
+impl Shared {
+    /// The innermost open phase (the most recently opened one still open), with its budget.
+    fn current_phase(&self) -> Option<(String, Option<Duration>)> {
+        let st = self.lock();
+        st.phases
+            .iter()
+            .rev()
+            .find(|p| p.close.is_none())
+            .map(|p| (p.label.clone(), p.budget))
+    }
+
+    /// Takes a snapshot now (blocks ~150 ms: CPU is sampled twice) and delivers it.
+    /// `phase` is the stuck phase with its budget; `None` means the innermost open one.
+    pub(crate) fn stuck_snapshot(
+        &self,
+        reason: StuckReason,
+        phase: Option<(String, Option<Duration>)>,
+    ) -> StuckSnapshot {
+        self.reserve_snapshots(1);
+        self.take_reserved_snapshot(reason, phase)
+    }
+
+    /// Announces `n` snapshots about to be taken, so that a completion arriving meanwhile
+    /// waits for them (the watchdog reserves under the record lock, before it lets go).
+    pub(crate) fn reserve_snapshots(&self, n: usize) {
+        *self.in_flight() += n;
+    }
+
+    /// [`Self::stuck_snapshot`] for a snapshot reserved with [`Self::reserve_snapshots`].
+    pub(crate) fn take_reserved_snapshot(
+        &self,
+        reason: StuckReason,
+        phase: Option<(String, Option<Duration>)>,
+    ) -> StuckSnapshot {
+        let phase = phase.or_else(|| self.current_phase());
+        let at = {
+            let st = self.lock();
+            st.offset(self.clock.now())
+        };
+        let dispatch = self.dispatch.get().and_then(|d| d.upgrade());
+        let req = Request {
+            budget: phase.as_ref().and_then(|(_, b)| *b),
+            phase: phase.map(|(p, _)| p),
+            at,
+            reason,
+            cpu_gap: self.config.cpu_sample_gap,
+        };
+        let snapshot = collect::take(&req, &self.spans, dispatch.as_ref());
+        self.deliver(&snapshot);
+        {
+            let mut n = self.in_flight();
+            *n = n.saturating_sub(1);
+        }
+        self.snapshot_done.notify_all();
+        snapshot
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.snapshots_in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits (at most `limit`) until no snapshot is being taken: a snapshot the watchdog began
+    /// as a phase ran out of budget is logged and recorded before the shutdown completes and
+    /// the process exits.
+    pub(crate) fn wait_for_snapshots(&self, limit: Duration) {
+        let guard = self.in_flight();
+        let _ = self
+            .snapshot_done
+            .wait_timeout_while(guard, limit, |n| *n > 0);
+    }
+
+    /// True while a snapshot is reserved or being taken.
+    pub(crate) fn snapshot_in_flight(&self) -> bool {
+        *self.in_flight() > 0
+    }
+
+    fn deliver(&self, snapshot: &StuckSnapshot) {
+        let _order = self.record_lock.lock();
+        let findings: Vec<String> = snapshot
+            .findings
+            .iter()
+            .take(RECORD_FINDINGS)
+            .map(|f| cap(f, RECORD_TEXT_MAX))
+            .collect();
+        self.write(
+            &json!({
+                "kind": "stuck",
+                "t": snapshot.at_s,
+                "phase": snapshot.phase.as_deref().map(|p| cap(p, RECORD_TEXT_MAX)),
+                "reason": snapshot.reason,
+                "summary": collect::summary(snapshot).map(|s| cap(&s, RECORD_TEXT_MAX)),
+                "findings": findings,
+            }),
+            true,
+        );
+        events::stuck(self, snapshot);
+        let mut st = self.lock();
+        if st.stuck.len() < MAX_KEPT {
+            st.stuck.push(snapshot.clone());
+        }
+    }
+
+    /// Appends a heartbeat line (at most once a second, from the watchdog): after a SIGKILL
+    /// the next start knows how long the stop really ran.
+    pub(crate) fn heartbeat(&self, at: Duration) {
+        self.write(&json!({"kind": "heartbeat", "t": secs(at)}), false);
+    }
+}
+
+/// The first `max` characters of `s`.
+fn cap(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
+    }
+}
