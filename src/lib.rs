@@ -13,7 +13,11 @@
 //! 2. **Where did the time go?** Shutdown phases are ordinary spans ([`phase!`], target
 //!    [`PHASE_TARGET`]); the [`ShutdownLayer`] turns them into `+0.02s drain started` /
 //!    `+3.43s drain done (3.41s)` events, warns while a phase runs over its budget, and builds a
-//!    [`ShutdownReport`] (JSON, Chrome trace, terminal waterfall).
+//!    [`ShutdownReport`] (JSON, Chrome trace, terminal waterfall). When a phase is stuck (past
+//!    its budget, shortly before a known kill, or on demand) a [`StuckSnapshot`] says where and
+//!    why: the open spans (including requests begun before the stop), every thread and the
+//!    system call it sits in, the sockets and how long their peers have been silent, joined
+//!    into findings, read from what the process may read about itself without privileges.
 //! 3. **Did it finish, and will the supervisor let it?** A [`FlightRecord`] on disk survives
 //!    `SIGKILL` and tells the next start which phase wedged; a startup check
 //!    ([`check_systemd_timing_alignment`]) warns when systemd's `TimeoutStopSec` cannot cover the
@@ -61,6 +65,7 @@
 //! | WARN | `Shutdown context signal=SIGTERM sender_pid=812 sender_name=systemctl sender_uid=0 cause=kill under_systemd=true unit=gateway.service parent_pid=1 parent_name=systemd loadavg_1m=0.42 ...` |
 //! | INFO | `+0.02s drain started` / `+3.43s drain done (3.41s) active_at_start=5 active_now=0 timed_out=false` |
 //! | WARN | `+33.00s drain over budget (30.00s)` (while the phase still runs) |
+//! | WARN | `+30.00s drain stuck (budget 30.00s): request{method=POST path=/upload peer=10.0.0.7:5432} idle 29.8s; 10.0.0.7:5432 ESTABLISHED no data for 29.8s; ...` |
 //! | INFO | `+3.62s shutdown complete (total teardown 3.62s)` |
 //! | WARN | `repeated signal SIGTERM #2 from pid 812 (systemctl) at +1.23s` |
 //! | WARN | `Previous shutdown did not complete: pid 4242 was killed during phase drain (entered +2.10s, last record +89.95s, 87.85s into drain); stuck in request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s` |

@@ -54,6 +54,17 @@ fn a_drain_stuck_on_a_stalled_upload_is_named_in_the_log_the_waterfall_and_the_r
         .starts_with("request{method=POST path=/upload"));
     let trace = std::fs::read_to_string(dir.path().join("logs/shutdown-trace.json")).unwrap();
     assert!(trace.contains("\"drain stuck\""));
+    // The diagnostic file has the whole snapshot as text.
+    let diag = std::fs::read_to_string(dir.path().join("logs/shutdown-diag.log")).unwrap();
+    assert!(diag.contains("=== stuck snapshot: drain at +"), "{diag}");
+    assert!(
+        diag.contains("span: request{method=POST path=/upload"),
+        "{diag}"
+    );
+    assert!(
+        diag.contains("thread: ") && diag.contains("socket: fd="),
+        "{diag}"
+    );
 }
 
 #[test]

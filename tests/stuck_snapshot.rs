@@ -509,3 +509,137 @@ fn threads_that_come_and_go_during_the_snapshot_do_not_break_it() {
     // Three on-demand snapshots: all kept.
     assert_eq!(handle.report().stuck.len(), 3);
 }
+
+/// Runs one role of this binary as uid/gid 65534 (nobody), with no capabilities.
+fn as_nobody(role: &str) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    support::rerun_as(role)
+        .uid(65534)
+        .gid(65534)
+        .output()
+        .expect("run the role")
+}
+
+#[test]
+fn unprivileged_it_still_gets_spans_threads_and_sockets() {
+    // SAFETY: getuid(2) has no preconditions.
+    if unsafe { libc::getuid() } != 0 {
+        // Already unprivileged: the role's checks are this process's own.
+        role_unprivileged_snapshot();
+        return;
+    }
+    let out = as_nobody("role_unprivileged_snapshot");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ROLE OK uid=65534"), "{stdout}");
+}
+
+#[test]
+#[ignore = "a role: run by unprivileged_it_still_gets_spans_threads_and_sockets"]
+fn role_unprivileged_snapshot() {
+    // SAFETY: getuid(2) and the capability query have no preconditions.
+    let uid = unsafe { libc::getuid() };
+    let (d, handle, _cap) = layer();
+    let (listener, client) = silent_peer();
+    let peer = listener.local_addr().unwrap();
+    let fd = client.as_raw_fd();
+    let d2 = d.clone();
+    let (tx, rx) = mpsc::channel();
+    let t = std::thread::Builder::new()
+        .name("req-worker".into())
+        .spawn(move || {
+            tracing::dispatcher::with_default(&d2, || {
+                let _s = tracing::info_span!("request", peer = %peer).entered();
+                tx.send(()).unwrap();
+                let mut c = client;
+                let _ = c.read(&mut [0u8; 4]);
+            });
+        })
+        .unwrap();
+    rx.recv().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    let snap = tracing::dispatcher::with_default(&d, || {
+        handle.begin();
+        handle.stuck_snapshot()
+    });
+    assert!(snap.spans.iter().any(|s| s.name == "request"), "{snap:#?}");
+    let w = thread_named(&snap, "req-worker");
+    assert_eq!(w.syscall.as_deref(), Some("recvfrom"), "{w:?}");
+    assert!(
+        snap.sockets
+            .iter()
+            .any(|s| s.fd == fd && s.last_recv_s.is_some()),
+        "{:#?}",
+        snap.sockets
+    );
+    assert!(snap.unknown.is_empty(), "{:?}", snap.unknown);
+    client_shutdown(fd);
+    t.join().unwrap();
+    println!("ROLE OK uid={uid}");
+}
+
+#[test]
+fn ten_thousand_descriptors_give_a_bounded_snapshot() {
+    let out = support::rerun_as("role_many_descriptors")
+        .output()
+        .expect("run the role");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ROLE OK"), "{stdout}");
+}
+
+#[test]
+#[ignore = "a role: run by ten_thousand_descriptors_give_a_bounded_snapshot (raises its fd limit)"]
+fn role_many_descriptors() {
+    // SAFETY: getrlimit/setrlimit on a zeroed rlimit owned here.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        lim.rlim_cur = lim.rlim_max.min(20_000);
+        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+    }
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut held = Vec::new();
+    // 2 500 connections (5 000 socket fds) and 2 500 pipes (5 000 more).
+    for _ in 0..2_500 {
+        let Ok(c) = TcpStream::connect(addr) else {
+            break;
+        };
+        let Ok((s, _)) = listener.accept() else { break };
+        held.push((c, s));
+    }
+    let mut pipes = Vec::new();
+    for _ in 0..2_500 {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) writes two descriptors into the array owned here.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            break;
+        }
+        pipes.push(fds);
+    }
+    let open = std::fs::read_dir("/proc/self/fd").unwrap().count();
+    assert!(open >= 9_000, "only {open} descriptors could be opened");
+    let (d, handle, cap) = layer();
+    let snap = tracing::dispatcher::with_default(&d, || {
+        handle.begin();
+        handle.stuck_snapshot()
+    });
+    assert!(snap.sockets.len() <= 64, "{}", snap.sockets.len());
+    assert!(snap.truncated);
+    assert!(snap.findings.len() <= 8);
+    assert!(serde_json::to_string(&snap).unwrap().len() < 256 * 1024);
+    assert!(stuck_line(&cap).len() < 8 * 1024);
+    println!(
+        "ROLE OK {open} descriptors, snapshot took {:.0} ms",
+        snap.took_ms
+    );
+}

@@ -312,6 +312,13 @@ impl ForensicsBuilder {
         if let (Some(handle), Some(deadline)) = (&self.handle, self.kill_deadline) {
             handle.set_kill_deadline(deadline);
         }
+        if let (Some(handle), Some(diag)) = (&self.handle, &self.diagnostic) {
+            // Stuck snapshots go to the diagnostic file too.
+            let _ = handle
+                .shared
+                .diagnostic_path
+                .set(diag.log_path().to_path_buf());
+        }
         if let Some(verdict) = self
             .handle
             .as_ref()

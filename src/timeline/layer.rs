@@ -57,10 +57,14 @@ enum PhaseExt {
 /// A layer that turns phase spans (target [`PHASE_TARGET`]) into `+X.XXs` events, a
 /// [`ShutdownReport`](crate::ShutdownReport) and, optionally, a [`FlightRecord`].
 ///
-/// Other spans and all events pass through untouched, and nothing is allocated or locked for
-/// them. Events are not looked at. For another span, `on_new_span` is one string comparison
-/// (its target); `on_enter`, `on_record` and `on_close` are one atomic load while no phase
-/// span is alive, and while one is, a registry lookup of the span plus one string comparison.
+/// Other spans and all events pass through untouched; events are not looked at. Other spans
+/// are tracked for [stuck snapshots](ShutdownHandle::stuck_snapshot) (so that a request that
+/// began before the stop and now waits on its peer can be named): open, enter, exit and close
+/// each take one uncontended lock of a 64-way sharded table, with no allocation and no field
+/// formatting (see BENCHMARKS.md for the cost). [`ShutdownLayerBuilder::with_stuck_spans`]
+/// narrows that to the spans that matter; [`ShutdownLayerBuilder::without_span_tracking`]
+/// turns it off, leaving one string comparison per new span and one atomic load per callback
+/// while no phase span is alive (a registry lookup while one is).
 ///
 /// The layer's own events are never emitted while it holds its state lock or a span's
 /// extensions; they are emitted under its re-entrant record lock, which keeps each phase's
@@ -261,6 +265,7 @@ impl ShutdownLayerBuilder {
                 watchdog: Mutex::new(None),
                 spans: SpanTracker::new(self.span_filter),
                 track_spans: self.track_spans,
+                diagnostic_path: OnceLock::new(),
                 snapshots_in_flight: Mutex::new(0),
                 snapshot_done: Condvar::new(),
             }),

@@ -69,6 +69,8 @@ pub(crate) struct Shared {
     pub(crate) spans: SpanTracker,
     /// Span tracking is on (the default).
     pub(crate) track_spans: bool,
+    /// The signal helper's diagnostic file: stuck snapshots are appended to it too.
+    pub(crate) diagnostic_path: OnceLock<std::path::PathBuf>,
     /// Stuck snapshots being taken now (the completion waits for them, bounded).
     pub(crate) snapshots_in_flight: Mutex<usize>,
     pub(crate) snapshot_done: Condvar,

@@ -116,9 +116,16 @@ impl Shared {
             true,
         );
         events::stuck(self, snapshot);
-        let mut st = self.lock();
-        if st.stuck.len() < MAX_KEPT {
-            st.stuck.push(snapshot.clone());
+        drop(_order);
+        {
+            let mut st = self.lock();
+            if st.stuck.len() < MAX_KEPT {
+                st.stuck.push(snapshot.clone());
+            }
+        }
+        if let Some(path) = self.diagnostic_path.get() {
+            // Best effort, like the diagnostic itself: a failure costs only this copy.
+            let _ = append_to_diagnostic(path, snapshot);
         }
     }
 
@@ -127,6 +134,80 @@ impl Shared {
     pub(crate) fn heartbeat(&self, at: Duration) {
         self.write(&json!({"kind": "heartbeat", "t": secs(at)}), false);
     }
+}
+
+/// Longest text appended to the diagnostic file per snapshot.
+const DIAGNOSTIC_TEXT_MAX: usize = 32 * 1024;
+
+/// Appends the snapshot, as text an operator reads, to the diagnostic file (0600, no symlink
+/// followed, one `write(2)`).
+fn append_to_diagnostic(path: &std::path::Path, s: &StuckSnapshot) -> std::io::Result<()> {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "=== stuck snapshot: {} at +{:.2}s ({:?}), took {:.0} ms ===",
+        s.phase.as_deref().unwrap_or("shutdown"),
+        s.at_s,
+        s.reason,
+        s.took_ms
+    );
+    for f in &s.findings {
+        let _ = writeln!(text, "finding: {f}");
+    }
+    for sp in &s.spans {
+        let idle = sp
+            .idle_s
+            .map_or_else(|| "running".to_owned(), |i| format!("idle {i:.1}s"));
+        let _ = writeln!(
+            text,
+            "span: {}{{{}}} path={} age {:.1}s {idle} thread={}",
+            sp.name,
+            sp.fields.as_deref().unwrap_or("?"),
+            sp.path.join("/"),
+            sp.age_s,
+            sp.last_thread.as_deref().unwrap_or("?")
+        );
+    }
+    for t in &s.threads {
+        let _ = writeln!(
+            text,
+            "thread: {} tid={} state={} syscall={} target={} cpu={}",
+            t.name,
+            t.tid,
+            t.state,
+            t.syscall.as_deref().unwrap_or("unknown"),
+            t.target.as_deref().unwrap_or("-"),
+            t.cpu_pct
+                .map_or_else(|| "unknown".to_owned(), |c| format!("{c:.1}%"))
+        );
+    }
+    for k in &s.sockets {
+        let _ = writeln!(
+            text,
+            "socket: fd={} {} {} -> {} {} recv_q={} send_q={} last_recv={} last_send={}",
+            k.fd,
+            k.kind,
+            k.local.as_deref().unwrap_or("?"),
+            k.peer.as_deref().unwrap_or("-"),
+            k.state.as_deref().unwrap_or("?"),
+            k.recv_q.map_or_else(|| "?".to_owned(), |q| q.to_string()),
+            k.send_q.map_or_else(|| "?".to_owned(), |q| q.to_string()),
+            k.last_recv_s
+                .map_or_else(|| "?".to_owned(), |d| format!("{d:.1}s")),
+            k.last_send_s
+                .map_or_else(|| "?".to_owned(), |d| format!("{d:.1}s"))
+        );
+    }
+    for u in &s.unknown {
+        let _ = writeln!(text, "unknown: {u}");
+    }
+    if s.truncated {
+        text.push_str("(lists cut at their caps)\n");
+    }
+    let text = cap(&text, DIAGNOSTIC_TEXT_MAX);
+    crate::sys::private_file::open_append(path)?.write_all(text.as_bytes())
 }
 
 /// The first `max` characters of `s`.
