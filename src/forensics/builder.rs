@@ -12,6 +12,10 @@ use crate::timeline::handle::ShutdownHandle;
 use crate::who::context::ContextOptions;
 use crate::who::diagnostic::DiagnosticOptions;
 
+/// How long [`Forensics::finish`] waits for the signal path's context event (a stuck log
+/// sink holds it; the shutdown must not wait for that).
+const CONTEXT_EVENT_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Signals listened to by default: `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`.
 pub const DEFAULT_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
 
@@ -143,6 +147,10 @@ impl Forensics {
     pub fn finish(&self) -> Option<Duration> {
         let handle = self.shared.config.handle.as_ref();
         let signals = self.signal().signal_count();
+        if signals > 0 {
+            // The context event comes last on the signal path: let it out before ours.
+            self.shared.wait_handled(CONTEXT_EVENT_PATIENCE);
+        }
         let mut total = None;
         if let Some(handle) = handle {
             if signals > 1 {

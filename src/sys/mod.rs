@@ -10,4 +10,5 @@ pub(crate) mod clock;
 pub(crate) mod logfmt;
 pub(crate) mod private_file;
 pub(crate) mod proc;
+pub(crate) mod stderr;
 pub(crate) mod target;
