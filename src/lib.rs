@@ -121,7 +121,7 @@ pub use timeline::hook::{PhaseChange, PhaseEvent};
 pub use timeline::layer::{ShutdownLayer, ShutdownLayerBuilder};
 pub use timeline::recorder::FlightRecord;
 pub use timeline::report::{PhaseOutcome, PhaseRecord, ShutdownReport};
-pub use verdict::PreviousShutdown;
+pub use verdict::{PreviousShutdown, UnknownReason};
 pub use who::context::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
 pub use who::diagnostic::{
     spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,

@@ -4,7 +4,6 @@
 mod support;
 
 use std::fs;
-use std::io::Write;
 use std::path::Path;
 
 use serde_json::{json, Value};
@@ -99,14 +98,9 @@ fn a_completed_run_is_recorded_line_by_line_and_judged_clean() {
 fn a_killed_run_names_the_phase_and_the_next_start_warns_exactly() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("flight.jsonl");
+    // A kill leaves whole lines (one write(2) each); a torn last line is another story
+    // (tests/flight_record_limits.rs).
     run(&path, false);
-    // A torn final line, as a kill in the middle of a write could leave (it cannot with one
-    // write(2) per line, but a disk-full or a foreign writer might).
-    fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .and_then(|mut f| f.write_all(b"{\"kind\":\"phase_end\",\"t\":90.1,\"id\":1,\"ph"))
-        .expect("append");
     let record = FlightRecord::open(&path).expect("reopen");
     let verdict = record.previous_shutdown().clone();
     let PreviousShutdown::Killed {
@@ -205,10 +199,11 @@ fn every_checkpoint_lists_exactly_the_phases_the_lines_before_it_left_open() {
     let (dispatch, handle, _capture, _clock) =
         setup(ShutdownLayer::builder().with_flight_record(record));
     handle.begin();
-    let big = "x".repeat(1500); // a checkpoint every ~20 notes
+    // ~1.5 kB a note, within the per-string cap: a checkpoint every ~20 notes.
+    let big = vec!["x".repeat(250); 6];
     std::thread::scope(|s| {
         for t in 0..4 {
-            let (dispatch, handle, big) = (dispatch.clone(), handle.clone(), big.as_str());
+            let (dispatch, handle, big) = (dispatch.clone(), handle.clone(), &big);
             s.spawn(move || {
                 with_default(&dispatch, || {
                     for i in 0..150 {

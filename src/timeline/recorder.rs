@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::sys::clock::unix_secs;
-use crate::verdict::{parse_records, PreviousShutdown};
+use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
 
 /// How much of the previous run's record is read at startup.
 const READ_LIMIT: u64 = 64 * 1024;
@@ -58,16 +58,16 @@ impl FlightRecord {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let ctx = || format!("read flight record {}", path.display());
+        let mut kept = true;
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
-            Some((old, text)) => {
-                let previous = still_running(&text).unwrap_or_else(|| Self::parse(&text));
+            Some((old, text, oversized)) => {
+                let previous = judge(&text, oversized);
                 if previous != PreviousShutdown::None {
                     // Narrowed through the descriptor (the inode keeps it across the rename).
                     let _ = narrow(&old);
                     let mut prev = path.clone().into_os_string();
                     prev.push(".prev");
-                    // Losing the old copy is acceptable: its verdict has been read already.
-                    let _ = fs::rename(&path, prev);
+                    kept = fs::rename(&path, prev).is_ok();
                 }
                 previous
             }
@@ -75,9 +75,13 @@ impl FlightRecord {
         };
         let file = crate::sys::private_file::open_append(&path)
             .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
-        // The rename above may have failed; a fresh run never appends to an old one.
-        file.set_len(0)
-            .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
+        // The rename above may have failed. A fresh run starts from an empty file, unless the
+        // old one is evidence that would be lost: then this run's `run` line follows it (the
+        // reader judges the last run only).
+        if kept || previous.is_clean() {
+            file.set_len(0)
+                .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
+        }
         let record = Self {
             file,
             path,
@@ -107,7 +111,7 @@ impl FlightRecord {
     pub fn previous(path: impl AsRef<Path>) -> Result<PreviousShutdown, Error> {
         let path = path.as_ref();
         match read_tail(path) {
-            Ok(Some((_, text))) => Ok(still_running(&text).unwrap_or_else(|| Self::parse(&text))),
+            Ok(Some((_, text, oversized))) => Ok(judge(&text, oversized)),
             Ok(None) => Ok(PreviousShutdown::None),
             Err(e) => Err(Error::io(
                 format!("read flight record {}", path.display()),
@@ -158,7 +162,7 @@ impl FlightRecord {
     }
 
     fn append(&self, value: &Value) -> io::Result<()> {
-        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
+        let mut line = crate::timeline::record_cap::line(value);
         line.push(b'\n');
         // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
         // buffer in one write(2), so a concurrent line never lands inside this one.
@@ -173,9 +177,16 @@ impl FlightRecord {
     }
 }
 
+/// The verdict on a record's tail: a live predecessor first, then the lines.
+fn judge(text: &str, oversized: bool) -> PreviousShutdown {
+    still_running(text).unwrap_or_else(|| parse_tail(text, oversized))
+}
+
 /// The last [`READ_LIMIT`] bytes of the regular file at `path` (from its first whole line),
-/// with the open file. Never follows a symlink nor blocks on a FIFO; `Ok(None)` when absent.
-fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
+/// with the open file, and whether the window held no whole line at all (its last line is
+/// larger than the window). Never follows a symlink nor blocks on a FIFO; `Ok(None)` when
+/// absent.
+fn read_tail(path: &Path) -> io::Result<Option<(File, String, bool)>> {
     let Some(mut file) = crate::sys::private_file::open_read(path)? else {
         return Ok(None);
     };
@@ -190,7 +201,8 @@ fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
         let cut = text.find('\n').map_or(text.len(), |i| i + 1);
         text.drain(..cut);
     }
-    Ok(Some((file, text)))
+    let oversized = start > 0 && text.trim().is_empty();
+    Ok(Some((file, text, oversized)))
 }
 
 /// Our start time in clock ticks after boot: with the pid, it names this process uniquely.
