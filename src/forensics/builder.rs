@@ -54,6 +54,7 @@ pub struct ForensicsBuilder {
     notify: bool,
     extend: Option<(Duration, Duration)>,
     report_path: Option<PathBuf>,
+    panic_hook: bool,
 }
 
 impl Default for ForensicsBuilder {
@@ -71,6 +72,7 @@ impl Default for ForensicsBuilder {
             notify: true,
             extend: None,
             report_path: None,
+            panic_hook: true,
         }
     }
 }
@@ -178,10 +180,14 @@ impl Drop for Forensics {
     fn drop(&mut self) {
         self.signals.close();
         // Leaving without a shutdown (a start-up error, an early return): say so in the flight
-        // record, so that the next start does not take it for a crash.
-        if self.shared.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        // record, so that the next start does not take it for a crash. Leaving while a panic
+        // unwinds: say that too, so that the recorded panic is judged as what ended the run.
+        let shutdown = self.shared.count.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        let panicking = std::thread::panicking();
+        if !shutdown || panicking {
             if let Some(handle) = &self.shared.config.handle {
-                handle.record("exit", serde_json::json!({ "shutdown": false }));
+                let value = serde_json::json!({ "shutdown": shutdown, "panicking": panicking });
+                handle.record("exit", value);
             }
         }
         self.shared.flush_guards();
@@ -267,6 +273,17 @@ impl ForensicsBuilder {
         self
     }
 
+    /// Records a panic (message, `file:line:col`, thread) in the flight record of the handle
+    /// ([`Self::with_handle`]) before the hook that was set until then runs, so that the next
+    /// start reports [`PreviousShutdown::Panicked`](crate::PreviousShutdown::Panicked) rather
+    /// than a normal exit. One process-wide hook, installed at the first
+    /// [`install`](Self::install) with a flight record and chained to the previous hook: set
+    /// your own hook before `install`. Default: on.
+    pub fn with_panic_hook(mut self, on: bool) -> Self {
+        self.panic_hook = on;
+        self
+    }
+
     /// Registers the signal handlers, starts the listener thread and runs the startup checks
     /// (previous flight record verdict; systemd `TimeoutStopSec`, on a thread of its own).
     ///
@@ -335,6 +352,9 @@ impl ForensicsBuilder {
                 self.extend
                     .map(|(step, ceiling)| crate::systemd::ExtendPolicy::new(step, ceiling)),
             );
+        }
+        if let (true, Some(handle)) = (self.panic_hook, &self.handle) {
+            crate::forensics::panic_hook::install(handle);
         }
         let report_path = self.report_path;
         let config = Config {

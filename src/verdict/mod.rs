@@ -375,9 +375,10 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut last = Duration::ZERO;
     let mut escalated: Option<(u32, i32)> = None;
     let mut exited = false;
-    // The last panic recorded, and whether the run ended with it (the exit note says the
-    // process was unwinding, or nothing came after it).
-    let mut panicked: Option<PanicRecord> = None;
+    // The last panic recorded, with the phase open then (unwinding closes spans after it),
+    // and whether the run ended with it (an exit note says the process was unwinding, or
+    // nothing came after it).
+    let mut panicked: Option<(PanicRecord, Option<String>)> = None;
     let mut ended_in_panic = false;
     for r in &records[run_start..] {
         // Anything after the panic (an exit note says how) means the run went on.
@@ -392,7 +393,8 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         };
         match kind(r).as_str() {
             "panic" => {
-                panicked = Some(PanicRecord::from_value(r));
+                let phase = open.last().map(|(_, n, _)| n.clone());
+                panicked = Some((PanicRecord::from_value(r), phase));
                 ended_in_panic = true;
             }
             "begin" => {
@@ -465,14 +467,14 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         }
     }
     let current = open.last();
-    if let Some(p) = panicked.filter(|_| ended_in_panic) {
+    if let Some((p, phase)) = panicked.filter(|_| ended_in_panic) {
         return PreviousShutdown::Panicked {
             pid: the_pid,
             message: p.message,
             location: p.location,
             thread: p.thread,
             shutdown_begun: begun,
-            phase: current.map(|(_, n, _)| n.clone()),
+            phase,
         };
     }
     if let Some(reason) = torn {
