@@ -106,6 +106,7 @@ pub use forensics::listener::Escalation;
 pub use forensics::signal::ShutdownSignal;
 pub use sys::cgroup::SystemdManager;
 pub use sys::clock::{ManualClock, Offset};
+pub use sys::private_file::write_private_file;
 pub use sys::proc::ProcSummary;
 pub use sys::target::PHASE_TARGET;
 pub use systemd::{
