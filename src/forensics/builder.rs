@@ -309,6 +309,18 @@ impl ForensicsBuilder {
         {
             verdict.log();
         }
+        if let Some(e) = self
+            .handle
+            .as_ref()
+            .and_then(|h| h.shared.record.as_ref()?.error())
+        {
+            tracing::warn!(
+                target: crate::sys::target::PHASE_TARGET,
+                error = %e,
+                "flight record disabled: {e}; running without one (a kill during the shutdown \
+                 will not be reported at the next start)"
+            );
+        }
         if self.stop_check {
             let budget = self
                 .stop_budget

@@ -39,7 +39,9 @@ const CHECKPOINT_EVERY: u64 = READ_LIMIT / 2;
 /// ```
 #[derive(Debug)]
 pub struct FlightRecord {
-    file: File,
+    /// `None` when the record is disabled (see [`FlightRecord::error`]).
+    file: Option<File>,
+    disabled: Option<Error>,
     path: PathBuf,
     written: AtomicU64,
     next_checkpoint: AtomicU64,
@@ -47,6 +49,33 @@ pub struct FlightRecord {
 }
 
 impl FlightRecord {
+    /// Like [`FlightRecord::open_strict`], but a record that cannot be opened (a full or
+    /// read-only disk, a refused symlink) never stops the service from starting: the record
+    /// is returned *disabled* ([`FlightRecord::error`] says why; nothing is written), with
+    /// the previous run's verdict when it could still be read.
+    /// [`ForensicsBuilder::install`](crate::ForensicsBuilder::install) logs one WARN line
+    /// for it: `flight record disabled: …; running without one`.
+    ///
+    /// # Errors
+    /// None today: every failure disables the record instead. The `Result` keeps the
+    /// documented `FlightRecord::open(path)?` pattern; use [`FlightRecord::open_strict`] to
+    /// refuse to start without a record.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        // Read first: a failed open may have moved the old record aside already.
+        let previous = Self::previous(path).unwrap_or(PreviousShutdown::None);
+        Self::open_strict(path).or_else(|e| {
+            Ok(Self {
+                file: None,
+                disabled: Some(e),
+                path: path.to_path_buf(),
+                written: AtomicU64::new(0),
+                next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
+                previous,
+            })
+        })
+    }
+
     /// Reads the verdict on the previous run, rotates its record to `<path>.prev` (narrowed
     /// to mode 0600: it holds the context JSON), and starts a fresh record (mode 0600,
     /// `O_APPEND`) with a `run` line. A symlink, FIFO or other non-regular file at `path` is
@@ -54,8 +83,8 @@ impl FlightRecord {
     ///
     /// # Errors
     /// When the previous record cannot be read (other than "not found"), is not a regular
-    /// file, or the new one cannot be created.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+    /// file, or the new one cannot be created or written.
+    pub fn open_strict(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let ctx = || format!("read flight record {}", path.display());
         let mut kept = true;
@@ -83,7 +112,8 @@ impl FlightRecord {
                 .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
         }
         let record = Self {
-            file,
+            file: Some(file),
+            disabled: None,
             path,
             written: AtomicU64::new(0),
             next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
@@ -133,6 +163,13 @@ impl FlightRecord {
         &self.previous
     }
 
+    /// Why this record is disabled (nothing is written), or `None` when it works. Only
+    /// [`FlightRecord::open`] returns a disabled record.
+    #[must_use]
+    pub fn error(&self) -> Option<&Error> {
+        self.disabled.as_ref()
+    }
+
     /// Where this record is written.
     #[must_use]
     pub fn path(&self) -> &Path {
@@ -166,14 +203,17 @@ impl FlightRecord {
         line.push(b'\n');
         // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
         // buffer in one write(2), so a concurrent line never lands inside this one.
-        (&self.file).write_all(&line)?;
+        let Some(mut file) = self.file.as_ref() else {
+            return Ok(());
+        };
+        file.write_all(&line)?;
         self.written.fetch_add(line.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
     /// Forces written lines to stable storage (`fdatasync`).
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.as_ref().map_or(Ok(()), File::sync_data)
     }
 }
 
