@@ -354,3 +354,39 @@ fn a_predecessor_still_running_is_not_judged() {
     other.kill().unwrap();
     other.wait().unwrap();
 }
+
+#[test]
+fn a_record_from_another_boot_is_never_still_running() {
+    // The same pid and start time as a live process, but written before a reboot.
+    let mut live = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    let record = |boot: &str| {
+        format!(
+            "{{\"kind\":\"run\",\"pid\":{},\"start_time\":{},\"boot_id\":\"{boot}\"}}\n\
+             {{\"kind\":\"begin\",\"t\":0.0}}\n",
+            live.id(),
+            start_time(live.id())
+        )
+    };
+    let this_boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    fs::write(&path, record(this_boot.trim())).unwrap();
+    assert!(matches!(
+        FlightRecord::previous(&path).unwrap(),
+        PreviousShutdown::StillRunning { .. }
+    ));
+    fs::write(&path, record("00000000-0000-0000-0000-000000000000")).unwrap();
+    let verdict = FlightRecord::previous(&path).unwrap();
+    assert!(
+        matches!(verdict, PreviousShutdown::Killed { .. }),
+        "{verdict:?}"
+    );
+    // A fresh record states this boot.
+    drop(FlightRecord::open(&path).unwrap());
+    assert_eq!(records(&path)[0]["boot_id"], this_boot.trim());
+    live.kill().unwrap();
+    live.wait().unwrap();
+}

@@ -123,6 +123,7 @@ impl FlightRecord {
             "kind": "run",
             "pid": std::process::id(),
             "start_time": own_start_time(),
+            "boot_id": boot_id(),
             "wall_unix_s": unix_secs(std::time::SystemTime::now()),
             "version": 1,
         });
@@ -254,14 +255,36 @@ fn own_start_time() -> Option<u64> {
 
 /// [`PreviousShutdown::StillRunning`] when the recorded process is alive: same pid, same
 /// start time, and not us.
+///
+/// After a reboot, pids and start times (ticks since boot) repeat: a record that names another
+/// boot (its `boot_id` differs from ours) is never "still running".
 fn still_running(text: &str) -> Option<PreviousShutdown> {
     let (pid, start) = crate::verdict::run_identity(text)?;
     if pid == std::process::id() {
         return None;
     }
+    let recorded_boot = text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r.get("kind").and_then(Value::as_str) == Some("run"))
+        .and_then(|r| r.get("boot_id")?.as_str().map(str::to_owned));
+    if let (Some(recorded), Some(now)) = (recorded_boot, boot_id()) {
+        if recorded != now {
+            return None;
+        }
+    }
     let alive = crate::sys::proc::ProcRoot::default().stat(Some(pid), &mut Vec::new())?;
     (alive.start_time == start && alive.state != 'Z')
         .then_some(PreviousShutdown::StillRunning { pid })
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), when the kernel offers one.
+fn boot_id() -> Option<String> {
+    let path = Path::new("/proc/sys/kernel/random/boot_id");
+    let bytes = crate::sys::private_file::read_bounded(path, 64).ok()??;
+    let id = String::from_utf8(bytes).ok()?.trim().to_owned();
+    (!id.is_empty()).then_some(id)
 }
 
 /// Narrows an open file to 0600 when it has group or other bits (`fchmod`, no path race).
