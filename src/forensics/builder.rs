@@ -309,11 +309,11 @@ impl ForensicsBuilder {
         {
             verdict.log();
         }
-        if let Some(e) = self
-            .handle
-            .as_ref()
-            .and_then(|h| h.shared.record.as_ref()?.error())
-        {
+        let record = self.handle.as_ref().and_then(|h| h.shared.record.as_ref());
+        for verdict in record.map_or(&[][..], |r| r.previous_takeovers()) {
+            verdict.log();
+        }
+        if let Some(e) = record.and_then(|r| r.error()) {
             tracing::warn!(
                 target: crate::sys::target::PHASE_TARGET,
                 error = %e,

@@ -19,5 +19,6 @@ pub(crate) mod record_lock;
 pub(crate) mod recorder;
 pub(crate) mod report;
 pub(crate) mod state;
+pub(crate) mod takeover;
 pub(crate) mod watchdog;
 pub(crate) mod waterfall;

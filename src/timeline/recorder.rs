@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::sys::clock::unix_secs;
+use crate::timeline::takeover::{judge_takeovers, takeover_path};
 use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
 
 /// How much of the previous run's record is read at startup.
@@ -46,6 +47,7 @@ pub struct FlightRecord {
     written: AtomicU64,
     next_checkpoint: AtomicU64,
     previous: PreviousShutdown,
+    takeovers: Vec<PreviousShutdown>,
 }
 
 impl FlightRecord {
@@ -72,6 +74,7 @@ impl FlightRecord {
                 written: AtomicU64::new(0),
                 next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
                 previous,
+                takeovers: Vec::new(),
             })
         })
     }
@@ -96,7 +99,12 @@ impl FlightRecord {
                     let _ = narrow(&old);
                     let mut prev = path.clone().into_os_string();
                     prev.push(".prev");
-                    kept = fs::rename(&path, prev).is_ok();
+                    // A live predecessor keeps writing into its record: aside, judged later.
+                    let aside = match previous {
+                        PreviousShutdown::StillRunning { pid } => takeover_path(&path, pid),
+                        _ => PathBuf::from(prev),
+                    };
+                    kept = fs::rename(&path, aside).is_ok();
                 }
                 previous
             }
@@ -111,7 +119,9 @@ impl FlightRecord {
             file.set_len(0)
                 .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
         }
+        let takeovers = judge_takeovers(&path);
         let record = Self {
+            takeovers,
             file: Some(file),
             disabled: None,
             path,
@@ -162,6 +172,16 @@ impl FlightRecord {
     #[must_use]
     pub fn previous_shutdown(&self) -> &PreviousShutdown {
         &self.previous
+    }
+
+    /// The verdicts on predecessors this record's path was taken over from while they still
+    /// ran ([`PreviousShutdown::StillRunning`] at an earlier start) and that have ended since,
+    /// read when this record was opened. Their records wait as `<path>.<pid>.takeover` until
+    /// then; each is removed once judged.
+    /// [`ForensicsBuilder::install`](crate::ForensicsBuilder::install) logs each one's message.
+    #[must_use]
+    pub fn previous_takeovers(&self) -> &[PreviousShutdown] {
+        &self.takeovers
     }
 
     /// Why this record is disabled (nothing is written), or `None` when it works. Only
