@@ -119,7 +119,7 @@ impl FlightRecord {
             file.set_len(0)
                 .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
         }
-        let takeovers = judge_takeovers(&path);
+        let takeovers = judge_takeovers(&path, |p: &Path| Self::previous(p));
         let record = Self {
             takeovers,
             file: Some(file),

@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::timeline::recorder::FlightRecord;
 use crate::verdict::PreviousShutdown;
 
 /// At most this many directory entries are looked at, and this many takeover files judged,
@@ -20,9 +19,13 @@ pub(crate) fn takeover_path(path: &Path, pid: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// The verdicts on the takeover files next to `path` whose process is gone; each judged file
-/// is removed (its verdict is what it was kept for). Files of live processes stay.
-pub(crate) fn judge_takeovers(path: &Path) -> Vec<PreviousShutdown> {
+/// The verdicts (by `judge`, the record reader) on the takeover files next to `path` whose
+/// process is gone; each judged file is removed (its verdict is what it was kept for). Files
+/// of live processes stay.
+pub(crate) fn judge_takeovers<E>(
+    path: &Path,
+    judge: impl Fn(&Path) -> Result<PreviousShutdown, E>,
+) -> Vec<PreviousShutdown> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };
@@ -47,7 +50,7 @@ pub(crate) fn judge_takeovers(path: &Path) -> Vec<PreviousShutdown> {
             continue;
         }
         let found = entry.path();
-        match FlightRecord::previous(&found) {
+        match judge(&found) {
             Ok(PreviousShutdown::StillRunning { .. }) => {}
             Ok(verdict) => {
                 if verdict != PreviousShutdown::None {
