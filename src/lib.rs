@@ -111,6 +111,7 @@ pub use forensics::listener::Escalation;
 pub use forensics::signal::ShutdownSignal;
 pub use sys::cgroup::SystemdManager;
 pub use sys::clock::{ManualClock, Offset};
+pub use sys::private_file::write_private_file;
 pub use sys::proc::ProcSummary;
 pub use sys::target::PHASE_TARGET;
 pub use systemd::{
@@ -129,7 +130,7 @@ pub use timeline::report::{PhaseOutcome, PhaseRecord, ShutdownReport};
 pub use timeline::stuck::snapshot::{
     OpenSpan, SocketState, StuckReason, StuckSnapshot, ThreadState,
 };
-pub use verdict::PreviousShutdown;
+pub use verdict::{PreviousShutdown, UnknownReason};
 pub use who::context::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
 pub use who::diagnostic::{
     spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,

@@ -26,7 +26,9 @@ pub struct DbThread {
 }
 
 pub fn open(path: &Path) -> rusqlite::Result<(Db, DbThread)> {
-    let conn = Connection::open(path)?;
+    // Not through a symlink planted at the path.
+    let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let conn = Connection::open_with_flags(path, flags)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS session_events (

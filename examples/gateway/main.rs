@@ -10,7 +10,9 @@
 //! sessions finish, bounded by `--drain-timeout`), `disconnect<adapter>` (in parallel, each
 //! bounded), `db_close` (checkpoint the WAL and close). At exit it prints the waterfall and
 //! writes the Chrome trace (`LOG_DIR/shutdown-trace.json`) and the report and context as JSON
-//! (`STATE_DIR/last-shutdown.json`).
+//! (`STATE_DIR/last-shutdown.json`), both with the crate's private-file writer (0600, never
+//! through a planted symlink). Nothing it prints can panic: a closed stderr or stdout (a
+//! terminal that went away) is ignored, so the exit code stays the shutdown's.
 //!
 //! ```sh
 //! cargo run --example gateway
@@ -28,6 +30,7 @@ mod db;
 mod http;
 
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -57,17 +60,22 @@ fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
         Ok(a) => a,
         Err(msg) => {
-            eprintln!("{msg}");
+            say(&msg);
             return ExitCode::from(2);
         }
     };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("gateway: {e}");
+            say(&format!("gateway: {e}"));
             ExitCode::FAILURE
         }
     }
+}
+
+/// A line on stderr; `eprintln!` would panic (exit code 101) once stderr is a broken pipe.
+fn say(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
@@ -86,11 +94,14 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .build();
     let handle = layer.handle();
 
-    // Logs: stderr and daily rolling files (non-blocking; the guard is adopted below).
-    let (file, guard) = tracing_appender::non_blocking(tracing_appender::rolling::daily(
-        &args.log_dir,
-        "gateway.log",
-    ));
+    // Logs: stderr and daily rolling files (non-blocking; the guard is adopted below). The
+    // fallible builder: `rolling::daily` panics when the directory is not writable.
+    let appender = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::DAILY)
+        .filename_prefix("gateway.log")
+        .build(&args.log_dir)
+        .map_err(|e| format!("log directory {}: {e}", args.log_dir.display()))?;
+    let (file, guard) = tracing_appender::non_blocking(appender);
     // Under systemd, stderr goes to the journal too: colours only on a terminal. With
     // `--journald` the journal gets structured fields instead of stderr's text.
     let journald = if args.journald {
@@ -106,6 +117,8 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         fmt::layer()
             .with_ansi(std::io::stderr().is_terminal())
             .with_writer(std::io::stderr)
+            // No internal-error report: it is an `eprintln!`, which panics once stderr is gone.
+            .log_internal_errors(false)
     });
     tracing_subscriber::registry()
         .with(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
@@ -167,7 +180,8 @@ async fn serve(
         adapters.push(adapters::Adapter::connect(name.clone(), addr).await?);
     }
     let server = http::Server::start(args, db.clone(), signal.clone()).await?;
-    println!(
+    let _ = writeln!(
+        std::io::stdout(),
         "gateway listening on http://{} (pid {})",
         server.addr,
         std::process::id()
@@ -293,12 +307,12 @@ fn send_sigterm_to_self(signal: ShutdownSignal) {
 /// JSON were written by `finish`).
 fn write_outputs(args: &Args, handle: &ShutdownHandle) -> std::io::Result<()> {
     let report = handle.report();
-    eprintln!("\n{report}");
+    say(&format!("\n{report}"));
     let trace = args.log_dir.join("shutdown-trace.json");
-    std::fs::write(&trace, report.to_chrome_trace())?;
-    eprintln!(
+    shutdown_forensics::write_private_file(&trace, report.to_chrome_trace().as_bytes())?;
+    say(&format!(
         "Chrome trace: {} (open in https://ui.perfetto.dev or chrome://tracing)",
         trace.display()
-    );
+    ));
     Ok(())
 }

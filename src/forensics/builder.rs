@@ -14,6 +14,9 @@ use crate::who::diagnostic::DiagnosticOptions;
 
 /// A kill deadline longer than this (systemd's `infinity`) is not watched for.
 const MAX_KILL_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
+/// How long [`Forensics::finish`] waits for the signal path's context event (a stuck log
+/// sink holds it; the shutdown must not wait for that).
+const CONTEXT_EVENT_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Signals listened to by default: `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`.
 pub const DEFAULT_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
@@ -54,6 +57,7 @@ pub struct ForensicsBuilder {
     extend: Option<(Duration, Duration)>,
     report_path: Option<PathBuf>,
     kill_deadline: Option<Duration>,
+    panic_hook: bool,
 }
 
 impl Default for ForensicsBuilder {
@@ -72,6 +76,7 @@ impl Default for ForensicsBuilder {
             extend: None,
             report_path: None,
             kill_deadline: None,
+            panic_hook: true,
         }
     }
 }
@@ -148,6 +153,10 @@ impl Forensics {
     pub fn finish(&self) -> Option<Duration> {
         let handle = self.shared.config.handle.as_ref();
         let signals = self.signal().signal_count();
+        if signals > 0 {
+            // The context event comes last on the signal path: let it out before ours.
+            self.shared.wait_handled(CONTEXT_EVENT_PATIENCE);
+        }
         let mut total = None;
         if let Some(handle) = handle {
             if signals > 1 {
@@ -175,10 +184,14 @@ impl Drop for Forensics {
     fn drop(&mut self) {
         self.signals.close();
         // Leaving without a shutdown (a start-up error, an early return): say so in the flight
-        // record, so that the next start does not take it for a crash.
-        if self.shared.count.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        // record, so that the next start does not take it for a crash. Leaving while a panic
+        // unwinds: say that too, so that the recorded panic is judged as what ended the run.
+        let shutdown = self.shared.count.load(std::sync::atomic::Ordering::SeqCst) > 0;
+        let panicking = std::thread::panicking();
+        if !shutdown || panicking {
             if let Some(handle) = &self.shared.config.handle {
-                handle.record("exit", serde_json::json!({ "shutdown": false }));
+                let value = serde_json::json!({ "shutdown": shutdown, "panicking": panicking });
+                handle.record("exit", value);
             }
         }
         self.shared.flush_guards();
@@ -291,6 +304,17 @@ impl ForensicsBuilder {
         self
     }
 
+    /// Records a panic (message, `file:line:col`, thread) in the flight record of the handle
+    /// ([`Self::with_handle`]) before the hook that was set until then runs, so that the next
+    /// start reports [`PreviousShutdown::Panicked`](crate::PreviousShutdown::Panicked) rather
+    /// than a normal exit. One process-wide hook, installed at the first
+    /// [`install`](Self::install) with a flight record and chained to the previous hook: set
+    /// your own hook before `install`. Default: on.
+    pub fn with_panic_hook(mut self, on: bool) -> Self {
+        self.panic_hook = on;
+        self
+    }
+
     /// Registers the signal handlers, starts the listener thread and runs the startup checks
     /// (previous flight record verdict; systemd `TimeoutStopSec`, on a thread of its own).
     ///
@@ -325,6 +349,18 @@ impl ForensicsBuilder {
             .and_then(ShutdownHandle::previous_shutdown)
         {
             verdict.log();
+        }
+        let record = self.handle.as_ref().and_then(|h| h.shared.record.as_ref());
+        for verdict in record.map_or(&[][..], |r| r.previous_takeovers()) {
+            verdict.log();
+        }
+        if let Some(e) = record.and_then(|r| r.error()) {
+            tracing::warn!(
+                target: crate::sys::target::PHASE_TARGET,
+                error = %e,
+                "flight record disabled: {e}; running without one (a kill during the shutdown \
+                 will not be reported at the next start)"
+            );
         }
         if self.stop_check {
             let budget = self
@@ -382,6 +418,9 @@ impl ForensicsBuilder {
                 self.extend
                     .map(|(step, ceiling)| crate::systemd::ExtendPolicy::new(step, ceiling)),
             );
+        }
+        if let (true, Some(handle)) = (self.panic_hook, &self.handle) {
+            crate::forensics::panic_hook::install(handle);
         }
         let report_path = self.report_path;
         let config = Config {

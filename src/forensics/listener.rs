@@ -6,7 +6,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -69,6 +69,9 @@ pub(crate) struct Shared {
     pub(crate) guards: Mutex<Vec<tracing_appender::non_blocking::WorkerGuard>>,
     pub(crate) config: Config,
     first_at: Mutex<Option<Instant>>,
+    /// Set once the first signal's handling (its context event included) is over.
+    handled: Mutex<bool>,
+    handled_cv: Condvar,
 }
 
 /// The listener's settings, fixed at install.
@@ -102,6 +105,8 @@ impl Shared {
             guards: Mutex::new(Vec::new()),
             config,
             first_at: Mutex::new(None),
+            handled: Mutex::new(false),
+            handled_cv: Condvar::new(),
         }
     }
 
@@ -133,8 +138,32 @@ impl Shared {
         }));
         if outcome.is_err() {
             // A panicking subscriber must not stop the listener: later signals still count.
-            eprintln!("shutdown-forensics: panic while handling signal #{n}");
+            self.contained(&format!("handling signal #{n}"));
         }
+    }
+
+    /// Says that a panic was contained, where it cannot hurt: a note in the flight record and
+    /// a line on stderr only when stderr can take it now (no `eprintln!`: it panics on a
+    /// broken pipe and blocks on a full one).
+    fn contained(&self, step: &str) {
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            if let Some(handle) = &self.config.handle {
+                handle.record("contained_panic", json!({ "step": step }));
+            }
+            crate::sys::stderr::try_line(&format!(
+                "shutdown-forensics: panic in {step}; the shutdown goes on"
+            ));
+        }));
+    }
+
+    /// Waits (at most `limit`) until the first signal's handling is over, so that its context
+    /// event is written before the app's last lines and the process's exit.
+    pub(crate) fn wait_handled(&self, limit: Duration) {
+        let done = self.handled.lock().unwrap_or_else(PoisonError::into_inner);
+        let _ = self
+            .handled_cv
+            .wait_timeout_while(done, limit, |done| !*done)
+            .map_err(PoisonError::into_inner);
     }
 
     /// Walks the first signal's path once on the listener thread before it first waits, so
@@ -153,6 +182,10 @@ impl Shared {
         drop(crate::who::diagnostic::generate_correlation_id());
     }
 
+    /// The first signal, in an order chosen so that nothing that can fail or block (the app's
+    /// log sink, a process spawn) comes before the facts are on disk and the app is awake:
+    /// capture, `STOPPING=1`, the flight record (`begin` and the context), the app's wake-up,
+    /// the diagnostic, and only then the context event.
     fn first(&self, signal: Option<i32>, sender: Option<SignalSender>, received: Instant) {
         if let Ok(mut at) = self.first_at.lock() {
             *at = Some(received);
@@ -160,18 +193,18 @@ impl Shared {
         let correlation_id = crate::who::diagnostic::generate_correlation_id();
         let mut ctx = self.config.capturer.capture(signal, sender.clone());
         ctx.correlation_id = Some(correlation_id.clone());
-        // Each step is isolated: a panicking subscriber or writer must neither skip the
-        // other steps nor, above all, leave the app waiting for a wake-up that never comes.
-        isolated("the context event", || ctx.log());
         // Before the layer's timeline starts: its notify hook sends STATUS= and
-        // EXTEND_TIMEOUT_USEC from then on, and the manager must hear STOPPING=1 first.
+        // EXTEND_TIMEOUT_USEC from then on, and the manager must hear STOPPING=1 first. A
+        // datagram that never blocks.
         #[cfg(feature = "systemd")]
         if let Some(n) = &self.config.notifier {
             let _ = n.stopping();
             let _ = n.status(&format!("shutting down: {}", ctx.signal));
         }
+        // Each step is isolated: a panicking subscriber or writer must neither skip the
+        // other steps nor, above all, leave the app waiting for a wake-up that never comes.
         if let Some(handle) = &self.config.handle {
-            isolated("the flight record", || {
+            self.isolated("the flight record", || {
                 let mut trigger = ShutdownTrigger::new(received)
                     .with_planned(ctx.is_planned())
                     .with_correlation_id(correlation_id.clone());
@@ -185,29 +218,54 @@ impl Shared {
                 handle.record("context", serde_json::to_value(&ctx).unwrap_or_default());
             });
         }
-        if let Some(opts) = &self.config.diagnostic {
-            isolated("the diagnostic", || {
-                let opts = opts
-                    .clone()
-                    .with_signal_name(ctx.signal.clone())
-                    .with_correlation_id(correlation_id);
-                if let Err(e) = spawn_diagnostic_with(&opts) {
-                    tracing::warn!(
-                        target: crate::sys::target::PHASE_TARGET,
-                        path = %opts.log_path().display(),
-                        error = %e,
-                        "shutdown diagnostic not started"
-                    );
-                }
-            });
-        }
         let ctx = Arc::new(ctx);
         match self.slot.lock() {
             Ok(mut slot) => *slot = Some(Arc::clone(&ctx)),
             Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&ctx)),
         }
         self.cv.notify_all();
-        self.tx.send_replace(Some(ctx));
+        self.tx.send_replace(Some(Arc::clone(&ctx)));
+        let mut diagnostic_error = None;
+        if let Some(opts) = &self.config.diagnostic {
+            self.isolated("the diagnostic", || {
+                let opts = opts
+                    .clone()
+                    .with_signal_name(ctx.signal.clone())
+                    .with_correlation_id(correlation_id);
+                if let Err(e) = spawn_diagnostic_with(&opts) {
+                    diagnostic_error = Some((opts.log_path().to_owned(), e));
+                }
+            });
+        }
+        // The ONE context event, last: a log sink that blocks (stderr a full pipe) holds only
+        // this thread. Under the record lock, so the app's phase lines follow it in the log
+        // (a stalled sink delays them by the lock's bounded patience, never for good).
+        let order = self
+            .config
+            .handle
+            .as_ref()
+            .map(|h| h.shared.record_lock.lock());
+        self.isolated("the context event", || ctx.log());
+        drop(order);
+        if let Some((path, e)) = diagnostic_error {
+            self.isolated("the diagnostic warning", || {
+                tracing::warn!(
+                    target: crate::sys::target::PHASE_TARGET,
+                    path = %path.display(),
+                    error = %e,
+                    "shutdown diagnostic not started"
+                );
+            });
+        }
+        *self.handled.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.handled_cv.notify_all();
+    }
+
+    /// Runs one step of the first signal's handling; a panic in it is contained and noted.
+    fn isolated(&self, step: &str, f: impl FnOnce()) {
+        if catch_unwind(AssertUnwindSafe(f)).is_err() {
+            self.contained(step);
+        }
     }
 
     fn repeat(
@@ -294,13 +352,6 @@ impl Shared {
     }
 }
 
-/// Runs one step of the first signal's handling; a panic in it is reported and contained.
-fn isolated(step: &str, f: impl FnOnce()) {
-    if catch_unwind(AssertUnwindSafe(f)).is_err() {
-        eprintln!("shutdown-forensics: panic in {step}; the shutdown goes on");
-    }
-}
-
 /// The sender as signal-hook reports it, with its `/proc` entry read at once.
 pub(crate) fn sender_from_origin(
     origin: &Origin,
@@ -376,7 +427,7 @@ pub(crate) fn spawn(
         .spawn(move || {
             // While the handlers are being registered (a signal that comes meanwhile waits in
             // the self-pipe until the warm-up is over).
-            isolated("the listener's warm-up", || shared.prewarm());
+            shared.isolated("the listener's warm-up", || shared.prewarm());
             // No iterator arrives when the registration failed: then there is nothing to do.
             let Ok(mut iter) = rx.recv() else { return };
             for origin in iter.forever() {

@@ -9,4 +9,5 @@
 
 pub(crate) mod builder;
 pub(crate) mod listener;
+pub(crate) mod panic_hook;
 pub(crate) mod signal;

@@ -12,5 +12,6 @@ pub(crate) mod logfmt;
 pub(crate) mod net;
 pub(crate) mod private_file;
 pub(crate) mod proc;
+pub(crate) mod stderr;
 pub(crate) mod target;
 pub(crate) mod task;

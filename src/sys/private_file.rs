@@ -81,8 +81,38 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>
     Ok(Some(bytes))
 }
 
+/// Writes `bytes` to `path` the way this crate writes its own files: a new temporary file
+/// next to it, mode 0600, created exclusively and without following symlinks (a file or link
+/// planted at the path is replaced, never written through), synced, renamed over `path`, and
+/// the directory synced so that the rename survives a crash. Readers see the old content or
+/// the new, never a mix.
+///
+/// Use it for what a shutdown leaves behind (reports, traces) in directories others may write.
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt;
+///
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("shutdown-trace.json");
+/// let victim = dir.path().join("victim");
+/// std::fs::write(&victim, "keep")?;
+/// std::os::unix::fs::symlink(&victim, &path)?; // planted
+/// shutdown_forensics::write_private_file(&path, b"{}")?;
+/// assert_eq!(std::fs::read_to_string(&victim)?, "keep");
+/// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
+/// # Ok::<(), std::io::Error>(())
+/// ```
+///
+/// # Errors
+/// When the temporary file cannot be created, written or synced, or the rename fails (the
+/// temporary file is removed then). A failure to sync the directory is not reported.
+pub fn write_private_file(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
+    write_atomic(path.as_ref(), bytes)
+}
+
 /// Replaces `path` with `bytes` atomically: a new 0600 temporary file next to it (created
-/// exclusively, so a planted file or symlink is never written through), synced, renamed over.
+/// exclusively, so a planted file or symlink is never written through), synced, renamed over,
+/// and the directory synced (the rename is an entry in it).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let name = path
         .file_name()
@@ -106,6 +136,8 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
                     .and_then(|()| std::fs::rename(&tmp, path));
                 if written.is_err() {
                     let _ = std::fs::remove_file(&tmp);
+                } else {
+                    sync_dir(path);
                 }
                 return written;
             }
@@ -114,6 +146,22 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
         }
     }
     Err(last.unwrap_or_else(|| io::Error::other("no free temporary name")))
+}
+
+/// Syncs the directory holding `path`, so that a rename into it survives a crash. Best
+/// effort: some file systems refuse to sync a directory, and the file itself is synced already.
+fn sync_dir(path: &Path) {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let opened = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir);
+    if let Ok(d) = opened {
+        let _ = d.sync_all();
+    }
 }
 
 /// A value that differs between calls and processes, for temporary names.

@@ -97,12 +97,16 @@ impl Notifier {
 
     /// Sends `EXTEND_TIMEOUT_USEC=<by>`: the manager waits at least `by` longer for the next
     /// message before its stop timeout applies. See [`ExtendPolicy`] for how far to go.
+    /// Less than a microsecond sends nothing: `EXTEND_TIMEOUT_USEC=0` would ask for no time.
     ///
     /// # Errors
     ///
     /// As for [`stopping`](Self::stopping).
     pub fn extend_timeout(&self, by: Duration) -> io::Result<()> {
         let usec = u64::try_from(by.as_micros()).unwrap_or(u64::MAX);
+        if usec == 0 {
+            return Ok(());
+        }
         self.send(&format!("EXTEND_TIMEOUT_USEC={usec}"))
     }
 
@@ -211,12 +215,13 @@ impl ExtendPolicy {
     }
 
     /// The extension to send `elapsed` after the shutdown began: `step`, shortened so that
-    /// `elapsed + extension` never passes `ceiling`; `None` once there is nothing left.
+    /// `elapsed + extension` never passes `ceiling`; `None` once less than a microsecond (the
+    /// unit of `EXTEND_TIMEOUT_USEC`) is left.
     #[must_use]
     pub fn next_extension(&self, elapsed: Duration) -> Option<Duration> {
         let left = self.ceiling.checked_sub(elapsed)?;
         let by = self.step.min(left);
-        (!by.is_zero()).then_some(by)
+        (by >= Duration::from_micros(1)).then_some(by)
     }
 }
 
@@ -249,6 +254,34 @@ mod tests {
     fn a_zero_step_or_ceiling_never_extends() {
         assert_eq!(ExtendPolicy::new(s(0), s(60)).next_extension(s(1)), None);
         assert_eq!(ExtendPolicy::new(s(10), s(0)).next_extension(s(0)), None);
+    }
+
+    #[test]
+    fn nothing_under_a_microsecond_is_ever_sent_as_extend_timeout_usec_0() {
+        let ns = Duration::from_nanos;
+        // A tiny step, and the last sliver before the ceiling: both would read as 0 µs.
+        assert_eq!(ExtendPolicy::new(ns(500), s(60)).next_extension(s(1)), None);
+        assert_eq!(
+            ExtendPolicy::new(s(10), s(60)).next_extension(s(60) - ns(999)),
+            None
+        );
+        assert_eq!(
+            ExtendPolicy::new(s(10), s(60)).next_extension(s(60) - ns(1000)),
+            Some(ns(1000))
+        );
+        // And the notifier itself sends nothing for less than a microsecond.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("notify.sock");
+        let listener = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let n = Notifier::new(&path).unwrap();
+        n.extend_timeout(ns(999)).unwrap();
+        n.extend_timeout(Duration::ZERO).unwrap();
+        n.extend_timeout(ns(1500)).unwrap();
+        let mut buf = [0u8; 64];
+        let got = listener.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..got], b"EXTEND_TIMEOUT_USEC=1");
+        assert!(listener.recv(&mut buf).is_err(), "a second datagram");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::ffi::OsStr;
 use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -61,7 +62,10 @@ pub(crate) fn show(
         .args(show_args(manager, unit))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(Stdio::null())
+        // Its own process group: at the deadline the whole group is killed, grandchildren
+        // (a forked `sleep`, a pager holding stdout) included.
+        .process_group(0);
     let mut child = match spawn(&mut command, deadline) {
         Ok(child) => child,
         Err(e)
@@ -104,6 +108,11 @@ pub(crate) fn show(
     let status = loop {
         match child.try_wait() {
             Ok(Some(status)) => break status,
+            // SIGCHLD inherited as SIG_IGN: the kernel reaps the child, its status is lost.
+            Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
+                stop(&mut child);
+                return Answer::Failed(SIGCHLD_IGNORED);
+            }
             Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
             Ok(None) | Err(_) => {
                 stop(&mut child);
@@ -133,8 +142,17 @@ fn spawn(command: &mut Command, deadline: Instant) -> io::Result<Child> {
     }
 }
 
-/// Kills and reaps, so that no zombie is left behind.
+/// Why an answer is unknown when `SIGCHLD` is ignored (the exit status cannot be had).
+pub(crate) const SIGCHLD_IGNORED: &str =
+    "exit status unknown: SIGCHLD is ignored (SIG_IGN inherited), so children are reaped by the kernel";
+
+/// Kills its whole process group and reaps it, so that no zombie and no grandchild is left.
 fn stop(child: &mut Child) {
+    if let Ok(pgid) = i32::try_from(child.id()) {
+        // SAFETY: kill(2) on the group we created for this child (process_group(0)); the
+        // group id is the child's pid, which stays ours until the child is reaped below.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    }
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -307,6 +307,7 @@ impl Probe {
             SystemdManager::System => SystemdManager::User,
             SystemdManager::User => SystemdManager::System,
         };
+        let mut unknown = None;
         for manager in [unit.manager, other] {
             match systemctl::show(&self.systemctl, manager, &unit.name, deadline) {
                 Answer::Loaded(timeout_stop) => {
@@ -328,11 +329,16 @@ impl Probe {
                 }
                 Answer::Failed(why) => {
                     tracing::debug!(target: crate::sys::target::PHASE_TARGET, unit = %unit.name, manager = manager_name(manager), why, "systemctl show failed");
+                    unknown = Some(why);
                     if Instant::now() >= deadline {
-                        return None;
+                        break;
                     }
                 }
             }
+        }
+        // Under systemd, yet no manager could answer: say so rather than stay silent.
+        if let Some(why) = unknown {
+            tracing::warn!(target: crate::sys::target::PHASE_TARGET, unit = %unit.name, why, "systemd timing check unknown: {why}");
         }
         None
     }

@@ -11,7 +11,8 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::sys::clock::unix_secs;
-use crate::verdict::{parse_records, PreviousShutdown};
+use crate::timeline::takeover::{judge_takeovers, takeover_path};
+use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
 
 /// How much of the previous run's record is read at startup.
 const READ_LIMIT: u64 = 64 * 1024;
@@ -39,14 +40,45 @@ const CHECKPOINT_EVERY: u64 = READ_LIMIT / 2;
 /// ```
 #[derive(Debug)]
 pub struct FlightRecord {
-    file: File,
+    /// `None` when the record is disabled (see [`FlightRecord::error`]).
+    file: Option<File>,
+    disabled: Option<Error>,
     path: PathBuf,
     written: AtomicU64,
     next_checkpoint: AtomicU64,
     previous: PreviousShutdown,
+    takeovers: Vec<PreviousShutdown>,
 }
 
 impl FlightRecord {
+    /// Like [`FlightRecord::open_strict`], but a record that cannot be opened (a full or
+    /// read-only disk, a refused symlink) never stops the service from starting: the record
+    /// is returned *disabled* ([`FlightRecord::error`] says why; nothing is written), with
+    /// the previous run's verdict when it could still be read.
+    /// [`ForensicsBuilder::install`](crate::ForensicsBuilder::install) logs one WARN line
+    /// for it: `flight record disabled: …; running without one`.
+    ///
+    /// # Errors
+    /// None today: every failure disables the record instead. The `Result` keeps the
+    /// documented `FlightRecord::open(path)?` pattern; use [`FlightRecord::open_strict`] to
+    /// refuse to start without a record.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+        let path = path.as_ref();
+        // Read first: a failed open may have moved the old record aside already.
+        let previous = Self::previous(path).unwrap_or(PreviousShutdown::None);
+        Self::open_strict(path).or_else(|e| {
+            Ok(Self {
+                file: None,
+                disabled: Some(e),
+                path: path.to_path_buf(),
+                written: AtomicU64::new(0),
+                next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
+                previous,
+                takeovers: Vec::new(),
+            })
+        })
+    }
+
     /// Reads the verdict on the previous run, rotates its record to `<path>.prev` (narrowed
     /// to mode 0600: it holds the context JSON), and starts a fresh record (mode 0600,
     /// `O_APPEND`) with a `run` line. A symlink, FIFO or other non-regular file at `path` is
@@ -54,20 +86,25 @@ impl FlightRecord {
     ///
     /// # Errors
     /// When the previous record cannot be read (other than "not found"), is not a regular
-    /// file, or the new one cannot be created.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
+    /// file, or the new one cannot be created or written.
+    pub fn open_strict(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
         let ctx = || format!("read flight record {}", path.display());
+        let mut kept = true;
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
-            Some((old, text)) => {
-                let previous = still_running(&text).unwrap_or_else(|| Self::parse(&text));
+            Some((old, text, oversized)) => {
+                let previous = judge(&text, oversized);
                 if previous != PreviousShutdown::None {
                     // Narrowed through the descriptor (the inode keeps it across the rename).
                     let _ = narrow(&old);
                     let mut prev = path.clone().into_os_string();
                     prev.push(".prev");
-                    // Losing the old copy is acceptable: its verdict has been read already.
-                    let _ = fs::rename(&path, prev);
+                    // A live predecessor keeps writing into its record: aside, judged later.
+                    let aside = match previous {
+                        PreviousShutdown::StillRunning { pid } => takeover_path(&path, pid),
+                        _ => PathBuf::from(prev),
+                    };
+                    kept = fs::rename(&path, aside).is_ok();
                 }
                 previous
             }
@@ -75,11 +112,18 @@ impl FlightRecord {
         };
         let file = crate::sys::private_file::open_append(&path)
             .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
-        // The rename above may have failed; a fresh run never appends to an old one.
-        file.set_len(0)
-            .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
+        // The rename above may have failed. A fresh run starts from an empty file, unless the
+        // old one is evidence that would be lost: then this run's `run` line follows it (the
+        // reader judges the last run only).
+        if kept || previous.is_clean() {
+            file.set_len(0)
+                .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
+        }
+        let takeovers = judge_takeovers(&path, |p: &Path| Self::previous(p));
         let record = Self {
-            file,
+            takeovers,
+            file: Some(file),
+            disabled: None,
             path,
             written: AtomicU64::new(0),
             next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
@@ -89,6 +133,7 @@ impl FlightRecord {
             "kind": "run",
             "pid": std::process::id(),
             "start_time": own_start_time(),
+            "boot_id": boot_id(),
             "wall_unix_s": unix_secs(std::time::SystemTime::now()),
             "version": 1,
         });
@@ -107,7 +152,7 @@ impl FlightRecord {
     pub fn previous(path: impl AsRef<Path>) -> Result<PreviousShutdown, Error> {
         let path = path.as_ref();
         match read_tail(path) {
-            Ok(Some((_, text))) => Ok(still_running(&text).unwrap_or_else(|| Self::parse(&text))),
+            Ok(Some((_, text, oversized))) => Ok(judge(&text, oversized)),
             Ok(None) => Ok(PreviousShutdown::None),
             Err(e) => Err(Error::io(
                 format!("read flight record {}", path.display()),
@@ -127,6 +172,23 @@ impl FlightRecord {
     #[must_use]
     pub fn previous_shutdown(&self) -> &PreviousShutdown {
         &self.previous
+    }
+
+    /// The verdicts on predecessors this record's path was taken over from while they still
+    /// ran ([`PreviousShutdown::StillRunning`] at an earlier start) and that have ended since,
+    /// read when this record was opened. Their records wait as `<path>.<pid>.takeover` until
+    /// then; each is removed once judged.
+    /// [`ForensicsBuilder::install`](crate::ForensicsBuilder::install) logs each one's message.
+    #[must_use]
+    pub fn previous_takeovers(&self) -> &[PreviousShutdown] {
+        &self.takeovers
+    }
+
+    /// Why this record is disabled (nothing is written), or `None` when it works. Only
+    /// [`FlightRecord::open`] returns a disabled record.
+    #[must_use]
+    pub fn error(&self) -> Option<&Error> {
+        self.disabled.as_ref()
     }
 
     /// Where this record is written.
@@ -158,24 +220,34 @@ impl FlightRecord {
     }
 
     fn append(&self, value: &Value) -> io::Result<()> {
-        let mut line = serde_json::to_vec(value).map_err(io::Error::other)?;
+        let mut line = crate::timeline::record_cap::line(value);
         line.push(b'\n');
         // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
         // buffer in one write(2), so a concurrent line never lands inside this one.
-        (&self.file).write_all(&line)?;
+        let Some(mut file) = self.file.as_ref() else {
+            return Ok(());
+        };
+        file.write_all(&line)?;
         self.written.fetch_add(line.len() as u64, Ordering::Relaxed);
         Ok(())
     }
 
     /// Forces written lines to stable storage (`fdatasync`).
     pub(crate) fn sync(&self) -> io::Result<()> {
-        self.file.sync_data()
+        self.file.as_ref().map_or(Ok(()), File::sync_data)
     }
 }
 
+/// The verdict on a record's tail: a live predecessor first, then the lines.
+fn judge(text: &str, oversized: bool) -> PreviousShutdown {
+    still_running(text).unwrap_or_else(|| parse_tail(text, oversized))
+}
+
 /// The last [`READ_LIMIT`] bytes of the regular file at `path` (from its first whole line),
-/// with the open file. Never follows a symlink nor blocks on a FIFO; `Ok(None)` when absent.
-fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
+/// with the open file, and whether the window held no whole line at all (its last line is
+/// larger than the window). Never follows a symlink nor blocks on a FIFO; `Ok(None)` when
+/// absent.
+fn read_tail(path: &Path) -> io::Result<Option<(File, String, bool)>> {
     let Some(mut file) = crate::sys::private_file::open_read(path)? else {
         return Ok(None);
     };
@@ -190,7 +262,8 @@ fn read_tail(path: &Path) -> io::Result<Option<(File, String)>> {
         let cut = text.find('\n').map_or(text.len(), |i| i + 1);
         text.drain(..cut);
     }
-    Ok(Some((file, text)))
+    let oversized = start > 0 && text.trim().is_empty();
+    Ok(Some((file, text, oversized)))
 }
 
 /// Our start time in clock ticks after boot: with the pid, it names this process uniquely.
@@ -202,14 +275,36 @@ fn own_start_time() -> Option<u64> {
 
 /// [`PreviousShutdown::StillRunning`] when the recorded process is alive: same pid, same
 /// start time, and not us.
+///
+/// After a reboot, pids and start times (ticks since boot) repeat: a record that names another
+/// boot (its `boot_id` differs from ours) is never "still running".
 fn still_running(text: &str) -> Option<PreviousShutdown> {
     let (pid, start) = crate::verdict::run_identity(text)?;
     if pid == std::process::id() {
         return None;
     }
+    let recorded_boot = text
+        .lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r.get("kind").and_then(Value::as_str) == Some("run"))
+        .and_then(|r| r.get("boot_id")?.as_str().map(str::to_owned));
+    if let (Some(recorded), Some(now)) = (recorded_boot, boot_id()) {
+        if recorded != now {
+            return None;
+        }
+    }
     let alive = crate::sys::proc::ProcRoot::default().stat(Some(pid), &mut Vec::new())?;
     (alive.start_time == start && alive.state != 'Z')
         .then_some(PreviousShutdown::StillRunning { pid })
+}
+
+/// This boot's id (`/proc/sys/kernel/random/boot_id`), when the kernel offers one.
+fn boot_id() -> Option<String> {
+    let path = Path::new("/proc/sys/kernel/random/boot_id");
+    let bytes = crate::sys::private_file::read_bounded(path, 64).ok()??;
+    let id = String::from_utf8(bytes).ok()?.trim().to_owned();
+    (!id.is_empty()).then_some(id)
 }
 
 /// Narrows an open file to 0600 when it has group or other bits (`fchmod`, no path race).

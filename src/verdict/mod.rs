@@ -16,6 +16,11 @@ use crate::sys::logfmt::Logfmt;
 use crate::sys::target::PHASE_TARGET;
 use crate::who::trigger::TriggerInfo;
 
+mod evidence;
+
+use evidence::PanicRecord;
+pub use evidence::UnknownReason;
+
 /// How the previous run ended, according to its flight record.
 ///
 /// ```
@@ -25,8 +30,7 @@ use crate::who::trigger::TriggerInfo;
 ///     r#"{"kind":"run","pid":42}"#, "\n",
 ///     r#"{"kind":"begin","t":0.0,"pid":42}"#, "\n",
 ///     r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"drain"}"#, "\n",
-///     r#"{"kind":"note","t":89.95,"note":"heartbeat"}"#, "\n",
-///     r#"{"kind":"phase_end","t":90.0,"id":0,"pha"#, // torn by SIGKILL
+///     r#"{"kind":"note","t":89.95,"note":"heartbeat"}"#, "\n", // then SIGKILL
 /// );
 /// let verdict = FlightRecord::parse(text);
 /// assert!(matches!(verdict, PreviousShutdown::Killed { .. }));
@@ -115,6 +119,40 @@ pub enum PreviousShutdown {
         /// The previous process.
         pid: Option<u32>,
     },
+    /// The previous run panicked: the panic hook installed by
+    /// [`ForensicsBuilder::install`](crate::ForensicsBuilder::install) recorded the panic,
+    /// and the process ended with it (the unwinding dropped [`crate::Forensics`], or the
+    /// panic was the record's last line). A panic that was caught and survived is not this.
+    #[non_exhaustive]
+    Panicked {
+        /// The previous process.
+        pid: Option<u32>,
+        /// The panic's message (capped).
+        message: String,
+        /// Where it panicked: `file:line:column`.
+        location: Option<String>,
+        /// The name of the thread that panicked.
+        thread: Option<String>,
+        /// Whether a shutdown had begun.
+        shutdown_begun: bool,
+        /// The phase that was running, when one was.
+        phase: Option<String>,
+    },
+    /// The record cannot tell whether the previous shutdown completed (see
+    /// [`UnknownReason`]). What it shows up to there is kept; it is never taken for clean.
+    #[non_exhaustive]
+    Unknown {
+        /// The previous process, when a readable line names it.
+        pid: Option<u32>,
+        /// Why the end of the record cannot be judged.
+        reason: UnknownReason,
+        /// Whether the readable lines show a shutdown that had begun.
+        shutdown_begun: bool,
+        /// The phase that was running at the last readable line, when one was.
+        phase: Option<String>,
+        /// The offset of the last readable record.
+        last_record: Duration,
+    },
 }
 
 impl PreviousShutdown {
@@ -180,6 +218,34 @@ impl PreviousShutdown {
                     Offset(*last_record)
                 ))
             }
+            Self::Panicked {
+                pid,
+                message,
+                location,
+                thread,
+                shutdown_begun,
+                phase,
+            } => Some(evidence::panic_message(
+                &Pid(*pid).to_string(),
+                *shutdown_begun,
+                phase.as_deref(),
+                message,
+                location.as_deref(),
+                thread.as_deref(),
+            )),
+            Self::Unknown {
+                pid,
+                reason,
+                shutdown_begun,
+                phase,
+                last_record,
+            } => Some(evidence::unknown_message(
+                &Pid(*pid).to_string(),
+                *reason,
+                *shutdown_begun,
+                phase.as_deref(),
+                *last_record,
+            )),
             Self::NoShutdown { pid } => Some(format!(
                 "Previous run (pid {}) ended without starting a shutdown (crash, OOM kill or power loss)",
                 Pid(*pid)
@@ -254,16 +320,62 @@ pub(crate) fn run_identity(text: &str) -> Option<(u32, u64)> {
         .and_then(|r| Some((pid(&r)?, r.get("start_time").and_then(Value::as_u64)?)))
 }
 
-/// Computes the verdict from JSON lines; unparsable lines are skipped. The text may start
-/// anywhere in a run: a `checkpoint` line restates the pid, trigger and open phases.
+/// The verdict on a record's tail as the reader found it: `oversized` when the read window
+/// held no whole line (the last line is larger than the window).
+pub(crate) fn parse_tail(text: &str, oversized: bool) -> PreviousShutdown {
+    if oversized {
+        let unknown = |pid, shutdown_begun, phase, last_record| PreviousShutdown::Unknown {
+            pid,
+            reason: UnknownReason::OversizedLine,
+            shutdown_begun,
+            phase,
+            last_record,
+        };
+        return match parse_records(text) {
+            PreviousShutdown::Killed {
+                pid,
+                phase,
+                last_record,
+                ..
+            } => unknown(pid, true, phase, last_record),
+            PreviousShutdown::Unknown {
+                pid,
+                shutdown_begun,
+                phase,
+                last_record,
+                ..
+            } => unknown(pid, shutdown_begun, phase, last_record),
+            PreviousShutdown::None | PreviousShutdown::NoShutdown { .. } => {
+                unknown(None, false, None, Duration::ZERO)
+            }
+            other => other,
+        };
+    }
+    parse_records(text)
+}
+
+/// Computes the verdict from JSON lines; unparsable lines are skipped, except the last: a
+/// record that ends in a line that cannot be read is [`PreviousShutdown::Unknown`], never
+/// clean. The text may start anywhere in a run: a `checkpoint` line restates the pid, trigger
+/// and open phases.
 pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let records: Vec<Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
         .filter(Value::is_object)
         .collect();
+    let torn = evidence::unreadable_end(text);
     if records.is_empty() {
-        return PreviousShutdown::None;
+        return match torn {
+            Some(_) => PreviousShutdown::Unknown {
+                pid: None,
+                reason: UnknownReason::Unreadable,
+                shutdown_begun: false,
+                phase: None,
+                last_record: Duration::ZERO,
+            },
+            None => PreviousShutdown::None,
+        };
     }
     let kind = |v: &Value| {
         v.get("kind")
@@ -286,7 +398,14 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut exited = false;
     let mut stuck: Option<(Option<String>, String)> = None;
     let mut heartbeat = false;
+    // The last panic recorded, with the phase open then (unwinding closes spans after it),
+    // and whether the run ended with it (an exit note says the process was unwinding, or
+    // nothing came after it).
+    let mut panicked: Option<(PanicRecord, Option<String>)> = None;
+    let mut ended_in_panic = false;
     for r in &records[run_start..] {
+        // Anything after the panic (an exit note says how) means the run went on.
+        ended_in_panic = false;
         the_pid = pid(r).or(the_pid);
         if let Some(t) = offset(r) {
             last = last.max(t);
@@ -296,6 +415,11 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                 .and_then(|t| serde_json::from_value::<TriggerInfo>(t.clone()).ok())
         };
         match kind(r).as_str() {
+            "panic" => {
+                let phase = open.last().map(|(_, n, _)| n.clone());
+                panicked = Some((PanicRecord::from_value(r), phase));
+                ended_in_panic = true;
+            }
             "begin" => {
                 begun = true;
                 trigger = read_trigger(r);
@@ -336,7 +460,11 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                         .unwrap_or(0);
                     escalated = Some((count, code));
                 }
-                Some("exit") => exited = true,
+                Some("exit") => {
+                    exited = true;
+                    let unwinding = r.get("value").and_then(|v| v.get("panicking"));
+                    ended_in_panic |= unwinding.and_then(Value::as_bool) == Some(true);
+                }
                 _ => {}
             },
             "heartbeat" => heartbeat = true,
@@ -369,13 +497,32 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
             _ => {}
         }
     }
+    let current = open.last();
+    if let Some((p, phase)) = panicked.filter(|_| ended_in_panic) {
+        return PreviousShutdown::Panicked {
+            pid: the_pid,
+            message: p.message,
+            location: p.location,
+            thread: p.thread,
+            shutdown_begun: begun,
+            phase,
+        };
+    }
+    if let Some(reason) = torn {
+        return PreviousShutdown::Unknown {
+            pid: the_pid,
+            reason,
+            shutdown_begun: begun,
+            phase: current.map(|(_, n, _)| n.clone()),
+            last_record: last,
+        };
+    }
     if !begun {
         if exited {
             return PreviousShutdown::Exited { pid: the_pid };
         }
         return PreviousShutdown::NoShutdown { pid: the_pid };
     }
-    let current = open.last();
     if let Some((signal_count, exit_code)) = escalated {
         return PreviousShutdown::Escalated {
             pid: the_pid,

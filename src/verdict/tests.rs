@@ -1,11 +1,103 @@
 use super::*;
 
 #[test]
-fn empty_or_garbage_is_none() {
+fn empty_is_none_and_garbage_is_unknown_never_clean() {
     assert_eq!(parse_records(""), PreviousShutdown::None);
+    assert_eq!(parse_records("\n\n"), PreviousShutdown::None);
+    let v = parse_records("not json\n{\"kind\":");
+    assert!(
+        matches!(
+            v,
+            PreviousShutdown::Unknown {
+                reason: UnknownReason::Unreadable,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert!(!v.is_clean());
+}
+
+#[test]
+fn a_torn_last_line_is_unknown_and_keeps_what_is_known() {
+    // ENOSPC cut the phase_end short: the process may well have completed its shutdown.
+    let text = "{\"kind\":\"run\",\"pid\":9}\n{\"kind\":\"begin\",\"t\":0}\n\
+        {\"kind\":\"phase_start\",\"t\":2.1,\"id\":0,\"phase\":\"drain\"}\n\
+        {\"kind\":\"phase_end\",\"t\":3,\"id\":0,\"ph";
+    let v = parse_records(text);
     assert_eq!(
-        parse_records("not json\n{\"kind\":"),
-        PreviousShutdown::None
+        v.message().as_deref(),
+        Some(
+            "Previous shutdown may not have completed: pid 9 had begun a shutdown during phase \
+             drain (last record +2.10s), then its flight record ends in a torn line (a write \
+             cut short: full disk or I/O error); whether it completed is unknown"
+        )
+    );
+    // A whole `complete` line is clean whatever follows it.
+    let text = "{\"kind\":\"begin\",\"t\":0}\n{\"kind\":\"complete\",\"t\":1}\n{\"kin";
+    assert!(parse_records(text).is_clean());
+    // Power loss can leave zeros where a line should be.
+    let text = "{\"kind\":\"run\",\"pid\":9}\n\0\0\0\0";
+    assert!(matches!(
+        parse_records(text),
+        PreviousShutdown::Unknown {
+            shutdown_begun: false,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn an_oversized_last_line_is_unknown() {
+    let v = parse_tail("", true);
+    assert!(
+        matches!(
+            v,
+            PreviousShutdown::Unknown {
+                reason: UnknownReason::OversizedLine,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert!(v
+        .message()
+        .unwrap()
+        .contains("larger than the 64 KiB read window"));
+}
+
+#[test]
+fn a_recorded_panic_that_ended_the_run_is_a_panic() {
+    let panic = "{\"kind\":\"panic\",\"message\":\"index out of bounds\",\
+        \"location\":\"src/main.rs:10:5\",\"thread\":\"main\"}\n";
+    let run = "{\"kind\":\"run\",\"pid\":9}\n";
+    let unwound =
+        "{\"kind\":\"note\",\"note\":\"exit\",\"value\":{\"shutdown\":false,\"panicking\":true}}\n";
+    let v = parse_records(&format!("{run}{panic}{unwound}"));
+    assert_eq!(
+        v.message().as_deref(),
+        Some("Previous run ended in a panic: pid 9 panicked at src/main.rs:10:5 on thread main: \"index out of bounds\"")
+    );
+    // The panic was the last line (panic = "abort"): a panic too.
+    assert!(matches!(
+        parse_records(&format!("{run}{panic}")),
+        PreviousShutdown::Panicked { .. }
+    ));
+    // During a shutdown.
+    let begun = "{\"kind\":\"begin\",\"t\":0}\n{\"kind\":\"phase_start\",\"t\":1,\"id\":0,\"phase\":\"drain\"}\n";
+    let v = parse_records(&format!("{run}{begun}{panic}"));
+    assert!(
+        matches!(&v, PreviousShutdown::Panicked { shutdown_begun: true, phase: Some(p), .. } if p == "drain"),
+        "{v:?}"
+    );
+    assert!(v.message().unwrap().starts_with(
+        "Previous shutdown did not complete: pid 9 panicked during phase drain at src/main.rs:10:5"
+    ));
+    // A panic caught and survived: the run went on and exited normally.
+    let exit = "{\"kind\":\"note\",\"note\":\"exit\",\"value\":{\"shutdown\":false}}\n";
+    assert_eq!(
+        parse_records(&format!("{run}{panic}{exit}")),
+        PreviousShutdown::Exited { pid: Some(9) }
     );
 }
 

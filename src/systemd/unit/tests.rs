@@ -239,3 +239,86 @@ fn fractional_budgets_round_the_fix_up() {
     );
     assert!(line.contains("\"TimeoutStopSec=33s\""), "{line}");
 }
+
+/// Whether `pid` still runs (a zombie does not: it waits only for its reaper).
+fn running(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, r)| r.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+#[test]
+fn a_hanging_systemctl_is_killed_with_its_grandchildren() {
+    // A forked `sleep` that holds stdout, and one that does not: both outlive a plain kill.
+    let fake = Fake::new(
+        "sleep 60 & echo $! > \"$(dirname \"$0\")/g1\"\n\
+         sleep 60 >/dev/null & echo $! > \"$(dirname \"$0\")/g2\"\n\
+         sleep 60",
+    );
+    assert_eq!(fake.probe(USER_CGROUP).check(s(180), s(30)), None);
+    for name in ["g1", "g2"] {
+        let pid: u32 = fs::read_to_string(fake.dir.path().join(name))
+            .expect("grandchild pid")
+            .trim()
+            .parse()
+            .expect("a pid");
+        let deadline = Instant::now() + s(10);
+        while running(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!running(pid), "grandchild {name} ({pid}) still runs");
+    }
+}
+
+const SIGCHLD_ROLE_ENV: &str = "SF_SIGCHLD_ROLE_DIR";
+
+/// Run by the test below in a process of its own: SIGCHLD ignored is process-wide.
+#[test]
+#[ignore = "run by sigchld_ignored_makes_the_check_say_unknown_in_the_log"]
+fn role_sigchld_ignored() {
+    let Some(dir) = std::env::var_os(SIGCHLD_ROLE_ENV) else {
+        return;
+    };
+    // SAFETY: sets a signal disposition; no handler involved.
+    unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+    let program = Path::new(&dir).join("systemctl");
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .without_time()
+        .with_writer(std::io::stdout)
+        .finish();
+    let verdict = tracing::subscriber::with_default(subscriber, || {
+        probe(SYSTEM_CGROUP, &program).check(s(180), s(30))
+    });
+    println!("verdict={verdict:?}");
+}
+
+#[test]
+fn sigchld_ignored_makes_the_check_say_unknown_in_the_log() {
+    let fake = Fake::new(LOADED_90S);
+    let out = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "systemd::unit::tests::role_sigchld_ignored",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(SIGCHLD_ROLE_ENV, fake.dir.path())
+        .output()
+        .expect("run role");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("verdict=None"), "{text}");
+    assert!(
+        text.contains("WARN shutdown_forensics") || text.contains("WARN shutdown"),
+        "{text}"
+    );
+    assert!(
+        text.contains("systemd timing check unknown: exit status unknown: SIGCHLD is ignored"),
+        "{text}"
+    );
+}

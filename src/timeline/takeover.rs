@@ -1,0 +1,69 @@
+//! Takeovers: a new instance opens the record while its predecessor still runs (a rolling
+//! restart, `--replace`). The live record is moved to `<path>.<pid>.takeover` instead of
+//! `.prev`: the predecessor keeps writing into it through its open descriptor, and a later
+//! start judges it once that process is gone, so its death is still reported.
+
+use std::path::{Path, PathBuf};
+
+use crate::verdict::PreviousShutdown;
+
+/// At most this many directory entries are looked at, and this many takeover files judged,
+/// per start: a state directory full of junk must not slow a start down.
+const SCAN_LIMIT: usize = 4096;
+const JUDGE_LIMIT: usize = 16;
+
+/// `<path>.<pid>.takeover`.
+pub(crate) fn takeover_path(path: &Path, pid: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{pid}.takeover"));
+    PathBuf::from(name)
+}
+
+/// The verdicts (by `judge`, the record reader) on the takeover files next to `path` whose
+/// process is gone; each judged file is removed (its verdict is what it was kept for). Files
+/// of live processes stay.
+pub(crate) fn judge_takeovers<E>(
+    path: &Path,
+    judge: impl Fn(&Path) -> Result<PreviousShutdown, E>,
+) -> Vec<PreviousShutdown> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Vec::new();
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let mut verdicts = Vec::new();
+    for entry in entries.take(SCAN_LIMIT).flatten() {
+        let file = entry.file_name();
+        let file = file.to_string_lossy();
+        let is_takeover = file
+            .strip_prefix(&prefix)
+            .and_then(|rest| rest.strip_suffix(".takeover"))
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if !is_takeover {
+            continue;
+        }
+        let found = entry.path();
+        match judge(&found) {
+            Ok(PreviousShutdown::StillRunning { .. }) => {}
+            Ok(verdict) => {
+                if verdict != PreviousShutdown::None {
+                    verdicts.push(verdict);
+                }
+                let _ = std::fs::remove_file(&found);
+            }
+            // A symlink or FIFO planted under that name: not ours, left alone.
+            Err(_) => {}
+        }
+        if verdicts.len() >= JUDGE_LIMIT {
+            break;
+        }
+    }
+    verdicts
+}
