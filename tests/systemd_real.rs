@@ -240,12 +240,13 @@ fn ready_then_stop_is_explained_with_systemd_as_the_sender() {
         "signal=SIGTERM sender_pid=1 sender_name=systemd ",
         &format!("under_systemd=true unit={UNIT} "),
         "supervisor=systemd-system ",
+        &format!("invocation_id={invocation} "),
     ] {
         assert!(ctx.contains(needle), "{needle:?} not in {ctx}");
     }
     assert!(!log.contains("Stale systemd unit"), "{log}");
     assert!(log.contains("shutdown complete"), "{log}");
-    // The context line does not print INVOCATION_ID; the context JSON has the real one.
+    // The context JSON has the same real INVOCATION_ID.
     let report: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(ns.path(STATE_DIR).join("last-shutdown.json"))
             .expect("last-shutdown.json"),

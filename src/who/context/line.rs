@@ -31,6 +31,11 @@ impl ShutdownContext {
                 .map(|m| marker_word(m, "yes")),
             tracer_pid: self.tracer_pid,
             supervisor: self.supervisor.as_str(),
+            // The run's id under systemd (`journalctl _SYSTEMD_INVOCATION_ID=...`).
+            invocation_id: self
+                .systemd_invocation_id
+                .as_deref()
+                .filter(|_| self.under_systemd),
             stop: if self.is_planned() {
                 "planned"
             } else {
@@ -47,7 +52,8 @@ impl ShutdownContext {
     /// loadavg_1m` (always; `unknown` when a fact could not be had, `unit=none` outside a
     /// systemd service), then only when present `takeover_marker_present=self|other|...`,
     /// `planned_stop_marker_present=yes|other|...`, `tracer_pid`, then `supervisor`,
-    /// `stop=planned|unexpected`, `correlation_id` and (only when opted in) `parent_cmdline`.
+    /// `invocation_id` (under systemd), `stop=planned|unexpected`, `correlation_id` and (only
+    /// when opted in) `parent_cmdline`.
     /// Values that could break a line are quoted and escaped.
     #[must_use]
     pub fn to_log_line(&self) -> String {
@@ -73,6 +79,9 @@ impl ShutdownContext {
             push_pair(&mut out, "tracer_pid", tracer);
         }
         push_str_pair(&mut out, "supervisor", f.supervisor);
+        if let Some(id) = f.invocation_id {
+            push_str_pair(&mut out, "invocation_id", id);
+        }
         push_str_pair(&mut out, "stop", f.stop);
         if let Some(id) = f.correlation_id {
             push_str_pair(&mut out, "correlation_id", id);
@@ -110,6 +119,7 @@ impl ShutdownContext {
             planned_stop_marker_present = f.planned_stop.map(display),
             tracer_pid = f.tracer_pid,
             supervisor = display(f.supervisor),
+            invocation_id = f.invocation_id.map(|i| display(Logfmt(i))),
             stop = display(f.stop),
             correlation_id = f.correlation_id.map(|c| display(Logfmt(c))),
             parent_cmdline = f.parent_cmdline.map(|c| display(Logfmt(c))),
@@ -134,6 +144,7 @@ struct LogFields<'a> {
     planned_stop: Option<&'static str>,
     tracer_pid: Option<u32>,
     supervisor: &'static str,
+    invocation_id: Option<&'a str>,
     stop: &'static str,
     correlation_id: Option<&'a str>,
     parent_cmdline: Option<&'a str>,
