@@ -95,7 +95,13 @@ pub(crate) fn stuck(shared: &Shared, snapshot: &StuckSnapshot) {
     let blocked = snapshot
         .threads
         .iter()
-        .filter(|t| t.target.is_some() && t.cpu_pct.is_some_and(|c| c < 1.0))
+        // Waiting on a socket, pipe or file; an event loop waiting on its epoll is idle.
+        .filter(|t| {
+            t.target
+                .as_deref()
+                .is_some_and(|x| !x.ends_with("-> epoll") && !x.ends_with("-> eventfd"))
+                && t.cpu_pct.is_none_or(|c| c < 1.0)
+        })
         .count();
     let idle_peers = snapshot
         .sockets
@@ -110,7 +116,7 @@ pub(crate) fn stuck(shared: &Shared, snapshot: &StuckSnapshot) {
             parent: None,
             phase = %Logfmt(label),
             offset_s = snapshot.at_s,
-            reason = ?snapshot.reason,
+            reason = snapshot.reason.as_str(),
             open_spans = snapshot.spans.len(),
             blocked_threads = blocked,
             idle_peers = idle_peers,

@@ -350,6 +350,8 @@ struct ThreadView {
     /// The socket its syscall waits on.
     sock_fd: Option<i32>,
     blocked: bool,
+    /// Its call waits on a socket, pipe or file.
+    on_io: bool,
     spinning: bool,
     /// `blocked in read(fd 17 -> 10.0.0.7:5432 ESTABLISHED)` or `spinning 100% CPU`.
     doing: Option<String>,
@@ -374,11 +376,18 @@ impl ThreadView {
             }
         };
         let mut sock_fd = None;
+        // Waiting on a socket, pipe or file (not on an epoll or eventfd: that is how an idle
+        // event loop or pool waits).
+        let mut on_io = false;
         let target = call.and_then(|(nr, args)| {
             let arg = task::syscall_fd_arg(nr)?;
             let fd = i32::try_from(*args.get(arg)?).ok()?;
             // A descriptor opened after the listing is read now.
             let listed = fds.get(&fd).cloned().or_else(|| fd::read_fd(fd));
+            on_io = matches!(
+                listed,
+                Some(FdTarget::Socket { .. } | FdTarget::Pipe { .. } | FdTarget::Path(_))
+            );
             let what = match listed.as_ref() {
                 Some(FdTarget::Socket { .. }) => match socks.get(&fd) {
                     Some(sock) => {
@@ -430,14 +439,21 @@ impl ThreadView {
             },
             sock_fd,
             blocked,
+            on_io,
             spinning,
             doing,
         }
     }
 
-    /// Blocked on a descriptor, in `D` state, or spinning: worth listing first.
+    /// Blocked on a socket, pipe or file, in `D` state, or spinning: worth listing first.
     fn notable(&self) -> bool {
-        self.spinning || (self.blocked && self.state.target.is_some()) || self.state.state == "D"
+        self.spinning || (self.blocked && self.on_io) || self.state.state == "D"
+    }
+
+    /// This crate's own threads (`shutdown-signals`, `shutdown-watchdog`, ...): listed, but
+    /// never a finding (the signal listener always waits on its pipe).
+    fn ours(&self) -> bool {
+        self.state.name.starts_with("shutdown-")
     }
 
     fn who(&self) -> String {
@@ -604,7 +620,7 @@ fn join(spans: &[SpanView], threads: &[ThreadView], socks: &HashMap<i32, Sock>) 
         out.push(line);
     }
     // Threads blocked on a descriptor, in D state, or spinning.
-    for t in threads.iter().filter(|t| t.notable()) {
+    for t in threads.iter().filter(|t| t.notable() && !t.ours()) {
         if out.len() >= MAX_FINDINGS || told_threads.contains(&t.state.tid) {
             continue;
         }

@@ -17,6 +17,18 @@ pub enum StuckReason {
     OnDemand,
 }
 
+impl StuckReason {
+    /// `budget`, `kill_deadline` or `on_demand`, as in the JSON.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Budget => "budget",
+            Self::KillDeadline => "kill_deadline",
+            Self::OnDemand => "on_demand",
+        }
+    }
+}
+
 /// Where and why the shutdown is stuck: the app's open spans, its threads and what each one
 /// waits in, its sockets and how long their peers have been silent, and one sentence per
 /// finding joining the three.
