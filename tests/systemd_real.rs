@@ -403,6 +403,12 @@ fn a_wedged_stop_is_still_killed_and_the_next_start_names_the_phase() {
         )),
         "{verdict}"
     );
+    // The kill deadline followed the last EXTEND_TIMEOUT_USEC: the stuck snapshot came a
+    // second before the SIGKILL and names the sessions the drain waited for.
+    assert!(
+        verdict.contains("; stuck in request{method=GET path=/session/"),
+        "{verdict}"
+    );
     eprintln!("--- the next start says:\n{verdict}");
     ns.teardown().expect("clean teardown");
 }

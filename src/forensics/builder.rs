@@ -274,8 +274,8 @@ impl ForensicsBuilder {
     /// read from inside. Shortly before it (1 s, or half the time if less) a stuck snapshot is
     /// taken and written to the flight record, so the next start says where the stop was stuck.
     /// Needs a handle ([`Self::with_handle`]). Default: under systemd, the unit's
-    /// `TimeoutStopUSec` as read by the startup check (or the `EXTEND_TIMEOUT_USEC` ceiling of
-    /// [`Self::with_extend_timeout`], when later); elsewhere none.
+    /// `TimeoutStopUSec` as read by the startup check, moved by every `EXTEND_TIMEOUT_USEC`
+    /// the helper sends ([`Self::with_extend_timeout`]); elsewhere none.
     ///
     /// ```no_run
     /// use std::time::Duration;
@@ -373,11 +373,9 @@ impl ForensicsBuilder {
                 .unwrap_or(Duration::from_secs(30));
             let headroom = self.stop_headroom;
             let handle = self.handle.clone();
-            // systemd's kill deadline, unless the app set one: the unit's stop timeout, or the
-            // extension ceiling when the helper keeps extending it past that.
+            // systemd's kill deadline, unless the app set one: the unit's stop timeout.
             let set_deadline = self.kill_deadline.is_none();
             let deadline_handle = self.handle.clone();
-            let ceiling = self.extend.map(|(_, ceiling)| ceiling);
             // systemctl may take up to 2 s: never on the caller's (possibly async) thread.
             let _ = std::thread::Builder::new()
                 .name("shutdown-systemd-check".into())
@@ -387,8 +385,8 @@ impl ForensicsBuilder {
                             crate::systemd::check_systemd_timing_alignment_with(budget, headroom)
                         {
                             alignment.warn_if_stale();
-                            let kill = ceiling
-                                .map_or(alignment.timeout_stop, |c| c.max(alignment.timeout_stop));
+                            // Extensions sent later move it (systemd/notify_hook.rs).
+                            let kill = alignment.timeout_stop;
                             // `infinity` (or absurd values): no deadline to watch for.
                             if let (true, Some(h)) = (set_deadline, &deadline_handle) {
                                 if kill > Duration::ZERO && kill < MAX_KILL_DEADLINE {

@@ -98,6 +98,8 @@ impl Progress {
 /// Attaches the notify hook to the layer behind `handle`.
 pub(crate) fn attach(handle: &ShutdownHandle, notifier: Notifier, policy: Option<ExtendPolicy>) {
     let progress = Mutex::new(Progress::new(policy));
+    // Weak: the hook lives inside the layer's state; a strong handle would keep it alive.
+    let layer = handle.downgrade();
     handle.attach_hook(Box::new(move |change: &PhaseChange| {
         let send = match progress.lock() {
             Ok(mut p) => p.on(change),
@@ -108,7 +110,13 @@ pub(crate) fn attach(handle: &ShutdownHandle, notifier: Notifier, policy: Option
             let _ = notifier.status(&status);
         }
         if let Some(by) = send.extend {
-            let _ = notifier.extend_timeout(by);
+            if notifier.extend_timeout(by).is_ok() {
+                // systemd now kills no earlier than `by` from now: the snapshot before the
+                // kill moves with it (and comes 1 s before it once the extensions stop).
+                if let Some(h) = layer.upgrade() {
+                    h.extend_kill_deadline(change.elapsed.saturating_add(by));
+                }
+            }
         }
     }));
 }

@@ -36,6 +36,17 @@ pub struct ShutdownHandle {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// A [`ShutdownHandle`] that does not keep the layer alive.
+#[derive(Debug, Clone)]
+pub(crate) struct WeakHandle(std::sync::Weak<Shared>);
+
+impl WeakHandle {
+    #[cfg_attr(not(feature = "systemd"), allow(dead_code))]
+    pub(crate) fn upgrade(&self) -> Option<ShutdownHandle> {
+        self.0.upgrade().map(|shared| ShutdownHandle { shared })
+    }
+}
+
 impl ShutdownHandle {
     /// Starts the shutdown now: offsets count from this instant. Returns false (and changes
     /// nothing) when the shutdown had already begun, explicitly or by a first phase.
@@ -139,6 +150,24 @@ impl ShutdownHandle {
             st.kill_snapshot_taken = false;
         }
         self.shared.wake_watchdog_if_needed();
+    }
+
+    /// Moves the kill deadline later (never earlier): systemd's after an
+    /// `EXTEND_TIMEOUT_USEC`. A snapshot already taken for the earlier deadline is taken again
+    /// before the new one.
+    #[cfg_attr(not(feature = "systemd"), allow(dead_code))] // only the notify hook extends
+    pub(crate) fn extend_kill_deadline(&self, deadline: Duration) {
+        let mut st = self.shared.lock();
+        if st.kill_deadline.is_none_or(|d| deadline > d) {
+            st.kill_deadline = Some(deadline);
+            st.kill_snapshot_taken = false;
+        }
+    }
+
+    /// A handle that does not keep the layer alive.
+    #[cfg_attr(not(feature = "systemd"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakHandle {
+        WeakHandle(Arc::downgrade(&self.shared))
     }
 
     /// The verdict on the previous run, when a flight record was configured.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tracing_core::span::Id;
 use tracing_core::Dispatch;
-use tracing_subscriber::fmt::format::{DefaultFields, JsonFields, Pretty};
+use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
 use tracing_subscriber::fmt::FormattedFields;
 use tracing_subscriber::registry::{LookupSpan, Registry, SpanRef};
 
@@ -553,8 +553,8 @@ fn registry_details(dispatch: Option<&Dispatch>, id: u64) -> (Option<String>, Ve
     (fields, path)
 }
 
-/// The span's fields as the app's `fmt` layer recorded them (default, JSON or pretty
-/// formatter), escaped and capped; `None` when no formatter recorded them.
+/// The span's fields as the app's `fmt` layer recorded them (default or JSON field formatter),
+/// escaped and capped; `None` when no formatter recorded them.
 pub(crate) fn fields_of<'a, R: LookupSpan<'a>>(span: &SpanRef<'a, R>) -> Option<String> {
     let ext = span.extensions();
     let raw = ext
@@ -562,10 +562,6 @@ pub(crate) fn fields_of<'a, R: LookupSpan<'a>>(span: &SpanRef<'a, R>) -> Option<
         .map(|f| f.fields.as_str())
         .or_else(|| {
             ext.get::<FormattedFields<JsonFields>>()
-                .map(|f| f.fields.as_str())
-        })
-        .or_else(|| {
-            ext.get::<FormattedFields<Pretty>>()
                 .map(|f| f.fields.as_str())
         })?;
     Some(escape_hidden(raw.trim(), TEXT_MAX))
