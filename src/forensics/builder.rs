@@ -202,7 +202,8 @@ impl ForensicsBuilder {
     }
 
     /// Spawns the detached diagnostic (ps / pstree / dmesg, 0600) into `path` on the first
-    /// signal, bounded to 5 s. Default: no diagnostic.
+    /// signal, bounded to 5 s; missing directories above `path` are created at install.
+    /// Default: no diagnostic.
     pub fn with_diagnostic(mut self, path: impl Into<PathBuf>) -> Self {
         self.diagnostic = Some(DiagnosticOptions::new(path));
         self
@@ -265,7 +266,8 @@ impl ForensicsBuilder {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when a signal cannot be listened for (no signals, a number
     /// out of range, one that cannot be caught like `SIGKILL`, or one the libc reserves), with
-    /// nothing registered; [`ErrorKind::Io`] when the listener cannot be started.
+    /// nothing registered; [`ErrorKind::Io`] when the diagnostic's directory cannot be created
+    /// (missing ones are created, mode 0700) or the listener cannot be started.
     ///
     /// ```
     /// use shutdown_forensics::{ErrorKind, Forensics};
@@ -277,6 +279,15 @@ impl ForensicsBuilder {
         // First, before anything has side effects (hooks, threads, handlers).
         listener::check_signals(&self.signals)
             .map_err(|reason| Error::new(ErrorKind::InvalidInput, reason))?;
+        // A directory that cannot be made must fail the start, not the shutdown.
+        if let Some(opts) = &self.diagnostic {
+            crate::sys::private_file::create_parent_dirs(opts.log_path()).map_err(|e| {
+                Error::io(
+                    format!("prepare shutdown diagnostic {}", opts.log_path().display()),
+                    e,
+                )
+            })?;
+        }
         if let Some(verdict) = self
             .handle
             .as_ref()
