@@ -40,7 +40,7 @@
 //!         .with_diagnostic("logs/shutdown-diag.log")
 //!         .install()?; // logs "Previous shutdown did not complete ..." when it did not
 //!
-//!     let ctx = forensics.signal().recv().await; // SIGTERM, SIGINT, SIGHUP or SIGQUIT
+//!     let ctx = forensics.signal().recv().await; // SIGTERM or SIGINT
 //!     async { /* stop accepting, wait for requests */ }.instrument(phase!("drain", active_at_start = 3)).await;
 //!     async { /* close the database */ }.instrument(phase!("db_close")).await;
 //!     forensics.finish(); // "+0.42s shutdown complete (total teardown 0.42s)"

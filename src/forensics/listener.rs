@@ -277,6 +277,11 @@ impl Shared {
         drop(guards);
     }
 
+    /// When the first signal (or trigger) was received, if one was.
+    pub(crate) fn first_received(&self) -> Option<Instant> {
+        self.first_at.lock().ok().and_then(|g| *g)
+    }
+
     /// When the listener took the signal from signal-hook's queue, counted from the shutdown's
     /// origin. Signals that arrive while the first is being handled are taken (and stamped)
     /// only afterwards, so in a storm this is the time of handling, not of delivery.

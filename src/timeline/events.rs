@@ -60,15 +60,33 @@ pub(crate) fn over_budget(shared: &Shared, label: &str, at: Duration, budget: Du
 
 /// `+3.62s shutdown complete (total teardown 3.62s)`
 pub(crate) fn complete(shared: &Shared, total: Duration) {
+    shared.emit(|| complete_line(total));
+}
+
+/// The completion line, to the current subscriber (also used without a layer).
+pub(crate) fn complete_line(total: Duration) {
+    tracing::info!(
+        target: PHASE_TARGET,
+        parent: None,
+        offset_s = secs(total),
+        total_s = secs(total),
+        "{} shutdown complete (total teardown {})",
+        Offset(total),
+        Secs(total)
+    );
+}
+
+/// `phase drain seen outside a shutdown: not timed ...`, once per layer: a phase span opened
+/// before the signal helper started the shutdown.
+pub(crate) fn outside_shutdown(shared: &Shared, label: &str) {
     shared.emit(|| {
-        tracing::info!(
+        tracing::warn!(
             target: PHASE_TARGET,
             parent: None,
-            offset_s = secs(total),
-            total_s = secs(total),
-            "{} shutdown complete (total teardown {})",
-            Offset(total),
-            Secs(total)
+            phase = %Logfmt(label),
+            "phase {} seen outside a shutdown: not timed (the shutdown clock starts at the \
+             signal, ShutdownHandle::begin or a root `shutdown` span; said once)",
+            Logfmt(label)
         );
     });
 }

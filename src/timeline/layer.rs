@@ -203,6 +203,7 @@ impl ShutdownLayerBuilder {
                 late_hook: OnceLock::new(),
                 live_spans: AtomicUsize::new(0),
                 watchdog: Mutex::new(None),
+                startup: Default::default(),
             }),
         }
     }
@@ -232,7 +233,9 @@ where
 {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         // The first subscriber wins; events from other threads go to it.
-        let _ = self.shared.dispatch.set(subscriber.downgrade());
+        if self.shared.dispatch.set(subscriber.downgrade()).is_ok() {
+            self.shared.startup.subscribed(subscriber);
+        }
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -302,7 +305,11 @@ where
             Some(PhaseExt::Root) => {
                 self.shared.finish();
             }
-            None => {}
+            None => {
+                if let Some(label) = self.shared.startup.take_outside_shutdown() {
+                    crate::timeline::events::outside_shutdown(&self.shared, &label);
+                }
+            }
         }
     }
 }

@@ -17,6 +17,7 @@ pub(crate) mod phase;
 pub(crate) mod record_lock;
 pub(crate) mod recorder;
 pub(crate) mod report;
+pub(crate) mod startup;
 pub(crate) mod state;
 pub(crate) mod watchdog;
 pub(crate) mod waterfall;

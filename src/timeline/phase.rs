@@ -83,6 +83,14 @@ impl Shared {
             if st.phases.len() >= MAX_PHASES {
                 return None;
             }
+            if st.origin.is_none() && self.startup.begin_explicit() {
+                // A signal helper starts the clock; a phase before it (a helper reused at
+                // startup) must not.
+                // Said when the span closes: an event emitted from inside span creation
+                // would reach no subscriber (tracing's re-entrancy guard).
+                self.startup.note_outside_shutdown(&label);
+                return None;
+            }
             let begin = self.begin_locked(&mut st, now, None);
             st.phases.push(PhaseState {
                 name,

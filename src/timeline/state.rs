@@ -59,6 +59,8 @@ pub(crate) struct Shared {
     /// Phase spans alive now: when zero, callbacks for other spans return at once.
     pub(crate) live_spans: AtomicUsize,
     pub(crate) watchdog: Mutex<Option<Thread>>,
+    /// What the signal helper asked for at install (deferred messages, explicit begin).
+    pub(crate) startup: crate::timeline::startup::Startup,
 }
 
 impl std::fmt::Debug for Shared {
