@@ -21,26 +21,31 @@
 //!
 //! # Quick start
 //!
+//! Dependencies of a new binary crate: this crate, `tokio` with `macros` and
+//! `rt-multi-thread`, `tracing`, and `tracing-subscriber` with `fmt`. The README's quick start
+//! (the same code) is built and run by a test, SIGTERM included.
+//!
 //! ```no_run
 //! use shutdown_forensics::{phase, FlightRecord, Forensics, ShutdownLayer};
 //! use tracing::Instrument;
-//! use tracing_subscriber::layer::SubscriberExt;
-//! use tracing_subscriber::util::SubscriberInitExt;
+//! use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let layer = ShutdownLayer::builder()
-//!         .with_flight_record(FlightRecord::open("state/flight.jsonl")?)
+//!         .with_flight_record(FlightRecord::open("state/flight.jsonl")?) // creates state/
 //!         .with_phase_budget("drain", std::time::Duration::from_secs(30))
 //!         .build();
 //!     let handle = layer.handle();
 //!     tracing_subscriber::registry().with(tracing_subscriber::fmt::layer()).with(layer).init();
 //!     let forensics = Forensics::builder()
 //!         .with_handle(handle)
-//!         .with_diagnostic("logs/shutdown-diag.log")
+//!         .with_diagnostic("logs/shutdown-diag.log") // creates logs/
 //!         .install()?; // logs "Previous shutdown did not complete ..." when it did not
+//!     tracing::info!(pid = std::process::id(), "serving; stop me with kill -TERM or Ctrl-C");
 //!
 //!     let ctx = forensics.signal().recv().await; // SIGTERM or SIGINT
+//!     tracing::info!(signal = %ctx.signal, "stopping");
 //!     async { /* stop accepting, wait for requests */ }.instrument(phase!("drain", active_at_start = 3)).await;
 //!     async { /* close the database */ }.instrument(phase!("db_close")).await;
 //!     forensics.finish(); // "+0.42s shutdown complete (total teardown 0.42s)"
