@@ -60,6 +60,10 @@
 //!
 //! All are events with target `shutdown` (keep `shutdown=info` enabled in your filter); facts
 //! are structured fields, and values that could break a line are quoted and escaped (logfmt).
+//! A `done` event carries the span's recorded fields as fields of its own (typed; strings
+//! logfmt-rendered), so a JSON subscriber receives
+//! `{"message":"+3.43s drain done (3.41s)","active_now":0,"timed_out":false,"phase":"drain",...}`
+//! while a text formatter prints the line below.
 //!
 //! | level | message |
 //! |---|---|

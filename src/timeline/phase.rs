@@ -203,7 +203,7 @@ impl Shared {
             p.warned |= over.is_some();
             let was_started = std::mem::replace(&mut p.started, true);
             let (label, parent, at_open) = (p.label.clone(), p.parent, offset(p.open));
-            let text = p.fields.to_logfmt();
+            let recorded = p.fields.clone();
             let fields = serde_json::to_value(&p.fields).unwrap_or(Value::Null);
             let change = self.has_hook().then(|| {
                 let remaining = st.remaining(self.config.total_budget, now);
@@ -225,12 +225,13 @@ impl Shared {
                 st.offset(now),
                 took,
                 over,
-                text,
+                recorded,
                 fields,
                 change,
             )
         };
-        let (label, parent, was_started, at_open, at, took, over, text, fields, change) = closed;
+        let (label, parent, was_started, at_open, at, took, over, recorded, fields, change) =
+            closed;
         if !was_started {
             self.write_start(index, &label, parent, at_open);
             crate::timeline::events::started(self, &label, at_open);
@@ -244,7 +245,7 @@ impl Shared {
                     "duration_s": secs(took), "fields": fields}),
             true,
         );
-        crate::timeline::events::done(self, &label, at, took, &text);
+        crate::timeline::events::done(self, &label, at, took, &recorded);
         drop(order);
         if let Some(change) = change {
             self.notify(|| change);
