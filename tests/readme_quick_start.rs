@@ -3,9 +3,8 @@
 //! SIGTERM sent by another process.
 //!
 //! The crate is built `--offline` against this checkout (the README's path dependency is
-//! pointed here) with this workspace's `Cargo.lock`, in a target directory of its own under
-//! ours (the outer `cargo test` holds the lock of ours), so that the second run reuses the first
-//! one's build. When the dependencies cannot be resolved offline (a machine that never fetched
+//! pointed here) with this workspace's `Cargo.lock`, in our target directory, so that it
+//! reuses the dependencies the test suite already built. When the dependencies cannot be resolved offline (a machine that never fetched
 //! them), the test prints one `SKIPPED:` line and passes.
 
 use std::path::{Path, PathBuf};
@@ -121,7 +120,7 @@ fn the_readme_quick_start_builds_without_warnings_and_explains_a_sigterm() {
     let build = Command::new(&cargo)
         .args(["build", "--offline", "--quiet"])
         .current_dir(&krate)
-        .env("CARGO_TARGET_DIR", target_dir().join("readme-quick-start"))
+        .env("CARGO_TARGET_DIR", target_dir())
         .env_remove("RUSTFLAGS")
         .stdin(Stdio::null())
         .output()
@@ -143,7 +142,7 @@ fn the_readme_quick_start_builds_without_warnings_and_explains_a_sigterm() {
         !stderr.contains("warning"),
         "it builds with warnings:\n{stderr}"
     );
-    let binary = target_dir().join("readme-quick-start/debug/quick-start");
+    let binary = target_dir().join("debug/quick-start");
 
     // Run it in an empty directory, as a new user would.
     let run_dir = scratch.path().join("empty");
