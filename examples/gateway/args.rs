@@ -14,11 +14,16 @@ pub struct Args {
     pub drain_timeout: Duration,
     pub self_signal_after: Option<Duration>,
     pub escalate_after: Option<u32>,
+    /// When the supervisor sends SIGKILL after SIGTERM, when it is known from outside (a
+    /// Kubernetes grace period, `docker stop -t`): `--kill-deadline S` or the environment's
+    /// `SHUTDOWN_KILL_DEADLINE_SECS`.
+    pub kill_deadline: Option<Duration>,
 }
 
 const USAGE: &str = "usage: gateway [--log-dir DIR] [--state-dir DIR] [--port N] [--adapters a,b,c]
                [--sessions N] [--drain-secs S] [--drain-timeout S]
-               [--self-signal-after S | --wait] [--escalate-after N]";
+               [--self-signal-after S | --wait] [--escalate-after N] [--kill-deadline S]
+environment: SHUTDOWN_KILL_DEADLINE_SECS=S (as --kill-deadline)";
 
 /// Longest duration any flag accepts: one day (keeps every sum of budgets far from overflow).
 const MAX_SECS: f64 = 86_400.0;
@@ -42,7 +47,12 @@ impl Args {
             drain_timeout: Duration::from_secs(30),
             self_signal_after: Some(Duration::from_secs(2)),
             escalate_after: None,
+            kill_deadline: None,
         };
+        if let Ok(v) = std::env::var("SHUTDOWN_KILL_DEADLINE_SECS") {
+            let s = secs("SHUTDOWN_KILL_DEADLINE_SECS", &v)?;
+            a.kill_deadline = Some(Duration::from_secs_f64(s));
+        }
         while let Some(flag) = it.next() {
             if flag == "--wait" {
                 a.self_signal_after = None;
@@ -78,6 +88,9 @@ impl Args {
                             .filter(|n| *n >= 2)
                             .ok_or("--escalate-after: N >= 2")?,
                     );
+                }
+                "--kill-deadline" => {
+                    a.kill_deadline = Some(Duration::from_secs_f64(secs(&flag, &v)?))
                 }
                 _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
             }

@@ -72,7 +72,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_phase_budget("drain", args.drain_timeout)
         .with_phase_budget("disconnect", DISCONNECT_BUDGET)
         .with_phase_budget("db_close", DB_CLOSE_BUDGET)
-        .with_total_budget(budget)
+        // Under Kubernetes or Docker the deadline is not readable from inside the container:
+        // the Deployment passes it (docs/kubernetes.md). The report's margin is then to it.
+        .with_total_budget(args.kill_deadline.unwrap_or(budget))
         .build();
     let handle = layer.handle();
 
@@ -87,6 +89,17 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .with(fmt::layer().with_ansi(false).with_writer(file))
         .with(layer)
         .init();
+
+    if let Some(deadline) = args.kill_deadline.filter(|d| *d < budget) {
+        tracing::warn!(
+            kill_deadline_s = deadline.as_secs_f64(),
+            budget_s = budget.as_secs_f64(),
+            "kill deadline {:.2}s is shorter than the shutdown budget {:.2}s: raise \
+             terminationGracePeriodSeconds (or docker stop -t) or lower --drain-timeout",
+            deadline.as_secs_f64(),
+            budget.as_secs_f64()
+        );
+    }
 
     // The signal helper: context, diagnostic, flight record, sd_notify, startup checks.
     let escalation = match args.escalate_after {
