@@ -69,6 +69,9 @@ pub(crate) struct Shared {
     pub(crate) guards: Mutex<Vec<tracing_appender::non_blocking::WorkerGuard>>,
     pub(crate) config: Config,
     first_at: Mutex<Option<Instant>>,
+    /// Cancelled with the wake-up; handed out as child tokens.
+    #[cfg(feature = "tokio-util")]
+    pub(crate) token: tokio_util::sync::CancellationToken,
 }
 
 /// The listener's settings, fixed at install.
@@ -102,6 +105,8 @@ impl Shared {
             guards: Mutex::new(Vec::new()),
             config,
             first_at: Mutex::new(None),
+            #[cfg(feature = "tokio-util")]
+            token: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -208,6 +213,8 @@ impl Shared {
         }
         self.cv.notify_all();
         self.tx.send_replace(Some(ctx));
+        #[cfg(feature = "tokio-util")]
+        self.token.cancel();
     }
 
     fn repeat(
