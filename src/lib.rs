@@ -53,7 +53,7 @@
 //! }
 //! ```
 //!
-//! `cargo run --example gateway` runs a real service (axum, SQLite, TCP adapters, rolling log
+//! `cargo run --example gateway` runs a real service (axum, a session store, TCP adapters, rolling log
 //! files) that stops itself with a real `SIGTERM` from another process and prints the result.
 //!
 //! # Log lines

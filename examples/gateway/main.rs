@@ -1,14 +1,14 @@
 //! A small but real chat gateway that gets stopped and explains its stop.
 //!
 //! It serves HTTP (axum) with long-running "session" requests, keeps one TCP connection per
-//! chat adapter to a local peer, writes session events to SQLite, and logs to stderr and to
+//! chat adapter to a local peer, appends session events to a store, and logs to stderr and to
 //! daily rolling files. After `--self-signal-after` seconds (default 2) it asks a separate
 //! `kill` process to send it SIGTERM, so the logged sender is a real other process; with
 //! `--wait` it waits for a real signal instead (as under systemd, see `gateway.service`).
 //!
 //! The shutdown runs as phases: `notify` (tell the adapters' peers), `drain` (let in-flight
 //! sessions finish, bounded by `--drain-timeout`), `disconnect<adapter>` (in parallel, each
-//! bounded), `db_close` (checkpoint the WAL and close). At exit it prints the waterfall and
+//! bounded), `db_close` (flush, fsync and close the session store). At exit it prints the waterfall and
 //! writes the Chrome trace (`LOG_DIR/shutdown-trace.json`) and the report and context as JSON
 //! (`STATE_DIR/last-shutdown.json`).
 //!
@@ -133,7 +133,7 @@ async fn serve(
     handle: &ShutdownHandle,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let signal = forensics.signal();
-    let (db, db_thread) = db::open(&args.state_dir.join("gateway.db"))?;
+    let (db, db_thread) = db::open(&args.state_dir.join("sessions.jsonl"))?;
     let mut adapters = Vec::new();
     for name in &args.adapters {
         let (addr, _peer) = adapters::start_peer(name.clone()).await?;
@@ -223,7 +223,7 @@ async fn serve(
         let _ = t.await;
     }
 
-    // db_close: checkpoint the WAL and close, off the runtime.
+    // db_close: flush, fsync and close the session store, off the runtime.
     drop(db);
     let rows = tokio::task::spawn_blocking(move || {
         let span = phase!("db_close", rows = Empty);
