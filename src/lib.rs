@@ -87,7 +87,7 @@
 //! - `systemd` (default): [`Notifier`], [`ExtendPolicy`] and the helper's sd_notify messages
 //!   (`READY=1` via [`Forensics::ready`], `STOPPING=1`, `STATUS=`, `EXTEND_TIMEOUT_USEC=`),
 //!   written to `NOTIFY_SOCKET` with std only (path and abstract sockets).
-//! - `tokio-util` (off): [`ShutdownSignal::cancellation_token`], a tokio-util
+//! - `tokio-util` (off): `ShutdownSignal::cancellation_token`, a tokio-util
 //!   `CancellationToken` cancelled when the shutdown begins.
 //!
 //! # Platform support
