@@ -18,7 +18,16 @@ pub enum ErrorKind {
 }
 
 /// An error from this crate: a kind, what was being done, and the underlying cause.
-#[derive(Debug)]
+///
+/// `Display` says what was being done and why it failed; `Debug` reads the same, followed by
+/// any deeper causes, so that a `main` returning `Result<_, Box<dyn std::error::Error>>`
+/// prints something a person can act on:
+///
+/// ```text
+/// Error: create directory /var/lib/gateway for flight record /var/lib/gateway/flight.jsonl: Permission denied (os error 13)
+/// ```
+///
+/// `{:#?}` shows the fields instead.
 pub struct Error {
     kind: ErrorKind,
     context: String,
@@ -62,6 +71,30 @@ impl fmt::Display for Error {
         f.write_str(&self.context)?;
         if let Some(source) = &self.source {
             write!(f, ": {source}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if f.alternate() {
+            return f
+                .debug_struct("Error")
+                .field("kind", &self.kind)
+                .field("context", &self.context)
+                .field("source", &self.source)
+                .finish();
+        }
+        // Display already ends with the direct cause; list only what lies beneath it.
+        write!(f, "{self}")?;
+        let mut cause = std::error::Error::source(self).and_then(std::error::Error::source);
+        if cause.is_some() {
+            f.write_str("\n\nCaused by:")?;
+        }
+        while let Some(e) = cause {
+            write!(f, "\n    {e}")?;
+            cause = e.source();
         }
         Ok(())
     }

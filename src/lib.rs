@@ -25,26 +25,31 @@
 //!
 //! # Quick start
 //!
+//! Dependencies of a new binary crate: this crate, `tokio` with `macros` and
+//! `rt-multi-thread`, `tracing`, and `tracing-subscriber` with `fmt`. The README's quick start
+//! (the same code) is built and run by a test, SIGTERM included.
+//!
 //! ```no_run
 //! use shutdown_forensics::{phase, FlightRecord, Forensics, ShutdownLayer};
 //! use tracing::Instrument;
-//! use tracing_subscriber::layer::SubscriberExt;
-//! use tracing_subscriber::util::SubscriberInitExt;
+//! use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 //!
 //! #[tokio::main]
 //! async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //!     let layer = ShutdownLayer::builder()
-//!         .with_flight_record(FlightRecord::open("state/flight.jsonl")?)
+//!         .with_flight_record(FlightRecord::open("state/flight.jsonl")?) // creates state/
 //!         .with_phase_budget("drain", std::time::Duration::from_secs(30))
 //!         .build();
 //!     let handle = layer.handle();
 //!     tracing_subscriber::registry().with(tracing_subscriber::fmt::layer()).with(layer).init();
 //!     let forensics = Forensics::builder()
 //!         .with_handle(handle)
-//!         .with_diagnostic("logs/shutdown-diag.log")
+//!         .with_diagnostic("logs/shutdown-diag.log") // creates logs/
 //!         .install()?; // logs "Previous shutdown did not complete ..." when it did not
+//!     tracing::info!(pid = std::process::id(), "serving; stop me with kill -TERM or Ctrl-C");
 //!
-//!     let ctx = forensics.signal().recv().await; // SIGTERM, SIGINT, SIGHUP or SIGQUIT
+//!     let ctx = forensics.signal().recv().await; // SIGTERM or SIGINT
+//!     tracing::info!(signal = %ctx.signal, "stopping");
 //!     async { /* stop accepting, wait for requests */ }.instrument(phase!("drain", active_at_start = 3)).await;
 //!     async { /* close the database */ }.instrument(phase!("db_close")).await;
 //!     forensics.finish(); // "+0.42s shutdown complete (total teardown 0.42s)"
@@ -52,13 +57,17 @@
 //! }
 //! ```
 //!
-//! `cargo run --example gateway` runs a real service (axum, SQLite, TCP adapters, rolling log
+//! `cargo run --example gateway` runs a real service (axum, a session store, TCP adapters, rolling log
 //! files) that stops itself with a real `SIGTERM` from another process and prints the result.
 //!
 //! # Log lines
 //!
 //! All are events with target `shutdown` (keep `shutdown=info` enabled in your filter); facts
 //! are structured fields, and values that could break a line are quoted and escaped (logfmt).
+//! A `done` event carries the span's recorded fields as fields of its own (typed; strings
+//! logfmt-rendered), so a JSON subscriber receives
+//! `{"message":"+3.43s drain done (3.41s)","active_now":0,"timed_out":false,"phase":"drain",...}`
+//! while a text formatter prints the line below.
 //!
 //! | level | message |
 //! |---|---|
@@ -83,6 +92,8 @@
 //! - `systemd` (default): [`Notifier`], [`ExtendPolicy`] and the helper's sd_notify messages
 //!   (`READY=1` via [`Forensics::ready`], `STOPPING=1`, `STATUS=`, `EXTEND_TIMEOUT_USEC=`),
 //!   written to `NOTIFY_SOCKET` with std only (path and abstract sockets).
+//! - `tokio-util` (off): `ShutdownSignal::cancellation_token`, a tokio-util
+//!   `CancellationToken` cancelled when the shutdown begins.
 //!
 //! # Platform support
 //!

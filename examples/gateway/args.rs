@@ -22,15 +22,17 @@ pub struct Args {
     pub extend_ceiling: Option<Duration>,
     /// Start a client that uploads slowly and then stalls (`--slow-upload`).
     pub slow_upload: bool,
-    /// The supervisor's kill deadline, when known (`--kill-after S`).
-    pub kill_after: Option<Duration>,
+    /// When the supervisor sends SIGKILL after SIGTERM, when it is known from outside (a
+    /// Kubernetes grace period, `docker stop -t`): `--kill-deadline S` or the environment's
+    /// `SHUTDOWN_KILL_DEADLINE_SECS`.
+    pub kill_deadline: Option<Duration>,
 }
 
 const USAGE: &str = "usage: gateway [--log-dir DIR] [--state-dir DIR] [--port N] [--adapters a,b,c]
                [--sessions N] [--drain-secs S] [--drain-timeout S]
-               [--self-signal-after S | --wait] [--escalate-after N]
-               [--journald] [--extend-timeout STEP [--extend-ceiling S]]
-               [--slow-upload] [--kill-after S]";
+               [--self-signal-after S | --wait] [--escalate-after N] [--kill-deadline S]
+               [--journald] [--extend-timeout STEP [--extend-ceiling S]] [--slow-upload]
+environment: SHUTDOWN_KILL_DEADLINE_SECS=S (as --kill-deadline; --kill-after S is an alias)";
 
 /// Longest duration any flag accepts: one day (keeps every sum of budgets far from overflow).
 const MAX_SECS: f64 = 86_400.0;
@@ -58,8 +60,12 @@ impl Args {
             extend_step: None,
             extend_ceiling: None,
             slow_upload: false,
-            kill_after: None,
+            kill_deadline: None,
         };
+        if let Ok(v) = std::env::var("SHUTDOWN_KILL_DEADLINE_SECS") {
+            let s = secs("SHUTDOWN_KILL_DEADLINE_SECS", &v)?;
+            a.kill_deadline = Some(Duration::from_secs_f64(s));
+        }
         let mut drain_timeout_given = false;
         while let Some(flag) = it.next() {
             if flag == "--wait" {
@@ -97,7 +103,6 @@ impl Args {
                     a.drain_timeout = Duration::from_secs_f64(secs(&flag, &v)?);
                     drain_timeout_given = true;
                 }
-                "--kill-after" => a.kill_after = Some(Duration::from_secs_f64(secs(&flag, &v)?)),
                 "--self-signal-after" => {
                     a.self_signal_after = Some(Duration::from_secs_f64(secs(&flag, &v)?))
                 }
@@ -114,6 +119,9 @@ impl Args {
                 }
                 "--extend-ceiling" => {
                     a.extend_ceiling = Some(Duration::from_secs_f64(secs(&flag, &v)?));
+                }
+                "--kill-deadline" | "--kill-after" => {
+                    a.kill_deadline = Some(Duration::from_secs_f64(secs(&flag, &v)?))
                 }
                 _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
             }

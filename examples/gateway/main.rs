@@ -1,14 +1,14 @@
 //! A small but real chat gateway that gets stopped and explains its stop.
 //!
 //! It serves HTTP (axum) with long-running "session" requests, keeps one TCP connection per
-//! chat adapter to a local peer, writes session events to SQLite, and logs to stderr and to
+//! chat adapter to a local peer, appends session events to a store, and logs to stderr and to
 //! daily rolling files. After `--self-signal-after` seconds (default 2) it asks a separate
 //! `kill` process to send it SIGTERM, so the logged sender is a real other process; with
 //! `--wait` it waits for a real signal instead (as under systemd, see `gateway.service`).
 //!
 //! The shutdown runs as phases: `notify` (tell the adapters' peers), `drain` (let in-flight
 //! sessions finish, bounded by `--drain-timeout`), `disconnect<adapter>` (in parallel, each
-//! bounded), `db_close` (checkpoint the WAL and close). At exit it prints the waterfall and
+//! bounded), `db_close` (flush, fsync and close the session store). At exit it prints the waterfall and
 //! writes the Chrome trace (`LOG_DIR/shutdown-trace.json`) and the report and context as JSON
 //! (`STATE_DIR/last-shutdown.json`), both with the crate's private-file writer (0600, never
 //! through a planted symlink). Nothing it prints can panic: a closed stderr or stdout (a
@@ -90,7 +90,9 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .with_phase_budget("drain", args.drain_timeout)
         .with_phase_budget("disconnect", DISCONNECT_BUDGET)
         .with_phase_budget("db_close", DB_CLOSE_BUDGET)
-        .with_total_budget(budget)
+        // Under Kubernetes or Docker the deadline is not readable from inside the container:
+        // the Deployment passes it (docs/kubernetes.md). The report's margin is then to it.
+        .with_total_budget(args.kill_deadline.unwrap_or(budget))
         .build();
     let handle = layer.handle();
 
@@ -128,6 +130,17 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         .with(layer)
         .init();
 
+    if let Some(deadline) = args.kill_deadline.filter(|d| *d < budget) {
+        tracing::warn!(
+            kill_deadline_s = deadline.as_secs_f64(),
+            budget_s = budget.as_secs_f64(),
+            "kill deadline {:.2}s is shorter than the shutdown budget {:.2}s: raise \
+             terminationGracePeriodSeconds (or docker stop -t) or lower --drain-timeout",
+            deadline.as_secs_f64(),
+            budget.as_secs_f64()
+        );
+    }
+
     // The signal helper: context, diagnostic, flight record, sd_notify, startup checks.
     let escalation = match args.escalate_after {
         Some(after) => Escalation::Exit { after, code: 130 },
@@ -150,8 +163,10 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         ),
         None => builder,
     };
-    let builder = match args.kill_after {
-        Some(kill) => builder.with_kill_deadline(kill), // e.g. K8s terminationGracePeriodSeconds
+    // Under Kubernetes or Docker the kill deadline is not readable from inside the container:
+    // the Deployment passes it (docs/kubernetes.md). A stuck snapshot is taken 1 s before it.
+    let builder = match args.kill_deadline {
+        Some(kill) => builder.with_kill_deadline(kill),
         None => builder,
     };
     let forensics = builder.install()?;
@@ -173,7 +188,7 @@ async fn serve(
     handle: &ShutdownHandle,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let signal = forensics.signal();
-    let (db, db_thread) = db::open(&args.state_dir.join("gateway.db"))?;
+    let (db, db_thread) = db::open(&args.state_dir.join("sessions.jsonl"))?;
     let mut adapters = Vec::new();
     for name in &args.adapters {
         let (addr, _peer) = adapters::start_peer(name.clone()).await?;
@@ -267,7 +282,7 @@ async fn serve(
         let _ = t.await;
     }
 
-    // db_close: checkpoint the WAL and close, off the runtime.
+    // db_close: flush, fsync and close the session store, off the runtime.
     drop(db);
     let rows = tokio::task::spawn_blocking(move || {
         let span = phase!("db_close", rows = Empty);

@@ -2,6 +2,7 @@
 //! systemd notify and the startup checks.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +19,14 @@ const MAX_KILL_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// sink holds it; the shutdown must not wait for that).
 const CONTEXT_EVENT_PATIENCE: Duration = Duration::from_secs(2);
 
-/// Signals listened to by default: `SIGTERM`, `SIGINT`, `SIGHUP`, `SIGQUIT`.
-pub const DEFAULT_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT];
+/// Signals listened to by default: `SIGTERM` (supervisors, `kill`, `docker stop`) and `SIGINT`
+/// (Ctrl-C).
+///
+/// `SIGHUP` and `SIGQUIT` are left alone: many services use them for a reload or a dump, and
+/// catching them here would turn those into a shutdown. Opt in with
+/// [`ForensicsBuilder::with_signals`], e.g. `&[SIGTERM, SIGINT, SIGHUP]` for a service that
+/// should stop when its terminal hangs up.
+pub const DEFAULT_SIGNALS: [i32; 2] = [libc::SIGTERM, libc::SIGINT];
 
 /// Configures and installs the signal helper. Every setting has a working default.
 ///
@@ -36,7 +43,7 @@ pub const DEFAULT_SIGNALS: [i32; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGHUP
 ///     .with_handle(handle)
 ///     .with_diagnostic("logs/shutdown-diag.log")
 ///     .install()?;
-/// let ctx = forensics.signal().wait(); // blocks until SIGTERM/SIGINT/SIGHUP/SIGQUIT
+/// let ctx = forensics.signal().wait(); // blocks until SIGTERM or SIGINT
 /// println!("stopping: {}", ctx.to_log_line());
 /// forensics.finish();
 /// # Ok(()) }
@@ -119,6 +126,8 @@ pub struct Forensics {
     shared: Arc<Shared>,
     signals: signal_hook::iterator::Handle,
     report_path: Option<PathBuf>,
+    /// Without a handle, `finish` logs the completion line itself, once.
+    finished: AtomicBool,
 }
 
 impl Forensics {
@@ -146,10 +155,15 @@ impl Forensics {
         false
     }
 
-    /// Ends the shutdown: logs `+3.62s shutdown complete (total teardown 3.62s)` through the
-    /// layer's handle (when one was given), flushes the flight record and, when configured,
-    /// writes the report and context as JSON ([`ForensicsBuilder::with_report_path`]; without a
-    /// handle the report is `null`). Returns the teardown time (`None` without a handle).
+    /// Ends the shutdown: logs `+3.62s shutdown complete (total teardown 3.62s)`, flushes the
+    /// flight record and, when configured, writes the report and context as JSON
+    /// ([`ForensicsBuilder::with_report_path`]; without a handle the report is `null`).
+    /// Returns the teardown time, or `None` before any shutdown began or when it was already
+    /// finished.
+    ///
+    /// With a handle ([`ForensicsBuilder::with_handle`]) the layer logs the line and the phases
+    /// are in the report. Without one the line is still logged (to the current subscriber),
+    /// counted from the first signal's receipt, but no phase is timed.
     pub fn finish(&self) -> Option<Duration> {
         let handle = self.shared.config.handle.as_ref();
         let signals = self.signal().signal_count();
@@ -165,6 +179,12 @@ impl Forensics {
             }
             total = handle.finish();
             let _ = handle.flush();
+        } else if let Some(at) = self.shared.first_received() {
+            if !self.finished.swap(true, Ordering::SeqCst) {
+                let took = at.elapsed();
+                crate::timeline::events::complete_line(took);
+                total = Some(took);
+            }
         }
         if let Some(path) = &self.report_path {
             let report = handle.map(ShutdownHandle::report);
@@ -194,12 +214,18 @@ impl Drop for Forensics {
                 handle.record("exit", value);
             }
         }
+        // Startup messages whose subscriber never came: stderr rather than nowhere.
+        if let Some(handle) = &self.shared.config.handle {
+            handle.shared.startup.flush_deferred();
+        }
         self.shared.flush_guards();
     }
 }
 
 impl ForensicsBuilder {
-    /// The signals that start the shutdown. Default: [`DEFAULT_SIGNALS`].
+    /// The signals that start the shutdown, replacing the default. Default:
+    /// [`DEFAULT_SIGNALS`] (`SIGTERM`, `SIGINT`); signals not listed keep their disposition
+    /// (a `SIGHUP` handler of the app's own still gets its reloads).
     pub fn with_signals(mut self, signals: &[i32]) -> Self {
         self.signals = signals.to_vec();
         self
@@ -213,14 +239,22 @@ impl ForensicsBuilder {
 
     /// Ties the helper to a [`crate::ShutdownLayer`]: the phase timeline starts at signal
     /// receipt, the context and repeats go to its flight record, the previous run's verdict is
-    /// logged at install. Default: none (the helper still captures and logs the context).
+    /// logged at install (or, when the layer is not part of a subscriber yet, as soon as it is;
+    /// on stderr if it never is). From then on only the signal (or [`ShutdownHandle::begin`],
+    /// or a root `shutdown` span) starts the shutdown clock: a phase span opened before it is
+    /// not timed, and the first one is reported once (`phase drain seen outside a shutdown`).
+    /// At install the helper also checks that the subscriber lets phase spans through (target
+    /// `shutdown` at INFO) and says once, with the fix, when it does not.
+    /// Default: none (the helper still captures and logs the context, and
+    /// [`Forensics::finish`] still logs the completion line, but no phase is timed).
     pub fn with_handle(mut self, handle: ShutdownHandle) -> Self {
         self.handle = Some(handle);
         self
     }
 
     /// Spawns the detached diagnostic (ps / pstree / dmesg, 0600) into `path` on the first
-    /// signal, bounded to 5 s. Default: no diagnostic.
+    /// signal, bounded to 5 s; missing directories above `path` are created at install.
+    /// Default: no diagnostic.
     pub fn with_diagnostic(mut self, path: impl Into<PathBuf>) -> Self {
         self.diagnostic = Some(DiagnosticOptions::new(path));
         self
@@ -321,7 +355,8 @@ impl ForensicsBuilder {
     /// # Errors
     /// [`ErrorKind::InvalidInput`] when a signal cannot be listened for (no signals, a number
     /// out of range, one that cannot be caught like `SIGKILL`, or one the libc reserves), with
-    /// nothing registered; [`ErrorKind::Io`] when the listener cannot be started.
+    /// nothing registered; [`ErrorKind::Io`] when the diagnostic's directory cannot be created
+    /// (missing ones are created, mode 0700) or the listener cannot be started.
     ///
     /// ```
     /// use shutdown_forensics::{ErrorKind, Forensics};
@@ -343,12 +378,38 @@ impl ForensicsBuilder {
                 .diagnostic_path
                 .set(diag.log_path().to_path_buf());
         }
-        if let Some(verdict) = self
-            .handle
-            .as_ref()
-            .and_then(ShutdownHandle::previous_shutdown)
-        {
-            verdict.log();
+        // A directory that cannot be made must fail the start, not the shutdown.
+        if let Some(opts) = &self.diagnostic {
+            crate::sys::private_file::create_parent_dirs(opts.log_path()).map_err(|e| {
+                Error::io(
+                    format!("prepare shutdown diagnostic {}", opts.log_path().display()),
+                    e,
+                )
+            })?;
+        }
+        if let Some(handle) = &self.handle {
+            let timeline = &handle.shared;
+            // The signal starts the clock: a phase before it (a helper reused at startup) must
+            // not turn a 0.1 s stop into "+3.02s ... total teardown 3.12s".
+            timeline.startup.set_begin_explicit();
+            // The subscriber may not exist yet (install before `init()`): the verdict and the
+            // filter check wait for it, or go to stderr if it never comes (at drop).
+            let verdict = handle.previous_shutdown().cloned();
+            let startup_messages = move |subscribed: bool| {
+                if let Some(v) = &verdict {
+                    if subscribed {
+                        v.log();
+                    } else if let Some(m) = v.message() {
+                        eprintln!("shutdown-forensics: {m}");
+                    }
+                }
+                if subscribed {
+                    crate::timeline::startup::warn_if_phases_filtered();
+                }
+            };
+            timeline
+                .startup
+                .when_subscribed(&timeline.dispatch, Box::new(startup_messages));
         }
         let record = self.handle.as_ref().and_then(|h| h.shared.record.as_ref());
         for verdict in record.map_or(&[][..], |r| r.previous_takeovers()) {
@@ -439,6 +500,7 @@ impl ForensicsBuilder {
             shared,
             signals,
             report_path,
+            finished: AtomicBool::new(false),
         })
     }
 }

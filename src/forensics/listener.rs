@@ -72,6 +72,9 @@ pub(crate) struct Shared {
     /// Set once the first signal's handling (its context event included) is over.
     handled: Mutex<bool>,
     handled_cv: Condvar,
+    /// Cancelled with the wake-up; handed out as child tokens.
+    #[cfg(feature = "tokio-util")]
+    pub(crate) token: tokio_util::sync::CancellationToken,
 }
 
 /// The listener's settings, fixed at install.
@@ -107,6 +110,8 @@ impl Shared {
             first_at: Mutex::new(None),
             handled: Mutex::new(false),
             handled_cv: Condvar::new(),
+            #[cfg(feature = "tokio-util")]
+            token: tokio_util::sync::CancellationToken::new(),
         }
     }
 
@@ -225,6 +230,8 @@ impl Shared {
         }
         self.cv.notify_all();
         self.tx.send_replace(Some(Arc::clone(&ctx)));
+        #[cfg(feature = "tokio-util")]
+        self.token.cancel();
         let mut diagnostic_error = None;
         if let Some(opts) = &self.config.diagnostic {
             self.isolated("the diagnostic", || {
@@ -333,6 +340,11 @@ impl Shared {
             Err(poisoned) => std::mem::take(&mut *poisoned.into_inner()),
         };
         drop(guards);
+    }
+
+    /// When the first signal (or trigger) was received, if one was.
+    pub(crate) fn first_received(&self) -> Option<Instant> {
+        self.first_at.lock().ok().and_then(|g| *g)
     }
 
     /// When the listener took the signal from signal-hook's queue, counted from the shutdown's

@@ -89,6 +89,32 @@ impl ShutdownSignal {
         self.shared.count.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// A [`CancellationToken`](tokio_util::sync::CancellationToken) cancelled when the
+    /// shutdown begins (the first signal or [`Self::trigger`]), right after the context is
+    /// captured and the waiters are woken; already cancelled when it has begun. For apps built
+    /// around tokio-util: `token.cancelled().await`, `TaskTracker`, `select!` arms.
+    ///
+    /// Each call returns a child token: cancelling it (or a clone) stops only its holders and
+    /// never starts the shutdown. Feature `tokio-util`.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), shutdown_forensics::Error> {
+    /// let forensics = shutdown_forensics::Forensics::builder()
+    ///     .with_signals(&[libc::SIGUSR1])
+    ///     .with_stop_budget(None, std::time::Duration::ZERO)
+    ///     .install()?;
+    /// let token = forensics.signal().cancellation_token();
+    /// assert!(!token.is_cancelled());
+    /// forensics.signal().trigger();
+    /// assert!(token.is_cancelled());
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "tokio-util")]
+    #[must_use]
+    pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
+        self.shared.token.child_token()
+    }
+
     /// Triggers the shutdown from the app itself (an admin endpoint, a fatal error): the same
     /// capture, log line and diagnostic as a signal, with signal `UNKNOWN` and no sender. It
     /// runs on the calling thread (a `/proc` read and, when configured, a process spawn: a

@@ -14,6 +14,34 @@ fn refused(path: &Path, why: &str) -> io::Error {
     )
 }
 
+/// Creates the missing directories above `path`, each mode 0700 (less the umask), as
+/// tracing-appender does for its log directory. The error names the directory that could not
+/// be created and why.
+pub(crate) fn create_parent_dirs(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) else {
+        return Ok(());
+    };
+    if dir.is_dir() {
+        return Ok(());
+    }
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| {
+            let why = if e.kind() == io::ErrorKind::AlreadyExists {
+                "it exists and is not a directory".to_owned()
+            } else {
+                e.to_string()
+            };
+            io::Error::new(
+                e.kind(),
+                format!("create directory {}: {why}", dir.display()),
+            )
+        })
+}
+
 /// Opens `path` for appending (created 0600). A symlink, a FIFO or any other non-regular file at
 /// the path is refused; an existing file with group or other bits is narrowed to 0600 through
 /// the open descriptor (no path race).
@@ -199,6 +227,27 @@ mod tests {
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         assert!(open_append(&fifo).is_err());
         assert!(read_bounded(&fifo, 10).is_err());
+    }
+
+    #[test]
+    fn missing_parents_are_created_private_and_failures_name_the_directory() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a/b/f");
+        create_parent_dirs(&p).unwrap();
+        let mode = std::fs::metadata(d.path().join("a/b"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{mode:o}");
+        create_parent_dirs(&p).unwrap(); // already there
+        create_parent_dirs(Path::new("f")).unwrap(); // the current directory
+        std::fs::write(d.path().join("file"), "").unwrap();
+        let err = create_parent_dirs(&d.path().join("file/sub/f")).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("create directory ") && text.contains("file/sub"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -3,9 +3,14 @@
 
 use std::time::Duration;
 
+use serde_json::Value;
+use tracing_core::field::{display, DisplayValue};
+
 use crate::sys::clock::{secs, Offset, Secs};
+use crate::sys::dyn_event;
 use crate::sys::logfmt::Logfmt;
 use crate::sys::target::PHASE_TARGET;
+use crate::timeline::fields::Fields;
 use crate::timeline::state::Shared;
 use crate::timeline::stuck::snapshot::{StuckReason, StuckSnapshot};
 
@@ -25,9 +30,20 @@ pub(crate) fn started(shared: &Shared, label: &str, at: Duration) {
 }
 
 /// `+3.43s drain done (3.41s) active_at_start=5 active_now=0 timed_out=false`
-pub(crate) fn done(shared: &Shared, label: &str, at: Duration, took: Duration, fields: &str) {
-    let sep = if fields.is_empty() { "" } else { " " };
+///
+/// The span's recorded fields are fields of the event (before `phase`, `offset_s`,
+/// `duration_s`), so a text formatter prints the line above while a JSON one gets
+/// `"active_now":0` as a field. Numbers and booleans keep their type; strings arrive
+/// logfmt-rendered (quoted and escaped only when they need it). Where that is not possible (a
+/// field named like one of ours, too many fields or distinct field sets) they stay in the
+/// message, as text.
+pub(crate) fn done(shared: &Shared, label: &str, at: Duration, took: Duration, recorded: &Fields) {
     shared.emit(|| {
+        if recorded.for_line().next().is_some() && done_structured(label, at, took, recorded) {
+            return;
+        }
+        let fields = recorded.to_logfmt();
+        let sep = if fields.is_empty() { "" } else { " " };
         tracing::info!(
             target: PHASE_TARGET,
             parent: None,
@@ -40,6 +56,66 @@ pub(crate) fn done(shared: &Shared, label: &str, at: Duration, took: Duration, f
             Secs(took)
         );
     });
+}
+
+/// A recorded value as tracing carries it.
+enum Carried<'a> {
+    Bool(bool),
+    U64(u64),
+    I64(i64),
+    F64(f64),
+    Text(DisplayValue<Logfmt<'a>>),
+    Other(DisplayValue<String>),
+}
+
+impl<'a> Carried<'a> {
+    fn new(v: &'a Value) -> Self {
+        match v {
+            Value::Bool(b) => Self::Bool(*b),
+            Value::Number(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => Self::U64(u),
+                (None, Some(i), _) => Self::I64(i),
+                (None, None, Some(f)) => Self::F64(f),
+                _ => Self::Other(display(n.to_string())),
+            },
+            Value::String(s) => Self::Text(display(Logfmt(s))),
+            Value::Null => Self::Other(display("null".to_owned())),
+            other => Self::Other(display(other.to_string())),
+        }
+    }
+
+    fn as_value(&self) -> &dyn tracing_core::field::Value {
+        match self {
+            Self::Bool(b) => b,
+            Self::U64(u) => u,
+            Self::I64(i) => i,
+            Self::F64(f) => f,
+            Self::Text(t) => t,
+            Self::Other(o) => o,
+        }
+    }
+}
+
+/// Names of the `done` event's own fields: a recorded field with one of them stays text.
+const DONE_FIELDS: [&str; 4] = ["message", "phase", "offset_s", "duration_s"];
+
+fn done_structured(label: &str, at: Duration, took: Duration, recorded: &Fields) -> bool {
+    if recorded.for_line().any(|(k, _)| DONE_FIELDS.contains(&k)) {
+        return false;
+    }
+    let carried: Vec<(&str, Carried<'_>)> = recorded
+        .for_line()
+        .map(|(k, v)| (k, Carried::new(v)))
+        .collect();
+    let phase = display(Logfmt(label));
+    let (offset, duration) = (secs(at), secs(took));
+    let mut fields: Vec<(&str, &dyn tracing_core::field::Value)> =
+        carried.iter().map(|(k, c)| (*k, c.as_value())).collect();
+    fields.push(("phase", &phase));
+    fields.push(("offset_s", &offset));
+    fields.push(("duration_s", &duration));
+    let message = format!("{} {} done ({})", Offset(at), Logfmt(label), Secs(took));
+    dyn_event::emit(PHASE_TARGET, tracing::Level::INFO, &message, &fields)
 }
 
 /// `+33.00s drain over budget (30.00s)`; `label` is `shutdown` for the whole-shutdown budget.
@@ -61,15 +137,33 @@ pub(crate) fn over_budget(shared: &Shared, label: &str, at: Duration, budget: Du
 
 /// `+3.62s shutdown complete (total teardown 3.62s)`
 pub(crate) fn complete(shared: &Shared, total: Duration) {
+    shared.emit(|| complete_line(total));
+}
+
+/// The completion line, to the current subscriber (also used without a layer).
+pub(crate) fn complete_line(total: Duration) {
+    tracing::info!(
+        target: PHASE_TARGET,
+        parent: None,
+        offset_s = secs(total),
+        total_s = secs(total),
+        "{} shutdown complete (total teardown {})",
+        Offset(total),
+        Secs(total)
+    );
+}
+
+/// `phase drain seen outside a shutdown: not timed ...`, once per layer: a phase span opened
+/// before the signal helper started the shutdown.
+pub(crate) fn outside_shutdown(shared: &Shared, label: &str) {
     shared.emit(|| {
-        tracing::info!(
+        tracing::warn!(
             target: PHASE_TARGET,
             parent: None,
-            offset_s = secs(total),
-            total_s = secs(total),
-            "{} shutdown complete (total teardown {})",
-            Offset(total),
-            Secs(total)
+            phase = %Logfmt(label),
+            "phase {} seen outside a shutdown: not timed (the shutdown clock starts at the \
+             signal, ShutdownHandle::begin or a root `shutdown` span; said once)",
+            Logfmt(label)
         );
     });
 }

@@ -51,15 +51,17 @@ impl Fields {
         }
     }
 
+    /// The pairs the `done` line shows: all but `adapter` and `budget_s` (they are in the
+    /// label and the budget).
+    pub(crate) fn for_line(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.iter().filter(|(k, _)| !CONFIG_FIELDS.contains(k))
+    }
+
     /// ` key=value` pairs for the `done` line, logfmt-escaped so a hostile value cannot forge
     /// a log line; `adapter` and `budget_s` are left out (they are in the label and budget).
     pub(crate) fn to_logfmt(&self) -> String {
         let mut out = String::new();
-        for (k, v) in self
-            .0
-            .iter()
-            .filter(|(k, _)| !CONFIG_FIELDS.contains(&k.as_str()))
-        {
+        for (k, v) in self.for_line() {
             match v {
                 Value::String(s) => push_str_pair(&mut out, k, s),
                 Value::Null => push_pair(&mut out, k, "null"),

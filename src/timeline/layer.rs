@@ -268,6 +268,7 @@ impl ShutdownLayerBuilder {
                 diagnostic_path: OnceLock::new(),
                 snapshots_in_flight: Mutex::new(0),
                 snapshot_done: Condvar::new(),
+                startup: Default::default(),
             }),
         }
     }
@@ -350,7 +351,9 @@ where
 {
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         // The first subscriber wins; events from other threads go to it.
-        let _ = self.shared.dispatch.set(subscriber.downgrade());
+        if self.shared.dispatch.set(subscriber.downgrade()).is_ok() {
+            self.shared.startup.subscribed(subscriber);
+        }
     }
 
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
@@ -438,7 +441,11 @@ where
             Some(PhaseExt::Root) => {
                 self.shared.finish();
             }
-            None => {}
+            None => {
+                if let Some(label) = self.shared.startup.take_outside_shutdown() {
+                    crate::timeline::events::outside_shutdown(&self.shared, &label);
+                }
+            }
         }
     }
 }

@@ -18,6 +18,7 @@ pub(crate) mod record_cap;
 pub(crate) mod record_lock;
 pub(crate) mod recorder;
 pub(crate) mod report;
+pub(crate) mod startup;
 pub(crate) mod state;
 pub(crate) mod stuck;
 pub(crate) mod takeover;

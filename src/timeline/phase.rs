@@ -96,6 +96,14 @@ impl Shared {
             if st.phases.len() >= MAX_PHASES {
                 return None;
             }
+            if st.origin.is_none() && self.startup.begin_explicit() {
+                // A signal helper starts the clock; a phase before it (a helper reused at
+                // startup) must not.
+                // Said when the span closes: an event emitted from inside span creation
+                // would reach no subscriber (tracing's re-entrancy guard).
+                self.startup.note_outside_shutdown(&label);
+                return None;
+            }
             let begin = self.begin_locked(&mut st, now, None);
             st.phases.push(PhaseState {
                 name,
@@ -208,10 +216,10 @@ impl Shared {
             p.warned |= over.is_some();
             let was_started = std::mem::replace(&mut p.started, true);
             let (label, parent, at_open) = (p.label.clone(), p.parent, offset(p.open));
-            let mut text = p.fields.to_logfmt();
+            let mut recorded = p.fields.clone();
             if let Some((n, oldest)) = &abandoned {
-                crate::sys::logfmt::push_pair(&mut text, "abandoned_spans", n);
-                crate::sys::logfmt::push_str_pair(&mut text, "oldest_abandoned", oldest);
+                recorded.set("abandoned_spans", json!(n));
+                recorded.set("oldest_abandoned", json!(oldest));
             }
             let fields = serde_json::to_value(&p.fields).unwrap_or(Value::Null);
             let change = self.has_hook().then(|| {
@@ -234,12 +242,13 @@ impl Shared {
                 st.offset(now),
                 took,
                 over,
-                text,
+                recorded,
                 fields,
                 change,
             )
         };
-        let (label, parent, was_started, at_open, at, took, over, text, fields, change) = closed;
+        let (label, parent, was_started, at_open, at, took, over, recorded, fields, change) =
+            closed;
         if !was_started {
             self.write_start(index, &label, parent, at_open);
             crate::timeline::events::started(self, &label, at_open);
@@ -254,7 +263,7 @@ impl Shared {
             end["abandoned_spans"] = json!(n);
         }
         self.write(&end, true);
-        crate::timeline::events::done(self, &label, at, took, &text);
+        crate::timeline::events::done(self, &label, at, took, &recorded);
         drop(order);
         if let Some(change) = change {
             self.notify(|| change);

@@ -81,14 +81,17 @@ impl FlightRecord {
 
     /// Reads the verdict on the previous run, rotates its record to `<path>.prev` (narrowed
     /// to mode 0600: it holds the context JSON), and starts a fresh record (mode 0600,
-    /// `O_APPEND`) with a `run` line. A symlink, FIFO or other non-regular file at `path` is
+    /// `O_APPEND`) with a `run` line. Missing parent directories are created (mode 0700). A symlink, FIFO or other non-regular file at `path` is
     /// refused at once.
     ///
     /// # Errors
     /// When the previous record cannot be read (other than "not found"), is not a regular
-    /// file, or the new one cannot be created or written.
+    /// file, or the new one (or a directory above it) cannot be created or written; the
+    /// message names the path and the reason.
     pub fn open_strict(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
+        crate::sys::private_file::create_parent_dirs(&path)
+            .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
         let ctx = || format!("read flight record {}", path.display());
         let mut kept = true;
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {

@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     /// Stuck snapshots being taken now (the completion waits for them, bounded).
     pub(crate) snapshots_in_flight: Mutex<usize>,
     pub(crate) snapshot_done: Condvar,
+    /// What the signal helper asked for at install (deferred messages, explicit begin).
+    pub(crate) startup: crate::timeline::startup::Startup,
 }
 
 impl std::fmt::Debug for Shared {

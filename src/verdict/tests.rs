@@ -255,3 +255,115 @@ fn an_exit_without_a_shutdown_is_not_a_crash() {
     assert_eq!(v, PreviousShutdown::Exited { pid: Some(9) });
     assert_eq!(v.message(), None);
 }
+
+/// The README's verdict table shows every verdict, each line as the crate prints it: a new
+/// variant does not compile here until it has a row.
+#[test]
+fn the_readme_lists_every_verdict() {
+    let readme = include_str!("../../README.md");
+    let table = &readme[readme
+        .find("## The previous run's verdict")
+        .expect("the section")..];
+    let fixtures = [
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"drain"}"#,
+            "\n",
+            r#"{"kind":"note","t":89.95,"note":"heartbeat"}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"phase_start","t":2.5,"id":0,"phase":"db_close"}"#,
+            "\n",
+            r#"{"kind":"phase_end","t":3.0,"id":0,"phase":"db_close"}"#,
+            "\n",
+            r#"{"kind":"note","t":3.1,"note":"x"}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"note","t":0.05,"note":"context"}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"phase_start","t":0.1,"id":0,"phase":"drain"}"#,
+            "\n",
+            r#"{"kind":"note","t":1.2,"note":"escalated","value":{"count":2,"exit_code":130}}"#,
+            "\n",
+        ),
+        concat!(r#"{"kind":"run","pid":4242}"#, "\n"),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"complete","t":3.6,"total_s":3.6}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"note","t":null,"note":"exit","value":{"shutdown":false}}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"panic","message":"index out of bounds","location":"src/main.rs:10:5","thread":"main"}"#,
+            "\n",
+            r#"{"kind":"note","note":"exit","value":{"shutdown":false,"panicking":true}}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"drain"}"#,
+            "\n",
+            r#"{"kind":"phase_end","t":3"#,
+        ),
+        "",
+    ];
+    let mut verdicts: Vec<PreviousShutdown> = fixtures.iter().map(|t| parse_records(t)).collect();
+    verdicts.push(PreviousShutdown::StillRunning { pid: 4242 });
+    let mut seen = Vec::new();
+    for v in &verdicts {
+        let name = match v {
+            PreviousShutdown::None => "None",
+            PreviousShutdown::Clean { .. } => "Clean",
+            PreviousShutdown::Killed { .. } => "Killed",
+            PreviousShutdown::Escalated { .. } => "Escalated",
+            PreviousShutdown::StillRunning { .. } => "StillRunning",
+            PreviousShutdown::Exited { .. } => "Exited",
+            PreviousShutdown::NoShutdown { .. } => "NoShutdown",
+            PreviousShutdown::Panicked { .. } => "Panicked",
+            PreviousShutdown::Unknown { .. } => "Unknown",
+        };
+        assert!(table.contains(&format!("| `{name}`")), "no row for {name}");
+        if let Some(line) = v.message() {
+            assert!(
+                table.contains(&format!("`{line}`")),
+                "the README does not show: {line}"
+            );
+        }
+        seen.push(name);
+    }
+    seen.sort_unstable();
+    seen.dedup();
+    assert_eq!(seen.len(), 9, "{seen:?}");
+}

@@ -13,7 +13,7 @@ pub(super) struct OpenedLog {
 }
 
 /// Open `path` for appending, rotating it to `<path>.1` first when it is larger than
-/// `rotate_at`.
+/// `rotate_at`, creating missing parent directories (0700) first.
 pub(super) fn open(path: &Path, rotate_at: u64) -> io::Result<OpenedLog> {
     match fs::symlink_metadata(path) {
         Ok(meta) => {
@@ -28,7 +28,9 @@ pub(super) fn open(path: &Path, rotate_at: u64) -> io::Result<OpenedLog> {
                 fs::rename(path, rotated_path(path))?;
             }
         }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+        Err(err) if err.kind() == io::ErrorKind::NotFound => {
+            crate::sys::private_file::create_parent_dirs(path)?;
+        }
         Err(err) => return Err(err),
     }
     let file = crate::sys::private_file::open_append(path)?;

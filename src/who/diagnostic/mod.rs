@@ -242,7 +242,8 @@ pub fn spawn_diagnostic(log_path: &Path, signal_name: &str, timeout: Duration) -
 /// # Errors
 ///
 /// At once, without spawning: the log path is a symlink or not a regular file, cannot be
-/// rotated, created or opened (e.g. its directory does not exist); `/bin/sh` cannot be spawned;
+/// rotated, created or opened (missing directories above it are created, mode 0700; one that
+/// cannot be is named in the error); `/bin/sh` cannot be spawned;
 /// the reaper thread cannot be started (the child is then killed and reaped before returning).
 /// `io::ErrorKind::Unsupported` on platforms other than Unix.
 pub fn spawn_diagnostic_with(options: &DiagnosticOptions) -> io::Result<Diagnostic> {

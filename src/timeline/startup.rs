@@ -1,0 +1,128 @@
+//! What a signal helper asks of the layer at start: messages that must wait until the layer's
+//! subscriber exists (the previous run's verdict, the filter check), and whether a phase may
+//! start the shutdown clock on its own.
+//!
+//! Deferred work cannot run inside `on_register_dispatch`: tracing calls it while it holds its
+//! dispatcher registry lock, and the first event of a new callsite takes that lock again. It
+//! runs on a short-lived thread of its own instead, which waits for the lock like any other.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use tracing_core::dispatcher::{self, Dispatch, WeakDispatch};
+
+use crate::sys::target::PHASE_TARGET;
+
+/// Work to run once the layer's subscriber exists: called with `true` then (log through it),
+/// or with `false` when it never came (write to stderr instead).
+pub(crate) type Deferred = Box<dyn FnOnce(bool) + Send>;
+
+/// The signal helper's requests to the layer.
+#[derive(Default)]
+pub(crate) struct Startup {
+    deferred: Mutex<Vec<Deferred>>,
+    /// Set by the signal helper: only a signal, `begin` or a root `shutdown` span starts the
+    /// clock; a phase seen before that is not timed.
+    begin_explicit: AtomicBool,
+    outside_said: AtomicBool,
+    outside: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Startup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Startup")
+            .field("begin_explicit", &self.begin_explicit)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Startup {
+    /// Runs `f(true)` with the layer's subscriber (`dispatch`, once set) as the default: now
+    /// when the layer is part of one, else as soon as it becomes part of one.
+    pub(crate) fn when_subscribed(&self, dispatch: &OnceLock<WeakDispatch>, f: Deferred) {
+        let mut pending = self.deferred.lock().unwrap_or_else(PoisonError::into_inner);
+        // Checked under the lock: `subscribed` runs after the dispatch is set and takes it.
+        match dispatch.get().and_then(WeakDispatch::upgrade) {
+            Some(d) => {
+                drop(pending);
+                dispatcher::with_default(&d, || f(true));
+            }
+            None => pending.push(f),
+        }
+    }
+
+    /// The layer joined `dispatch`: runs what was deferred, on a thread of its own.
+    pub(crate) fn subscribed(&self, dispatch: &Dispatch) {
+        let work =
+            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
+        if work.is_empty() {
+            return;
+        }
+        let dispatch = dispatch.clone();
+        let spawned = std::thread::Builder::new()
+            .name("shutdown-startup".into())
+            .spawn(move || {
+                dispatcher::with_default(&dispatch, || work.into_iter().for_each(|f| f(true)));
+            });
+        if spawned.is_err() {
+            eprintln!("shutdown-forensics: could not start a thread for the startup messages");
+        }
+    }
+
+    /// Runs what is still waiting for a subscriber with `false` (it writes to stderr).
+    pub(crate) fn flush_deferred(&self) {
+        let work =
+            std::mem::take(&mut *self.deferred.lock().unwrap_or_else(PoisonError::into_inner));
+        work.into_iter().for_each(|f| f(false));
+    }
+
+    /// From now on a phase does not start the shutdown clock (see [`Startup`]).
+    pub(crate) fn set_begin_explicit(&self) {
+        self.begin_explicit.store(true, Ordering::Relaxed);
+    }
+
+    pub(crate) fn begin_explicit(&self) -> bool {
+        self.begin_explicit.load(Ordering::Relaxed)
+    }
+
+    /// Keeps the first phase seen outside a shutdown (once per layer) until it can be said.
+    pub(crate) fn note_outside_shutdown(&self, label: &str) {
+        if !self.outside_said.swap(true, Ordering::Relaxed) {
+            *self.outside.lock().unwrap_or_else(PoisonError::into_inner) = Some(label.to_owned());
+        }
+    }
+
+    /// The phase to say was seen outside a shutdown, once.
+    pub(crate) fn take_outside_shutdown(&self) -> Option<String> {
+        if !self.outside_said.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.outside
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Says once per process, through the current subscriber when it lets `shutdown` WARN events
+/// through and on stderr otherwise, that phase spans (target `shutdown`, INFO) are filtered
+/// out, with the fix. Returns whether they are.
+pub(crate) fn warn_if_phases_filtered() -> bool {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if tracing::span_enabled!(target: PHASE_TARGET, tracing::Level::INFO) {
+        return false;
+    }
+    if SAID.swap(true, Ordering::Relaxed) {
+        return true;
+    }
+    let fix = "the `shutdown` target is filtered out at INFO, so shutdown phases are not \
+               timed, logged or reported; enable it in the filter (e.g. \
+               RUST_LOG=warn,shutdown=info) or filter only the fmt layer (a per-layer filter: \
+               fmt::layer().with_filter(..))";
+    if tracing::enabled!(target: PHASE_TARGET, tracing::Level::WARN) {
+        tracing::warn!(target: PHASE_TARGET, "{fix}");
+    } else {
+        eprintln!("shutdown-forensics: {fix}");
+    }
+    true
+}

@@ -1,0 +1,136 @@
+//! What a JSON subscriber (`tracing_subscriber::fmt().json()`) receives: a phase's recorded
+//! fields as fields of the `done` event, typed, not only inside the message.
+
+mod support;
+
+use serde_json::{json, Value};
+use shutdown_forensics::{phase, ManualClock, ShutdownLayer};
+use support::{ms, Capture};
+use tracing::field::Empty;
+use tracing_subscriber::layer::SubscriberExt;
+
+fn json_lines(capture: &Capture) -> Vec<Value> {
+    capture
+        .lines()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+#[test]
+fn a_json_subscriber_gets_the_recorded_fields_as_fields() {
+    let clock = ManualClock::new();
+    let layer = ShutdownLayer::builder().with_clock(clock.clone()).build();
+    let handle = layer.handle();
+    let capture = Capture::default();
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .without_time()
+        .with_writer(capture.clone());
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(json).with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        handle.begin();
+        let drain = phase!(
+            "drain",
+            active_at_start = 3,
+            active_now = Empty,
+            timed_out = Empty,
+            who = "x y"
+        );
+        drain.in_scope(|| clock.advance(ms(1500)));
+        drain.record("active_now", 2);
+        drain.record("timed_out", true);
+        drop(drain);
+        phase!(
+            "disconnect",
+            adapter = "slack",
+            ok = true,
+            delta = -4,
+            ratio = 0.5
+        )
+        .in_scope(|| {});
+        phase!("db_close").in_scope(|| {});
+        handle.finish();
+    });
+    let lines = json_lines(&capture);
+    let done: Vec<&Value> = lines
+        .iter()
+        .filter(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(" done ("))
+        })
+        .collect();
+    assert_eq!(done.len(), 3, "{lines:#?}");
+
+    assert_eq!(done[0]["target"], "shutdown");
+    assert_eq!(done[0]["level"], "INFO");
+    assert_eq!(
+        done[0]["fields"],
+        json!({
+            "message": "+1.50s drain done (1.50s)",
+            "active_at_start": 3,
+            "active_now": 2,
+            "timed_out": true,
+            "who": "\"x y\"",
+            "phase": "drain",
+            "offset_s": 1.5,
+            "duration_s": 1.5,
+        })
+    );
+    // `adapter` is in the label; the others keep their JSON type.
+    assert_eq!(
+        done[1]["fields"],
+        json!({
+            "message": "+1.50s disconnect<slack> done (0.00s)",
+            "ok": true,
+            "delta": -4,
+            "ratio": 0.5,
+            "phase": "disconnect<slack>",
+            "offset_s": 1.5,
+            "duration_s": 0.0,
+        })
+    );
+    assert_eq!(
+        done[2]["fields"],
+        json!({
+            "message": "+1.50s db_close done (0.00s)",
+            "phase": "db_close",
+            "offset_s": 1.5,
+            "duration_s": 0.0,
+        })
+    );
+    // No span around the lines, whatever was current.
+    assert!(done.iter().all(|l| l.get("span").is_none()), "{lines:#?}");
+}
+
+#[test]
+fn a_field_named_like_the_events_own_stays_in_the_text() {
+    let clock = ManualClock::new();
+    let layer = ShutdownLayer::builder().with_clock(clock.clone()).build();
+    let handle = layer.handle();
+    let capture = Capture::default();
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .without_time()
+        .with_writer(capture.clone());
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(json).with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        handle.begin();
+        phase!("drain", phase = "mine").in_scope(|| {});
+    });
+    let lines = json_lines(&capture);
+    let done = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(" done ("))
+        })
+        .expect("a done line");
+    assert_eq!(
+        done["fields"]["message"],
+        "+0.00s drain done (0.00s) phase=mine"
+    );
+    assert_eq!(done["fields"]["phase"], "drain");
+}
