@@ -48,7 +48,14 @@ fn a_directory_that_cannot_be_created_is_named_with_the_reason() {
     std::fs::write(&blocker, "a file where a directory should be").unwrap();
     let path = blocker.join("flight.jsonl");
 
-    let err = FlightRecord::open(&path).unwrap_err();
+    // Strict: the error. Lenient (the README's pattern): a record that writes nothing and says
+    // why, so that a forensics crate is never why a service does not start.
+    let err = FlightRecord::open_strict(&path).unwrap_err();
+    let lenient = FlightRecord::open(&path).expect("the lenient open never fails");
+    assert_eq!(
+        lenient.error().map(ToString::to_string),
+        Some(err.to_string())
+    );
     assert_eq!(err.kind(), ErrorKind::Io);
     let display = err.to_string();
     assert!(

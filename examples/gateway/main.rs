@@ -8,7 +8,7 @@
 //!
 //! The shutdown runs as phases: `notify` (tell the adapters' peers), `drain` (let in-flight
 //! sessions finish, bounded by `--drain-timeout`), `disconnect<adapter>` (in parallel, each
-//! bounded), `db_close` (flush, fsync and close the session store). At exit it prints the waterfall and
+//! bounded), `db_close` (checkpoint SQLite's WAL and close). At exit it prints the waterfall and
 //! writes the Chrome trace (`LOG_DIR/shutdown-trace.json`) and the report and context as JSON
 //! (`STATE_DIR/last-shutdown.json`), both with the crate's private-file writer (0600, never
 //! through a planted symlink). Nothing it prints can panic: a closed stderr or stdout (a
@@ -188,7 +188,7 @@ async fn serve(
     handle: &ShutdownHandle,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let signal = forensics.signal();
-    let (db, db_thread) = db::open(&args.state_dir.join("sessions.jsonl"))?;
+    let (db, db_thread) = db::open(&args.state_dir.join("gateway.db"))?;
     let mut adapters = Vec::new();
     for name in &args.adapters {
         let (addr, _peer) = adapters::start_peer(name.clone()).await?;
@@ -282,7 +282,7 @@ async fn serve(
         let _ = t.await;
     }
 
-    // db_close: flush, fsync and close the session store, off the runtime.
+    // db_close: checkpoint the WAL and close, off the runtime.
     drop(db);
     let rows = tokio::task::spawn_blocking(move || {
         let span = phase!("db_close", rows = Empty);
