@@ -57,7 +57,36 @@ fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// In a child process: RSS growth from opening 10 000 spans, with tracking on or off.
+fn memory_child(tracking: &str) {
+    let builder = if tracking == "on" {
+        ShutdownLayer::builder()
+    } else {
+        ShutdownLayer::builder().without_span_tracking()
+    };
+    let (d, _h) = dispatch(builder);
+    // Warm the registry and the allocator with the same work first, then measure a second
+    // batch: what stays is what each open span holds.
+    let warm: Vec<tracing::Span> = tracing::dispatcher::with_default(&d, || {
+        (0..10_000)
+            .map(|i| tracing::info_span!("request", id = i, path = "/upload"))
+            .collect()
+    });
+    let before = rss_kib();
+    let spans: Vec<tracing::Span> = tracing::dispatcher::with_default(&d, || {
+        (0..10_000)
+            .map(|i| tracing::info_span!("request", id = i, path = "/upload"))
+            .collect()
+    });
+    println!("RSS_DELTA_KIB {}", rss_kib().saturating_sub(before));
+    drop((warm, spans));
+}
+
 fn main() {
+    if let Ok(tracking) = std::env::var("STUCK_BENCH_MEMORY") {
+        memory_child(&tracking);
+        return;
+    }
     raise_fd_limit(8192);
     // 100 threads (99 parked here plus this one).
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
@@ -85,23 +114,20 @@ fn main() {
     let threads = std::fs::read_dir("/proc/self/task").map_or(0, Iterator::count);
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, Iterator::count);
 
-    // Memory: 10 000 open spans with tracking off, then on.
+    // Memory: 10 000 open spans, tracking off and on, each in a fresh process of this binary
+    // (in one process the allocator would reuse the first run's memory for the second).
     let mut rss = Vec::new();
-    for tracking in [false, true] {
-        let builder = if tracking {
-            ShutdownLayer::builder()
-        } else {
-            ShutdownLayer::builder().without_span_tracking()
-        };
-        let (d, _h) = dispatch(builder);
-        let before = rss_kib();
-        let spans: Vec<tracing::Span> = tracing::dispatcher::with_default(&d, || {
-            (0..10_000)
-                .map(|i| tracing::info_span!("request", id = i, path = "/upload"))
-                .collect()
-        });
-        rss.push(rss_kib().saturating_sub(before));
-        drop(spans);
+    for tracking in ["off", "on"] {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .env("STUCK_BENCH_MEMORY", tracking)
+            .output()
+            .expect("re-run this bench for the memory figure");
+        let kib: u64 = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find_map(|l| l.strip_prefix("RSS_DELTA_KIB "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        rss.push(kib);
     }
 
     // Snapshots over 10 000 open spans.
@@ -184,7 +210,7 @@ fn main() {
         println!("  {label}: p50 {p50:?}  worst {worst:?}  snapshot JSON {json} bytes");
     }
     println!(
-        "  span tracking memory for 10 000 open spans: RSS +{} KiB with tracking, +{} KiB without ({} bytes/span)",
+        "  10 000 more open spans (after 10 000 warm-up): RSS +{} KiB with tracking, +{} KiB without (tracking: {} bytes/span)",
         rss[1],
         rss[0],
         (rss[1].saturating_sub(rss[0]) * 1024) / 10_000
