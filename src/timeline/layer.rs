@@ -335,7 +335,7 @@ impl ShutdownLayer {
         let age = coarse_since(oldest.slot.opened, coarse_now()).as_secs_f64();
         let fields = ctx
             .span(&Id::from_u64(oldest.id))
-            .and_then(|s| crate::timeline::stuck::collect::fields_of(&s));
+            .and_then(|s| crate::timeline::stuck::views::fields_of(&s));
         let name = escape_hidden(oldest.slot.meta.name(), 200);
         let render = match fields {
             Some(f) if !f.is_empty() => format!("{name}{{{f}}}"),

@@ -110,7 +110,7 @@ impl Shared {
                 "t": snapshot.at_s,
                 "phase": snapshot.phase.as_deref().map(|p| cap(p, RECORD_TEXT_MAX)),
                 "reason": snapshot.reason,
-                "summary": collect::summary(snapshot).map(|s| cap(&s, RECORD_TEXT_MAX)),
+                "summary": crate::timeline::stuck::join::summary(snapshot).map(|s| cap(&s, RECORD_TEXT_MAX)),
                 "findings": findings,
             }),
             true,

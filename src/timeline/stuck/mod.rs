@@ -9,5 +9,7 @@
 
 pub(crate) mod collect;
 pub(crate) mod deliver;
+pub(crate) mod join;
 pub(crate) mod snapshot;
 pub(crate) mod spans;
+pub(crate) mod views;
