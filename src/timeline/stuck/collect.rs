@@ -248,42 +248,13 @@ fn sockets(fds: &[(i32, FdTarget)], unknown: &mut Vec<String>) -> HashMap<i32, S
                 last_recv: times.map(|t| t.last_data_recv),
             }
         } else if let Some(u) = unix.get(&inode) {
-            Sock {
-                state: SocketState {
-                    fd,
-                    kind: "unix".to_owned(),
-                    local: u.path.as_deref().map(|p| escape_hidden(p, TEXT_MAX)),
-                    peer: None,
-                    state: Some(u.state.to_owned()),
-                    recv_q: None,
-                    send_q: None,
-                    last_recv_s: None,
-                    last_send_s: None,
-                },
-                peer_addr: None,
-                local_addr: None,
-                established: false,
-                last_recv: None,
-            }
+            let mut sock = Sock::without_address(fd, "unix");
+            sock.state.local = u.path.as_deref().map(|p| escape_hidden(p, TEXT_MAX));
+            sock.state.state = Some(u.state.to_owned());
+            sock
         } else {
             // UDP, netlink, or a socket of another namespace: the kind is not told here.
-            Sock {
-                state: SocketState {
-                    fd,
-                    kind: "socket".to_owned(),
-                    local: None,
-                    peer: None,
-                    state: None,
-                    recv_q: None,
-                    send_q: None,
-                    last_recv_s: None,
-                    last_send_s: None,
-                },
-                peer_addr: None,
-                local_addr: None,
-                established: false,
-                last_recv: None,
-            }
+            Sock::without_address(fd, "socket")
         };
         out.insert(fd, sock);
     }

@@ -33,6 +33,29 @@ pub(super) struct Sock {
     pub(super) last_recv: Option<Duration>,
 }
 
+impl Sock {
+    /// A socket known only by its descriptor and kind: every other fact unknown.
+    pub(super) fn without_address(fd: i32, kind: &str) -> Self {
+        Self {
+            state: SocketState {
+                fd,
+                kind: kind.to_owned(),
+                local: None,
+                peer: None,
+                state: None,
+                recv_q: None,
+                send_q: None,
+                last_recv_s: None,
+                last_send_s: None,
+            },
+            peer_addr: None,
+            local_addr: None,
+            established: false,
+            last_recv: None,
+        }
+    }
+}
+
 /// An IPv4 peer of a dual-stack socket (`[::ffff:10.0.0.7]:5432`) as `10.0.0.7:5432`.
 pub(super) fn canonical(addr: SocketAddr) -> SocketAddr {
     SocketAddr::new(addr.ip().to_canonical(), addr.port())
