@@ -114,7 +114,7 @@ pub(crate) fn attach(handle: &ShutdownHandle, notifier: Notifier, policy: Option
                 // systemd now kills no earlier than `by` from now: the snapshot before the
                 // kill moves with it (and comes 1 s before it once the extensions stop).
                 if let Some(h) = layer.upgrade() {
-                    h.extend_kill_deadline(change.elapsed.saturating_add(by));
+                    h.extend_kill_deadline(change.elapsed.saturating_add(by), by);
                 }
             }
         }

@@ -148,19 +148,23 @@ impl ShutdownHandle {
             let mut st = self.shared.lock();
             st.kill_deadline = Some(deadline);
             st.kill_snapshot_taken = false;
+            st.kill_lead_cap = None;
         }
         self.shared.wake_watchdog_if_needed();
     }
 
     /// Moves the kill deadline later (never earlier): systemd's after an
-    /// `EXTEND_TIMEOUT_USEC`. A snapshot already taken for the earlier deadline is taken again
-    /// before the new one.
+    /// `EXTEND_TIMEOUT_USEC` of `step`, the next one due within half a step while the shutdown
+    /// progresses. The snapshot before the kill then comes at most a quarter step before the
+    /// deadline, so that it is taken only once the extensions have stopped; one already taken
+    /// for the earlier deadline is taken again before the new one.
     #[cfg_attr(not(feature = "systemd"), allow(dead_code))] // only the notify hook extends
-    pub(crate) fn extend_kill_deadline(&self, deadline: Duration) {
+    pub(crate) fn extend_kill_deadline(&self, deadline: Duration, step: Duration) {
         let mut st = self.shared.lock();
         if st.kill_deadline.is_none_or(|d| deadline > d) {
             st.kill_deadline = Some(deadline);
             st.kill_snapshot_taken = false;
+            st.kill_lead_cap = Some(step / 4);
         }
     }
 

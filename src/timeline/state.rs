@@ -105,6 +105,8 @@ pub(crate) struct State {
     pub(crate) kill_deadline: Option<Duration>,
     /// The snapshot before the kill was taken.
     pub(crate) kill_snapshot_taken: bool,
+    /// While `EXTEND_TIMEOUT_USEC` keeps moving the deadline: at most this long before it.
+    pub(crate) kill_lead_cap: Option<Duration>,
     /// Stuck snapshots taken so far (capped).
     pub(crate) stuck: Vec<StuckSnapshot>,
 }

@@ -18,9 +18,12 @@ const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// The snapshot before a kill comes this long before it (or at half the time left, if less).
 pub(crate) const KILL_LEAD: Duration = Duration::from_secs(1);
 
-/// When, from the origin, the snapshot before a kill at `deadline` is due.
-pub(crate) fn kill_snapshot_at(deadline: Duration) -> Duration {
-    deadline.saturating_sub(KILL_LEAD.min(deadline / 2))
+/// When, from the origin, the snapshot before a kill at `deadline` is due: `KILL_LEAD` before
+/// it, or half the time if less, or `lead_cap` if less (a deadline that extensions keep moving:
+/// the snapshot must not come before the next extension is due).
+pub(crate) fn kill_snapshot_at(deadline: Duration, lead_cap: Option<Duration>) -> Duration {
+    let lead = KILL_LEAD.min(deadline / 2);
+    deadline.saturating_sub(lead_cap.map_or(lead, |c| lead.min(c)))
 }
 
 /// What one check found to do.
@@ -185,7 +188,7 @@ fn check(
         st.finished,
         st.origin,
     ) {
-        let when = kill_snapshot_at(deadline);
+        let when = kill_snapshot_at(deadline, st.kill_lead_cap);
         if at >= when {
             st.kill_snapshot_taken = true;
             due.kill_snapshot = true;
@@ -220,4 +223,23 @@ fn check(
     due.overruns = overruns;
     due.progress = progress;
     Some((due, sleep))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(x: f64) -> Duration {
+        Duration::from_secs_f64(x)
+    }
+
+    #[test]
+    fn the_snapshot_before_a_kill_comes_a_second_early_or_at_half_time_or_within_the_cap() {
+        assert_eq!(kill_snapshot_at(s(30.0), None), s(29.0));
+        assert_eq!(kill_snapshot_at(s(0.8), None), s(0.4));
+        assert_eq!(kill_snapshot_at(Duration::ZERO, None), Duration::ZERO);
+        // Extensions of 2 s every second: a quarter step, after the next one is due.
+        assert_eq!(kill_snapshot_at(s(12.0), Some(s(0.5))), s(11.5));
+        assert_eq!(kill_snapshot_at(s(12.0), Some(s(5.0))), s(11.0));
+    }
 }
