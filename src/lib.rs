@@ -110,6 +110,8 @@
 
 mod error;
 mod forensics;
+#[cfg(test)]
+mod fuzz;
 mod sys;
 mod systemd;
 mod timeline;

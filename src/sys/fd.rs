@@ -198,7 +198,7 @@ mod tests {
     #[test]
     fn mutated_links_never_panic() {
         let mut sockets = 0;
-        crate::sys::task::tests::mutants(LINKS, 20_000, |m| match parse_fd_link(m) {
+        crate::fuzz::mutants(LINKS, 20_000, |m| match parse_fd_link(m) {
             FdTarget::Socket { .. } => sockets += 1,
             FdTarget::Path(s) | FdTarget::Other(s) | FdTarget::AnonInode(s) => {
                 assert!(s.chars().count() <= FD_TEXT_MAX)

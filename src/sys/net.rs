@@ -180,7 +180,7 @@ pub(crate) struct UnixSocket {
 }
 
 /// Longest Unix socket path kept, in characters.
-const UNIX_PATH_MAX: usize = 300;
+pub(crate) const UNIX_PATH_MAX: usize = 300;
 /// `__SO_ACCEPTCON` in the `Flags` column: a listening socket.
 const SO_ACCEPTCON: u32 = 1 << 16;
 
@@ -545,12 +545,12 @@ mod tests {
     fn mutated_tables_never_panic() {
         let mut found = 0;
         // 20 000 mutants for the TCP parser: half of each family's table.
-        crate::sys::task::tests::mutants(&[TCP.as_bytes(), TCP6.as_bytes()], 20_000, |m| {
+        crate::fuzz::mutants(&[TCP.as_bytes(), TCP6.as_bytes()], 20_000, |m| {
             let text = String::from_utf8_lossy(m);
             found += parse_proc_net_tcp(&text, false).len();
             found += parse_proc_net_tcp(&text, true).len();
         });
-        crate::sys::task::tests::mutants(&[UNIX.as_bytes()], 20_000, |m| {
+        crate::fuzz::mutants(&[UNIX.as_bytes()], 20_000, |m| {
             for s in parse_proc_net_unix(&String::from_utf8_lossy(m)) {
                 assert!(s.path.is_none_or(|p| p.chars().count() <= UNIX_PATH_MAX));
                 found += 1;

@@ -334,53 +334,8 @@ pub(crate) fn syscall_fd_arg(nr: i64) -> Option<usize> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// Deterministic byte mutations of `fixtures` (xorshift; no dependency): `count` mutants,
-    /// each 1–4 edits (overwrite with a byte the parsers care about, delete, duplicate,
-    /// truncate, insert a huge number), fed to `f`. For the no-panic checks of every parser here.
-    pub(crate) fn mutants(fixtures: &[&[u8]], count: usize, mut f: impl FnMut(&[u8])) {
-        const BYTES: &[u8] = b"0123456789abcdefx :()[]-\n\t@/\0\xff\xc3";
-        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
-        let mut next = move |bound: usize| -> usize {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            (state % (bound.max(1) as u64)) as usize
-        };
-        let mut m = Vec::new();
-        for i in 0..count {
-            m.clear();
-            m.extend_from_slice(fixtures[i % fixtures.len()]);
-            for _ in 0..1 + next(4) {
-                let len = m.len();
-                let at = next(len + 1);
-                match next(6) {
-                    0 | 1 if len > 0 => m[at.min(len - 1)] = BYTES[next(BYTES.len())],
-                    2 => {
-                        let end = (at + next(12)).min(len);
-                        m.drain(at..end);
-                    }
-                    3 => {
-                        let end = (at + next(40)).min(len);
-                        let dup = m[at..end].to_vec();
-                        m.splice(at..at, dup);
-                    }
-                    4 => m.truncate(at),
-                    _ => {
-                        let huge: &[u8] = if next(2) == 0 {
-                            b"99999999999999999999999999"
-                        } else {
-                            b"-0xffffffffffffffffffff"
-                        };
-                        m.splice(at..at, huge.iter().copied());
-                    }
-                }
-            }
-            f(&m);
-        }
-    }
 
     // Captured on Linux 6.18 x86_64: a python thread blocked in os.read on a pipe, a sleep(1)
     // in clock_nanosleep, and the kernel's shape for a thread outside a syscall.
@@ -498,7 +453,7 @@ pub(crate) mod tests {
             STAT,
         ];
         let mut parsed = 0usize;
-        mutants(&fixtures, 20_000, |m| {
+        crate::fuzz::mutants(&fixtures, 20_000, |m| {
             parsed += usize::from(parse_task_syscall(m).is_some());
             parsed += usize::from(parse_task_stat(m).is_some());
             let _ = parse_comm(m);

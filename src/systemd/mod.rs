@@ -13,7 +13,7 @@ mod duration;
 mod notify;
 #[cfg(feature = "systemd")]
 pub(crate) mod notify_hook;
-mod systemctl;
+pub(crate) mod systemctl;
 mod unit;
 
 pub use duration::parse_systemd_duration;

@@ -11,7 +11,7 @@
 use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::net::UnixDatagram;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -127,18 +127,25 @@ impl Notifier {
         }
     }
 
+    /// The socket address the datagrams go to: an error for a path too long for `sun_path`
+    /// or holding a NUL, and for an abstract name off Linux. Pure: fuzzed (`src/fuzz/`).
+    pub(crate) fn socket_address(&self) -> io::Result<SocketAddr> {
+        match &self.address {
+            Address::Path(path) => SocketAddr::from_pathname(path),
+            Address::Abstract(name) => abstract_address(name),
+        }
+    }
+
     /// Sends `state` as it is: one or more `KEY=value` lines (`READY=1`, `WATCHDOG=1`, …).
     ///
     /// # Errors
     ///
     /// As for [`stopping`](Self::stopping); `WriteZero` if the datagram was cut short.
     pub fn send(&self, state: &str) -> io::Result<()> {
+        let address = self.socket_address()?;
         let socket = UnixDatagram::unbound()?;
         socket.set_nonblocking(true)?;
-        let sent = match &self.address {
-            Address::Path(path) => socket.send_to(state.as_bytes(), path)?,
-            Address::Abstract(name) => send_abstract(&socket, name, state.as_bytes())?,
-        };
+        let sent = socket.send_to_addr(state.as_bytes(), &address)?;
         if sent == state.len() {
             Ok(())
         } else {
@@ -151,14 +158,13 @@ impl Notifier {
 }
 
 #[cfg(target_os = "linux")]
-fn send_abstract(socket: &UnixDatagram, name: &[u8], message: &[u8]) -> io::Result<usize> {
+fn abstract_address(name: &[u8]) -> io::Result<SocketAddr> {
     use std::os::linux::net::SocketAddrExt;
-    let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
-    socket.send_to_addr(message, &address)
+    SocketAddr::from_abstract_name(name)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn send_abstract(_: &UnixDatagram, _: &[u8], _: &[u8]) -> io::Result<usize> {
+fn abstract_address(_: &[u8]) -> io::Result<SocketAddr> {
     Err(io::Error::new(
         io::ErrorKind::Unsupported,
         "abstract unix sockets are Linux-only",

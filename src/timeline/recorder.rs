@@ -15,7 +15,7 @@ use crate::timeline::takeover::{judge_takeovers, takeover_path};
 use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
 
 /// How much of the previous run's record is read at startup.
-const READ_LIMIT: u64 = 64 * 1024;
+pub(crate) const READ_LIMIT: u64 = 64 * 1024;
 /// Past this size, one run stops appending notes (phase lines are bounded by the phase
 /// limit): the record is a black box, not a log, and must not fill the disk.
 const RUN_LIMIT: u64 = 4 * 1024 * 1024;
@@ -242,7 +242,7 @@ impl FlightRecord {
 }
 
 /// The verdict on a record's tail: a live predecessor first, then the lines.
-fn judge(text: &str, oversized: bool) -> PreviousShutdown {
+pub(crate) fn judge(text: &str, oversized: bool) -> PreviousShutdown {
     still_running(text).unwrap_or_else(|| parse_tail(text, oversized))
 }
 
@@ -259,14 +259,20 @@ fn read_tail(path: &Path) -> io::Result<Option<(File, String, bool)>> {
     file.seek(SeekFrom::Start(start))?;
     let mut buf = Vec::new();
     (&mut file).take(READ_LIMIT).read_to_end(&mut buf)?;
-    let mut text = String::from_utf8_lossy(&buf).into_owned();
-    if start > 0 {
-        // The window starts mid-line; that partial line is not a record.
+    let (text, oversized) = window_text(&buf, start > 0);
+    Ok(Some((file, text, oversized)))
+}
+
+/// The records in a window of a record's bytes, and whether it held no whole line. When the
+/// window starts `mid_line` (not at the file's start), its first partial line is not a record.
+pub(crate) fn window_text(window: &[u8], mid_line: bool) -> (String, bool) {
+    let mut text = String::from_utf8_lossy(window).into_owned();
+    if mid_line {
         let cut = text.find('\n').map_or(text.len(), |i| i + 1);
         text.drain(..cut);
     }
-    let oversized = start > 0 && text.trim().is_empty();
-    Ok(Some((file, text, oversized)))
+    let oversized = mid_line && text.trim().is_empty();
+    (text, oversized)
 }
 
 /// Our start time in clock ticks after boot: with the pid, it names this process uniquely.

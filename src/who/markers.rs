@@ -90,18 +90,7 @@ pub(crate) fn read_marker(
     now: SystemTime,
     max_age: Option<Duration>,
 ) -> Option<MarkerInfo> {
-    let mut info = MarkerInfo {
-        path: path.to_owned(),
-        status: MarkerStatus::Unreadable,
-        for_self: false,
-        target_pid: None,
-        target_start_time: None,
-        written_at: None,
-        age_s: None,
-        stale: false,
-        raw: String::new(),
-        detail: None,
-    };
+    let mut info = unread(path);
     // No symlinks (a marker linked to /proc/self/environ would copy secrets into the record),
     // no FIFOs (they would block), nothing larger than the limit.
     let bytes = match crate::sys::private_file::read_bounded(path, MARKER_READ_LIMIT) {
@@ -117,14 +106,43 @@ pub(crate) fn read_marker(
             return Some(info);
         }
     };
-    let text = String::from_utf8_lossy(&bytes);
+    Some(parse_marker(path, &bytes, me, now, max_age))
+}
+
+/// A marker at `path` before anything is known of it.
+fn unread(path: &Path) -> MarkerInfo {
+    MarkerInfo {
+        path: path.to_owned(),
+        status: MarkerStatus::Unreadable,
+        for_self: false,
+        target_pid: None,
+        target_start_time: None,
+        written_at: None,
+        age_s: None,
+        stale: false,
+        raw: String::new(),
+        detail: None,
+    }
+}
+
+/// What the marker at `path` says, from its bytes (read, bounded, by [`read_marker`]). Pure:
+/// no I/O, so it is fuzzed (`src/fuzz/`).
+pub(crate) fn parse_marker(
+    path: &Path,
+    bytes: &[u8],
+    me: Identity,
+    now: SystemTime,
+    max_age: Option<Duration>,
+) -> MarkerInfo {
+    let mut info = unread(path);
+    let text = String::from_utf8_lossy(bytes);
     info.raw = truncate_chars(&text, RAW_MAX);
-    let parsed = match serde_json::from_slice::<MarkerJson>(&bytes) {
+    let parsed = match serde_json::from_slice::<MarkerJson>(bytes) {
         Ok(p) => p,
         Err(e) => {
             info.status = MarkerStatus::Malformed;
             info.detail = Some(format!("not a JSON object: {e}"));
-            return Some(info);
+            return info;
         }
     };
     info.target_start_time = parsed
@@ -141,7 +159,7 @@ pub(crate) fn read_marker(
             None => {
                 info.status = MarkerStatus::Malformed;
                 info.detail = Some(format!("target_pid is not a non-negative integer: {v}"));
-                return Some(info);
+                return info;
             }
         },
         None => None,
@@ -162,7 +180,7 @@ pub(crate) fn read_marker(
         _ => true,
     };
     info.for_self = pid_matches && start_matches && !info.stale;
-    Some(info)
+    info
 }
 
 /// Writes a marker naming `target_pid` (with its start time when readable and the current

@@ -1,0 +1,330 @@
+//! One fuzz target per parser of untrusted bytes, each with the invariants its callers rely
+//! on. The default counts keep the whole pass within seconds in a debug build; the length cap
+//! of each target is the bound of the read that feeds the real parser.
+
+use std::borrow::Cow;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use serde_json::Value;
+
+use super::engine::{fuzz, Target};
+use crate::sys::{cgroup, fd, net, proc, task};
+use crate::verdict::PreviousShutdown;
+
+fn text(input: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(input)
+}
+
+#[test]
+fn fuzz_systemd_duration() {
+    let dict: &[&[u8]] = &[
+        b"infinity",
+        b"s",
+        b"sec",
+        b"min",
+        b"m",
+        b"M",
+        b"ms",
+        b"msec",
+        b"us",
+        b"usec",
+        b"\xc2\xb5s",
+        b"ns",
+        b"h",
+        b"hr",
+        b"d",
+        b"w",
+        b"y",
+        b"month",
+        b"years",
+        b"TimeoutStopUSec=",
+        b"LoadState=loaded\n",
+        b"LoadState=not-found\n",
+    ];
+    let target = Target {
+        name: "systemd_duration",
+        default_iters: 60_000,
+        max_len: 4096,
+        dict,
+    };
+    let summary = fuzz(target, |input| {
+        let t = text(input);
+        let parsed = crate::parse_systemd_duration(&t);
+        // Whatever it accepted reads back the same in microseconds (up to strtoll's i64, as
+        // in systemd: `18446461844646s` is valid, its 20-digit count of microseconds is not).
+        let micros_fit = |d: &Duration| d.as_micros() <= i64::MAX as u128;
+        if let Some(d) = parsed.filter(micros_fit) {
+            let again = crate::parse_systemd_duration(&format!("{}us", d.as_micros()));
+            assert_eq!(again, Some(d), "{t:?}");
+        }
+        // The same values behind `TimeoutStopUSec=` in `systemctl show` output.
+        let _ = crate::systemd::systemctl::parse_show_output(&t);
+        parsed.is_some()
+    });
+    assert!(summary.accepted > 0);
+}
+
+#[test]
+fn fuzz_proc_stat() {
+    let target = Target {
+        name: "proc_stat",
+        default_iters: 30_000,
+        max_len: proc::PID_FILE_LIMIT as usize,
+        dict: &[b" (", b") ", b" R ", b" Z "],
+    };
+    let summary = fuzz(target, |input| {
+        let stat = proc::parse_stat(input);
+        let task_stat = task::parse_task_stat(input);
+        stat.is_some() || task_stat.is_some()
+    });
+    assert!(summary.accepted > 0);
+}
+
+#[test]
+fn fuzz_proc_status() {
+    let target = Target {
+        name: "proc_status",
+        default_iters: 25_000,
+        max_len: proc::PID_FILE_LIMIT as usize,
+        dict: &[b"TracerPid:", b"Uid:", b"PPid:", b"State:", b"\t"],
+    };
+    let summary = fuzz(target, |input| {
+        let t = text(input);
+        let found = [
+            proc::parse_tracer_pid(&t).is_some(),
+            proc::parse_uid(&t).is_some(),
+            proc::parse_ppid(&t).is_some(),
+            proc::parse_state(&t).is_some(),
+        ];
+        let load = proc::parse_loadavg_1m(&t);
+        assert!(load.is_none_or(|l| l.is_finite() && l >= 0.0), "{load:?}");
+        // cmdline files are NUL-separated bytes of the same kind.
+        let cmdline = proc::parse_cmdline(input, proc::CMDLINE_MAX);
+        assert!(cmdline.chars().count() <= proc::CMDLINE_MAX);
+        found.contains(&true) || load.is_some()
+    });
+    assert!(summary.accepted > 0);
+}
+
+#[test]
+fn fuzz_cgroup() {
+    let target = Target {
+        name: "cgroup",
+        default_iters: 30_000,
+        max_len: proc::PID_FILE_LIMIT as usize,
+        dict: &[
+            b"0::",
+            b"1:name=systemd:",
+            b".service",
+            b".scope",
+            b".slice",
+            b"user@1000.service",
+            b"docker",
+            b"/",
+        ],
+    };
+    let summary = fuzz(target, |input| {
+        let t = text(input);
+        if let Some(path) = cgroup::systemd_cgroup_path(&t) {
+            let _ = cgroup::looks_like_container(path);
+        }
+        let unit = cgroup::unit_from_cgroup(&t);
+        if let Some(u) = &unit {
+            assert!(
+                u.name.ends_with(".service") && u.name.len() > ".service".len(),
+                "{u:?}"
+            );
+            assert!(!u.name.contains('/'), "{u:?}");
+        }
+        unit.is_some()
+    });
+    assert!(summary.accepted > 0);
+}
+
+#[test]
+fn fuzz_task() {
+    let target = Target {
+        name: "task",
+        default_iters: 30_000,
+        max_len: proc::PID_FILE_LIMIT as usize,
+        dict: &[b"0x", b"running", b"-1 ", b"0x7fffffffffffffff"],
+    };
+    let summary = fuzz(target, |input| {
+        let syscall = task::parse_task_syscall(input);
+        if let Some(task::SyscallState::InSyscall { nr, .. }) = syscall {
+            let _ = task::syscall_name(nr);
+            let _ = task::syscall_fd_arg(nr);
+        }
+        let stat = task::parse_task_stat(input);
+        let _ = task::parse_comm(input);
+        let _ = task::parse_wchan(input);
+        syscall.is_some() || stat.is_some()
+    });
+    assert!(summary.accepted > 0);
+}
+
+#[test]
+fn fuzz_fd_link() {
+    let target = Target {
+        name: "fd",
+        default_iters: 60_000,
+        max_len: 4096, // PATH_MAX: readlink(2) of /proc/self/fd/N
+        dict: &[b"socket:[", b"pipe:[", b"anon_inode:", b"]", b" (deleted)"],
+    };
+    let summary = fuzz(target, |input| match fd::parse_fd_link(input) {
+        fd::FdTarget::Socket { .. } | fd::FdTarget::Pipe { .. } => true,
+        fd::FdTarget::Path(s) | fd::FdTarget::AnonInode(s) => {
+            assert!(s.chars().count() <= fd::FD_TEXT_MAX);
+            true
+        }
+        fd::FdTarget::Other(s) => {
+            assert!(s.chars().count() <= fd::FD_TEXT_MAX);
+            false
+        }
+    });
+    assert!(summary.accepted > 0);
+}
+
+#[test]
+fn fuzz_net() {
+    let target = Target {
+        name: "net",
+        default_iters: 15_000,
+        max_len: proc::PID_FILE_LIMIT as usize,
+        dict: &[
+            b"0100007F:",
+            b"00000000000000000000000000000000:",
+            b" 0A ",
+            b" 01 ",
+            b"@",
+        ],
+    };
+    let summary = fuzz(target, |input| {
+        let t = text(input);
+        let mut found = net::parse_proc_net_tcp(&t, false).len();
+        found += net::parse_proc_net_tcp(&t, true).len();
+        for s in net::parse_proc_net_unix(&t) {
+            assert!(s
+                .path
+                .is_none_or(|p| p.chars().count() <= net::UNIX_PATH_MAX));
+            found += 1;
+        }
+        found > 0
+    });
+    assert!(summary.accepted > 0);
+}
+
+#[test]
+fn fuzz_markers() {
+    use crate::who::markers::{parse_marker, Identity, MarkerStatus, MARKER_READ_LIMIT};
+    let me = Identity {
+        pid: 4242,
+        start_time: Some(987_654),
+    };
+    // The `written_at` of the corpus' fresh marker, plus a second.
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_796_219_920);
+    let target = Target {
+        name: "markers",
+        default_iters: 30_000,
+        max_len: MARKER_READ_LIMIT as usize,
+        dict: &[
+            b"\"target_pid\":",
+            b"\"target_start_time\":",
+            b"\"written_at\":",
+            b"4242",
+            b"987654",
+        ],
+    };
+    let summary = fuzz(target, |input| {
+        let info = parse_marker(
+            Path::new("/run/x/.planned-stop.json"),
+            input,
+            me,
+            now,
+            Some(Duration::from_secs(600)),
+        );
+        assert!(info.raw.chars().count() <= 300);
+        if info.for_self {
+            assert_eq!(info.status, MarkerStatus::Valid);
+            assert_eq!(info.target_pid, Some(4242));
+            assert!(!info.stale);
+        }
+        info.status == MarkerStatus::Valid
+    });
+    assert!(summary.accepted > 0);
+}
+
+/// A record is judged clean only when a line of it is a JSON object of kind `complete`, and
+/// "no record" only when it holds nothing but blanks.
+fn never_clean_without_evidence(verdict: &PreviousShutdown, text: &str) {
+    let complete = || {
+        text.lines().any(|l| {
+            serde_json::from_str::<Value>(l)
+                .is_ok_and(|v| v.get("kind").and_then(Value::as_str) == Some("complete"))
+        })
+    };
+    match verdict {
+        PreviousShutdown::Clean { .. } => assert!(complete(), "clean without a complete line"),
+        PreviousShutdown::None => assert!(text.trim().is_empty(), "none for a record with text"),
+        _ => {}
+    }
+}
+
+#[test]
+fn fuzz_flight_record() {
+    use crate::timeline::recorder::{judge, window_text, READ_LIMIT};
+    let window = READ_LIMIT as usize;
+    let target = Target {
+        name: "flight_record",
+        default_iters: 4_000,
+        // Past the read window, so the reader's cut at a line is fuzzed too.
+        max_len: window + 16 * 1024,
+        dict: &[
+            b"{\"kind\":\"run\",\"pid\":42}\n",
+            b"{\"kind\":\"begin\",\"t\":0}\n",
+            b"{\"kind\":\"phase_start\",\"t\":1,\"id\":0,\"phase\":\"drain\"}\n",
+            b"{\"kind\":\"phase_end\",\"t\":2,\"id\":0}\n",
+            b"{\"kind\":\"complete\",\"t\":3,\"total_s\":3}\n",
+            b"{\"kind\":\"checkpoint\",\"t\":6,\"begun\":true,\"open\":[{\"id\":0,\"t\":1}]}\n",
+            b"{\"kind\":\"panic\",\"message\":\"m\"}\n",
+            b"{\"kind\":\"note\",\"note\":\"escalated\",\"value\":{\"count\":2,\"exit_code\":130}}\n",
+            b"{\"kind\":\"note\",\"note\":\"exit\",\"value\":{\"panicking\":true}}\n",
+            b"{\"kind\":\"stuck\",\"summary\":\"s\",\"phase\":\"drain\"}\n",
+            b"\"kind\":", b"\"t\":", b"\"id\":", b"\"pid\":", b"\"total_s\":",
+        ],
+    };
+    let summary = fuzz(target, |input| {
+        // As the reader sees the file: its last READ_LIMIT bytes.
+        let start = input.len().saturating_sub(window);
+        let (text, oversized) = window_text(&input[start..], start > 0);
+        let verdict = judge(&text, oversized);
+        let _ = verdict.message();
+        never_clean_without_evidence(&verdict, &text);
+        // The public, pure entry point: the same rule.
+        never_clean_without_evidence(&crate::FlightRecord::parse(&text), &text);
+        !matches!(verdict, PreviousShutdown::None)
+    });
+    assert!(summary.accepted > 0);
+}
+
+#[cfg(feature = "systemd")]
+#[test]
+fn fuzz_notify_socket() {
+    let target = Target {
+        name: "notify_socket",
+        default_iters: 60_000,
+        max_len: 4096,
+        dict: &[b"/", b"@", b"vsock:", b"/run/systemd/notify"],
+    };
+    let summary = fuzz(target, |input| {
+        let notifier = crate::Notifier::new(OsStr::from_bytes(input));
+        let expected = matches!(input, [b'/', ..] | [b'@', _, ..]);
+        assert_eq!(notifier.is_some(), expected);
+        // The address is built (or refused) without a panic; nothing is sent.
+        notifier.is_some_and(|n| n.socket_address().is_ok())
+    });
+    assert!(summary.accepted > 0);
+}

@@ -1,0 +1,317 @@
+//! The kill loop: the gateway example, SIGKILLed at a uniformly random instant from its start to
+//! its exit, again and again on one state directory. After each kill the record it left is read
+//! here line by line (an oracle of its own, independent of the crate's parser), and two verdicts
+//! are checked against what the record shows was running at the kill: `FlightRecord::previous`
+//! on the file, and the line the next start (the next run of the loop) logs.
+//!
+//! Never a wrong verdict, so never a wrong "clean"; never a panic in the child.
+//!
+//! `SHUTDOWN_FORENSICS_KILL_RUNS` sets the count (default 20, about 20 s);
+//! `SHUTDOWN_FORENSICS_KILL_SEED` replays a run's instants (default: from the clock; printed).
+//! The full run is in SECURITY.md.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use shutdown_forensics::{FlightRecord, PreviousShutdown};
+
+mod gateway_support;
+use gateway_support::gateway_bin;
+
+const RUNS_ENV: &str = "SHUTDOWN_FORENSICS_KILL_RUNS";
+const SEED_ENV: &str = "SHUTDOWN_FORENSICS_KILL_SEED";
+const DEFAULT_RUNS: u64 = 20;
+
+/// A whole run is about 0.7 s: start, a self-sent SIGTERM after 0.3 s, four short phases.
+const FLAGS: &[&str] = &[
+    "--self-signal-after",
+    "0.3",
+    "--drain-secs",
+    "0.2",
+    "--adapters",
+    "slack",
+];
+
+/// What the record itself shows, read without the crate.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Shown {
+    /// No line at all (killed before the `run` line, or before the file existed).
+    Nothing,
+    /// A `complete` line: the shutdown finished.
+    Complete,
+    /// A `run` line and no `begin`: killed before the shutdown began.
+    NotBegun,
+    /// No `begin`, an `exit` note: left through its own exit path.
+    Exited,
+    /// A `begin` and no `complete`: killed during this phase (the last started and not ended),
+    /// or between phases (`None`).
+    Killed(Option<String>),
+    /// The last line is not a whole JSON object.
+    Torn,
+    /// A `panic` line.
+    Panic,
+}
+
+impl Shown {
+    fn kind(&self) -> String {
+        match self {
+            Self::Killed(Some(p)) => format!("killed during {p}"),
+            Self::Killed(None) => "killed between phases".into(),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+/// Reads the record's lines: the last run only (a record may hold an older run before it).
+fn shown(text: &str) -> (Shown, Option<u64>) {
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let Some(last) = lines.last() else {
+        return (Shown::Nothing, None);
+    };
+    if !serde_json::from_str::<Value>(last).is_ok_and(|v| v.is_object()) {
+        return (Shown::Torn, None);
+    }
+    let records: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .collect();
+    let kind = |r: &Value| r["kind"].as_str().unwrap_or("").to_owned();
+    let from = records.iter().rposition(|r| kind(r) == "run").unwrap_or(0);
+    let run = &records[from..];
+    let pid = run.first().and_then(|r| r["pid"].as_u64());
+    if run.iter().any(|r| kind(r) == "panic") {
+        return (Shown::Panic, pid);
+    }
+    if run.iter().any(|r| kind(r) == "complete") {
+        return (Shown::Complete, pid);
+    }
+    let begun = run
+        .iter()
+        .any(|r| kind(r) == "begin" || (kind(r) == "checkpoint" && r["begun"] == true));
+    if !begun {
+        let exited = run.iter().any(|r| kind(r) == "note" && r["note"] == "exit");
+        return (
+            if exited {
+                Shown::Exited
+            } else {
+                Shown::NotBegun
+            },
+            pid,
+        );
+    }
+    let mut open: Vec<(u64, String)> = Vec::new();
+    for r in run {
+        match (kind(r).as_str(), r["id"].as_u64()) {
+            ("phase_start", Some(id)) => {
+                open.push((id, r["phase"].as_str().unwrap_or("?").to_owned()));
+            }
+            ("phase_end", Some(id)) => open.retain(|(i, _)| *i != id),
+            _ => {}
+        }
+    }
+    (Shown::Killed(open.pop().map(|(_, p)| p)), pid)
+}
+
+/// Whether the crate's verdict says what the record shows.
+fn agrees(verdict: &PreviousShutdown, shown: &Shown, pid: Option<u64>) -> bool {
+    let same_pid = |p: &Option<u32>| p.map(u64::from) == pid;
+    match (shown, verdict) {
+        (Shown::Nothing, PreviousShutdown::None) => true,
+        (Shown::Complete, PreviousShutdown::Clean { pid: p, .. })
+        | (Shown::NotBegun, PreviousShutdown::NoShutdown { pid: p, .. })
+        | (Shown::Exited, PreviousShutdown::Exited { pid: p, .. }) => same_pid(p),
+        (
+            Shown::Killed(phase),
+            PreviousShutdown::Killed {
+                pid: p, phase: q, ..
+            },
+        ) => same_pid(p) && phase == q,
+        (Shown::Torn, PreviousShutdown::Unknown { .. }) => true,
+        (Shown::Panic, PreviousShutdown::Panicked { .. }) => true,
+        _ => false,
+    }
+}
+
+/// Whether the next start's stderr says what the record showed (`None` when that start was
+/// killed before it could say anything).
+fn next_start_agrees(stderr: &str, shown: &Shown, pid: Option<u64>) -> Option<bool> {
+    if !stderr.contains("gateway started") {
+        return None; // killed before `install` logged the verdict (it logs before this line)
+    }
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("Previous shutdown") || l.contains("Previous run"))
+        .collect();
+    let pid = pid.map_or("?".to_owned(), |p| p.to_string());
+    let one = |needle: &str| lines.len() == 1 && lines[0].contains(needle);
+    Some(match shown {
+        Shown::Nothing | Shown::Complete | Shown::Exited => lines.is_empty(),
+        Shown::NotBegun => one(&format!(
+            "Previous run (pid {pid}) ended without starting a shutdown"
+        )),
+        Shown::Killed(Some(phase)) => {
+            one(&format!("pid {pid} was killed during phase")) && lines[0].contains(phase.as_str())
+        }
+        Shown::Killed(None) => {
+            one(&format!("pid {pid} was killed")) && !lines[0].contains("during phase")
+        }
+        Shown::Torn => one("Previous shutdown may not have completed"),
+        Shown::Panic => one("panicked"),
+    })
+}
+
+fn env_u64(key: &str) -> Option<u64> {
+    let v = std::env::var(key).ok()?;
+    let v = v.trim();
+    Some(match v.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).expect(key),
+        None => v.parse().expect(key),
+    })
+}
+
+/// splitmix64: uniform instants from a seed that can be replayed.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn spawn(dir: &Path, stderr: &Path) -> Child {
+    Command::new(gateway_bin())
+        .arg("--log-dir")
+        .arg(dir.join("logs"))
+        .arg("--state-dir")
+        .arg(dir.join("state"))
+        .args(FLAGS)
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn the gateway")
+}
+
+fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the gateway did not exit in {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+#[test]
+fn sigkill_at_any_instant_is_never_judged_wrongly() {
+    let runs = env_u64(RUNS_ENV).unwrap_or(DEFAULT_RUNS);
+    let seed = env_u64(SEED_ENV).unwrap_or_else(|| {
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+    });
+    println!("kill loop: {runs} runs, seed {seed:#x} (replay: {SEED_ENV}={seed:#x})");
+    let mut state = seed;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let record = dir.path().join("state/flight.jsonl");
+    let stderr_of = |run: u64| dir.path().join(format!("stderr-{run}"));
+
+    // Built before anything is timed.
+    gateway_bin();
+    // Run 0 is not killed: how long a whole run takes here is the window the instants span.
+    let started = Instant::now();
+    let mut child = spawn(dir.path(), &stderr_of(0));
+    let status = wait(&mut child, Duration::from_secs(60));
+    let window = started.elapsed();
+    assert!(status.success(), "uncut run failed: {status:?}");
+    println!("kill loop: a whole run takes {window:.2?}; kill instants are uniform in it");
+
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    let mut wrong: Vec<String> = Vec::new();
+    let mut next_checked = 0u64;
+    let mut killed = 0u64;
+    let mut last: Option<(Shown, Option<u64>, String)> = None;
+    // A start killed after it replaced the record and before it logged its verdict on it: that
+    // verdict is never logged (the record is in `flight.jsonl.prev`). Counted, not a failure.
+    let mut unlogged = 0u64;
+    // The last run is not killed either: its start judges the record of the last kill.
+    for run in 1..=runs + 1 {
+        let at = Duration::from_micros(next(&mut state) % window.as_micros().max(1) as u64);
+        let started = Instant::now();
+        let mut child = spawn(dir.path(), &stderr_of(run));
+        let status = if run <= runs {
+            std::thread::sleep(at.saturating_sub(started.elapsed()));
+            let _ = child.kill(); // SIGKILL
+            wait(&mut child, Duration::from_secs(60))
+        } else {
+            wait(&mut child, Duration::from_secs(60))
+        };
+        let stderr = std::fs::read_to_string(stderr_of(run)).unwrap_or_default();
+        if stderr.contains("panicked") {
+            wrong.push(format!("run {run}: the child panicked:\n{stderr}"));
+        }
+        let text = match std::fs::read(&record) {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(e) => panic!("read {}: {e}", record.display()),
+        };
+        // The previous run's record, as this start found it, against what this start logged.
+        if let Some((prev_shown, prev_pid, prev_text)) = &last {
+            match next_start_agrees(&stderr, prev_shown, *prev_pid) {
+                Some(true) => next_checked += 1,
+                Some(false) => wrong.push(format!(
+                    "run {run}: the start after a record showing {prev_shown:?} (pid {prev_pid:?}) \
+                     logged:\n{stderr}"
+                )),
+                None => {
+                    let worth_a_line =
+                        !matches!(prev_shown, Shown::Nothing | Shown::Complete | Shown::Exited);
+                    unlogged += u64::from(worth_a_line && text != *prev_text);
+                }
+            }
+        }
+        if run > runs {
+            assert!(
+                status.success(),
+                "the last run failed: {status:?}\n{stderr}"
+            );
+            break;
+        }
+        killed += u64::from(status.signal() == Some(libc::SIGKILL));
+
+        let (shows, pid) = shown(&text);
+        let verdict = FlightRecord::previous(&record).expect("read the record");
+        *seen.entry(shows.kind()).or_default() += 1;
+        if !agrees(&verdict, &shows, pid) {
+            let clean = if verdict.is_clean() && !matches!(shows, Shown::Nothing | Shown::Complete)
+            {
+                "WRONG CLEAN "
+            } else {
+                ""
+            };
+            wrong.push(format!(
+                "run {run} (kill at {at:.2?}, {status:?}): {clean}the record shows {shows:?} \
+                 (pid {pid:?}), the verdict is {verdict:?}\n{text}"
+            ));
+        }
+        last = Some((shows, pid, text));
+    }
+    println!(
+        "kill loop: {runs} runs ({killed} killed before they exited), record showed {seen:?}; \
+         {next_checked} next-start lines checked; {unlogged} verdicts never logged (the next \
+         start killed between replacing the record and logging); {} wrong",
+        wrong.len()
+    );
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
