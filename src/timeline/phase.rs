@@ -264,7 +264,17 @@ impl Shared {
         }
         self.write(&end, true);
         crate::timeline::events::done(self, &label, at, took, &recorded);
+        if let (Some(budget), true) = (over, self.config.stuck_on_budget) {
+            // It ran out of budget as it closed (a timeout equal to the budget): the watchdog
+            // did not see it open. It still gets its snapshot (of what it left behind), taken
+            // by the watchdog, never on this thread; reserved now, so completion waits for it.
+            self.reserve_snapshots(1);
+            self.lock().pending_snapshots.push((label.clone(), budget));
+        }
         drop(order);
+        if over.is_some() {
+            self.wake_watchdog();
+        }
         if let Some(change) = change {
             self.notify(|| change);
         }

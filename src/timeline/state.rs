@@ -109,6 +109,9 @@ pub(crate) struct State {
     pub(crate) kill_lead_cap: Option<Duration>,
     /// Stuck snapshots taken so far (capped).
     pub(crate) stuck: Vec<StuckSnapshot>,
+    /// Phases that closed over budget before the watchdog saw them: label and budget, each
+    /// with a snapshot reserved, for the watchdog to take.
+    pub(crate) pending_snapshots: Vec<(String, Duration)>,
 }
 
 #[derive(Debug)]

@@ -32,6 +32,8 @@ struct Due {
     overruns: Vec<Overrun>,
     progress: Option<PhaseChange>,
     kill_snapshot: bool,
+    /// Snapshots already reserved by a phase that closed over budget.
+    pending: Vec<(String, Duration)>,
     heartbeat: Option<Duration>,
 }
 
@@ -121,6 +123,9 @@ fn run(weak: &Weak<Shared>) {
             let phase = Some((o.label.clone(), Some(o.budget)));
             shared.take_reserved_snapshot(StuckReason::Budget, phase);
         }
+        for (label, budget) in due.pending {
+            shared.take_reserved_snapshot(StuckReason::Budget, Some((label, Some(budget))));
+        }
         if due.kill_snapshot {
             shared.take_reserved_snapshot(StuckReason::KillDeadline, None);
         }
@@ -143,7 +148,7 @@ fn check(
     let now = shared.clock.now();
     let mut st = shared.lock();
     let all_closed = st.phases.iter().all(|p| p.close.is_some());
-    if st.finished.is_some() && all_closed {
+    if st.finished.is_some() && all_closed && st.pending_snapshots.is_empty() {
         st.watchdog_running = false;
         return None;
     }
@@ -181,7 +186,10 @@ fn check(
             sleep = sleep.min(budget - at);
         }
     }
-    let mut due = Due::default();
+    let mut due = Due {
+        pending: std::mem::take(&mut st.pending_snapshots),
+        ..Due::default()
+    };
     if let (Some(deadline), false, None, Some(_)) = (
         st.kill_deadline,
         st.kill_snapshot_taken,
