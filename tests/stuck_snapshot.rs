@@ -616,14 +616,32 @@ fn role_many_descriptors() {
     unsafe {
         let mut lim: libc::rlimit = std::mem::zeroed();
         assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        lim.rlim_cur = lim.rlim_max.min(20_000);
-        libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        // As root the hard limit can be raised too; otherwise up to it.
+        let want = 20_000;
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max.max(want),
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            lim.rlim_cur = lim.rlim_max.min(want);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
     }
+    // SAFETY: getrlimit on a zeroed rlimit owned here.
+    let limit = unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        lim.rlim_cur
+    };
+    // Room for the snapshot's own reads and the test harness.
+    let pairs = usize::try_from(limit.saturating_sub(200) / 4)
+        .unwrap_or(0)
+        .min(2_500);
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let mut held = Vec::new();
     // 2 500 connections (5 000 socket fds) and 2 500 pipes (5 000 more).
-    for _ in 0..2_500 {
+    for _ in 0..pairs {
         let Ok(c) = TcpStream::connect(addr) else {
             break;
         };
@@ -631,7 +649,7 @@ fn role_many_descriptors() {
         held.push((c, s));
     }
     let mut pipes = Vec::new();
-    for _ in 0..2_500 {
+    for _ in 0..pairs {
         let mut fds = [0; 2];
         // SAFETY: pipe(2) writes two descriptors into the array owned here.
         if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
@@ -640,7 +658,10 @@ fn role_many_descriptors() {
         pipes.push(fds);
     }
     let open = std::fs::read_dir("/proc/self/fd").unwrap().count();
-    assert!(open >= 9_000, "only {open} descriptors could be opened");
+    assert!(
+        open >= 9_000,
+        "only {open} descriptors could be opened (RLIMIT_NOFILE {limit})"
+    );
     let (d, handle, cap) = layer();
     let snap = tracing::dispatcher::with_default(&d, || {
         handle.begin();
