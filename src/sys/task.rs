@@ -154,6 +154,40 @@ pub(crate) fn read_task(_tid: u32, _buf: &mut Vec<u8>) -> Option<TaskSample> {
     None
 }
 
+/// The second sample of a thread sampled once already: only what changes between the two
+/// (`stat` for state and CPU, `syscall`), the name and `wchan` kept from `first`. `None` when
+/// the thread is gone.
+#[cfg(target_os = "linux")]
+pub(crate) fn resample_task(first: &TaskSample, buf: &mut Vec<u8>) -> Option<TaskSample> {
+    resample_task_at(&ProcRoot::default(), first, buf)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub(crate) fn resample_task(_first: &TaskSample, _buf: &mut Vec<u8>) -> Option<TaskSample> {
+    None
+}
+
+/// [`resample_task`] under a `/proc` root.
+pub(crate) fn resample_task_at(
+    root: &ProcRoot,
+    first: &TaskSample,
+    buf: &mut Vec<u8>,
+) -> Option<TaskSample> {
+    let tid = first.tid;
+    root.read(None, &format!("task/{tid}/stat"), buf).ok()?;
+    let (state, cpu_ticks) = parse_task_stat(buf)?;
+    let syscall = root
+        .read(None, &format!("task/{tid}/syscall"), buf)
+        .ok()
+        .and_then(|()| parse_task_syscall(buf));
+    Some(TaskSample {
+        state,
+        cpu_ticks,
+        syscall,
+        ..first.clone()
+    })
+}
+
 /// [`read_task`] under a `/proc` root (a fixture tree in tests).
 pub(crate) fn read_task_at(root: &ProcRoot, tid: u32, buf: &mut Vec<u8>) -> Option<TaskSample> {
     let read = |file: &str, buf: &mut Vec<u8>| -> Option<()> {

@@ -10,7 +10,6 @@ use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::sys::clock::{Clock, ManualClock};
-use crate::sys::logfmt::escape_hidden;
 use crate::sys::target::PHASE_TARGET;
 use crate::timeline::fields::Fields;
 use crate::timeline::handle::ShutdownHandle;
@@ -336,11 +335,8 @@ impl ShutdownLayer {
         let fields = ctx
             .span(&Id::from_u64(oldest.id))
             .and_then(|s| crate::timeline::stuck::views::fields_of(&s));
-        let name = escape_hidden(oldest.slot.meta.name(), 200);
-        let render = match fields {
-            Some(f) if !f.is_empty() => format!("{name}{{{f}}}"),
-            _ => name,
-        };
+        let render =
+            crate::timeline::stuck::views::render_span(oldest.slot.meta.name(), fields.as_deref());
         Some((count, format!("{render} age {age:.1}s")))
     }
 }

@@ -121,23 +121,18 @@ pub(crate) fn take(
             }
             continue;
         }
-        let Some(now) = task::read_task(tid, &mut buf) else {
+        let Some((before, at)) = first.get(&tid) else {
+            continue; // unreadable at the first sample
+        };
+        let Some(now) = task::resample_task(before, &mut buf) else {
             continue; // gone between the samples
         };
-        let (cpu, same_call) = match first.get(&tid) {
-            Some((before, at)) => {
-                let elapsed = at.elapsed().as_secs_f64();
-                let used = now.cpu_ticks.saturating_sub(before.cpu_ticks) as f64;
-                let cpu = ticks
-                    .filter(|t| *t > 0.0 && elapsed > 0.0)
-                    .map(|t| (used / t / elapsed * 100.0).min(100.0 * 64.0));
-                (
-                    cpu,
-                    before.syscall.is_some() && before.syscall == now.syscall,
-                )
-            }
-            None => (None, false),
-        };
+        let elapsed = at.elapsed().as_secs_f64();
+        let used = now.cpu_ticks.saturating_sub(before.cpu_ticks) as f64;
+        let cpu = ticks
+            .filter(|t| *t > 0.0 && elapsed > 0.0)
+            .map(|t| (used / t / elapsed * 100.0).min(100.0 * 64.0));
+        let same_call = before.syscall.is_some() && before.syscall == now.syscall;
         samples.push((now, cpu, same_call));
     }
     if samples.iter().any(|(s, _, _)| s.syscall.is_none()) {

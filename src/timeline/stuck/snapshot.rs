@@ -106,6 +106,9 @@ pub struct ThreadState {
     pub target: Option<String>,
     /// CPU used between two samples ~150 ms apart, in percent of one core.
     pub cpu_pct: Option<f64>,
+    /// The kernel function a sleeping thread waits in (`/proc/self/task/<tid>/wchan`, e.g.
+    /// `futex_wait_queue`), when the kernel shows it: a hint where `syscall` is unreadable.
+    pub wchan: Option<String>,
 }
 
 /// One socket of the process.

@@ -178,6 +178,7 @@ impl ThreadView {
                 syscall,
                 target,
                 cpu_pct: cpu.map(|c| (c * 10.0).round() / 10.0),
+                wchan: s.wchan.as_deref().map(|w| escape_hidden(w, 64)),
             },
             sock_fd,
             blocked,
@@ -229,10 +230,7 @@ impl SpanView {
     ) -> Self {
         let (fields, path) = registry_details(dispatch, t.id);
         let name = escape_hidden(t.slot.meta.name(), TEXT_MAX);
-        let render = match &fields {
-            Some(f) if !f.is_empty() => format!("{name}{{{f}}}"),
-            _ => name.clone(),
-        };
+        let render = render_span(t.slot.meta.name(), fields.as_deref());
         // A socket whose peer the fields name (the server's end of a request), else one whose
         // local address they name; the lowest descriptor when several match.
         let sock_fd = fields.as_deref().and_then(|f| {
@@ -296,6 +294,16 @@ pub(super) fn registry_details(
         .collect();
     path.reverse();
     (fields, path)
+}
+
+/// `request{method=POST path=/upload}` (or the bare name without fields), escaped: how a
+/// span is named in findings and in the `done` line's `oldest_abandoned`.
+pub(crate) fn render_span(name: &str, fields: Option<&str>) -> String {
+    let name = escape_hidden(name, TEXT_MAX);
+    match fields {
+        Some(f) if !f.is_empty() => format!("{name}{{{f}}}"),
+        _ => name,
+    }
 }
 
 /// The span's fields as the app's `fmt` layer recorded them (default or JSON field formatter),
