@@ -404,8 +404,12 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut panicked: Option<(PanicRecord, Option<String>)> = None;
     let mut ended_in_panic = false;
     for r in &records[run_start..] {
-        // Anything after the panic (an exit note says how) means the run went on.
-        ended_in_panic = false;
+        // Anything after the panic (an exit note says how) means the run went on; but not a
+        // heartbeat, which the watchdog thread stamps and appends on its own and which can
+        // land after the exit note it raced with.
+        if kind(r) != "heartbeat" {
+            ended_in_panic = false;
+        }
         the_pid = pid(r).or(the_pid);
         if let Some(t) = offset(r) {
             last = last.max(t);

@@ -93,6 +93,14 @@ fn a_recorded_panic_that_ended_the_run_is_a_panic() {
     assert!(v.message().unwrap().starts_with(
         "Previous shutdown did not complete: pid 9 panicked during phase drain at src/main.rs:10:5"
     ));
+    // The watchdog's heartbeat, stamped before the exit note, can land after it: the run
+    // still ended in the panic (seen in tests/panic_verdict.rs, about 1 run in 8).
+    let late = "{\"kind\":\"heartbeat\",\"t\":0.9}\n";
+    let v = parse_records(&format!("{run}{begun}{panic}{unwound}{late}"));
+    assert!(
+        matches!(&v, PreviousShutdown::Panicked { shutdown_begun: true, .. }),
+        "{v:?}"
+    );
     // A panic caught and survived: the run went on and exited normally.
     let exit = "{\"kind\":\"note\",\"note\":\"exit\",\"value\":{\"shutdown\":false}}\n";
     assert_eq!(
