@@ -58,9 +58,12 @@ enum PhaseExt {
 ///
 /// Other spans and all events pass through untouched; events are not looked at. Other spans
 /// are tracked for [stuck snapshots](ShutdownHandle::stuck_snapshot) (so that a request that
-/// began before the stop and now waits on its peer can be named): open, enter, exit and close
-/// each take one uncontended lock of a 64-way sharded table, with no allocation and no field
-/// formatting (see BENCHMARKS.md for the cost). [`ShutdownLayerBuilder::with_stuck_spans`]
+/// began before the stop and now waits on its peer can be named): a span opened, entered,
+/// exited and closed on one thread costs two coarse clock reads and a few stores to that
+/// thread's own table, with no lock, no atomic read-modify-write, no allocation and no field
+/// formatting; a span touched from another thread, or outliving its slot, takes one
+/// uncontended lock of a 64-way sharded table (see BENCHMARKS.md for the cost).
+/// [`ShutdownLayerBuilder::with_stuck_spans`]
 /// narrows that to the spans that matter; [`ShutdownLayerBuilder::without_span_tracking`]
 /// turns it off, leaving one string comparison per new span and one atomic load per callback
 /// while no phase span is alive (a registry lookup while one is).
@@ -274,14 +277,18 @@ impl ShutdownLayerBuilder {
 }
 
 impl ShutdownLayer {
+    /// Whether a phase span is open: while none is, callbacks for other spans do nothing
+    /// else (the phase work below is out of line, so that this path stays a few instructions).
+    #[inline]
+    fn phases_open(&self) -> bool {
+        self.shared.live_spans.load(Ordering::Relaxed) != 0
+    }
+
     /// The phase behind span `id`, if it is one (extensions read lock taken and released).
     fn phase_of<S>(&self, id: &Id, ctx: &Context<'_, S>) -> Option<PhaseExt>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if self.shared.live_spans.load(Ordering::Relaxed) == 0 {
-            return None;
-        }
         let span = ctx.span(id)?;
         if span.metadata().target() != PHASE_TARGET {
             return None;
@@ -360,6 +367,49 @@ where
             }
             return;
         }
+        self.new_phase_span(attrs, id, &ctx);
+    }
+
+    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
+        if self.shared.track_spans {
+            self.shared.spans.enter(id.into_u64());
+        }
+        if self.phases_open() {
+            self.entered(id, &ctx);
+        }
+    }
+
+    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
+        if self.shared.track_spans {
+            self.shared.spans.exit(id.into_u64());
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if self.phases_open() {
+            self.recorded(id, values, &ctx);
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if self.shared.track_spans {
+            self.shared.spans.close(id.into_u64());
+        }
+        if self.phases_open() {
+            self.closed(id, &ctx);
+        }
+    }
+}
+
+/// The phase work of the callbacks, out of line.
+impl ShutdownLayer {
+    #[cold]
+    #[inline(never)]
+    fn new_phase_span<S>(&self, attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let meta = attrs.metadata();
         self.shared.live_spans.fetch_add(1, Ordering::Relaxed);
         let Some(span) = ctx.span(id) else {
             return;
@@ -392,34 +442,31 @@ where
         span.extensions_mut().insert(ext);
     }
 
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        if self.shared.track_spans {
-            self.shared.spans.activity(id.into_u64(), true);
-        }
-        if let Some(PhaseExt::Phase(i)) = self.phase_of(id, &ctx) {
+    #[inline(never)]
+    fn entered<S>(&self, id: &Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if let Some(PhaseExt::Phase(i)) = self.phase_of(id, ctx) {
             self.shared.enter_phase(i);
         }
     }
 
-    fn on_exit(&self, id: &Id, _ctx: Context<'_, S>) {
-        if self.shared.track_spans {
-            self.shared.spans.activity(id.into_u64(), false);
-        }
-    }
-
-    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if let Some(PhaseExt::Phase(i)) = self.phase_of(id, &ctx) {
+    #[inline(never)]
+    fn recorded<S>(&self, id: &Id, values: &Record<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        if let Some(PhaseExt::Phase(i)) = self.phase_of(id, ctx) {
             self.shared.record_phase(i, values);
         }
     }
 
-    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
-        if self.shared.track_spans {
-            self.shared.spans.close(id.into_u64());
-        }
-        if self.shared.live_spans.load(Ordering::Relaxed) == 0 {
-            return;
-        }
+    #[inline(never)]
+    fn closed<S>(&self, id: Id, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
         let Some(span) = ctx.span(&id) else {
             return;
         };
@@ -431,7 +478,7 @@ where
         self.shared.live_spans.fetch_sub(1, Ordering::Relaxed);
         match ext {
             Some(PhaseExt::Phase(i)) => {
-                let abandoned = self.abandoned(&id, &ctx);
+                let abandoned = self.abandoned(&id, ctx);
                 self.shared.close_phase(i, abandoned);
             }
             Some(PhaseExt::Root) => {

@@ -98,7 +98,13 @@ fn a_recorded_panic_that_ended_the_run_is_a_panic() {
     let late = "{\"kind\":\"heartbeat\",\"t\":0.9}\n";
     let v = parse_records(&format!("{run}{begun}{panic}{unwound}{late}"));
     assert!(
-        matches!(&v, PreviousShutdown::Panicked { shutdown_begun: true, .. }),
+        matches!(
+            &v,
+            PreviousShutdown::Panicked {
+                shutdown_begun: true,
+                ..
+            }
+        ),
         "{v:?}"
     );
     // A panic caught and survived: the run went on and exited normally.

@@ -83,6 +83,7 @@ pub(crate) fn take(
             tracker.untracked()
         ));
     }
+    unknown.extend(tracker.caveats());
     // Oldest first, then longest idle.
     tracked.sort_by(|a, b| {
         (a.slot.opened, a.slot.active)

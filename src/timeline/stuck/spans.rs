@@ -1,26 +1,38 @@
 //! Every open span of the app, tracked from the start (a request that began before the stop
-//! and now waits on its peer must appear in the snapshot), at the cost of a few uncontended
-//! lock operations per span: no allocation per span, no field formatting. Names come from the
-//! span's static metadata; fields and parents are read from the registry only when a snapshot
-//! is taken.
+//! and now waits on its peer must appear in the snapshot).
+//!
+//! The common case costs no lock and no atomic read-modify-write: a span opened, entered,
+//! exited and closed on one thread touches only that thread's table (`ThreadTable`, one
+//! writer, read by snapshots with a per-slot validation) and that thread's stack of entered
+//! spans. A span that outlives its slot (evicted by a later span hashing to it), a span
+//! touched from another thread, and every span of a thread without a table go through the
+//! shared table, a 64-way sharded `Mutex<HashMap>`. Names come from the span's static
+//! metadata; fields and parents are read from the registry only when a snapshot is taken.
+//!
+//! A span is in exactly one place: its opening thread's table or the shared table. Moving it
+//! (eviction, or the thread's exit) swaps its slot's key to `BUSY` with a compare-and-swap
+//! while holding the span's shard lock, and a closer from another thread takes the slot with
+//! a compare-and-swap or, having lost, finds the span in the shard: no span is lost, none is
+//! left behind as a ghost (`spans_opened_and_closed_across_threads_leave_nothing_behind`).
 
+mod clock;
+mod shared;
+mod thread_table;
+
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::hash::BuildHasherDefault;
+use std::ptr;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing_core::Metadata;
 
-/// Decides which spans are tracked (see `ShutdownLayerBuilder::with_stuck_spans`).
-pub(crate) type SpanFilter = Arc<dyn Fn(&Metadata<'_>) -> bool + Send + Sync>;
-
-const SHARDS: usize = 64;
-/// Counters of a counting filter over span ids, used when a filter leaves most spans out:
-/// enter, exit and close of an untracked span then cost one atomic load, not a lock.
-const PRESENCE: usize = 4096;
-/// At most this many spans are tracked at once; more are counted, not tracked.
-pub(crate) const MAX_TRACKED: usize = 100_000;
+pub(crate) use clock::{coarse_now, coarse_since, current_tid};
+pub(crate) use shared::SpanFilter;
+use shared::{presence_of, IdHasher, Inner, Shard, MAX_THREAD_TABLES, PRESENCE, SHARDS};
+use thread_table::{pack, unpack, Entry, Slot, ThreadTable, BUSY, EMPTY, STACK};
 
 /// What is kept per open span.
 #[derive(Debug, Clone, Copy)]
@@ -28,9 +40,11 @@ pub(crate) struct SpanSlot {
     pub(crate) meta: &'static Metadata<'static>,
     /// Coarse monotonic nanoseconds at creation.
     pub(crate) opened: u64,
-    /// Coarse monotonic nanoseconds at the last exit (creation until then).
+    /// Coarse monotonic nanoseconds (millisecond resolution) of the last exit (creation
+    /// until then).
     pub(crate) active: u64,
-    /// The thread (tid) of the last enter or exit (the creating thread until then).
+    /// The thread (tid) it is entered on now, else of its last exit (the creating thread
+    /// until then); 0 when unknown.
     pub(crate) thread: u32,
     /// How many times the span is entered right now (0: idle, waiting to be polled).
     pub(crate) entered: u32,
@@ -43,294 +57,327 @@ pub(crate) struct TrackedSpan {
     pub(crate) slot: SpanSlot,
 }
 
-/// A multiply-shift hash: span ids are already unique integers.
-#[derive(Default)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-}
-
-type Table = HashMap<u64, SpanSlot, BuildHasherDefault<IdHasher>>;
-
-#[repr(align(64))]
-#[derive(Default)]
-struct Shard(Mutex<Table>);
-
 /// The open spans of the app.
 pub(crate) struct SpanTracker {
-    shards: Box<[Shard]>,
-    filter: Option<SpanFilter>,
-    /// With a filter: how many tracked spans hash to each counter.
-    presence: Option<Box<[AtomicU32]>>,
-    len: AtomicUsize,
-    untracked: AtomicU64,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for SpanTracker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SpanTracker")
-            .field("len", &self.len.load(Ordering::Relaxed))
-            .field("filtered", &self.filter.is_some())
+            .field("filtered", &self.inner.filter.is_some())
+            .field("thread_tables", &self.inner.tables_len.load(Relaxed))
             .finish_non_exhaustive()
     }
 }
 
-fn shard_of(id: u64) -> usize {
-    // The top bits of the multiplicative hash: well spread for sequential ids.
-    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize % SHARDS
+impl Drop for SpanTracker {
+    fn drop(&mut self) {
+        self.inner.dropped.store(true, Release);
+    }
 }
 
-fn presence_of(id: u64) -> usize {
-    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % PRESENCE
+thread_local! {
+    /// The table this thread last used: `(tracker, table)`. No destructor, so it can be read
+    /// while the thread's other thread-locals are being destroyed.
+    static LAST: Cell<(*const Inner, *const ThreadTable)> =
+        const { Cell::new((ptr::null(), ptr::null())) };
+    /// Every table this thread holds (one per tracker); dropping one hands it back.
+    static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A thread's hold on its table of one tracker.
+struct Held {
+    inner: Arc<Inner>,
+    table: *const ThreadTable,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let me = Arc::as_ptr(&self.inner);
+        let _ = LAST.try_with(|l| {
+            if l.get().0 == me {
+                l.set((ptr::null(), ptr::null()));
+            }
+        });
+        // SAFETY: tables live as long as `inner`, which `self` keeps alive.
+        self.inner.release(unsafe { &*self.table });
+    }
 }
 
 impl SpanTracker {
     pub(crate) fn new(filter: Option<SpanFilter>) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
-            presence: filter
-                .is_some()
-                .then(|| (0..PRESENCE).map(|_| AtomicU32::new(0)).collect()),
-            filter,
-            len: AtomicUsize::new(0),
-            untracked: AtomicU64::new(0),
+            inner: Arc::new(Inner {
+                presence: filter
+                    .is_some()
+                    .then(|| (0..PRESENCE).map(|_| AtomicU32::new(0)).collect()),
+                filter,
+                tables: (0..MAX_THREAD_TABLES)
+                    .map(|_| AtomicPtr::new(ptr::null_mut()))
+                    .collect(),
+                tables_len: AtomicUsize::new(0),
+                grow: Mutex::new(()),
+                shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+                shared_len: AtomicUsize::new(0),
+                untracked: AtomicU64::new(0),
+                blind_enters: AtomicU64::new(0),
+                dropped: AtomicBool::new(false),
+            }),
         }
     }
 
-    fn shard(&self, id: u64) -> MutexGuard<'_, Table> {
-        // A panic elsewhere must not stop the tracking (nor panic in a callback).
-        self.shards[shard_of(id)]
-            .0
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    /// The calling thread's table of this tracker (claimed on first use); `None` when every
+    /// table is taken or the thread is exiting.
+    #[inline(always)]
+    fn table(&self) -> Option<&ThreadTable> {
+        let me = Arc::as_ptr(&self.inner);
+        let (inner, table) = LAST
+            .try_with(Cell::get)
+            .unwrap_or((ptr::null(), ptr::null()));
+        if inner == me {
+            // SAFETY: `LAST` names a table of `me` only while this thread's `Held` keeps it
+            // claimed; tables live as long as `self.inner`.
+            return unsafe { table.as_ref() };
+        }
+        self.table_slow()
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn table_slow(&self) -> Option<&ThreadTable> {
+        let me = Arc::as_ptr(&self.inner);
+        let table = HELD
+            .try_with(|held| {
+                let mut held = held.try_borrow_mut().ok()?;
+                // Hand back the tables of trackers that were dropped.
+                held.retain(|h| !h.inner.dropped.load(Acquire));
+                let table = match held.iter().find(|h| Arc::ptr_eq(&h.inner, &self.inner)) {
+                    Some(h) => h.table,
+                    None => {
+                        let table = self.inner.claim()?;
+                        held.push(Held {
+                            inner: Arc::clone(&self.inner),
+                            table,
+                        });
+                        table
+                    }
+                };
+                LAST.try_with(|l| l.set((me, table))).ok()?;
+                Some(table)
+            })
+            .ok()
+            .flatten()?;
+        // SAFETY: as in `table`: held by this thread, alive as long as `self.inner`.
+        unsafe { table.as_ref() }
     }
 
     /// A span was created.
+    #[inline]
     pub(crate) fn open(&self, id: u64, meta: &'static Metadata<'static>) {
-        if let Some(f) = &self.filter {
+        let inner = &*self.inner;
+        if let Some(f) = &inner.filter {
             if !f(meta) {
                 return;
             }
         }
-        if self.len.load(Ordering::Relaxed) >= MAX_TRACKED {
-            self.untracked.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
         let now = coarse_now();
-        let slot = SpanSlot {
-            meta,
-            opened: now,
-            active: now,
-            thread: current_tid(),
-            entered: 0,
+        let table = if id == EMPTY || id == BUSY {
+            None
+        } else {
+            self.table()
         };
-        if self.shard(id).insert(id, slot).is_none() {
-            self.len.fetch_add(1, Ordering::Relaxed);
-            if let Some(p) = &self.presence {
-                p[presence_of(id)].fetch_add(1, Ordering::Relaxed);
-            }
+        let Some(table) = table else {
+            inner.open_shared(id, meta, now, current_tid());
+            return;
+        };
+        let tid = table.tid.load(Relaxed);
+        let slot = table.slot(id);
+        let old = slot.key.load(Relaxed);
+        if old != EMPTY && old != BUSY {
+            // Still open: it moves to the shared table.
+            inner.evict(slot, old);
+        }
+        slot.key.store(BUSY, Relaxed);
+        fence(Release);
+        slot.meta.store(ptr::from_ref(meta).cast_mut(), Relaxed);
+        slot.opened.store(now, Relaxed);
+        slot.last.store(pack(now, tid), Relaxed);
+        slot.key.store(id, Release);
+        if let Some(p) = &inner.presence {
+            p[presence_of(id)].fetch_add(1, Relaxed);
         }
     }
 
-    /// False when span `id` is certainly not tracked (no lock taken to know it).
-    fn may_track(&self, id: u64) -> bool {
-        if self.len.load(Ordering::Relaxed) == 0 {
-            return false;
-        }
-        match &self.presence {
-            Some(p) => p[presence_of(id)].load(Ordering::Relaxed) > 0,
-            None => true,
-        }
-    }
-
-    /// The span was entered (`delta = 1`) or exited (`delta = -1`) on this thread.
-    pub(crate) fn activity(&self, id: u64, entered: bool) {
-        if !self.may_track(id) {
+    /// The span was entered on this thread.
+    #[inline]
+    pub(crate) fn enter(&self, id: u64) {
+        // With a filter, a span it left out is not pushed (its exit then finds no entry).
+        if !self.inner.may_track(id) {
             return;
         }
-        // Idle time counts from the last exit: an entered span is running, not idle.
-        let now = if entered { 0 } else { coarse_now() };
-        let tid = current_tid();
-        if let Some(slot) = self.shard(id).get_mut(&id) {
-            slot.thread = tid;
-            if entered {
-                slot.entered = slot.entered.saturating_add(1);
-            } else {
-                slot.active = now;
-                slot.entered = slot.entered.saturating_sub(1);
+        match self.table() {
+            Some(t) => t.push(id),
+            None => self.inner.blind_enter(),
+        }
+    }
+
+    /// The span was exited on this thread.
+    #[inline]
+    pub(crate) fn exit(&self, id: u64) {
+        if let Some(t) = self.table() {
+            t.pop(id);
+            let slot = t.slot(id);
+            if slot.key.load(Relaxed) == id {
+                slot.last
+                    .store(pack(coarse_now(), t.tid.load(Relaxed)), Relaxed);
+                return;
             }
+        }
+        if self.inner.may_track(id) {
+            self.inner
+                .exit_elsewhere(id, pack(coarse_now(), current_tid()));
+        }
+    }
+
+    /// The span was entered (`true`) or exited (`false`) on this thread.
+    #[cfg(test)]
+    pub(crate) fn activity(&self, id: u64, entered: bool) {
+        if entered {
+            self.enter(id);
+        } else {
+            self.exit(id);
         }
     }
 
     /// The span closed.
+    #[inline]
     pub(crate) fn close(&self, id: u64) {
-        if !self.may_track(id) {
-            return;
-        }
-        if self.shard(id).remove(&id).is_some() {
-            self.len.fetch_sub(1, Ordering::Relaxed);
-            if let Some(p) = &self.presence {
-                p[presence_of(id)].fetch_sub(1, Ordering::Relaxed);
+        if let Some(t) = self.table() {
+            let slot = t.slot(id);
+            if slot.key.load(Relaxed) == id {
+                slot.key.store(EMPTY, Release);
+                self.inner.forget(id);
+                return;
             }
         }
-    }
-
-    /// How many spans are tracked now.
-    pub(crate) fn len(&self) -> usize {
-        self.len.load(Ordering::Relaxed)
-    }
-
-    /// Spans that were not tracked because [`MAX_TRACKED`] were open.
-    pub(crate) fn untracked(&self) -> u64 {
-        self.untracked.load(Ordering::Relaxed)
-    }
-
-    /// A copy of every tracked span; each shard is locked only while it is copied, so no
-    /// app thread waits longer than one shard's copy.
-    pub(crate) fn collect(&self, limit: usize) -> Vec<TrackedSpan> {
-        let mut out = Vec::with_capacity(self.len().min(limit));
-        for shard in self.shards.iter() {
-            let table = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
-            let room = limit.saturating_sub(out.len());
-            out.extend(table.iter().take(room).map(|(id, slot)| TrackedSpan {
-                id: *id,
-                slot: *slot,
-            }));
+        if self.inner.may_track(id) {
+            self.inner.close_elsewhere(id);
         }
+    }
+
+    /// How many spans are tracked now (counted, not free: a snapshot-time figure).
+    pub(crate) fn len(&self) -> usize {
+        let local: usize = self
+            .inner
+            .tables()
+            .map(|t| t.slots.iter().filter(|s| s.read().is_some()).count())
+            .sum();
+        local
+            + self
+                .inner
+                .shards
+                .iter()
+                .map(|s| s.0.lock().unwrap_or_else(PoisonError::into_inner).len())
+                .sum::<usize>()
+    }
+
+    /// Spans that were not tracked because [`MAX_TRACKED`] were held in the shared table.
+    pub(crate) fn untracked(&self) -> u64 {
+        self.inner.untracked.load(Relaxed)
+    }
+
+    /// What the tracked spans cannot tell, one sentence each (for a snapshot's `unknown`).
+    pub(crate) fn caveats(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for t in self.inner.tables() {
+            let depth = t.depth.load(Acquire);
+            if t.claimed.load(Acquire) && depth > STACK {
+                out.push(format!(
+                    "spans: thread tid {} has {depth} spans entered, deeper than the {STACK} \
+                     recorded: the innermost are shown as idle since their last exit",
+                    t.tid.load(Relaxed)
+                ));
+            }
+        }
+        let blind = self.inner.blind_enters.load(Relaxed);
+        if blind > 0 {
+            out.push(format!(
+                "spans: {blind} enters on threads beyond the first {MAX_THREAD_TABLES} (or \
+                 exiting) were not recorded: spans running there are shown as idle"
+            ));
+        }
+        out
+    }
+
+    /// A copy of every tracked span (at most `limit`). Threads' tables are read without a
+    /// lock; each shard is locked only while it is copied, so no app thread waits longer
+    /// than one shard's copy.
+    pub(crate) fn collect(&self, limit: usize) -> Vec<TrackedSpan> {
+        let inner = &*self.inner;
+        let mut entered: HashMap<u64, (u32, u32), BuildHasherDefault<IdHasher>> =
+            HashMap::default();
+        let mut found: HashMap<u64, Entry, BuildHasherDefault<IdHasher>> = HashMap::default();
+        for t in inner.tables() {
+            if !t.claimed.load(Acquire) {
+                continue;
+            }
+            let tid = t.tid.load(Relaxed);
+            let depth = t.depth.load(Acquire).min(STACK);
+            for e in &t.stack[..depth] {
+                let e = entered.entry(e.load(Relaxed)).or_default();
+                e.0 += 1;
+                e.1 = tid;
+            }
+            for (id, entry) in t.slots.iter().filter_map(Slot::read) {
+                found.insert(id, entry);
+            }
+        }
+        // After the threads' tables: a span moved meanwhile is in the shard by now.
+        for shard in inner.shards.iter() {
+            let table = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
+            for (id, e) in table.iter() {
+                found
+                    .entry(*id)
+                    .and_modify(|f| {
+                        if e.last > f.last {
+                            *f = *e;
+                        }
+                    })
+                    .or_insert(*e);
+            }
+        }
+        let mut out: Vec<TrackedSpan> = found
+            .into_iter()
+            .take(limit)
+            .map(|(id, e)| {
+                let (active, last_tid) = unpack(e.last);
+                let (count, on) = entered.get(&id).copied().unwrap_or((0, 0));
+                TrackedSpan {
+                    id,
+                    slot: SpanSlot {
+                        meta: e.meta,
+                        opened: e.opened,
+                        active,
+                        thread: if count > 0 { on } else { last_tid },
+                        entered: count,
+                    },
+                }
+            })
+            .collect();
+        out.sort_by_key(|t| t.id);
         out
     }
 
     /// The slot of one span, when tracked.
     #[cfg(test)]
     pub(crate) fn get(&self, id: u64) -> Option<SpanSlot> {
-        self.shard(id).get(&id).copied()
+        self.collect(usize::MAX)
+            .into_iter()
+            .find(|t| t.id == id)
+            .map(|t| t.slot)
     }
-}
-
-/// Coarse monotonic time in nanoseconds (a few ms resolution, a few ns to read): spans are
-/// judged in tenths of seconds, and every span callback pays for this read.
-pub(crate) fn coarse_now() -> u64 {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC_COARSE;
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    const CLOCK: libc::clockid_t = libc::CLOCK_MONOTONIC;
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; clock_gettime only writes it.
-    if unsafe { libc::clock_gettime(CLOCK, &mut ts) } != 0 {
-        return 0;
-    }
-    let secs = u64::try_from(ts.tv_sec).unwrap_or(0);
-    let nanos = u64::try_from(ts.tv_nsec).unwrap_or(0);
-    secs.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
-/// Nanoseconds between two [`coarse_now`] readings, as a duration (zero if `later` is not).
-pub(crate) fn coarse_since(earlier: u64, later: u64) -> Duration {
-    Duration::from_nanos(later.saturating_sub(earlier))
-}
-
-/// This thread's kernel id (cached per thread: one syscall per thread's life); 0 when unknown.
-pub(crate) fn current_tid() -> u32 {
-    thread_local!(static TID: std::cell::Cell<u32> = const { std::cell::Cell::new(0) });
-    TID.try_with(|c| {
-        if c.get() == 0 {
-            c.set(gettid());
-        }
-        c.get()
-    })
-    .unwrap_or(0)
-}
-
-#[cfg(any(target_os = "linux", target_os = "android"))]
-fn gettid() -> u32 {
-    // SAFETY: gettid(2) has no preconditions and cannot fail.
-    u32::try_from(unsafe { libc::gettid() }).unwrap_or(0)
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-fn gettid() -> u32 {
-    0
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn meta() -> &'static Metadata<'static> {
-        struct Cs;
-        impl tracing_core::Callsite for Cs {
-            fn set_interest(&self, _: tracing_core::Interest) {}
-            fn metadata(&self) -> &Metadata<'_> {
-                &META
-            }
-        }
-        static CS: Cs = Cs;
-        static META: Metadata<'static> = tracing_core::metadata! {
-            name: "request",
-            target: "app",
-            level: tracing_core::Level::INFO,
-            fields: &[],
-            callsite: &CS,
-            kind: tracing_core::metadata::Kind::SPAN,
-        };
-        &META
-    }
-
-    #[test]
-    fn spans_are_tracked_from_open_to_close_with_their_activity() {
-        let t = SpanTracker::new(None);
-        t.open(7, meta());
-        t.open(8, meta());
-        assert_eq!(t.len(), 2);
-        t.activity(7, true);
-        let s = t.get(7).unwrap();
-        assert_eq!(s.entered, 1);
-        assert_eq!(s.thread, current_tid());
-        assert_ne!(s.thread, 0);
-        t.activity(7, false);
-        assert_eq!(t.get(7).unwrap().entered, 0);
-        t.close(7);
-        assert!(t.get(7).is_none());
-        assert_eq!(t.len(), 1);
-        assert_eq!(t.collect(10).len(), 1);
-        assert_eq!(t.collect(0).len(), 0);
-        t.close(7); // twice: nothing happens
-        assert_eq!(t.len(), 1);
-    }
-
-    #[test]
-    fn a_filter_chooses_and_the_cap_counts_what_is_left_out() {
-        let t = SpanTracker::new(Some(Arc::new(|m: &Metadata<'_>| m.name() != "request")));
-        t.open(1, meta());
-        assert_eq!(t.len(), 0);
-        let t = SpanTracker::new(None);
-        for id in 0..(MAX_TRACKED as u64 + 5) {
-            t.open(id + 1, meta());
-        }
-        assert_eq!(t.len(), MAX_TRACKED);
-        assert_eq!(t.untracked(), 5);
-    }
-
-    #[test]
-    fn the_coarse_clock_moves_forward() {
-        let a = coarse_now();
-        std::thread::sleep(Duration::from_millis(30));
-        let b = coarse_now();
-        assert!(coarse_since(a, b) >= Duration::from_millis(20));
-        assert_eq!(coarse_since(b, a), Duration::ZERO);
-    }
-}
+mod tests;

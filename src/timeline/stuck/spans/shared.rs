@@ -1,0 +1,283 @@
+//! The shared table (spans evicted from a thread's table, touched from another thread, or
+//! opened by a thread without a table) and the state every thread's table hangs from.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tracing_core::Metadata;
+
+use super::clock::current_tid;
+use super::thread_table::{hash, pack, Entry, Slot, ThreadTable, BUSY, EMPTY, TID_BITS};
+
+/// Decides which spans are tracked (see `ShutdownLayerBuilder::with_stuck_spans`).
+pub(crate) type SpanFilter = Arc<dyn Fn(&Metadata<'_>) -> bool + Send + Sync>;
+
+pub(super) const SHARDS: usize = 64;
+/// Counters of a counting filter over span ids, used when a filter leaves most spans out:
+/// exit and close of an untracked span then cost one atomic load, not a search.
+pub(super) const PRESENCE: usize = 4096;
+/// At most this many spans are held in the shared table; more are counted, not tracked.
+pub(crate) const MAX_TRACKED: usize = 100_000;
+/// Threads with a table of their own; later threads use the shared table.
+pub(super) const MAX_THREAD_TABLES: usize = 1024;
+
+/// A multiply-shift hash: span ids are already unique integers.
+#[derive(Default)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+pub(super) type Table = HashMap<u64, Entry, BuildHasherDefault<IdHasher>>;
+
+#[repr(align(64))]
+#[derive(Default)]
+pub(super) struct Shard(pub(super) Mutex<Table>);
+
+/// The state shared by the tracker and the threads that hold a table of it.
+pub(super) struct Inner {
+    pub(super) filter: Option<SpanFilter>,
+    /// With a filter: how many tracked spans hash to each counter.
+    pub(super) presence: Option<Box<[AtomicU32]>>,
+    pub(super) tables: Box<[AtomicPtr<ThreadTable>]>,
+    /// Tables allocated so far (`tables[..n]` are not null).
+    pub(super) tables_len: AtomicUsize,
+    pub(super) grow: Mutex<()>,
+    pub(super) shards: Box<[Shard]>,
+    /// Spans in the shared table, plus moves into it under way.
+    pub(super) shared_len: AtomicUsize,
+    pub(super) untracked: AtomicU64,
+    /// Enters on threads without a table (their spans' entered state is unknown).
+    pub(super) blind_enters: AtomicU64,
+    /// The tracker was dropped (a thread may still hold its table).
+    pub(super) dropped: AtomicBool,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for t in self.tables.iter() {
+            let p = t.load(Acquire);
+            if !p.is_null() {
+                // SAFETY: allocated by `Box::into_raw` in `claim`; this is the last owner.
+                drop(unsafe { Box::from_raw(p) });
+            }
+        }
+    }
+}
+
+pub(super) fn shard_of(id: u64) -> usize {
+    // The top bits of the multiplicative hash: well spread for sequential ids.
+    (hash(id) >> 58) as usize % SHARDS
+}
+
+pub(super) fn presence_of(id: u64) -> usize {
+    (hash(id) >> 52) as usize % PRESENCE
+}
+
+impl Inner {
+    pub(super) fn shard(&self, id: u64) -> MutexGuard<'_, Table> {
+        // A panic elsewhere must not stop the tracking (nor panic in a callback).
+        self.shards[shard_of(id)]
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn tables(&self) -> impl Iterator<Item = &ThreadTable> {
+        let n = self.tables_len.load(Acquire).min(self.tables.len());
+        self.tables[..n].iter().filter_map(|p| {
+            // SAFETY: non-null pointers in `tables` point to tables freed only with `self`.
+            unsafe { p.load(Acquire).as_ref() }
+        })
+    }
+
+    /// A free table for the calling thread, or a new one; `None` when every table is taken.
+    pub(super) fn claim(&self) -> Option<*const ThreadTable> {
+        let tid = current_tid();
+        for t in self.tables() {
+            if t.claimed
+                .compare_exchange(false, true, AcqRel, Relaxed)
+                .is_ok()
+            {
+                t.tid.store(tid, Relaxed);
+                return Some(t);
+            }
+        }
+        let _grow = self.grow.lock().unwrap_or_else(PoisonError::into_inner);
+        let n = self.tables_len.load(Acquire);
+        if n >= self.tables.len() {
+            return None;
+        }
+        let t = Box::into_raw(Box::new(ThreadTable::new(tid)));
+        self.tables[n].store(t, Release);
+        self.tables_len.store(n + 1, Release);
+        Some(t)
+    }
+
+    /// The owning thread is done with `table`: its spans move to the shared table.
+    pub(super) fn release(&self, table: &ThreadTable) {
+        for slot in &table.slots {
+            let key = slot.key.load(Acquire);
+            if key != EMPTY && key != BUSY {
+                self.evict(slot, key);
+                slot.key.store(EMPTY, Release);
+            }
+        }
+        table.depth.store(0, Release);
+        table.tid.store(0, Relaxed);
+        table.claimed.store(false, Release);
+    }
+
+    /// Moves the span `key` from a thread's slot to the shared table (by the owning thread).
+    /// Leaves the slot `BUSY`, or `EMPTY` when another thread closed the span meanwhile.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn evict(&self, slot: &Slot, key: u64) {
+        let mut shard = self.shard(key);
+        // Counted before the swap: a closer that no longer finds the slot then looks here.
+        self.shared_len.fetch_add(1, SeqCst);
+        if slot
+            .key
+            .compare_exchange(key, BUSY, SeqCst, SeqCst)
+            .is_err()
+        {
+            self.shared_len.fetch_sub(1, SeqCst);
+            return;
+        }
+        let meta = slot.meta.load(SeqCst);
+        let opened = slot.opened.load(SeqCst);
+        let last = slot.last.load(SeqCst);
+        // SAFETY: every pointer ever stored in `meta` comes from a `&'static Metadata`.
+        let meta = unsafe { meta.cast_const().as_ref() };
+        match meta {
+            Some(meta) if self.shared_len.load(SeqCst) <= MAX_TRACKED => {
+                shard.insert(key, Entry { meta, opened, last });
+            }
+            _ => {
+                self.shared_len.fetch_sub(1, SeqCst);
+                self.untracked.fetch_add(1, Relaxed);
+                self.forget(key);
+            }
+        }
+    }
+
+    /// A tracked span is no longer tracked.
+    pub(super) fn forget(&self, id: u64) {
+        if let Some(p) = &self.presence {
+            p[presence_of(id)].fetch_sub(1, Relaxed);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    pub(super) fn blind_enter(&self) {
+        self.blind_enters.fetch_add(1, Relaxed);
+    }
+
+    /// False when span `id` is certainly not tracked.
+    #[inline]
+    pub(super) fn may_track(&self, id: u64) -> bool {
+        match &self.presence {
+            Some(p) => p[presence_of(id)].load(Relaxed) > 0,
+            None => true,
+        }
+    }
+
+    /// An exit of a span that is not in the calling thread's table.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn exit_elsewhere(&self, id: u64, word: u64) {
+        for t in self.tables() {
+            let slot = t.slot(id);
+            if slot.key.load(SeqCst) != id {
+                continue;
+            }
+            let old = slot.last.load(SeqCst);
+            if word >> TID_BITS >= old >> TID_BITS {
+                // Fails only when the slot was rewritten meanwhile (or a newer exit won).
+                let _ = slot.last.compare_exchange(old, word, SeqCst, SeqCst);
+            }
+            if slot.key.load(SeqCst) == id {
+                return;
+            }
+            // Moved to the shared table meanwhile: update it there.
+            break;
+        }
+        if self.shared_len.load(SeqCst) == 0 {
+            return;
+        }
+        if let Some(e) = self.shard(id).get_mut(&id) {
+            if word >> TID_BITS >= e.last >> TID_BITS {
+                e.last = word;
+            }
+        }
+    }
+
+    /// A close of a span that is not in the calling thread's table.
+    #[cold]
+    #[inline(never)]
+    pub(super) fn close_elsewhere(&self, id: u64) {
+        for t in self.tables() {
+            let slot = t.slot(id);
+            if slot.key.load(SeqCst) != id {
+                continue;
+            }
+            if slot.key.compare_exchange(id, EMPTY, SeqCst, SeqCst).is_ok() {
+                self.forget(id);
+                return;
+            }
+            // Moved to the shared table meanwhile (its shard lock is held until it is there).
+            break;
+        }
+        if self.shared_len.load(SeqCst) == 0 {
+            return;
+        }
+        if self.shard(id).remove(&id).is_some() {
+            self.shared_len.fetch_sub(1, SeqCst);
+            self.forget(id);
+        }
+    }
+
+    /// Opens a span in the shared table (a thread without a table).
+    #[cold]
+    #[inline(never)]
+    pub(super) fn open_shared(
+        &self,
+        id: u64,
+        meta: &'static Metadata<'static>,
+        now: u64,
+        tid: u32,
+    ) {
+        let mut shard = self.shard(id);
+        if self.shared_len.load(SeqCst) >= MAX_TRACKED {
+            drop(shard);
+            self.untracked.fetch_add(1, Relaxed);
+            return;
+        }
+        let entry = Entry {
+            meta,
+            opened: now,
+            last: pack(now, tid),
+        };
+        if shard.insert(id, entry).is_none() {
+            self.shared_len.fetch_add(1, SeqCst);
+            if let Some(p) = &self.presence {
+                p[presence_of(id)].fetch_add(1, Relaxed);
+            }
+        }
+    }
+}

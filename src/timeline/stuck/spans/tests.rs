@@ -1,0 +1,276 @@
+use super::shared::MAX_TRACKED;
+use super::thread_table::{THREAD_SLOTS, UNIT_SHIFT};
+use super::*;
+use std::time::Duration;
+
+fn meta() -> &'static Metadata<'static> {
+    struct Cs;
+    impl tracing_core::Callsite for Cs {
+        fn set_interest(&self, _: tracing_core::Interest) {}
+        fn metadata(&self) -> &Metadata<'_> {
+            &META
+        }
+    }
+    static CS: Cs = Cs;
+    static META: Metadata<'static> = tracing_core::metadata! {
+        name: "request",
+        target: "app",
+        level: tracing_core::Level::INFO,
+        fields: &[],
+        callsite: &CS,
+        kind: tracing_core::metadata::Kind::SPAN,
+    };
+    &META
+}
+
+#[test]
+fn spans_are_tracked_from_open_to_close_with_their_activity() {
+    let t = SpanTracker::new(None);
+    t.open(7, meta());
+    t.open(8, meta());
+    assert_eq!(t.len(), 2);
+    t.activity(7, true);
+    let s = t.get(7).unwrap();
+    assert_eq!(s.entered, 1);
+    assert_eq!(s.thread, current_tid());
+    assert_ne!(s.thread, 0);
+    t.activity(7, false);
+    assert_eq!(t.get(7).unwrap().entered, 0);
+    t.close(7);
+    assert!(t.get(7).is_none());
+    assert_eq!(t.len(), 1);
+    assert_eq!(t.collect(10).len(), 1);
+    assert_eq!(t.collect(0).len(), 0);
+    t.close(7); // twice: nothing happens
+    assert_eq!(t.len(), 1);
+}
+
+#[test]
+fn a_filter_chooses_and_the_cap_counts_what_is_left_out() {
+    let t = SpanTracker::new(Some(Arc::new(|m: &Metadata<'_>| m.name() != "request")));
+    t.open(1, meta());
+    assert_eq!(t.len(), 0);
+    // One thread: its table holds THREAD_SLOTS spans, the shared table MAX_TRACKED.
+    let t = SpanTracker::new(None);
+    let n = (MAX_TRACKED + THREAD_SLOTS) as u64 + 5;
+    for id in 0..n {
+        t.open(id + 1, meta());
+    }
+    assert_eq!(t.len(), MAX_TRACKED + THREAD_SLOTS);
+    assert_eq!(t.untracked(), 5);
+    assert!(t.collect(usize::MAX).iter().all(|s| s.id <= n));
+}
+
+#[test]
+fn spans_opened_on_one_thread_live_on_and_close_on_another() {
+    let t = Arc::new(SpanTracker::new(None));
+    // More spans than one thread's table holds: most move to the shared table.
+    let ids: Vec<u64> = (1..=1000).collect();
+    for &id in &ids {
+        t.open(id, meta());
+    }
+    assert_eq!(t.len(), ids.len());
+    let opener = current_tid();
+    let (t2, ids2) = (Arc::clone(&t), ids.clone());
+    let (tid, seen) = std::thread::spawn(move || {
+        for &id in &ids2 {
+            t2.activity(id, true);
+            t2.activity(id, false);
+        }
+        // Entered here, now: the snapshot names this thread.
+        t2.activity(500, true);
+        let seen = t2.get(500).unwrap();
+        t2.activity(500, false);
+        for &id in &ids2[..600] {
+            t2.close(id);
+        }
+        (current_tid(), seen)
+    })
+    .join()
+    .unwrap();
+    assert_ne!(tid, opener);
+    assert_eq!((seen.entered, seen.thread), (1, tid));
+    let left = t.collect(usize::MAX);
+    assert_eq!(
+        left.iter().map(|s| s.id).collect::<Vec<_>>(),
+        ids[600..].to_vec()
+    );
+    // Every span's last exit was on the other thread, and none is entered now.
+    assert!(left
+        .iter()
+        .all(|s| s.slot.thread == tid && s.slot.entered == 0));
+    for &id in &ids[600..] {
+        t.close(id);
+    }
+    assert_eq!(t.len(), 0);
+}
+
+#[test]
+fn spans_of_a_thread_that_exited_are_still_tracked() {
+    let t = Arc::new(SpanTracker::new(None));
+    let t2 = Arc::clone(&t);
+    std::thread::spawn(move || {
+        for id in 1..=50 {
+            t2.open(id, meta());
+        }
+        t2.close(10);
+    })
+    .join()
+    .unwrap();
+    assert_eq!(t.len(), 49);
+    assert!(t.get(10).is_none() && t.get(11).is_some());
+    // The exited thread's table is free again, and reused.
+    let t3 = Arc::clone(&t);
+    std::thread::spawn(move || t3.open(100, meta()))
+        .join()
+        .unwrap();
+    assert_eq!(t.inner.tables_len.load(Relaxed), 1);
+    for id in (1..=50).chain([100]) {
+        t.close(id);
+    }
+    assert_eq!(t.len(), 0);
+}
+
+#[test]
+fn spans_opened_and_closed_across_threads_leave_nothing_behind() {
+    use std::sync::mpsc;
+    const THREADS: u64 = 4;
+    const PER: u64 = 20_000;
+    let t = Arc::new(SpanTracker::new(None));
+    let stop = Arc::new(AtomicBool::new(false));
+    // A snapshot reader all along: it must never see a span that is not open.
+    let reader = {
+        let (t, stop) = (Arc::clone(&t), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut reads = 0;
+            while !stop.load(Relaxed) {
+                for s in t.collect(usize::MAX) {
+                    assert_eq!(s.slot.meta.name(), "request");
+                    assert!(s.id % 1_000_000 < PER);
+                }
+                reads += 1;
+            }
+            reads
+        })
+    };
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<u64>()).unzip();
+    let workers: Vec<_> = rxs
+        .into_iter()
+        .enumerate()
+        .map(|(w, rx)| {
+            let t = Arc::clone(&t);
+            let next = txs[(w + 1) % THREADS as usize].clone();
+            std::thread::spawn(move || {
+                let base = (w as u64 + 1) * 1_000_000;
+                let mut kept = Vec::new();
+                for i in 0..PER {
+                    let id = base + i;
+                    t.open(id, meta());
+                    t.activity(id, true);
+                    t.activity(id, false);
+                    match i % 4 {
+                        // Closed here at once.
+                        0 | 1 => t.close(id),
+                        // Handed to the next thread, which enters and closes it.
+                        2 => next.send(id).unwrap(),
+                        // Left open (a long-lived request).
+                        _ => kept.push(id),
+                    }
+                    while let Ok(other) = rx.try_recv() {
+                        t.activity(other, true);
+                        t.activity(other, false);
+                        t.close(other);
+                    }
+                }
+                drop(next);
+                (kept, rx)
+            })
+        })
+        .collect();
+    drop(txs);
+    let done: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let mut kept = Vec::new();
+    for (k, rx) in done {
+        kept.extend(k);
+        // What is still queued for a thread that finished: closed from here.
+        for id in rx.try_iter() {
+            t.close(id);
+        }
+    }
+    stop.store(true, Relaxed);
+    assert!(reader.join().unwrap() > 0);
+    kept.sort_unstable();
+    let left: Vec<u64> = t.collect(usize::MAX).iter().map(|s| s.id).collect();
+    assert_eq!(left.len(), kept.len());
+    assert_eq!(left, kept);
+    assert_eq!(t.untracked(), 0);
+    for id in kept {
+        t.close(id);
+    }
+    assert_eq!(t.len(), 0);
+}
+
+#[test]
+fn deep_nesting_and_odd_ids_are_stated_not_guessed() {
+    let t = SpanTracker::new(None);
+    for id in 1..=40 {
+        t.open(id, meta());
+        t.activity(id, true);
+    }
+    let caveats = t.caveats();
+    assert_eq!(caveats.len(), 1, "{caveats:?}");
+    assert!(
+        caveats[0].contains("40 spans entered, deeper than the 32"),
+        "{caveats:?}"
+    );
+    let entered = t
+        .collect(usize::MAX)
+        .iter()
+        .filter(|s| s.slot.entered > 0)
+        .count();
+    assert_eq!(entered, 32);
+    for id in (1..=40).rev() {
+        t.activity(id, false);
+    }
+    assert!(t.caveats().is_empty());
+    assert!(t.collect(usize::MAX).iter().all(|s| s.slot.entered == 0));
+    // Exits out of order, and an exit never entered: the stack stays true.
+    t.activity(1, true);
+    t.activity(2, true);
+    t.activity(1, false);
+    t.activity(99, false);
+    let entered: Vec<u64> = t
+        .collect(usize::MAX)
+        .iter()
+        .filter(|s| s.slot.entered > 0)
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(entered, [2]);
+    // An id equal to the slot markers goes to the shared table.
+    t.open(u64::MAX, meta());
+    assert!(t.get(u64::MAX).is_some());
+    t.close(u64::MAX);
+    assert!(t.get(u64::MAX).is_none());
+}
+
+#[test]
+fn the_activity_word_keeps_the_time_to_a_millisecond_and_the_thread() {
+    let w = pack(5_123_456_789, 4_194_303);
+    let (ns, tid) = unpack(w);
+    assert_eq!(tid, 4_194_303);
+    assert!(
+        ns <= 5_123_456_789 && 5_123_456_789 - ns < 1 << UNIT_SHIFT,
+        "{ns}"
+    );
+    // A tid that does not fit is unknown (0), not another thread.
+    assert_eq!(unpack(pack(1_000_000, 1 << 22)).1, 0);
+}
+
+#[test]
+fn the_coarse_clock_moves_forward() {
+    let a = coarse_now();
+    std::thread::sleep(Duration::from_millis(30));
+    let b = coarse_now();
+    assert!(coarse_since(a, b) >= Duration::from_millis(20));
+    assert_eq!(coarse_since(b, a), Duration::ZERO);
+}
