@@ -61,8 +61,9 @@ enum PhaseExt {
 /// began before the stop and now waits on its peer can be named): a span opened, entered,
 /// exited and closed on one thread costs two coarse clock reads and a few stores to that
 /// thread's own table, with no lock, no atomic read-modify-write, no allocation and no field
-/// formatting; a span touched from another thread, or outliving its slot, takes one
-/// uncontended lock of a 64-way sharded table (see BENCHMARKS.md for the cost).
+/// formatting. A span exited or closed on another thread is looked up in each thread's table
+/// (one load per thread, then a compare-and-swap), and one that outlives its slot moves to a
+/// 64-way sharded table behind a lock (see BENCHMARKS.md for the costs).
 /// [`ShutdownLayerBuilder::with_stuck_spans`]
 /// narrows that to the spans that matter; [`ShutdownLayerBuilder::without_span_tracking`]
 /// turns it off, leaving one string comparison per new span and one atomic load per callback
@@ -264,6 +265,7 @@ impl ShutdownLayerBuilder {
                 hook: self.hook,
                 late_hook: OnceLock::new(),
                 live_spans: AtomicUsize::new(0),
+                phase_ids: Default::default(),
                 watchdog: Mutex::new(None),
                 spans: SpanTracker::new(self.span_filter),
                 track_spans: self.track_spans,
@@ -277,11 +279,13 @@ impl ShutdownLayerBuilder {
 }
 
 impl ShutdownLayer {
-    /// Whether a phase span is open: while none is, callbacks for other spans do nothing
-    /// else (the phase work below is out of line, so that this path stays a few instructions).
+    /// Whether span `id` may be a phase span: while none is open, one atomic load says no;
+    /// while some are, a few (`timeline/phase_ids.rs`). The phase work is out of line, so
+    /// that this path stays a few instructions.
     #[inline]
-    fn phases_open(&self) -> bool {
+    fn maybe_phase(&self, id: &Id) -> bool {
         self.shared.live_spans.load(Ordering::Relaxed) != 0
+            && self.shared.phase_ids.may_contain(id.into_u64())
     }
 
     /// The phase behind span `id`, if it is one (extensions read lock taken and released).
@@ -374,7 +378,7 @@ where
         if self.shared.track_spans {
             self.shared.spans.enter(id.into_u64());
         }
-        if self.phases_open() {
+        if self.maybe_phase(id) {
             self.entered(id, &ctx);
         }
     }
@@ -386,7 +390,7 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
-        if self.phases_open() {
+        if self.maybe_phase(id) {
             self.recorded(id, values, &ctx);
         }
     }
@@ -395,7 +399,7 @@ where
         if self.shared.track_spans {
             self.shared.spans.close(id.into_u64());
         }
-        if self.phases_open() {
+        if self.maybe_phase(&id) {
             self.closed(id, &ctx);
         }
     }
@@ -411,6 +415,7 @@ impl ShutdownLayer {
     {
         let meta = attrs.metadata();
         self.shared.live_spans.fetch_add(1, Ordering::Relaxed);
+        self.shared.phase_ids.add(id.into_u64());
         let Some(span) = ctx.span(id) else {
             return;
         };
@@ -476,6 +481,7 @@ impl ShutdownLayer {
         let ext = span.extensions().get::<PhaseExt>().copied();
         drop(span);
         self.shared.live_spans.fetch_sub(1, Ordering::Relaxed);
+        self.shared.phase_ids.remove(id.into_u64());
         match ext {
             Some(PhaseExt::Phase(i)) => {
                 let abandoned = self.abandoned(&id, ctx);

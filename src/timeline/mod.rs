@@ -14,6 +14,7 @@ pub(crate) mod handle;
 pub(crate) mod hook;
 pub(crate) mod layer;
 pub(crate) mod phase;
+pub(crate) mod phase_ids;
 pub(crate) mod record_cap;
 pub(crate) mod record_lock;
 pub(crate) mod recorder;

@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub(crate) late_hook: OnceLock<Hook>,
     /// Phase spans alive now: when zero, callbacks for other spans return at once.
     pub(crate) live_spans: AtomicUsize,
+    /// Their ids (callbacks of other spans skip the registry lookup while a phase is open).
+    pub(crate) phase_ids: crate::timeline::phase_ids::PhaseIds,
     pub(crate) watchdog: Mutex<Option<Thread>>,
     /// The app's open spans, for stuck snapshots.
     pub(crate) spans: SpanTracker,

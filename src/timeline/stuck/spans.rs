@@ -4,10 +4,21 @@
 //! The common case costs no lock and no atomic read-modify-write: a span opened, entered,
 //! exited and closed on one thread touches only that thread's table (`ThreadTable`, one
 //! writer, read by snapshots with a per-slot validation) and that thread's stack of entered
-//! spans. A span that outlives its slot (evicted by a later span hashing to it), a span
-//! touched from another thread, and every span of a thread without a table go through the
-//! shared table, a 64-way sharded `Mutex<HashMap>`. Names come from the span's static
-//! metadata; fields and parents are read from the registry only when a snapshot is taken.
+//! spans. A span that outlives its slot (evicted by a later span hashing to it) moves to the
+//! shared table, a 64-way sharded `Mutex<HashMap>`, which also holds every span of a thread
+//! without a table. An exit or close from another thread than the opening one looks for the
+//! span's slot in every live thread's table (one load each, then a compare-and-swap where it
+//! is found), else in the shared table: it costs tens to hundreds of nanoseconds, growing
+//! with the number of threads that hold a table (BENCHMARKS.md). Names come from the span's
+//! static metadata; fields and parents are read from the registry only when a snapshot is
+//! taken.
+//!
+//! What the tracker cannot see, it says: nesting deeper than 32 entered spans on one thread,
+//! and enters on threads without a table, are listed in the snapshot's `unknown`. A span
+//! entered on one thread and exited on another (an `Entered` guard held across an `.await`)
+//! stays "entered" on the first until it closes, as in `tracing-subscriber`'s own registry.
+//! A process that forks keeps the parent's thread ids and tables in the child: take
+//! snapshots in the process that installed the layer.
 //!
 //! A span is in exactly one place: its opening thread's table or the shared table. Moving it
 //! (eviction, or the thread's exit) swaps its slot's key to `BUSY` with a compare-and-swap
@@ -228,7 +239,7 @@ impl SpanTracker {
         if let Some(t) = self.table() {
             t.pop(id);
             let slot = t.slot(id);
-            if slot.key.load(Relaxed) == id {
+            if slot.key.load(Relaxed) == id && id != EMPTY && id != BUSY {
                 slot.last
                     .store(pack(coarse_now(), t.tid.load(Relaxed)), Relaxed);
                 return;
@@ -255,7 +266,7 @@ impl SpanTracker {
     pub(crate) fn close(&self, id: u64) {
         if let Some(t) = self.table() {
             let slot = t.slot(id);
-            if slot.key.load(Relaxed) == id {
+            if slot.key.load(Relaxed) == id && id != EMPTY && id != BUSY {
                 slot.key.store(EMPTY, Release);
                 self.inner.forget(id);
                 return;
@@ -310,7 +321,7 @@ impl SpanTracker {
         out
     }
 
-    /// A copy of every tracked span (at most `limit`). Threads' tables are read without a
+    /// A copy of every tracked span (at most `limit`, the oldest). Threads' tables are read without a
     /// lock; each shard is locked only while it is copied, so no app thread waits longer
     /// than one shard's copy.
     pub(crate) fn collect(&self, limit: usize) -> Vec<TrackedSpan> {
@@ -347,9 +358,14 @@ impl SpanTracker {
                     .or_insert(*e);
             }
         }
+        let mut found: Vec<(u64, Entry)> = found.into_iter().collect();
+        if found.len() > limit {
+            // The oldest are the ones a snapshot is about: keep those.
+            found.select_nth_unstable_by_key(limit.saturating_sub(1), |(id, e)| (e.opened, *id));
+            found.truncate(limit);
+        }
         let mut out: Vec<TrackedSpan> = found
             .into_iter()
-            .take(limit)
             .map(|(id, e)| {
                 let (active, last_tid) = unpack(e.last);
                 let (count, on) = entered.get(&id).copied().unwrap_or((0, 0));

@@ -105,6 +105,12 @@ impl Inner {
         })
     }
 
+    /// The tables a live thread holds (a released table's spans are all in the shards: its
+    /// thread moved them there before handing it back).
+    pub(super) fn claimed_tables(&self) -> impl Iterator<Item = &ThreadTable> {
+        self.tables().filter(|t| t.claimed.load(Acquire))
+    }
+
     /// A free table for the calling thread, or a new one; `None` when every table is taken.
     pub(super) fn claim(&self) -> Option<*const ThreadTable> {
         let tid = current_tid();
@@ -201,20 +207,28 @@ impl Inner {
     #[cold]
     #[inline(never)]
     pub(super) fn exit_elsewhere(&self, id: u64, word: u64) {
-        for t in self.tables() {
+        // The slot markers are never span ids in a thread's table.
+        let in_tables = id != EMPTY && id != BUSY;
+        for t in self.claimed_tables().filter(|_| in_tables) {
             let slot = t.slot(id);
             if slot.key.load(SeqCst) != id {
                 continue;
             }
             let old = slot.last.load(SeqCst);
-            if word >> TID_BITS >= old >> TID_BITS {
-                // Fails only when the slot was rewritten meanwhile (or a newer exit won).
-                let _ = slot.last.compare_exchange(old, word, SeqCst, SeqCst);
-            }
+            let swapped = word >> TID_BITS >= old >> TID_BITS
+                && slot
+                    .last
+                    .compare_exchange(old, word, SeqCst, SeqCst)
+                    .is_ok();
             if slot.key.load(SeqCst) == id {
                 return;
             }
-            // Moved to the shared table meanwhile: update it there.
+            // Moved to the shared table meanwhile. If the slot was already rewritten for
+            // another span with an equal activity word, the swap landed on that span: undo
+            // it (this fails harmlessly when anything wrote the word since).
+            if swapped {
+                let _ = slot.last.compare_exchange(word, old, SeqCst, SeqCst);
+            }
             break;
         }
         if self.shared_len.load(SeqCst) == 0 {
@@ -231,7 +245,8 @@ impl Inner {
     #[cold]
     #[inline(never)]
     pub(super) fn close_elsewhere(&self, id: u64) {
-        for t in self.tables() {
+        let in_tables = id != EMPTY && id != BUSY;
+        for t in self.claimed_tables().filter(|_| in_tables) {
             let slot = t.slot(id);
             if slot.key.load(SeqCst) != id {
                 continue;

@@ -1,6 +1,7 @@
 use super::shared::MAX_TRACKED;
 use super::thread_table::{THREAD_SLOTS, UNIT_SHIFT};
 use super::*;
+use std::sync::atomic::Ordering::SeqCst;
 use std::time::Duration;
 
 fn meta() -> &'static Metadata<'static> {
@@ -136,68 +137,108 @@ fn spans_opened_and_closed_across_threads_leave_nothing_behind() {
     use std::sync::mpsc;
     const THREADS: u64 = 4;
     const PER: u64 = 20_000;
+    const ROUNDS: u64 = 3;
     let t = Arc::new(SpanTracker::new(None));
+    // Per worker: how many of its spans it has opened, and below which index every span it
+    // closed itself is closed (published after the fact, read before a snapshot).
+    let opened: Arc<Vec<AtomicU64>> = Arc::new((0..THREADS).map(|_| AtomicU64::new(0)).collect());
+    let closed: Arc<Vec<AtomicU64>> = Arc::new((0..THREADS).map(|_| AtomicU64::new(0)).collect());
     let stop = Arc::new(AtomicBool::new(false));
-    // A snapshot reader all along: it must never see a span that is not open.
+    let id_of = |round: u64, w: u64, i: u64| (round * THREADS + w + 1) * 1_000_000 + i;
+    // A snapshot reader all along: a kept span opened before a snapshot began is in it, and a
+    // span closed before it began is not.
     let reader = {
-        let (t, stop) = (Arc::clone(&t), Arc::clone(&stop));
+        let (t, stop, opened, closed) = (
+            Arc::clone(&t),
+            Arc::clone(&stop),
+            Arc::clone(&opened),
+            Arc::clone(&closed),
+        );
         std::thread::spawn(move || {
-            let mut reads = 0;
-            while !stop.load(Relaxed) {
-                for s in t.collect(usize::MAX) {
-                    assert_eq!(s.slot.meta.name(), "request");
-                    assert!(s.id % 1_000_000 < PER);
+            let mut reads = 0u64;
+            let mut round = 0;
+            while !stop.load(SeqCst) {
+                let before_open: Vec<u64> = opened.iter().map(|a| a.load(SeqCst)).collect();
+                let before_closed: Vec<u64> = closed.iter().map(|a| a.load(SeqCst)).collect();
+                // Rounds move on while reading: only judge within the round read here.
+                let r = round;
+                let seen: std::collections::HashSet<u64> =
+                    t.collect(usize::MAX).iter().map(|s| s.id).collect();
+                for w in 0..THREADS {
+                    let (o, c) = (before_open[w as usize], before_closed[w as usize]);
+                    if o >> 32 != r || c >> 32 != r {
+                        continue;
+                    }
+                    let (o, c) = (o & 0xFFFF_FFFF, c & 0xFFFF_FFFF);
+                    for i in (0..o).filter(|i| i % 4 == 3) {
+                        assert!(seen.contains(&id_of(r, w, i)), "kept span {i} of {w} lost");
+                    }
+                    for i in (0..c).filter(|i| i % 4 < 2) {
+                        assert!(
+                            !seen.contains(&id_of(r, w, i)),
+                            "closed span {i} of {w} seen"
+                        );
+                    }
                 }
                 reads += 1;
+                round = opened[0].load(SeqCst) >> 32;
             }
             reads
         })
     };
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<u64>()).unzip();
-    let workers: Vec<_> = rxs
-        .into_iter()
-        .enumerate()
-        .map(|(w, rx)| {
-            let t = Arc::clone(&t);
-            let next = txs[(w + 1) % THREADS as usize].clone();
-            std::thread::spawn(move || {
-                let base = (w as u64 + 1) * 1_000_000;
-                let mut kept = Vec::new();
-                for i in 0..PER {
-                    let id = base + i;
-                    t.open(id, meta());
-                    t.activity(id, true);
-                    t.activity(id, false);
-                    match i % 4 {
-                        // Closed here at once.
-                        0 | 1 => t.close(id),
-                        // Handed to the next thread, which enters and closes it.
-                        2 => next.send(id).unwrap(),
-                        // Left open (a long-lived request).
-                        _ => kept.push(id),
-                    }
-                    while let Ok(other) = rx.try_recv() {
-                        t.activity(other, true);
-                        t.activity(other, false);
-                        t.close(other);
-                    }
-                }
-                drop(next);
-                (kept, rx)
-            })
-        })
-        .collect();
-    drop(txs);
-    let done: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
     let mut kept = Vec::new();
-    for (k, rx) in done {
-        kept.extend(k);
-        // What is still queued for a thread that finished: closed from here.
-        for id in rx.try_iter() {
-            t.close(id);
+    for round in 0..ROUNDS {
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..THREADS).map(|_| mpsc::channel::<u64>()).unzip();
+        // Fresh threads each round: the last round's tables are handed back meanwhile.
+        let workers: Vec<_> = rxs
+            .into_iter()
+            .enumerate()
+            .map(|(w, rx)| {
+                let (t, opened, closed) =
+                    (Arc::clone(&t), Arc::clone(&opened), Arc::clone(&closed));
+                let next = txs[(w + 1) % THREADS as usize].clone();
+                std::thread::spawn(move || {
+                    let w64 = w as u64;
+                    let mut kept = Vec::new();
+                    for i in 0..PER {
+                        let id = id_of(round, w64, i);
+                        t.open(id, meta());
+                        opened[w].store(round << 32 | (i + 1), SeqCst);
+                        t.activity(id, true);
+                        t.activity(id, false);
+                        match i % 4 {
+                            // Closed here at once.
+                            0 | 1 => {
+                                t.close(id);
+                                closed[w].store(round << 32 | (i + 1), SeqCst);
+                            }
+                            // Handed to the next thread, which enters and closes it.
+                            2 => next.send(id).unwrap(),
+                            // Left open (a long-lived request).
+                            _ => kept.push(id),
+                        }
+                        while let Ok(other) = rx.try_recv() {
+                            t.activity(other, true);
+                            t.activity(other, false);
+                            t.close(other);
+                        }
+                    }
+                    drop(next);
+                    (kept, rx)
+                })
+            })
+            .collect();
+        drop(txs);
+        let done: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        for (k, rx) in done {
+            kept.extend(k);
+            // What is still queued for a thread that finished: closed from here.
+            for id in rx.try_iter() {
+                t.close(id);
+            }
         }
     }
-    stop.store(true, Relaxed);
+    stop.store(true, SeqCst);
     assert!(reader.join().unwrap() > 0);
     kept.sort_unstable();
     let left: Vec<u64> = t.collect(usize::MAX).iter().map(|s| s.id).collect();
@@ -208,6 +249,77 @@ fn spans_opened_and_closed_across_threads_leave_nothing_behind() {
         t.close(id);
     }
     assert_eq!(t.len(), 0);
+}
+
+#[test]
+fn a_snapshot_over_its_limit_keeps_the_oldest_spans() {
+    let t = SpanTracker::new(None);
+    t.open(1, meta());
+    std::thread::sleep(Duration::from_millis(30));
+    for id in 2..3000 {
+        t.open(id, meta());
+    }
+    for _ in 0..20 {
+        let got = t.collect(2000);
+        assert_eq!(got.len(), 2000);
+        assert!(got.iter().any(|s| s.id == 1), "the oldest span was cut");
+    }
+    assert!(t.collect(0).is_empty());
+}
+
+#[test]
+fn ids_equal_to_the_slot_markers_never_touch_a_slot() {
+    let t = Arc::new(SpanTracker::new(None));
+    // Id 0 (EMPTY) on a thread with a table: its close must reach the shared table.
+    t.open(5, meta());
+    t.open(0, meta());
+    t.activity(0, true);
+    t.activity(0, false);
+    assert!(t.get(0).is_some());
+    t.close(0);
+    assert!(t.get(0).is_none(), "ghost of span 0");
+    t.close(5);
+    // Id u64::MAX (BUSY), closed from a thread while another one evicts (its slots pass
+    // through BUSY): the close reaches the shared table, no slot is emptied by it.
+    for _ in 0..200 {
+        t.open(u64::MAX, meta());
+        let t2 = Arc::clone(&t);
+        let evictor = std::thread::spawn(move || {
+            for id in 1..2000 {
+                t2.open(id, meta());
+            }
+            for id in 1..2000 {
+                t2.close(id);
+            }
+        });
+        t.close(u64::MAX);
+        evictor.join().unwrap();
+        assert_eq!(t.len(), 0, "ghost left");
+    }
+}
+
+#[test]
+fn with_a_filter_the_presence_counters_come_back_to_zero() {
+    let t = Arc::new(SpanTracker::new(Some(Arc::new(|m: &Metadata<'_>| {
+        m.name() == "request"
+    }))));
+    // Evicted (more than a table holds), closed from another thread, and over the cap.
+    for id in 1..=1000 {
+        t.open(id, meta());
+    }
+    let t2 = Arc::clone(&t);
+    std::thread::spawn(move || {
+        for id in 1..=1000 {
+            t2.activity(id, true);
+            t2.activity(id, false);
+            t2.close(id);
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(t.len(), 0);
+    let presence = t.inner.presence.as_ref().unwrap();
+    assert!(presence.iter().all(|p| p.load(Relaxed) == 0));
 }
 
 #[test]
