@@ -6,7 +6,16 @@
 //! 2. One phase start + done: both events through fmt, both flight-record writes (one
 //!    `write(2)` each): p50 should be at most 30 µs.
 //!
-//! Run: `cargo bench --bench layer`
+//! 3. Per span (open, enter, exit, close, no event, no fmt) through a bare registry: the
+//!    nanoseconds the layer adds, tracking on and off; and the same with every span created on
+//!    one thread and entered, exited and closed on another (the cross-thread path of the span
+//!    tracker, as with tasks that move between a runtime's workers).
+//!
+//! Run: `cargo bench -p shutdown-forensics-benches --bench layer`. For profilers, one
+//! configuration alone: `LAYER_BENCH_LOOP=base|off|on` runs 10 x `LAYER_BENCH_LOOP_N` requests
+//! (e.g. under `valgrind --tool=cachegrind` to count instructions per request, which code
+//! layout does not move); `LAYER_BENCH_REQUEST_ONLY=1` runs only the interleaved ratios (151
+//! rounds); `LAYER_BENCH_PER_SPAN_ONLY=1` only the per-span figures.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -24,6 +33,19 @@ where
         .without_time()
         .with_ansi(false)
         .with_writer(std::io::sink)
+}
+
+/// The fmt layer as most apps run it: its default timestamps, to a file (one `write(2)` per
+/// event, like a rolling file appender without its worker thread).
+fn file_dispatch(file: &std::fs::File, layer: Option<ShutdownLayer>) -> Dispatch {
+    let file = file.try_clone().expect("dup");
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file));
+    match layer {
+        Some(l) => Dispatch::new(tracing_subscriber::registry().with(fmt).with(l)),
+        None => Dispatch::new(tracing_subscriber::registry().with(fmt)),
+    }
 }
 
 fn baseline() -> Dispatch {
@@ -97,7 +119,11 @@ fn non_phase(c: &mut Criterion) {
 
 /// Median of per-round ratios (with / without), blocks interleaved.
 fn interleaved_overhead(with: &Dispatch, rounds: usize) -> f64 {
-    let base = baseline();
+    interleaved_against(&baseline(), with, rounds)
+}
+
+/// Median of per-round ratios (with / base), blocks interleaved.
+fn interleaved_against(base: &Dispatch, with: &Dispatch, rounds: usize) -> f64 {
     let block = |d: &Dispatch| {
         tracing::dispatcher::with_default(d, || {
             let t = Instant::now();
@@ -109,9 +135,9 @@ fn interleaved_overhead(with: &Dispatch, rounds: usize) -> f64 {
     };
     let mut ratios: Vec<f64> = (0..rounds)
         .map(|_| {
-            let a = block(&base);
+            let a = block(base);
             let b = block(with);
-            let a2 = block(&base);
+            let a2 = block(base);
             b.as_secs_f64() / ((a + a2).as_secs_f64() / 2.0)
         })
         .collect();
@@ -143,7 +169,158 @@ fn phase_latency(samples: usize) -> Vec<Duration> {
     out
 }
 
+/// Nanoseconds per span (open, enter, exit, close; no event, no fmt layer) through a bare
+/// registry with the layer, minus the same through the registry alone: the layer's own cost
+/// per span, tracking on and off, from blocks interleaved in one run (median of rounds).
+fn per_span_ns(rounds: usize) -> (f64, f64, f64) {
+    let bare = Dispatch::new(tracing_subscriber::registry());
+    let on = Dispatch::new(tracing_subscriber::registry().with(ShutdownLayer::new()));
+    let off = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(ShutdownLayer::builder().without_span_tracking().build()),
+    );
+    const N: u32 = 20_000;
+    let block = |d: &Dispatch| {
+        tracing::dispatcher::with_default(d, || {
+            let t = Instant::now();
+            for i in 0..N {
+                let span = tracing::info_span!(target: "app", "request", id = i);
+                let _g = black_box(span.enter());
+            }
+            t.elapsed().as_secs_f64() * 1e9 / f64::from(N)
+        })
+    };
+    let mut rows: Vec<(f64, f64, f64)> = (0..rounds)
+        .map(|_| (block(&bare), block(&on), block(&off)))
+        .collect();
+    let median = |f: &dyn Fn(&(f64, f64, f64)) -> f64, rows: &mut Vec<(f64, f64, f64)>| {
+        rows.sort_by(|a, b| f(a).total_cmp(&f(b)));
+        f(&rows[rows.len() / 2])
+    };
+    let base = median(&|r| r.0, &mut rows);
+    let with_on = median(&|r| r.1 - r.0, &mut rows);
+    let with_off = median(&|r| r.2 - r.0, &mut rows);
+    (base, with_on, with_off)
+}
+
+/// Like [`per_span_ns`], but each span is created on one thread and entered, exited and
+/// closed on another (sent over a channel in batches), while `idle_threads` other threads
+/// each hold a table of the tracker (one open span each), as a large runtime's would.
+fn cross_thread_ns(rounds: usize, idle_threads: usize) -> (f64, f64, f64) {
+    use std::sync::mpsc;
+    let bare = Dispatch::new(tracing_subscriber::registry());
+    let on = Dispatch::new(tracing_subscriber::registry().with(ShutdownLayer::new()));
+    let off = Dispatch::new(
+        tracing_subscriber::registry()
+            .with(ShutdownLayer::builder().without_span_tracking().build()),
+    );
+    let (release, parked) = {
+        let (tx, rx) = mpsc::channel::<()>();
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        let parked: Vec<_> = (0..idle_threads)
+            .map(|i| {
+                let (d, rx) = (on.clone(), std::sync::Arc::clone(&rx));
+                let (ready_tx, ready_rx) = mpsc::channel::<()>();
+                let h = std::thread::spawn(move || {
+                    tracing::dispatcher::with_default(&d, || {
+                        let _span = tracing::info_span!(target: "app", "idle", i);
+                        ready_tx.send(()).expect("bench alive");
+                        let _ = rx.lock().map(|r| r.recv());
+                    })
+                });
+                ready_rx.recv().expect("idle thread");
+                h
+            })
+            .collect();
+        (tx, parked)
+    };
+    const N: u32 = 20_000;
+    const BATCH: u32 = 100;
+    let block = |d: &Dispatch| {
+        let (tx, rx) = mpsc::sync_channel::<Vec<tracing::Span>>(4);
+        let d2 = d.clone();
+        let t = Instant::now();
+        let worker = std::thread::spawn(move || {
+            tracing::dispatcher::with_default(&d2, || {
+                for batch in rx {
+                    for span in batch {
+                        let _g = black_box(span.enter());
+                    }
+                }
+            })
+        });
+        tracing::dispatcher::with_default(d, || {
+            for b in 0..N / BATCH {
+                let batch = (0..BATCH)
+                    .map(|i| tracing::info_span!(target: "app", "request", id = b * BATCH + i))
+                    .collect();
+                tx.send(batch).expect("worker alive");
+            }
+        });
+        drop(tx);
+        worker.join().expect("worker");
+        t.elapsed().as_secs_f64() * 1e9 / f64::from(N)
+    };
+    let mut rows: Vec<(f64, f64, f64)> = (0..rounds)
+        .map(|_| (block(&bare), block(&on), block(&off)))
+        .collect();
+    let median = |f: &dyn Fn(&(f64, f64, f64)) -> f64, rows: &mut Vec<(f64, f64, f64)>| {
+        rows.sort_by(|a, b| f(a).total_cmp(&f(b)));
+        f(&rows[rows.len() / 2])
+    };
+    let base = median(&|r| r.0, &mut rows);
+    let with_on = median(&|r| r.1 - r.0, &mut rows);
+    let with_off = median(&|r| r.2 - r.0, &mut rows);
+    for _ in &parked {
+        let _ = release.send(());
+    }
+    for h in parked {
+        let _ = h.join();
+    }
+    (base, with_on, with_off)
+}
+
 fn main() {
+    if let Some(which) = std::env::var_os("LAYER_BENCH_LOOP") {
+        let d = match which.to_str() {
+            Some("on") => with_layer(),
+            Some("off") => with_untracked_layer(),
+            _ => baseline(),
+        };
+        tracing::dispatcher::with_default(&d, || {
+            let n: u32 = std::env::var("LAYER_BENCH_LOOP_N")
+                .ok()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(200_000);
+            for round in 0..10 {
+                let t = Instant::now();
+                for i in 0..n {
+                    request(black_box(u64::from(i)));
+                }
+                println!(
+                    "round {round}: {:.1} ns per request",
+                    t.elapsed().as_nanos() as f64 / f64::from(n)
+                );
+            }
+        });
+        return;
+    }
+    if std::env::var_os("LAYER_BENCH_REQUEST_ONLY").is_some() {
+        let on = interleaved_overhead(&with_layer(), 151);
+        let off = interleaved_overhead(&with_untracked_layer(), 151);
+        let filt = interleaved_overhead(&with_filtered_tracking(), 151);
+        println!(
+            "tracking on {:+.1} %, off {:+.1} %, filtered {:+.1} %",
+            (on - 1.0) * 100.0,
+            (off - 1.0) * 100.0,
+            (filt - 1.0) * 100.0
+        );
+        return;
+    }
+    if std::env::var_os("LAYER_BENCH_PER_SPAN_ONLY").is_some() {
+        per_span_report();
+        return;
+    }
     let mut c = Criterion::default()
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1))
@@ -190,6 +367,21 @@ fn main() {
         (busy - 1.0) * 100.0
     );
 
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = std::fs::File::create(dir.path().join("app.log")).expect("log file");
+    let file_ratio = interleaved_against(
+        &file_dispatch(&file, None),
+        &file_dispatch(&file, Some(ShutdownLayer::new())),
+        31,
+    );
+    println!(
+        "  fmt with timestamps to a file, with layer (tracking on) : {:.3}x that baseline ({:+.1} %)",
+        file_ratio,
+        (file_ratio - 1.0) * 100.0
+    );
+
+    per_span_report();
+
     let lat = phase_latency(5000);
     let pct = |p: f64| lat[((lat.len() - 1) as f64 * p) as usize];
     println!(
@@ -199,4 +391,18 @@ fn main() {
         pct(0.9),
         pct(0.99)
     );
+}
+
+fn per_span_report() {
+    let (base, on, off) = per_span_ns(201);
+    println!(
+        "per span (open, enter, exit, close) through a bare registry: {base:.1} ns; the layer adds {on:.1} ns with span tracking on, {off:.1} ns with it off (median of 201 interleaved rounds x 20000 spans)"
+    );
+    for idle in [0, 64] {
+        let (base, on, off) = cross_thread_ns(41, idle);
+        println!(
+            "per span created on one thread, entered/exited/closed on another, {} tracker tables: {base:.1} ns; the layer adds {on:.1} ns with span tracking on, {off:.1} ns with it off (median of 41 rounds x 20000 spans)",
+            idle + 2
+        );
+    }
 }

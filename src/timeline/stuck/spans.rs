@@ -35,7 +35,9 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::ptr;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
-use std::sync::atomic::{fence, AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicUsize,
+};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tracing_core::Metadata;
@@ -43,7 +45,7 @@ use tracing_core::Metadata;
 pub(crate) use clock::{coarse_now, coarse_since, current_tid};
 pub(crate) use shared::SpanFilter;
 use shared::{presence_of, IdHasher, Inner, Shard, MAX_THREAD_TABLES, PRESENCE, SHARDS};
-use thread_table::{pack, unpack, Entry, Slot, ThreadTable, BUSY, EMPTY, STACK};
+use thread_table::{pack, unpack, Entry, Slot, ThreadTable, BUSY, EMPTY, REGISTRY_SHARDS, STACK};
 
 /// What is kept per open span.
 #[derive(Debug, Clone, Copy)]
@@ -128,6 +130,7 @@ impl SpanTracker {
                     .map(|_| AtomicPtr::new(ptr::null_mut()))
                     .collect(),
                 tables_len: AtomicUsize::new(0),
+                hints: (0..REGISTRY_SHARDS).map(|_| AtomicU16::new(0)).collect(),
                 grow: Mutex::new(()),
                 shards: (0..SHARDS).map(|_| Shard::default()).collect(),
                 shared_len: AtomicUsize::new(0),
@@ -203,6 +206,7 @@ impl SpanTracker {
             return;
         };
         let tid = table.tid.load(Relaxed);
+        inner.note_shard(table, id);
         let slot = table.slot(id);
         let old = slot.key.load(Relaxed);
         if old != EMPTY && old != BUSY {

@@ -4,13 +4,15 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU16, AtomicU32, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tracing_core::Metadata;
 
 use super::clock::current_tid;
-use super::thread_table::{hash, pack, Entry, Slot, ThreadTable, BUSY, EMPTY, TID_BITS};
+use super::thread_table::{
+    hash, pack, registry_shard, Entry, Slot, ThreadTable, BUSY, EMPTY, TID_BITS,
+};
 
 /// Decides which spans are tracked (see `ShutdownLayerBuilder::with_stuck_spans`).
 pub(crate) type SpanFilter = Arc<dyn Fn(&Metadata<'_>) -> bool + Send + Sync>;
@@ -56,6 +58,9 @@ pub(super) struct Inner {
     pub(super) tables: Box<[AtomicPtr<ThreadTable>]>,
     /// Tables allocated so far (`tables[..n]` are not null).
     pub(super) tables_len: AtomicUsize,
+    /// Per registry shard, 1 + the index of the table of the thread that last opened a span
+    /// in it (0: none): where a span touched from another thread is looked for first.
+    pub(super) hints: Box<[AtomicU16]>,
     pub(super) grow: Mutex<()>,
     pub(super) shards: Box<[Shard]>,
     /// Spans in the shared table, plus moves into it under way.
@@ -111,6 +116,49 @@ impl Inner {
         self.tables().filter(|t| t.claimed.load(Acquire))
     }
 
+    /// The slot of span `id` in the table of the thread that created it, found by the
+    /// registry-shard hint, and whether that hint names the creating thread for sure (its
+    /// table is live and its last span was in that shard: then the span, if not in the slot,
+    /// is in the shared table, or about to be).
+    fn hinted(&self, id: u64) -> (Option<&Slot>, bool) {
+        let shard = registry_shard(id);
+        let hinted = usize::from(self.hints[shard].load(Relaxed));
+        let Some(t) = hinted
+            .checked_sub(1)
+            .and_then(|i| self.tables.get(i))
+            .and_then(|p| {
+                // SAFETY: non-null pointers in `tables` point to tables freed only with `self`.
+                unsafe { p.load(Acquire).as_ref() }
+            })
+        else {
+            return (None, false);
+        };
+        let slot = t.slot(id);
+        if slot.key.load(SeqCst) == id {
+            return (Some(slot), true);
+        }
+        let sure = t.claimed.load(Acquire) && t.shard_hint.load(Relaxed) as usize == shard;
+        (None, sure)
+    }
+
+    /// The slot of span `id` in any live thread's table.
+    fn scan(&self, id: u64) -> Option<&Slot> {
+        self.claimed_tables()
+            .map(|t| t.slot(id))
+            .find(|s| s.key.load(SeqCst) == id)
+    }
+
+    /// The owning thread opened span `id`: keep the hint to its table current.
+    #[inline]
+    pub(super) fn note_shard(&self, table: &ThreadTable, id: u64) {
+        let shard = registry_shard(id);
+        // One compare per open; a store only when the thread's shard changes.
+        if table.shard_hint.load(Relaxed) as usize != shard {
+            table.shard_hint.store(shard as u32, Relaxed);
+            self.hints[shard].store(table.index.saturating_add(1), Relaxed);
+        }
+    }
+
     /// A free table for the calling thread, or a new one; `None` when every table is taken.
     pub(super) fn claim(&self) -> Option<*const ThreadTable> {
         let tid = current_tid();
@@ -128,7 +176,8 @@ impl Inner {
         if n >= self.tables.len() {
             return None;
         }
-        let t = Box::into_raw(Box::new(ThreadTable::new(tid)));
+        let index = u16::try_from(n).unwrap_or(u16::MAX);
+        let t = Box::into_raw(Box::new(ThreadTable::new(tid, index)));
         self.tables[n].store(t, Release);
         self.tables_len.store(n + 1, Release);
         Some(t)
@@ -208,36 +257,60 @@ impl Inner {
     #[inline(never)]
     pub(super) fn exit_elsewhere(&self, id: u64, word: u64) {
         // The slot markers are never span ids in a thread's table.
-        let in_tables = id != EMPTY && id != BUSY;
-        for t in self.claimed_tables().filter(|_| in_tables) {
-            let slot = t.slot(id);
-            if slot.key.load(SeqCst) != id {
-                continue;
-            }
-            let old = slot.last.load(SeqCst);
-            let swapped = word >> TID_BITS >= old >> TID_BITS
-                && slot
-                    .last
-                    .compare_exchange(old, word, SeqCst, SeqCst)
-                    .is_ok();
-            if slot.key.load(SeqCst) == id {
-                return;
-            }
-            // Moved to the shared table meanwhile. If the slot was already rewritten for
-            // another span with an equal activity word, the swap landed on that span: undo
-            // it (this fails harmlessly when anything wrote the word since).
-            if swapped {
-                let _ = slot.last.compare_exchange(word, old, SeqCst, SeqCst);
-            }
-            break;
-        }
-        if self.shared_len.load(SeqCst) == 0 {
+        if id == EMPTY || id == BUSY {
+            self.exit_in_shard(id, word);
             return;
         }
-        if let Some(e) = self.shard(id).get_mut(&id) {
-            if word >> TID_BITS >= e.last >> TID_BITS {
-                e.last = word;
+        // The creator's slot; else, when the hint is sure, the shared table; else a search
+        // of every live table, then the shared table again (the span may have moved there).
+        let (slot, sure) = self.hinted(id);
+        if let Some(slot) = slot.or_else(|| (!sure).then(|| self.scan(id)).flatten()) {
+            if Self::exit_in_slot(slot, id, word) {
+                return;
             }
+        } else if sure && self.exit_in_shard(id, word) {
+            return;
+        } else if let Some(slot) = sure.then(|| self.scan(id)).flatten() {
+            if Self::exit_in_slot(slot, id, word) {
+                return;
+            }
+        }
+        self.exit_in_shard(id, word);
+    }
+
+    /// Records the exit in `slot`; false when the span left the slot meanwhile.
+    fn exit_in_slot(slot: &Slot, id: u64, word: u64) -> bool {
+        let old = slot.last.load(SeqCst);
+        let swapped = word >> TID_BITS >= old >> TID_BITS
+            && slot
+                .last
+                .compare_exchange(old, word, SeqCst, SeqCst)
+                .is_ok();
+        if slot.key.load(SeqCst) == id {
+            return true;
+        }
+        // Moved to the shared table meanwhile. If the slot was already rewritten for another
+        // span with an equal activity word, the swap landed on that span: undo it (this fails
+        // harmlessly when anything wrote the word since).
+        if swapped {
+            let _ = slot.last.compare_exchange(word, old, SeqCst, SeqCst);
+        }
+        false
+    }
+
+    /// Records the exit in the shared table; false when the span is not there.
+    fn exit_in_shard(&self, id: u64, word: u64) -> bool {
+        if self.shared_len.load(SeqCst) == 0 {
+            return false;
+        }
+        match self.shard(id).get_mut(&id) {
+            Some(e) => {
+                if word >> TID_BITS >= e.last >> TID_BITS {
+                    e.last = word;
+                }
+                true
+            }
+            None => false,
         }
     }
 
@@ -245,26 +318,48 @@ impl Inner {
     #[cold]
     #[inline(never)]
     pub(super) fn close_elsewhere(&self, id: u64) {
-        let in_tables = id != EMPTY && id != BUSY;
-        for t in self.claimed_tables().filter(|_| in_tables) {
-            let slot = t.slot(id);
-            if slot.key.load(SeqCst) != id {
-                continue;
-            }
-            if slot.key.compare_exchange(id, EMPTY, SeqCst, SeqCst).is_ok() {
-                self.forget(id);
-                return;
-            }
-            // Moved to the shared table meanwhile (its shard lock is held until it is there).
-            break;
-        }
-        if self.shared_len.load(SeqCst) == 0 {
+        if id == EMPTY || id == BUSY {
+            self.close_in_shard(id);
             return;
         }
-        if self.shard(id).remove(&id).is_some() {
+        // As for an exit: the creator's slot, the shared table when the hint is sure, else
+        // every live table, then the shared table (the span may have moved there: its shard
+        // lock is held until it is in).
+        let (slot, sure) = self.hinted(id);
+        if let Some(slot) = slot.or_else(|| (!sure).then(|| self.scan(id)).flatten()) {
+            if self.close_in_slot(slot, id) {
+                return;
+            }
+        } else if sure && self.close_in_shard(id) {
+            return;
+        } else if let Some(slot) = sure.then(|| self.scan(id)).flatten() {
+            if self.close_in_slot(slot, id) {
+                return;
+            }
+        }
+        self.close_in_shard(id);
+    }
+
+    /// Takes span `id` out of `slot`; false when it left the slot meanwhile.
+    fn close_in_slot(&self, slot: &Slot, id: u64) -> bool {
+        let taken = slot.key.compare_exchange(id, EMPTY, SeqCst, SeqCst).is_ok();
+        if taken {
+            self.forget(id);
+        }
+        taken
+    }
+
+    /// Takes span `id` out of the shared table; false when it is not there.
+    fn close_in_shard(&self, id: u64) -> bool {
+        if self.shared_len.load(SeqCst) == 0 {
+            return false;
+        }
+        let removed = self.shard(id).remove(&id).is_some();
+        if removed {
             self.shared_len.fetch_sub(1, SeqCst);
             self.forget(id);
         }
+        removed
     }
 
     /// Opens a span in the shared table (a thread without a table).

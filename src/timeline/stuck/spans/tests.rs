@@ -386,3 +386,57 @@ fn the_coarse_clock_moves_forward() {
     assert!(coarse_since(a, b) >= Duration::from_millis(20));
     assert_eq!(coarse_since(b, a), Duration::ZERO);
 }
+
+#[test]
+fn the_registry_shard_hint_names_the_creating_thread() {
+    use tracing_core::Subscriber as _;
+    // The hint's layout assumption, checked against the registry this crate builds on: ids
+    // of spans created on one thread share a shard, another thread's differ. (Were the
+    // layout to change, lookups from other threads would still be right, only slower.)
+    let registry = Arc::new(tracing_subscriber::registry());
+    let shard_of_thread = |r: Arc<tracing_subscriber::Registry>| {
+        std::thread::spawn(move || {
+            let ids: Vec<tracing_core::span::Id> = (0..3)
+                .map(|_| {
+                    let meta = meta();
+                    let values = meta.fields().value_set(&[]);
+                    r.new_span(&tracing_core::span::Attributes::new_root(meta, &values))
+                })
+                .collect();
+            let shards: Vec<usize> = ids
+                .iter()
+                .map(|i| super::thread_table::registry_shard(i.into_u64()))
+                .collect();
+            for id in ids {
+                r.try_close(id);
+            }
+            shards
+        })
+        .join()
+        .unwrap()
+    };
+    let a = shard_of_thread(Arc::clone(&registry));
+    let b = {
+        // Keep the first thread's shard taken while the second one runs.
+        let r = Arc::clone(&registry);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let holder = std::thread::spawn(move || {
+            let meta = meta();
+            let values = meta.fields().value_set(&[]);
+            let id = r.new_span(&tracing_core::span::Attributes::new_root(meta, &values));
+            tx.send(super::thread_table::registry_shard(id.into_u64()))
+                .unwrap();
+            done_rx.recv().unwrap();
+            r.try_close(id);
+        });
+        let held = rx.recv().unwrap();
+        let b = shard_of_thread(Arc::clone(&registry));
+        done_tx.send(()).unwrap();
+        holder.join().unwrap();
+        assert_ne!(held, b[0]);
+        b
+    };
+    assert!(a.iter().all(|s| *s == a[0]), "{a:?}");
+    assert!(b.iter().all(|s| *s == b[0]), "{b:?}");
+}

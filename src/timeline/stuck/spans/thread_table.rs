@@ -73,6 +73,10 @@ pub(super) struct ThreadTable {
     /// Owned by a live thread (a table is reused after its thread exits).
     pub(super) claimed: AtomicBool,
     pub(super) tid: AtomicU32,
+    /// Its place in the tracker's list (for the lookup hints).
+    pub(super) index: u16,
+    /// The registry shard of the last span it opened (see [`registry_shard`]).
+    pub(super) shard_hint: AtomicU32,
     /// How many spans are entered on the thread (its stack holds the first [`STACK`]).
     pub(super) depth: AtomicUsize,
     pub(super) stack: [AtomicU64; STACK],
@@ -80,9 +84,11 @@ pub(super) struct ThreadTable {
 }
 
 impl ThreadTable {
-    pub(super) fn new(tid: u32) -> Self {
+    pub(super) fn new(tid: u32, index: u16) -> Self {
         Self {
             claimed: AtomicBool::new(true),
+            index,
+            shard_hint: AtomicU32::new(u32::MAX),
             tid: AtomicU32::new(tid),
             depth: AtomicUsize::new(0),
             stack: [const { AtomicU64::new(0) }; STACK],
@@ -164,4 +170,17 @@ pub(super) fn pack(now_ns: u64, tid: u32) -> u64 {
 pub(super) fn unpack(word: u64) -> (u64, u32) {
     let tid = (word & ((1 << TID_BITS) - 1)) as u32;
     ((word >> TID_BITS) << UNIT_SHIFT, tid)
+}
+
+/// Registry shards a span id can name (`tracing-subscriber`'s registry stores spans in a
+/// `sharded-slab` with its default layout: 38 address bits, then 13 bits naming the shard of
+/// the thread that created the span).
+pub(super) const REGISTRY_SHARDS: usize = 1 << 13;
+
+/// The registry shard span `id` was created in, if the subscriber is `tracing-subscriber`'s
+/// registry; with any other subscriber, an arbitrary number. Only a hint: it says which
+/// thread's table to look in first, and a miss falls back to looking in all of them.
+#[inline]
+pub(super) fn registry_shard(id: u64) -> usize {
+    ((id.wrapping_sub(1) >> 38) as usize) % REGISTRY_SHARDS
 }
