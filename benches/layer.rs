@@ -12,7 +12,7 @@
 //!    tracker, as with tasks that move between a runtime's workers).
 //!
 //! Run: `cargo bench -p shutdown-forensics-benches --bench layer`. For profilers, one
-//! configuration alone: `LAYER_BENCH_LOOP=base|off|on` runs 10 x `LAYER_BENCH_LOOP_N` requests
+//! configuration alone: `LAYER_BENCH_LOOP=base|off|filtered|on` runs 10 x `LAYER_BENCH_LOOP_N` requests
 //! (e.g. under `valgrind --tool=cachegrind` to count instructions per request, which code
 //! layout does not move); `LAYER_BENCH_REQUEST_ONLY=1` runs only the interleaved ratios (151
 //! rounds); `LAYER_BENCH_PER_SPAN_ONLY=1` only the per-span figures.
@@ -285,6 +285,7 @@ fn main() {
         let d = match which.to_str() {
             Some("on") => with_layer(),
             Some("off") => with_untracked_layer(),
+            Some("filtered") => with_filtered_tracking(),
             _ => baseline(),
         };
         tracing::dispatcher::with_default(&d, || {

@@ -242,6 +242,10 @@ impl SpanTracker {
     pub(crate) fn exit(&self, id: u64) {
         if let Some(t) = self.table() {
             t.pop(id);
+            // A span a filter left out is in no table (a tracked one always counts here).
+            if !self.inner.may_track(id) {
+                return;
+            }
             let slot = t.slot(id);
             if slot.key.load(Relaxed) == id && id != EMPTY && id != BUSY {
                 slot.last
@@ -268,6 +272,9 @@ impl SpanTracker {
     /// The span closed.
     #[inline]
     pub(crate) fn close(&self, id: u64) {
+        if !self.inner.may_track(id) {
+            return;
+        }
         if let Some(t) = self.table() {
             let slot = t.slot(id);
             if slot.key.load(Relaxed) == id && id != EMPTY && id != BUSY {
@@ -276,9 +283,7 @@ impl SpanTracker {
                 return;
             }
         }
-        if self.inner.may_track(id) {
-            self.inner.close_elsewhere(id);
-        }
+        self.inner.close_elsewhere(id);
     }
 
     /// How many spans are tracked now (counted, not free: a snapshot-time figure).
