@@ -394,13 +394,22 @@ impl ForensicsBuilder {
             timeline.startup.set_begin_explicit();
             // The subscriber may not exist yet (install before `init()`): the verdict and the
             // filter check wait for it, or go to stderr if it never comes (at drop).
-            let verdict = handle.previous_shutdown().cloned();
+            let shared = std::sync::Arc::clone(&handle.shared);
             let startup_messages = move |subscribed: bool| {
-                if let Some(v) = &verdict {
+                if let Some(record) = &shared.record {
                     if subscribed {
-                        v.log();
-                    } else if let Some(m) = v.message() {
-                        eprintln!("shutdown-forensics: {m}");
+                        record.log_previous();
+                    } else {
+                        if let Some(m) = record.previous_shutdown().message() {
+                            eprintln!("shutdown-forensics: {m}");
+                        }
+                        for m in record.unconfirmed_verdicts() {
+                            eprintln!(
+                                "shutdown-forensics: Earlier verdict, read by a start that was \
+                                 stopped before it could log it: {m}"
+                            );
+                        }
+                        record.confirm_logged();
                     }
                 }
                 if subscribed {

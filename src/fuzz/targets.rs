@@ -293,6 +293,8 @@ fn fuzz_flight_record() {
             b"{\"kind\":\"note\",\"note\":\"escalated\",\"value\":{\"count\":2,\"exit_code\":130}}\n",
             b"{\"kind\":\"note\",\"note\":\"exit\",\"value\":{\"panicking\":true}}\n",
             b"{\"kind\":\"stuck\",\"summary\":\"s\",\"phase\":\"drain\"}\n",
+            b"{\"kind\":\"run\",\"pid\":43,\"previous\":\"p\",\"carried\":[\"a\",\"b\"]}\n",
+            b"{\"kind\":\"note\",\"note\":\"verdict_logged\"}\n",
             b"\"kind\":", b"\"t\":", b"\"id\":", b"\"pid\":", b"\"total_s\":",
         ],
     };
@@ -305,6 +307,14 @@ fn fuzz_flight_record() {
         never_clean_without_evidence(&verdict, &text);
         // The public, pure entry point: the same rule.
         never_clean_without_evidence(&crate::FlightRecord::parse(&text), &text);
+        // Verdicts carried from a start killed before logging them: bounded, and safe to log.
+        use crate::verdict::unconfirmed::{shown, unconfirmed, MAX_CARRIED, MESSAGE_MAX};
+        let carried = unconfirmed(&text);
+        assert!(carried.len() <= MAX_CARRIED);
+        for m in &carried {
+            assert!(m.chars().count() <= MESSAGE_MAX);
+            assert!(!shown(m).chars().any(char::is_control), "{m:?}");
+        }
         !matches!(verdict, PreviousShutdown::None)
     });
     assert!(summary.accepted > 0);

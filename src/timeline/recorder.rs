@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use crate::error::Error;
 use crate::sys::clock::unix_secs;
 use crate::timeline::takeover::{judge_takeovers, takeover_path};
+use crate::verdict::unconfirmed::{shown, unconfirmed};
 use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
 
 /// How much of the previous run's record is read at startup.
@@ -47,6 +48,8 @@ pub struct FlightRecord {
     written: AtomicU64,
     next_checkpoint: AtomicU64,
     previous: PreviousShutdown,
+    /// Verdicts earlier starts read and never confirmed as logged (oldest first).
+    unconfirmed: Vec<String>,
     takeovers: Vec<PreviousShutdown>,
 }
 
@@ -65,7 +68,13 @@ impl FlightRecord {
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
         // Read first: a failed open may have moved the old record aside already.
-        let previous = Self::previous(path).unwrap_or(PreviousShutdown::None);
+        let (previous, unconfirmed) = match read_tail(path) {
+            Ok(Some((_, text, oversized))) => (
+                judge(&text, oversized),
+                unconfirmed(&text).iter().map(|m| shown(m)).collect(),
+            ),
+            _ => (PreviousShutdown::None, Vec::new()),
+        };
         Self::open_strict(path).or_else(|e| {
             Ok(Self {
                 file: None,
@@ -74,6 +83,7 @@ impl FlightRecord {
                 written: AtomicU64::new(0),
                 next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
                 previous,
+                unconfirmed,
                 takeovers: Vec::new(),
             })
         })
@@ -94,9 +104,13 @@ impl FlightRecord {
             .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
         let ctx = || format!("read flight record {}", path.display());
         let mut kept = true;
+        let mut carried = Vec::new();
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
             Some((old, text, oversized)) => {
                 let previous = judge(&text, oversized);
+                if !matches!(previous, PreviousShutdown::StillRunning { .. }) {
+                    carried = unconfirmed(&text);
+                }
                 if previous != PreviousShutdown::None {
                     // Narrowed through the descriptor (the inode keeps it across the rename).
                     let _ = narrow(&old);
@@ -123,6 +137,13 @@ impl FlightRecord {
                 .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
         }
         let takeovers = judge_takeovers(&path, |p: &Path| Self::previous(p));
+        // What this start read, until it confirms having logged it: a start killed before
+        // that hands it on to the next one (see `verdict/unconfirmed.rs`).
+        let read_now = previous.message().map(|m| {
+            m.chars()
+                .take(crate::verdict::unconfirmed::MESSAGE_MAX)
+                .collect::<String>()
+        });
         let record = Self {
             takeovers,
             file: Some(file),
@@ -131,6 +152,7 @@ impl FlightRecord {
             written: AtomicU64::new(0),
             next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
             previous,
+            unconfirmed: carried.iter().map(|m| shown(m)).collect(),
         };
         let header = json!({
             "kind": "run",
@@ -139,6 +161,8 @@ impl FlightRecord {
             "boot_id": boot_id(),
             "wall_unix_s": unix_secs(std::time::SystemTime::now()),
             "version": 1,
+            "previous": read_now,
+            "carried": carried,
         });
         record
             .append(&header)
@@ -175,6 +199,38 @@ impl FlightRecord {
     #[must_use]
     pub fn previous_shutdown(&self) -> &PreviousShutdown {
         &self.previous
+    }
+
+    /// Verdicts that earlier starts read from this record and never confirmed as logged
+    /// (each was killed before it could log them), oldest first, at most three, escaped.
+    /// [`FlightRecord::log_previous`] logs them after the previous run's own verdict.
+    #[must_use]
+    pub fn unconfirmed_verdicts(&self) -> &[String] {
+        &self.unconfirmed
+    }
+
+    /// Logs the previous run's verdict ([`PreviousShutdown::log`]) and every
+    /// [unconfirmed](FlightRecord::unconfirmed_verdicts) earlier one (WARN, target
+    /// `shutdown`), then records that they were logged, so that the next start does not
+    /// report them again. [`ForensicsBuilder::install`](crate::ForensicsBuilder::install)
+    /// calls it once a subscriber is there; call it yourself when you use the layer alone.
+    pub fn log_previous(&self) {
+        self.previous.log();
+        for message in &self.unconfirmed {
+            tracing::warn!(
+                target: crate::sys::target::PHASE_TARGET,
+                "Earlier verdict, read by a start that was stopped before it could log it: {message}"
+            );
+        }
+        self.confirm_logged();
+    }
+
+    /// Records that this start's verdicts reached the logs (or stderr).
+    pub(crate) fn confirm_logged(&self) {
+        if self.previous.message().is_some() || !self.unconfirmed.is_empty() {
+            let note = json!({"kind": "note", "note": crate::verdict::unconfirmed::LOGGED_NOTE});
+            let _ = self.append_line(&note, true);
+        }
     }
 
     /// The verdicts on predecessors this record's path was taken over from while they still

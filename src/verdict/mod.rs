@@ -17,6 +17,7 @@ use crate::sys::target::PHASE_TARGET;
 use crate::who::trigger::TriggerInfo;
 
 mod evidence;
+pub(crate) mod unconfirmed;
 
 use evidence::PanicRecord;
 pub use evidence::UnknownReason;
@@ -406,8 +407,11 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     for r in &records[run_start..] {
         // Anything after the panic (an exit note says how) means the run went on; but not a
         // heartbeat, which the watchdog thread stamps and appends on its own and which can
-        // land after the exit note it raced with.
-        if kind(r) != "heartbeat" {
+        // land after the exit note it raced with, nor the startup thread's note that the
+        // previous verdict was logged.
+        let aside = kind(r) == "heartbeat"
+            || r.get("note").and_then(Value::as_str) == Some(unconfirmed::LOGGED_NOTE);
+        if !aside {
             ended_in_panic = false;
         }
         the_pid = pid(r).or(the_pid);

@@ -1,0 +1,193 @@
+//! A start SIGKILLed after it read the previous record and before it logged the verdict: the
+//! verdict is not lost. The next start logs it as an earlier one, and only once.
+//!
+//! Real processes: this test binary re-run as three roles on one record path, each killed or
+//! ended for real.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use shutdown_forensics::{phase, FlightRecord, Forensics, PreviousShutdown, ShutdownLayer};
+use support::rerun_as;
+use tracing_subscriber::layer::SubscriberExt;
+
+mod support;
+
+const PATH_ENV: &str = "SF_UNLOGGED_RECORD";
+const EARLIER: &str = "Earlier verdict, read by a start that was stopped before it could log it: ";
+
+fn record_path() -> Option<std::ffi::OsString> {
+    std::env::var_os(PATH_ENV)
+}
+
+fn say(line: &str) {
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Run 1: a shutdown wedged in `drain`, killed there.
+#[test]
+#[ignore = "a role of a_verdict_read_by_a_start_killed_before_logging_it_is_logged_by_the_next"]
+fn role_wedged_in_drain() {
+    let Some(path) = record_path() else { return };
+    let record = FlightRecord::open(&path).unwrap();
+    let layer = ShutdownLayer::builder().with_flight_record(record).build();
+    let handle = layer.handle();
+    let _default = tracing::subscriber::set_default(tracing_subscriber::registry().with(layer));
+    handle.begin();
+    let _g = phase!("drain").entered();
+    say("in drain");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Run 2: a start that reads the record and is killed before its subscriber exists (the
+/// verdict waits for it, so it is never logged).
+#[test]
+#[ignore = "a role of a_verdict_read_by_a_start_killed_before_logging_it_is_logged_by_the_next"]
+fn role_killed_before_logging() {
+    let Some(path) = record_path() else { return };
+    let record = FlightRecord::open(&path).unwrap();
+    let layer = ShutdownLayer::builder().with_flight_record(record).build();
+    let _forensics = Forensics::builder()
+        .with_handle(layer.handle())
+        .with_stop_budget(None, Duration::ZERO)
+        .install()
+        .unwrap();
+    say("installed, no subscriber yet");
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+/// Run 3: a start that gets as far as logging (to stderr).
+#[test]
+#[ignore = "a role of a_verdict_read_by_a_start_killed_before_logging_it_is_logged_by_the_next"]
+fn role_logs() {
+    let Some(path) = record_path() else { return };
+    let record = FlightRecord::open(&path).unwrap();
+    let layer = ShutdownLayer::builder().with_flight_record(record).build();
+    let handle = layer.handle();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(std::io::stderr);
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(fmt).with(layer))
+        .unwrap();
+    let _forensics = Forensics::builder()
+        .with_handle(handle)
+        .with_stop_budget(None, Duration::ZERO)
+        .install()
+        .unwrap();
+    say("logged");
+}
+
+/// Starts `role` on `path` and waits for its first stdout line.
+fn start(role: &str, path: &Path, first_line: &str) -> Child {
+    let mut child = rerun_as(role)
+        .env(PATH_ENV, path)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let seen = lines.find_map(|l| l.ok().filter(|l| l.contains(first_line)));
+    assert!(seen.is_some(), "{role} never said {first_line:?}");
+    // Keep reading: the child's test harness writes more and must not get EPIPE.
+    std::thread::spawn(move || lines.for_each(drop));
+    child
+}
+
+fn kill(mut child: Child) -> u32 {
+    let pid = child.id();
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    pid
+}
+
+#[test]
+fn a_verdict_read_by_a_start_killed_before_logging_it_is_logged_by_the_next() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+
+    let wedged = kill(start("role_wedged_in_drain", &path, "in drain"));
+    let first = FlightRecord::previous(&path).unwrap();
+    let first_message = first.message().unwrap();
+    assert!(
+        first_message.contains(&format!("pid {wedged} was killed during phase drain")),
+        "{first_message}"
+    );
+
+    // The second start moves that record aside and dies before logging its verdict.
+    let unlogged = kill(start(
+        "role_killed_before_logging",
+        &path,
+        "installed, no subscriber yet",
+    ));
+    assert!(matches!(
+        FlightRecord::previous(&path).unwrap(),
+        PreviousShutdown::NoShutdown { pid: Some(p), .. } if p == unlogged
+    ));
+
+    // The third start logs both: the second run's verdict, and the first run's as earlier.
+    let out = start("role_logs", &path, "logged")
+        .wait_with_output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let own = stderr
+        .lines()
+        .filter(|l| {
+            l.contains(&format!(
+                "Previous run (pid {unlogged}) ended without starting a shutdown"
+            ))
+        })
+        .count();
+    let earlier = stderr
+        .lines()
+        .filter(|l| l.contains(&format!("{EARLIER}{first_message}")))
+        .count();
+    assert_eq!((own, earlier), (1, 1), "{stderr}");
+
+    // It confirmed them: the next start does not report the first run again.
+    let next = FlightRecord::open(&path).unwrap();
+    assert!(
+        next.unconfirmed_verdicts().is_empty(),
+        "{:?}",
+        next.unconfirmed_verdicts()
+    );
+}
+
+#[test]
+fn unconfirmed_verdicts_are_carried_in_process_too() {
+    // Without the builder: `log_previous` is what confirms.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    std::fs::write(
+        &path,
+        "{\"kind\":\"run\",\"pid\":11}\n{\"kind\":\"begin\",\"t\":0}\n\
+         {\"kind\":\"phase_start\",\"t\":0.1,\"id\":0,\"phase\":\"drain\"}\n",
+    )
+    .unwrap();
+    let killed = FlightRecord::open(&path)
+        .unwrap()
+        .previous_shutdown()
+        .message()
+        .unwrap();
+    // Dropped without logging: carried.
+    let second = FlightRecord::open(&path).unwrap();
+    assert_eq!(second.unconfirmed_verdicts(), std::slice::from_ref(&killed));
+    drop(second);
+    // Still not logged by the second: carried again, once (the third start's own verdict on
+    // the second run comes first, then the carried ones).
+    let third = FlightRecord::open(&path).unwrap();
+    assert_eq!(
+        third.unconfirmed_verdicts().len(),
+        2,
+        "{:?}",
+        third.unconfirmed_verdicts()
+    );
+    assert_eq!(third.unconfirmed_verdicts()[0], killed);
+    third.log_previous();
+    let fourth = FlightRecord::open(&path).unwrap();
+    assert!(fourth.unconfirmed_verdicts().is_empty());
+}
