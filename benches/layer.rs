@@ -12,7 +12,7 @@
 //!    tracker, as with tasks that move between a runtime's workers).
 //!
 //! Run: `cargo bench -p shutdown-forensics-benches --bench layer`. For profilers, one
-//! configuration alone: `LAYER_BENCH_LOOP=base|off|filtered|on` runs 10 x `LAYER_BENCH_LOOP_N` requests
+//! configuration alone: `LAYER_BENCH_LOOP=base|off|filtered|on|on_phase` runs 10 x `LAYER_BENCH_LOOP_N` requests
 //! (e.g. under `valgrind --tool=cachegrind` to count instructions per request, which code
 //! layout does not move); `LAYER_BENCH_REQUEST_ONLY=1` runs only the interleaved ratios (151
 //! rounds); `LAYER_BENCH_PER_SPAN_ONLY=1` only the per-span figures.
@@ -283,12 +283,14 @@ fn cross_thread_ns(rounds: usize, idle_threads: usize) -> (f64, f64, f64) {
 fn main() {
     if let Some(which) = std::env::var_os("LAYER_BENCH_LOOP") {
         let d = match which.to_str() {
-            Some("on") => with_layer(),
+            Some("on" | "on_phase") => with_layer(),
             Some("off") => with_untracked_layer(),
             Some("filtered") => with_filtered_tracking(),
             _ => baseline(),
         };
         tracing::dispatcher::with_default(&d, || {
+            // `on_phase`: the default layer while a phase span is open (during a shutdown).
+            let _open = (which.to_str() == Some("on_phase")).then(|| phase!("drain"));
             let n: u32 = std::env::var("LAYER_BENCH_LOOP_N")
                 .ok()
                 .and_then(|n| n.parse().ok())
