@@ -12,7 +12,7 @@
 //!    tracker, as with tasks that move between a runtime's workers).
 //!
 //! Run: `cargo bench -p shutdown-forensics-benches --bench layer`. For profilers, one
-//! configuration alone: `LAYER_BENCH_LOOP=base|off|filtered|on|on_phase` runs 10 x `LAYER_BENCH_LOOP_N` requests
+//! configuration alone: `LAYER_BENCH_LOOP=base|off|filtered|on|on_phase|file_base|file_on` runs 10 x `LAYER_BENCH_LOOP_N` requests
 //! (e.g. under `valgrind --tool=cachegrind` to count instructions per request, which code
 //! layout does not move); `LAYER_BENCH_REQUEST_ONLY=1` runs only the interleaved ratios (151
 //! rounds); `LAYER_BENCH_PER_SPAN_ONLY=1` only the per-span figures.
@@ -282,7 +282,11 @@ fn cross_thread_ns(rounds: usize, idle_threads: usize) -> (f64, f64, f64) {
 
 fn main() {
     if let Some(which) = std::env::var_os("LAYER_BENCH_LOOP") {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = std::fs::File::create(dir.path().join("app.log")).expect("log file");
         let d = match which.to_str() {
+            Some("file_base") => file_dispatch(&file, None),
+            Some("file_on") => file_dispatch(&file, Some(ShutdownLayer::new())),
             Some("on" | "on_phase") => with_layer(),
             Some("off") => with_untracked_layer(),
             Some("filtered") => with_filtered_tracking(),
