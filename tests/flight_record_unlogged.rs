@@ -191,3 +191,82 @@ fn unconfirmed_verdicts_are_carried_in_process_too() {
     let fourth = FlightRecord::open(&path).unwrap();
     assert!(fourth.unconfirmed_verdicts().is_empty());
 }
+
+/// A pid that is certainly not alive: a process that ran and was reaped.
+fn dead_pid() -> u32 {
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+const KILLED_IN_DRAIN: &str = "{\"kind\":\"run\",\"pid\":11}\n{\"kind\":\"begin\",\"t\":0}\n\
+     {\"kind\":\"phase_start\",\"t\":0.1,\"id\":0,\"phase\":\"drain\"}\n";
+
+#[test]
+fn a_start_killed_before_it_replaced_the_record_leaves_the_record_in_place() {
+    // What a start killed after writing its own record, before putting it in place, leaves.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    std::fs::write(&path, KILLED_IN_DRAIN).unwrap();
+    let dead = dead_pid();
+    let leftover = dir.path().join(format!("flight.jsonl.{dead}.new"));
+    std::fs::write(&leftover, format!("{{\"kind\":\"run\",\"pid\":{dead}}}\n")).unwrap();
+    let record = FlightRecord::open(&path).unwrap();
+    assert!(
+        matches!(record.previous_shutdown(), PreviousShutdown::Killed { phase: Some(p), .. } if p == "drain"),
+        "{:?}",
+        record.previous_shutdown()
+    );
+    assert!(!leftover.exists());
+}
+
+#[test]
+fn a_start_killed_between_moving_the_record_and_replacing_it_is_finished_by_the_next() {
+    // Where hard links cannot be made the old record is moved: a start killed then leaves no
+    // record at `path`, the old one as `.prev`, and its own (carrying the verdict) aside.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    std::fs::write(dir.path().join("flight.jsonl.prev"), KILLED_IN_DRAIN).unwrap();
+    let killed = FlightRecord::parse(KILLED_IN_DRAIN).message().unwrap();
+    let dead = dead_pid();
+    let leftover = dir.path().join(format!("flight.jsonl.{dead}.new"));
+    let header = serde_json::json!({"kind": "run", "pid": dead, "previous": killed});
+    std::fs::write(&leftover, format!("{header}\n")).unwrap();
+    let record = FlightRecord::open(&path).unwrap();
+    // The interrupted start is judged (it never began a shutdown), and what it read is logged.
+    assert!(
+        matches!(record.previous_shutdown(), PreviousShutdown::NoShutdown { pid: Some(p), .. } if *p == dead),
+        "{:?}",
+        record.previous_shutdown()
+    );
+    assert_eq!(record.unconfirmed_verdicts(), std::slice::from_ref(&killed));
+    assert!(!leftover.exists());
+}
+
+#[test]
+fn the_record_is_never_missing_while_a_start_replaces_it() {
+    // Every start leaves a whole record at `path`: the old run stays readable as `.prev`, and
+    // no `.new` file is left behind.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    std::fs::write(&path, KILLED_IN_DRAIN).unwrap();
+    let record = FlightRecord::open(&path).unwrap();
+    drop(record);
+    let now = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        now.starts_with("{") && now.contains("\"kind\":\"run\""),
+        "{now}"
+    );
+    assert!(now.contains("killed during phase drain"), "{now}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("flight.jsonl.prev")).unwrap(),
+        KILLED_IN_DRAIN
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".new"))
+        .collect();
+    assert!(leftovers.is_empty());
+}

@@ -10,6 +10,7 @@
 
 pub(crate) mod events;
 pub(crate) mod fields;
+pub(crate) mod fresh_record;
 pub(crate) mod handle;
 pub(crate) mod hook;
 pub(crate) mod layer;

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::sys::clock::unix_secs;
+use crate::timeline::fresh_record;
 use crate::timeline::takeover::{judge_takeovers, takeover_path};
 use crate::verdict::unconfirmed::{shown, unconfirmed};
 use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
@@ -91,8 +92,10 @@ impl FlightRecord {
 
     /// Reads the verdict on the previous run, rotates its record to `<path>.prev` (narrowed
     /// to mode 0600: it holds the context JSON), and starts a fresh record (mode 0600,
-    /// `O_APPEND`) with a `run` line. Missing parent directories are created (mode 0700). A symlink, FIFO or other non-regular file at `path` is
-    /// refused at once.
+    /// `O_APPEND`) with a `run` line. The fresh record is written as `<path>.<pid>.new` and
+    /// renamed into place after the old one has its second name, so a kill at any point
+    /// leaves a whole record at `path`. Missing parent directories are created (mode 0700).
+    /// A symlink, FIFO or other non-regular file at `path` is refused at once.
     ///
     /// # Errors
     /// When the previous record cannot be read (other than "not found"), is not a regular
@@ -100,43 +103,24 @@ impl FlightRecord {
     /// message names the path and the reason.
     pub fn open_strict(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref().to_path_buf();
-        crate::sys::private_file::create_parent_dirs(&path)
-            .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
+        let open_error = |e| Error::io(format!("open flight record {}", path.display()), e);
+        crate::sys::private_file::create_parent_dirs(&path).map_err(open_error)?;
+        // A start killed before it put its record in place: finish or clear that first.
+        fresh_record::recover(&path);
         let ctx = || format!("read flight record {}", path.display());
-        let mut kept = true;
         let mut carried = Vec::new();
+        let mut old = None;
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
-            Some((old, text, oversized)) => {
+            Some((file, text, oversized)) => {
                 let previous = judge(&text, oversized);
                 if !matches!(previous, PreviousShutdown::StillRunning { .. }) {
                     carried = unconfirmed(&text);
                 }
-                if previous != PreviousShutdown::None {
-                    // Narrowed through the descriptor (the inode keeps it across the rename).
-                    let _ = narrow(&old);
-                    let mut prev = path.clone().into_os_string();
-                    prev.push(".prev");
-                    // A live predecessor keeps writing into its record: aside, judged later.
-                    let aside = match previous {
-                        PreviousShutdown::StillRunning { pid } => takeover_path(&path, pid),
-                        _ => PathBuf::from(prev),
-                    };
-                    kept = fs::rename(&path, aside).is_ok();
-                }
+                old = Some(file);
                 previous
             }
             None => PreviousShutdown::None,
         };
-        let file = crate::sys::private_file::open_append(&path)
-            .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
-        // The rename above may have failed. A fresh run starts from an empty file, unless the
-        // old one is evidence that would be lost: then this run's `run` line follows it (the
-        // reader judges the last run only).
-        if kept || previous.is_clean() {
-            file.set_len(0)
-                .map_err(|e| Error::io(format!("truncate flight record {}", path.display()), e))?;
-        }
-        let takeovers = judge_takeovers(&path, |p: &Path| Self::previous(p));
         // What this start read, until it confirms having logged it: a start killed before
         // that hands it on to the next one (see `verdict/unconfirmed.rs`).
         let read_now = previous.message().map(|m| {
@@ -144,16 +128,6 @@ impl FlightRecord {
                 .take(crate::verdict::unconfirmed::MESSAGE_MAX)
                 .collect::<String>()
         });
-        let record = Self {
-            takeovers,
-            file: Some(file),
-            disabled: None,
-            path,
-            written: AtomicU64::new(0),
-            next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
-            previous,
-            unconfirmed: carried.iter().map(|m| shown(m)).collect(),
-        };
         let header = json!({
             "kind": "run",
             "pid": std::process::id(),
@@ -164,9 +138,61 @@ impl FlightRecord {
             "previous": read_now,
             "carried": carried,
         });
-        record
-            .append(&header)
-            .map_err(|e| Error::io(format!("write flight record {}", record.path.display()), e))?;
+        let write_error =
+            |e, path: &Path| Error::io(format!("write flight record {}", path.display()), e);
+
+        // 1. This run's record, `run` line first, under a name of its own (see
+        //    `timeline/fresh_record.rs`: a kill at any step loses no verdict).
+        let fresh = fresh_record::fresh_path(&path, std::process::id());
+        let _ = fs::remove_file(&fresh);
+        let mut record = Self {
+            takeovers: Vec::new(),
+            file: Some(crate::sys::private_file::open_append(&fresh).map_err(open_error)?),
+            disabled: None,
+            path: path.clone(),
+            written: AtomicU64::new(0),
+            next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
+            previous,
+            unconfirmed: carried.iter().map(|m| shown(m)).collect(),
+        };
+        if let Err(e) = record.append(&header) {
+            let _ = fs::remove_file(&fresh);
+            return Err(write_error(e, &fresh));
+        }
+        // 2. The old record aside (a second name: it stays in place until 3), unless it holds
+        //    nothing worth keeping.
+        let replaceable = match (&old, &record.previous) {
+            (None, _) | (_, PreviousShutdown::None) => true,
+            (Some(old), previous) => {
+                // Narrowed through the descriptor (the inode keeps it under both names).
+                let _ = narrow(old);
+                let aside = match previous {
+                    // A live predecessor keeps writing into its record: aside, judged later.
+                    PreviousShutdown::StillRunning { pid } => takeover_path(&path, *pid),
+                    _ => {
+                        let mut prev = path.clone().into_os_string();
+                        prev.push(".prev");
+                        PathBuf::from(prev)
+                    }
+                };
+                fresh_record::put_aside(&path, &aside) || previous.is_clean()
+            }
+        };
+        // 3. This run's record in its place, in one rename.
+        if replaceable {
+            if let Err(e) = fs::rename(&fresh, &path) {
+                let _ = fs::remove_file(&fresh);
+                return Err(open_error(e));
+            }
+        } else {
+            // The old record could not be put aside and is evidence: this run's `run` line
+            // follows it in place instead (the reader judges the last run only).
+            let _ = fs::remove_file(&fresh);
+            record.file = Some(crate::sys::private_file::open_append(&path).map_err(open_error)?);
+            record.written = AtomicU64::new(0);
+            record.append(&header).map_err(|e| write_error(e, &path))?;
+        }
+        record.takeovers = judge_takeovers(&path, |p: &Path| Self::previous(p));
         Ok(record)
     }
 
