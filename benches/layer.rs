@@ -190,17 +190,26 @@ fn per_span_ns(rounds: usize) -> (f64, f64, f64) {
             t.elapsed().as_secs_f64() * 1e9 / f64::from(N)
         })
     };
-    let mut rows: Vec<(f64, f64, f64)> = (0..rounds)
-        .map(|_| (block(&bare), block(&on), block(&off)))
-        .collect();
-    let median = |f: &dyn Fn(&(f64, f64, f64)) -> f64, rows: &mut Vec<(f64, f64, f64)>| {
+    let (base, with_on, with_off) = medians(
+        (0..rounds)
+            .map(|_| (block(&bare), block(&on), block(&off)))
+            .collect(),
+    );
+    (base, with_on, with_off)
+}
+
+/// From rounds of (bare, on, off) nanoseconds: the median bare figure, and the medians of
+/// what tracking on and off add to it within each round.
+fn medians(mut rows: Vec<(f64, f64, f64)>) -> (f64, f64, f64) {
+    let mut median = |f: fn(&(f64, f64, f64)) -> f64| {
         rows.sort_by(|a, b| f(a).total_cmp(&f(b)));
         f(&rows[rows.len() / 2])
     };
-    let base = median(&|r| r.0, &mut rows);
-    let with_on = median(&|r| r.1 - r.0, &mut rows);
-    let with_off = median(&|r| r.2 - r.0, &mut rows);
-    (base, with_on, with_off)
+    (
+        median(|r| r.0),
+        median(|r| r.1 - r.0),
+        median(|r| r.2 - r.0),
+    )
 }
 
 /// Like [`per_span_ns`], but each span is created on one thread and entered, exited and
@@ -261,16 +270,11 @@ fn cross_thread_ns(rounds: usize, idle_threads: usize) -> (f64, f64, f64) {
         worker.join().expect("worker");
         t.elapsed().as_secs_f64() * 1e9 / f64::from(N)
     };
-    let mut rows: Vec<(f64, f64, f64)> = (0..rounds)
-        .map(|_| (block(&bare), block(&on), block(&off)))
-        .collect();
-    let median = |f: &dyn Fn(&(f64, f64, f64)) -> f64, rows: &mut Vec<(f64, f64, f64)>| {
-        rows.sort_by(|a, b| f(a).total_cmp(&f(b)));
-        f(&rows[rows.len() / 2])
-    };
-    let base = median(&|r| r.0, &mut rows);
-    let with_on = median(&|r| r.1 - r.0, &mut rows);
-    let with_off = median(&|r| r.2 - r.0, &mut rows);
+    let (base, with_on, with_off) = medians(
+        (0..rounds)
+            .map(|_| (block(&bare), block(&on), block(&off)))
+            .collect(),
+    );
     for _ in &parked {
         let _ = release.send(());
     }
