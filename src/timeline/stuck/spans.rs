@@ -383,7 +383,8 @@ impl SpanTracker {
                     slot: SpanSlot {
                         meta: e.meta,
                         opened: e.opened,
-                        active,
+                        // The activity word keeps ~1 ms units: never before the open.
+                        active: active.max(e.opened),
                         thread: if count > 0 { on } else { last_tid },
                         entered: count,
                     },
