@@ -16,7 +16,7 @@ use tracing_subscriber::layer::SubscriberExt;
 mod support;
 
 const PATH_ENV: &str = "SF_UNLOGGED_RECORD";
-const EARLIER: &str = "Earlier verdict, read by a start that was stopped before it could log it: ";
+const EARLIER: &str = "Earlier verdict, never confirmed as logged by the start that read it: ";
 
 fn record_path() -> Option<std::ffi::OsString> {
     std::env::var_os(PATH_ENV)
@@ -269,4 +269,102 @@ fn the_record_is_never_missing_while_a_start_replaces_it() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".new"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn a_record_whose_directory_cannot_be_written_still_records_in_place() {
+    // A record file the service may write, in a directory it may not (no `.new`, no `.prev`):
+    // the run line goes into the record in place, after the evidence it holds.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop to another uid");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let path = state.join("flight.jsonl");
+    std::fs::write(&path, KILLED_IN_DRAIN).unwrap();
+    // The record belongs to uid 65534; the directory stays root's, 0755.
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let out = rerun_as("role_opens_as_nobody")
+        .env(PATH_ENV, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("record enabled"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("killed during phase drain"), "{stdout}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.starts_with(KILLED_IN_DRAIN),
+        "the evidence is kept: {text}"
+    );
+    assert_eq!(text.matches("\"kind\":\"run\"").count(), 2, "{text}");
+}
+
+/// Opens the record as uid 65534 and says whether it works and what it read.
+#[test]
+#[ignore = "a role of a_record_whose_directory_cannot_be_written_still_records_in_place"]
+fn role_opens_as_nobody() {
+    let Some(path) = record_path() else { return };
+    // SAFETY: plain syscalls, before any other thread exists in this role.
+    unsafe {
+        assert_eq!(libc::setgid(65534), 0);
+        assert_eq!(libc::setuid(65534), 0);
+    }
+    let record = FlightRecord::open(&path).unwrap();
+    let state = if record.error().is_none() {
+        "enabled"
+    } else {
+        "disabled"
+    };
+    say(&format!(
+        "record {state}: {:?}",
+        record.previous_shutdown().message()
+    ));
+}
+
+#[test]
+fn a_leftover_of_a_start_whose_pid_is_now_another_process_is_still_used() {
+    // In a container every start may have the same pid: a `.new` left by an earlier start
+    // under a pid that is alive now (here pid 1) is judged by its run line, not by the pid.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    let leftover = dir.path().join("flight.jsonl.1.new");
+    let killed = FlightRecord::parse(KILLED_IN_DRAIN).message().unwrap();
+    let header = serde_json::json!({"kind": "run", "pid": 1, "start_time": 1, "previous": killed});
+    std::fs::write(&leftover, format!("{header}\n")).unwrap();
+    let record = FlightRecord::open(&path).unwrap();
+    assert_eq!(record.unconfirmed_verdicts(), std::slice::from_ref(&killed));
+    assert!(!leftover.exists());
+}
+
+#[test]
+fn a_takeover_link_left_by_a_killed_start_is_not_judged_twice() {
+    // A start linked the live record aside as `<path>.<pid>.takeover` and was killed before it
+    // replaced it; that process has died since. The next start judges the record once.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    let dead = dead_pid();
+    let text = format!(
+        "{{\"kind\":\"run\",\"pid\":{dead}}}\n{{\"kind\":\"begin\",\"t\":0}}\n\
+         {{\"kind\":\"phase_start\",\"t\":0.1,\"id\":0,\"phase\":\"drain\"}}\n"
+    );
+    std::fs::write(&path, &text).unwrap();
+    let link = dir.path().join(format!("flight.jsonl.{dead}.takeover"));
+    std::fs::hard_link(&path, &link).unwrap();
+    let record = FlightRecord::open(&path).unwrap();
+    assert!(matches!(
+        record.previous_shutdown(),
+        PreviousShutdown::Killed { .. }
+    ));
+    assert!(
+        record.previous_takeovers().is_empty(),
+        "{:?}",
+        record.previous_takeovers()
+    );
+    assert!(!link.exists());
 }

@@ -68,6 +68,13 @@ fn sigterm_from_another_process_is_explained_end_to_end() {
     ] {
         assert!(log.contains(needle), "{needle:?} missing:\n{log}");
     }
+    // Who stopped it comes first: the context line precedes every phase line (the listener
+    // holds the record lock from before it wakes the app until the line is out).
+    let line_of = |needle: &str| log.lines().position(|l| l.contains(needle)).unwrap();
+    assert!(
+        line_of("Shutdown context") < line_of("notify started"),
+        "the context line after a phase line:\n{log}"
+    );
     let mode = std::fs::metadata(&diag).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     let report: serde_json::Value = serde_json::from_str(

@@ -167,7 +167,7 @@ fn next_start_agrees(stderr: &str, shown: &Shown, pid: Option<u64>) -> Option<bo
 }
 
 /// The start of the line for a verdict an earlier start read and never logged.
-const EARLIER: &str = "Earlier verdict, read by a start that was stopped before it could log it: ";
+const EARLIER: &str = "Earlier verdict, never confirmed as logged by the start that read it: ";
 
 /// The verdicts the last run in `text` read at its start and did not confirm as logged (its
 /// `run` line's `carried` and `previous`, without a `verdict_logged` note after it).

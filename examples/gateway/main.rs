@@ -201,13 +201,14 @@ async fn serve(
         server.addr,
         std::process::id()
     );
-    tracing::info!(addr = %server.addr, adapters = args.adapters.len(), "gateway started");
-    forensics.ready(); // READY=1 for the Type=notify unit
-
+    // The demo's own traffic is in flight before the gateway says it started: a signal sent
+    // on that line finds the sessions (and the slow upload) to drain.
     http::start_sessions(server.addr, args.sessions, &server.active).await;
     if args.slow_upload {
         http::start_slow_upload(server.addr).await;
     }
+    tracing::info!(addr = %server.addr, adapters = args.adapters.len(), "gateway started");
+    forensics.ready(); // READY=1 for the Type=notify unit
     if let Some(after) = args.self_signal_after {
         let signal = signal.clone();
         tokio::spawn(async move {

@@ -405,8 +405,8 @@ impl ForensicsBuilder {
                         }
                         for m in record.unconfirmed_verdicts() {
                             eprintln!(
-                                "shutdown-forensics: Earlier verdict, read by a start that was \
-                                 stopped before it could log it: {m}"
+                                "shutdown-forensics: Earlier verdict, never confirmed as logged \
+                                 by the start that read it: {m}"
                             );
                         }
                         record.confirm_logged();

@@ -224,6 +224,14 @@ impl Shared {
             });
         }
         let ctx = Arc::new(ctx);
+        // The record lock from before the app is woken until the context event is out: the
+        // app's first phase lines wait for it, so they follow the context line in the log
+        // (a stalled sink delays them by the lock's bounded patience, never for good).
+        let order = self
+            .config
+            .handle
+            .as_ref()
+            .map(|h| h.shared.record_lock.lock());
         match self.slot.lock() {
             Ok(mut slot) => *slot = Some(Arc::clone(&ctx)),
             Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&ctx)),
@@ -245,13 +253,7 @@ impl Shared {
             });
         }
         // The ONE context event, last: a log sink that blocks (stderr a full pipe) holds only
-        // this thread. Under the record lock, so the app's phase lines follow it in the log
-        // (a stalled sink delays them by the lock's bounded patience, never for good).
-        let order = self
-            .config
-            .handle
-            .as_ref()
-            .map(|h| h.shared.record_lock.lock());
+        // this thread, after the app was woken and the diagnostic started.
         self.isolated("the context event", || ctx.log());
         drop(order);
         if let Some((path, e)) = diagnostic_error {

@@ -22,21 +22,38 @@ pub(crate) fn fresh_path(path: &Path, pid: u32) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// What [`put_aside`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Aside {
+    /// A second name: the record is still at `path` too.
+    Linked,
+    /// Moved: nothing is at `path` until the new record is renamed there.
+    Moved,
+    /// Neither (a single-file bind mount, a directory in the way): still at `path` only.
+    Failed,
+}
+
 /// Gives the record at `path` the second name `aside` (replacing what had it), keeping it at
-/// `path`; where hard links cannot be made, moves it. False when neither works: the record
-/// is then still at `path`, and must stay there (it is evidence).
-pub(crate) fn put_aside(path: &Path, aside: &Path) -> bool {
+/// `path`; where hard links cannot be made, moves it.
+pub(crate) fn put_aside(path: &Path, aside: &Path) -> Aside {
     // `remove_file` removes a symlink planted under that name, never what it points to.
     let _ = fs::remove_file(aside);
-    fs::hard_link(path, aside).is_ok() || fs::rename(path, aside).is_ok()
+    if fs::hard_link(path, aside).is_ok() {
+        Aside::Linked
+    } else if fs::rename(path, aside).is_ok() {
+        Aside::Moved
+    } else {
+        Aside::Failed
+    }
 }
 
 /// Records of starts killed before they put theirs in place: when no record is at `path`,
 /// the newest one is put there (its `run` line carries what that start read); the others,
 /// and all of them when a record is at `path`, are removed (the record at `path` is the one
 /// they were about to replace, judged again now). A file of a live process other than this
-/// one is left alone: a start under way.
-pub(crate) fn recover(path: &Path) {
+/// one is left alone: a start under way (`alive` judges a file by its `run` line: pid, start
+/// time and boot, so a pid reused by another process does not count).
+pub(crate) fn recover(path: &Path, alive: impl Fn(&Path) -> bool) {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return;
     };
@@ -49,25 +66,22 @@ pub(crate) fn recover(path: &Path) {
         return;
     };
     let prefix = format!("{}.", name.to_string_lossy());
-    let me = std::process::id();
     let mut stale: Vec<(SystemTime, PathBuf)> = Vec::new();
     for entry in entries.take(SCAN_LIMIT).flatten() {
         let file = entry.file_name();
         let file = file.to_string_lossy();
-        let pid = file
+        let ours = file
             .strip_prefix(&prefix)
             .and_then(|rest| rest.strip_suffix(".new"))
-            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|pid| pid.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
-        if pid != me && Path::new(&format!("/proc/{pid}")).exists() {
+            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+        if !ours {
             continue;
         }
         // Only regular files are ours (a symlink or FIFO under that name is left alone).
         let Ok(meta) = entry.path().symlink_metadata() else {
             continue;
         };
-        if meta.is_file() {
+        if meta.is_file() && !alive(&entry.path()) {
             stale.push((
                 meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
                 entry.path(),
@@ -100,8 +114,9 @@ mod tests {
         let dead = child.id();
         child.wait().unwrap();
         // No record at `path`: the dead start's record is put there.
+        let alive = |p: &Path| fs::read_to_string(p).is_ok_and(|t| t.contains("alive"));
         fs::write(fresh_path(&path, dead), "{\"kind\":\"run\",\"pid\":1}\n").unwrap();
-        recover(&path);
+        recover(&path, alive);
         assert_eq!(
             fs::read_to_string(&path).unwrap(),
             "{\"kind\":\"run\",\"pid\":1}\n"
@@ -109,18 +124,26 @@ mod tests {
         assert!(!fresh_path(&path, dead).exists());
         // A record at `path`: the leftover goes, the record stays.
         fs::write(fresh_path(&path, dead), "other").unwrap();
-        recover(&path);
+        recover(&path, alive);
         assert!(!fresh_path(&path, dead).exists());
         assert!(fs::read_to_string(&path).unwrap().contains("\"pid\":1"));
         // A live process's start under way is left alone; so is a symlink.
         let live = fresh_path(&path, 1);
-        fs::write(&live, "x").unwrap();
+        fs::write(&live, "alive").unwrap();
         let link = dir.path().join("flight.jsonl.22.new");
         std::os::unix::fs::symlink("/etc/passwd", &link).unwrap();
         fs::remove_file(&path).unwrap();
-        recover(&path);
+        recover(&path, alive);
         assert!(live.exists() && link.symlink_metadata().is_ok());
         assert!(!path.exists());
+        // Two left by dead starts: the newest is put in place.
+        fs::remove_file(&live).unwrap();
+        fs::write(fresh_path(&path, 5), "older").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        fs::write(fresh_path(&path, 6), "newer").unwrap();
+        recover(&path, alive);
+        assert_eq!(fs::read_to_string(&path).unwrap(), "newer");
+        assert!(!fresh_path(&path, 5).exists() && !fresh_path(&path, 6).exists());
     }
 
     #[test]
@@ -130,7 +153,7 @@ mod tests {
         let aside = dir.path().join("flight.jsonl.prev");
         fs::write(&path, "old").unwrap();
         fs::write(&aside, "older").unwrap();
-        assert!(put_aside(&path, &aside));
+        assert_eq!(put_aside(&path, &aside), Aside::Linked);
         assert_eq!(fs::read_to_string(&path).unwrap(), "old");
         assert_eq!(fs::read_to_string(&aside).unwrap(), "old");
         // A symlink planted as `.prev` is replaced, its target untouched.
@@ -138,13 +161,13 @@ mod tests {
         fs::write(&target, "keep").unwrap();
         fs::remove_file(&aside).unwrap();
         std::os::unix::fs::symlink(&target, &aside).unwrap();
-        assert!(put_aside(&path, &aside));
+        assert_eq!(put_aside(&path, &aside), Aside::Linked);
         assert_eq!(fs::read_to_string(&target).unwrap(), "keep");
         assert!(aside.symlink_metadata().unwrap().is_file());
         // A directory in the way: false, and the record is still at `path`.
         fs::remove_file(&aside).unwrap();
         fs::create_dir(&aside).unwrap();
-        assert!(!put_aside(&path, &aside));
+        assert_eq!(put_aside(&path, &aside), Aside::Failed);
         assert_eq!(fs::read_to_string(&path).unwrap(), "old");
     }
 }

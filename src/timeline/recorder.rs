@@ -11,9 +11,9 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::sys::clock::unix_secs;
-use crate::timeline::fresh_record;
+use crate::timeline::fresh_record::{self, Aside};
 use crate::timeline::takeover::{judge_takeovers, takeover_path};
-use crate::verdict::unconfirmed::{shown, unconfirmed};
+use crate::verdict::unconfirmed::{pieces, shown, unconfirmed};
 use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
 
 /// How much of the previous run's record is read at startup.
@@ -70,10 +70,15 @@ impl FlightRecord {
         let path = path.as_ref();
         // Read first: a failed open may have moved the old record aside already.
         let (previous, unconfirmed) = match read_tail(path) {
-            Ok(Some((_, text, oversized))) => (
-                judge(&text, oversized),
-                unconfirmed(&text).iter().map(|m| shown(m)).collect(),
-            ),
+            Ok(Some((_, text, oversized))) => {
+                let previous = judge(&text, oversized);
+                // A live predecessor's own verdicts are its to log (as in `open_strict`).
+                let carried = match previous {
+                    PreviousShutdown::StillRunning { .. } => Vec::new(),
+                    _ => unconfirmed(&text).iter().map(|m| shown(m)).collect(),
+                };
+                (previous, carried)
+            }
             _ => (PreviousShutdown::None, Vec::new()),
         };
         Self::open_strict(path).or_else(|e| {
@@ -106,7 +111,9 @@ impl FlightRecord {
         let open_error = |e| Error::io(format!("open flight record {}", path.display()), e);
         crate::sys::private_file::create_parent_dirs(&path).map_err(open_error)?;
         // A start killed before it put its record in place: finish or clear that first.
-        fresh_record::recover(&path);
+        fresh_record::recover(&path, |p| {
+            matches!(Self::previous(p), Ok(PreviousShutdown::StillRunning { .. }))
+        });
         let ctx = || format!("read flight record {}", path.display());
         let mut carried = Vec::new();
         let mut old = None;
@@ -123,11 +130,7 @@ impl FlightRecord {
         };
         // What this start read, until it confirms having logged it: a start killed before
         // that hands it on to the next one (see `verdict/unconfirmed.rs`).
-        let read_now = previous.message().map(|m| {
-            m.chars()
-                .take(crate::verdict::unconfirmed::MESSAGE_MAX)
-                .collect::<String>()
-        });
+        let read_now = previous.message().map(|m| pieces(&m));
         let header = json!({
             "kind": "run",
             "pid": std::process::id(),
@@ -136,7 +139,7 @@ impl FlightRecord {
             "wall_unix_s": unix_secs(std::time::SystemTime::now()),
             "version": 1,
             "previous": read_now,
-            "carried": carried,
+            "carried": carried.iter().map(|m| pieces(m)).collect::<Vec<_>>(),
         });
         let write_error =
             |e, path: &Path| Error::io(format!("write flight record {}", path.display()), e);
@@ -147,7 +150,7 @@ impl FlightRecord {
         let _ = fs::remove_file(&fresh);
         let mut record = Self {
             takeovers: Vec::new(),
-            file: Some(crate::sys::private_file::open_append(&fresh).map_err(open_error)?),
+            file: None,
             disabled: None,
             path: path.clone(),
             written: AtomicU64::new(0),
@@ -155,40 +158,64 @@ impl FlightRecord {
             previous,
             unconfirmed: carried.iter().map(|m| shown(m)).collect(),
         };
-        if let Err(e) = record.append(&header) {
-            let _ = fs::remove_file(&fresh);
-            return Err(write_error(e, &fresh));
-        }
-        // 2. The old record aside (a second name: it stays in place until 3), unless it holds
-        //    nothing worth keeping.
-        let replaceable = match (&old, &record.previous) {
-            (None, _) | (_, PreviousShutdown::None) => true,
-            (Some(old), previous) => {
-                // Narrowed through the descriptor (the inode keeps it under both names).
-                let _ = narrow(old);
-                let aside = match previous {
-                    // A live predecessor keeps writing into its record: aside, judged later.
-                    PreviousShutdown::StillRunning { pid } => takeover_path(&path, *pid),
-                    _ => {
-                        let mut prev = path.clone().into_os_string();
-                        prev.push(".prev");
-                        PathBuf::from(prev)
+        let mut placed = false;
+        // Ours only when it is new: nothing planted under the name in the meantime (a hard
+        // link to another file would have more than one name, or content).
+        let made = crate::sys::private_file::open_append(&fresh)
+            .ok()
+            .filter(|f| {
+                use std::os::unix::fs::MetadataExt;
+                f.metadata().is_ok_and(|m| m.len() == 0 && m.nlink() == 1)
+            });
+        if let Some(file) = made {
+            record.file = Some(file);
+            if record.append(&header).is_ok() {
+                // 2. The old record aside (a second name: it stays in place until 3), unless
+                //    it holds nothing worth keeping.
+                let aside = match (&old, &record.previous) {
+                    (None, _) | (_, PreviousShutdown::None) => None,
+                    (Some(old), previous) => {
+                        // Narrowed through the descriptor (the inode keeps it under both names).
+                        let _ = narrow(old);
+                        let aside = match previous {
+                            // A live predecessor keeps writing into its record: aside, judged
+                            // later.
+                            PreviousShutdown::StillRunning { pid } => takeover_path(&path, *pid),
+                            _ => {
+                                let mut prev = path.clone().into_os_string();
+                                prev.push(".prev");
+                                PathBuf::from(prev)
+                            }
+                        };
+                        Some(fresh_record::put_aside(&path, &aside))
                     }
                 };
-                fresh_record::put_aside(&path, &aside) || previous.is_clean()
+                let replaceable = match aside {
+                    None | Some(Aside::Linked | Aside::Moved) => true,
+                    Some(Aside::Failed) => record.previous.is_clean(),
+                };
+                // 3. This run's record in its place, in one rename.
+                if replaceable {
+                    placed = fs::rename(&fresh, &path).is_ok()
+                        // The old record was moved away and this one cannot take its place:
+                        // it stays under its own name, and the next start puts it there.
+                        || aside == Some(Aside::Moved);
+                }
             }
-        };
-        // 3. This run's record in its place, in one rename.
-        if replaceable {
-            if let Err(e) = fs::rename(&fresh, &path) {
-                let _ = fs::remove_file(&fresh);
-                return Err(open_error(e));
-            }
-        } else {
-            // The old record could not be put aside and is evidence: this run's `run` line
-            // follows it in place instead (the reader judges the last run only).
+        }
+        if !placed {
+            // No new file can be made or put next to the record (a directory the service
+            // cannot write, a single-file bind mount): this run's `run` line goes into the
+            // record in place. A clean or empty record is started over; one that is evidence
+            // keeps its lines, and the reader judges the last run only.
             let _ = fs::remove_file(&fresh);
-            record.file = Some(crate::sys::private_file::open_append(&path).map_err(open_error)?);
+            let file = crate::sys::private_file::open_append(&path).map_err(open_error)?;
+            if record.previous.is_clean() || record.previous == PreviousShutdown::None {
+                file.set_len(0).map_err(|e| {
+                    Error::io(format!("truncate flight record {}", path.display()), e)
+                })?;
+            }
+            record.file = Some(file);
             record.written = AtomicU64::new(0);
             record.append(&header).map_err(|e| write_error(e, &path))?;
         }
@@ -241,12 +268,20 @@ impl FlightRecord {
     /// report them again. [`ForensicsBuilder::install`](crate::ForensicsBuilder::install)
     /// calls it once a subscriber is there; call it yourself when you use the layer alone.
     pub fn log_previous(&self) {
-        self.previous.log();
-        for message in &self.unconfirmed {
-            tracing::warn!(
-                target: crate::sys::target::PHASE_TARGET,
-                "Earlier verdict, read by a start that was stopped before it could log it: {message}"
-            );
+        let earlier = "Earlier verdict, never confirmed as logged by the start that read it";
+        if tracing::enabled!(target: crate::sys::target::PHASE_TARGET, tracing::Level::WARN) {
+            self.previous.log();
+            for message in &self.unconfirmed {
+                tracing::warn!(target: crate::sys::target::PHASE_TARGET, "{earlier}: {message}");
+            }
+        } else {
+            // The subscriber filters these lines out: they go to stderr rather than nowhere.
+            if let Some(m) = self.previous.message() {
+                eprintln!("shutdown-forensics: {m}");
+            }
+            for m in &self.unconfirmed {
+                eprintln!("shutdown-forensics: {earlier}: {m}");
+            }
         }
         self.confirm_logged();
     }

@@ -38,6 +38,19 @@ pub(crate) fn judge_takeovers<E>(
         return Vec::new();
     };
     let prefix = format!("{}.", name.to_string_lossy());
+    // A takeover name that is another name of the record or of `.prev` (a start killed after
+    // it linked the live record aside, before it replaced it; the process has died since and
+    // its record was judged as the previous run): the same run, not a second one.
+    let inode = |p: &Path| {
+        use std::os::unix::fs::MetadataExt;
+        p.symlink_metadata().ok().map(|m| (m.dev(), m.ino()))
+    };
+    let mut prev = path.as_os_str().to_owned();
+    prev.push(".prev");
+    let judged: Vec<(u64, u64)> = [inode(path), inode(Path::new(&prev))]
+        .into_iter()
+        .flatten()
+        .collect();
     let mut verdicts = Vec::new();
     for entry in entries.take(SCAN_LIMIT).flatten() {
         let file = entry.file_name();
@@ -50,6 +63,10 @@ pub(crate) fn judge_takeovers<E>(
             continue;
         }
         let found = entry.path();
+        if inode(&found).is_some_and(|i| judged.contains(&i)) {
+            let _ = std::fs::remove_file(&found);
+            continue;
+        }
         match judge(&found) {
             Ok(PreviousShutdown::StillRunning { .. }) => {}
             Ok(verdict) => {

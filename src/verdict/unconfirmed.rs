@@ -14,6 +14,29 @@ pub(crate) const MAX_CARRIED: usize = 3;
 pub(crate) const MESSAGE_MAX: usize = 600;
 /// The note a start appends once its verdicts are logged.
 pub(crate) const LOGGED_NOTE: &str = "verdict_logged";
+/// A record line keeps strings up to 256 characters (`timeline/record_cap.rs`): a message is
+/// written as an array of pieces shorter than that.
+const PIECE: usize = 200;
+
+/// `message` (capped at [`MESSAGE_MAX`]) as the pieces a `run` line holds it in.
+pub(crate) fn pieces(message: &str) -> Vec<String> {
+    let chars: Vec<char> = message.chars().take(MESSAGE_MAX).collect();
+    chars.chunks(PIECE).map(|c| c.iter().collect()).collect()
+}
+
+/// A message as a `run` line holds it: pieces, or (older lines) one string.
+fn joined(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(parts) => parts
+            .iter()
+            .map(Value::as_str)
+            .collect::<Option<Vec<&str>>>()
+            .map(|p| p.concat())
+            .filter(|m| !m.is_empty()),
+        _ => None,
+    }
+}
 
 /// The messages the last run in `text` read at its start and never confirmed as logged,
 /// oldest first, at most [`MAX_CARRIED`], each capped, as written (untrusted: [`shown`]
@@ -46,8 +69,8 @@ pub(crate) fn unconfirmed(text: &str) -> Vec<String> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
-        .chain(run.get("previous").and_then(Value::as_str))
+        .chain(run.get("previous"))
+        .filter_map(joined)
         .map(|m| m.chars().take(MESSAGE_MAX).collect())
         .collect();
     let skip = out.len().saturating_sub(MAX_CARRIED);
@@ -100,7 +123,19 @@ mod tests {
         let long = serde_json::json!({"kind": "run", "previous": "x".repeat(10_000)}).to_string();
         assert_eq!(unconfirmed(&long)[0].chars().count(), MESSAGE_MAX);
         // Not strings: ignored.
-        let odd = r#"{"kind":"run","previous":7,"carried":[1,null,"ok"]}"#;
+        let odd = r#"{"kind":"run","previous":7,"carried":[1,null,"ok",["a",2]]}"#;
         assert_eq!(unconfirmed(odd), ["ok"]);
+    }
+
+    #[test]
+    fn a_long_message_is_carried_whole_in_pieces_a_record_line_keeps() {
+        let long = format!("Previous shutdown did not complete: {}", "x".repeat(400));
+        let run = serde_json::json!({"kind": "run", "previous": pieces(&long)});
+        // Through the record's own line caps, as the file holds it.
+        let line = String::from_utf8(crate::timeline::record_cap::line(&run)).unwrap();
+        assert_eq!(unconfirmed(&line), std::slice::from_ref(&long));
+        let carried = serde_json::json!({"kind": "run", "carried": [pieces(&long)]});
+        let line = String::from_utf8(crate::timeline::record_cap::line(&carried)).unwrap();
+        assert_eq!(unconfirmed(&line), [long]);
     }
 }
