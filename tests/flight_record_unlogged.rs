@@ -368,3 +368,52 @@ fn a_takeover_link_left_by_a_killed_start_is_not_judged_twice() {
     );
     assert!(!link.exists());
 }
+
+/// `install` before the subscriber exists, then the subscriber: the takeover verdict waits
+/// for it (it used to be logged at `install`, to no subscriber).
+#[test]
+#[ignore = "a role of a_takeover_verdict_waits_for_the_subscriber"]
+fn role_installs_before_its_subscriber() {
+    let Some(path) = record_path() else { return };
+    let record = FlightRecord::open(&path).unwrap();
+    let layer = ShutdownLayer::builder().with_flight_record(record).build();
+    let handle = layer.handle();
+    let _forensics = Forensics::builder()
+        .with_handle(handle)
+        .with_stop_budget(None, Duration::ZERO)
+        .install()
+        .unwrap();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_writer(std::io::stderr);
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(fmt).with(layer))
+        .unwrap();
+    // The deferred lines run on a thread of their own once the subscriber is there.
+    std::thread::sleep(Duration::from_millis(500));
+    say("done");
+}
+
+#[test]
+fn a_takeover_verdict_waits_for_the_subscriber() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    let dead = dead_pid();
+    let takeover = dir.path().join(format!("flight.jsonl.{dead}.takeover"));
+    std::fs::write(
+        &takeover,
+        format!(
+            "{{\"kind\":\"run\",\"pid\":{dead}}}\n{{\"kind\":\"begin\",\"t\":0}}\n\
+             {{\"kind\":\"phase_start\",\"t\":0.1,\"id\":0,\"phase\":\"drain\"}}\n"
+        ),
+    )
+    .unwrap();
+    let out = rerun_as("role_installs_before_its_subscriber")
+        .env(PATH_ENV, &path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("pid {dead} was killed during phase drain")),
+        "{stderr}"
+    );
+}

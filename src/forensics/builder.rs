@@ -397,19 +397,30 @@ impl ForensicsBuilder {
             let shared = std::sync::Arc::clone(&handle.shared);
             let startup_messages = move |subscribed: bool| {
                 if let Some(record) = &shared.record {
-                    if subscribed {
-                        record.log_previous();
-                    } else {
-                        if let Some(m) = record.previous_shutdown().message() {
-                            eprintln!("shutdown-forensics: {m}");
+                    // Each goes to stderr when no subscriber takes it (never to nowhere).
+                    record.log_previous();
+                    let warn = tracing::enabled!(target: crate::sys::target::PHASE_TARGET, tracing::Level::WARN);
+                    for verdict in record.previous_takeovers() {
+                        match verdict.message() {
+                            Some(_) if warn => verdict.log(),
+                            Some(m) => eprintln!("shutdown-forensics: {m}"),
+                            None => {}
                         }
-                        for m in record.unconfirmed_verdicts() {
-                            eprintln!(
-                                "shutdown-forensics: Earlier verdict, never confirmed as logged \
-                                 by the start that read it: {m}"
+                    }
+                    if let Some(e) = record.error() {
+                        let line = format!(
+                            "flight record disabled: {e}; running without one (a kill during \
+                             the shutdown will not be reported at the next start)"
+                        );
+                        if warn {
+                            tracing::warn!(
+                                target: crate::sys::target::PHASE_TARGET,
+                                error = %e,
+                                "{line}"
                             );
+                        } else {
+                            eprintln!("shutdown-forensics: {line}");
                         }
-                        record.confirm_logged();
                     }
                 }
                 if subscribed {
@@ -419,18 +430,6 @@ impl ForensicsBuilder {
             timeline
                 .startup
                 .when_subscribed(&timeline.dispatch, Box::new(startup_messages));
-        }
-        let record = self.handle.as_ref().and_then(|h| h.shared.record.as_ref());
-        for verdict in record.map_or(&[][..], |r| r.previous_takeovers()) {
-            verdict.log();
-        }
-        if let Some(e) = record.and_then(|r| r.error()) {
-            tracing::warn!(
-                target: crate::sys::target::PHASE_TARGET,
-                error = %e,
-                "flight record disabled: {e}; running without one (a kill during the shutdown \
-                 will not be reported at the next start)"
-            );
         }
         if self.stop_check {
             let budget = self
