@@ -363,5 +363,13 @@ fn sigkill_at_any_instant_is_never_judged_wrongly() {
          starts in a row killed before logging); {} wrong",
         wrong.len()
     );
+    // After the last (clean) start, nothing a killed start left is still lying around.
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path().join("state"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("flight.jsonl.") && n.ends_with(".new"))
+        .collect();
+    assert!(leftovers.is_empty(), "left by killed starts: {leftovers:?}");
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
 }
