@@ -37,7 +37,12 @@ fn run_role(path: &Path, injections: &[&str]) -> bool {
     }
     cmd.arg(role.get_program());
     cmd.args(role.get_args());
-    let status = cmd.env(PATH_ENV, path).status().expect("strace");
+    let status = cmd
+        .env(PATH_ENV, path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("strace");
     use std::os::unix::process::ExitStatusExt;
     // strace reports the tracee's death by a signal with the same signal (or 128 + it).
     status.signal() == Some(libc::SIGKILL) || status.code() == Some(128 + libc::SIGKILL)
