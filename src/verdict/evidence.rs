@@ -38,7 +38,7 @@ pub enum UnknownReason {
 impl fmt::Display for UnknownReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Self::TornLine => "ends in a torn line (a write cut short: full disk or I/O error)",
+            Self::TornLine => "ends in a torn line (a write cut short: full disk, I/O error, or a kill during a write)",
             Self::OversizedLine => "ends in a line larger than the 64 KiB read window",
             Self::Unreadable => "holds no readable line",
         })

@@ -30,7 +30,8 @@ fn a_torn_last_line_is_unknown_and_keeps_what_is_known() {
         Some(
             "Previous shutdown may not have completed: pid 9 had begun a shutdown during phase \
              drain (last record +2.10s), then its flight record ends in a torn line (a write \
-             cut short: full disk or I/O error); whether it completed is unknown"
+             cut short: full disk, I/O error, or a kill during a write); whether it completed \
+             is unknown"
         )
     );
     // A whole `complete` line is clean whatever follows it.
