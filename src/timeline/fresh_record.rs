@@ -12,8 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// Directory entries looked at per start (a state directory full of junk costs a bound).
-const SCAN_LIMIT: usize = 4096;
+use crate::timeline::takeover::numbered_siblings;
 
 /// `<path>.<pid>.new`: the record a start writes before it puts it in place.
 pub(crate) fn fresh_path(path: &Path, pid: u32) -> PathBuf {
@@ -54,38 +53,14 @@ pub(crate) fn put_aside(path: &Path, aside: &Path) -> Aside {
 /// one is left alone: a start under way (`alive` judges a file by its `run` line: pid, start
 /// time and boot, so a pid reused by another process does not count).
 pub(crate) fn recover(path: &Path, alive: impl Fn(&Path) -> bool) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
-        return;
-    };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    let prefix = format!("{}.", name.to_string_lossy());
     let mut stale: Vec<(SystemTime, PathBuf)> = Vec::new();
-    for entry in entries.take(SCAN_LIMIT).flatten() {
-        let file = entry.file_name();
-        let file = file.to_string_lossy();
-        let ours = file
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".new"))
-            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-        if !ours {
-            continue;
-        }
+    for found in numbered_siblings(path, ".new") {
         // Only regular files are ours (a symlink or FIFO under that name is left alone).
-        let Ok(meta) = entry.path().symlink_metadata() else {
+        let Ok(meta) = found.symlink_metadata() else {
             continue;
         };
-        if meta.is_file() && !alive(&entry.path()) {
-            stale.push((
-                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                entry.path(),
-            ));
+        if meta.is_file() && !alive(&found) {
+            stale.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), found));
         }
     }
     stale.sort();

@@ -22,10 +22,9 @@ pub(crate) fn takeover_path(path: &Path, pid: u32) -> PathBuf {
 /// The verdicts (by `judge`, the record reader) on the takeover files next to `path` whose
 /// process is gone; each judged file is removed (its verdict is what it was kept for). Files
 /// of live processes stay.
-pub(crate) fn judge_takeovers<E>(
-    path: &Path,
-    judge: impl Fn(&Path) -> Result<PreviousShutdown, E>,
-) -> Vec<PreviousShutdown> {
+/// The entries next to `path` named `<file name>.<digits><suffix>` (at most [`SCAN_LIMIT`]
+/// looked at): the takeover files (`.takeover`) and the records of starts under way (`.new`).
+pub(crate) fn numbered_siblings(path: &Path, suffix: &str) -> Vec<PathBuf> {
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Vec::new();
     };
@@ -38,6 +37,24 @@ pub(crate) fn judge_takeovers<E>(
         return Vec::new();
     };
     let prefix = format!("{}.", name.to_string_lossy());
+    entries
+        .take(SCAN_LIMIT)
+        .flatten()
+        .filter(|entry| {
+            let file = entry.file_name();
+            file.to_string_lossy()
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.strip_suffix(suffix))
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|entry| entry.path())
+        .collect()
+}
+
+pub(crate) fn judge_takeovers<E>(
+    path: &Path,
+    judge: impl Fn(&Path) -> Result<PreviousShutdown, E>,
+) -> Vec<PreviousShutdown> {
     // A takeover name that is another name of the record or of `.prev` (a start killed after
     // it linked the live record aside, before it replaced it; the process has died since and
     // its record was judged as the previous run): the same run, not a second one.
@@ -52,17 +69,7 @@ pub(crate) fn judge_takeovers<E>(
         .flatten()
         .collect();
     let mut verdicts = Vec::new();
-    for entry in entries.take(SCAN_LIMIT).flatten() {
-        let file = entry.file_name();
-        let file = file.to_string_lossy();
-        let is_takeover = file
-            .strip_prefix(&prefix)
-            .and_then(|rest| rest.strip_suffix(".takeover"))
-            .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
-        if !is_takeover {
-            continue;
-        }
-        let found = entry.path();
+    for found in numbered_siblings(path, ".takeover") {
         if inode(&found).is_some_and(|i| judged.contains(&i)) {
             let _ = std::fs::remove_file(&found);
             continue;
