@@ -30,7 +30,7 @@
 //! (the same code) is built and run by a test, SIGTERM included.
 //!
 //! ```no_run
-//! use shutdown_forensics::{phase, FlightRecord, Forensics, ShutdownLayer};
+//! use shutdown_signal_helper::{phase, FlightRecord, Forensics, ShutdownLayer};
 //! use tracing::Instrument;
 //! use tracing_subscriber::{layer::SubscriberExt, util::SubscriberInitExt};
 //!
@@ -108,20 +108,35 @@
     rust_2018_idioms
 )]
 
+mod context;
+mod diagnostic;
 mod error;
-mod forensics;
 #[cfg(test)]
 mod fuzz;
+mod record;
+mod signal_helper;
+mod stuck;
 mod sys;
 mod systemd;
 mod timeline;
 mod verdict;
-mod who;
 
+pub use context::capture::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
+pub use context::markers::{write_marker, MarkerInfo, MarkerStatus, MARKER_READ_LIMIT};
+pub use context::signal::{
+    signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender,
+};
+pub use context::trigger::{ShutdownTrigger, TriggerInfo};
+pub use diagnostic::{
+    spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
+    DEFAULT_DIAGNOSTIC_ROTATE_AT, DEFAULT_DIAGNOSTIC_SIZE_CAP, DEFAULT_DIAGNOSTIC_TIMEOUT,
+};
 pub use error::{Error, ErrorKind};
-pub use forensics::builder::{Forensics, ForensicsBuilder, DEFAULT_SIGNALS};
-pub use forensics::listener::Escalation;
-pub use forensics::signal::ShutdownSignal;
+pub use record::flight_record::FlightRecord;
+pub use signal_helper::builder::{Forensics, ForensicsBuilder, DEFAULT_SIGNALS};
+pub use signal_helper::listener::Escalation;
+pub use signal_helper::signal::ShutdownSignal;
+pub use stuck::snapshot::{OpenSpan, SocketState, StuckReason, StuckSnapshot, ThreadState};
 pub use sys::cgroup::SystemdManager;
 pub use sys::clock::{ManualClock, Offset};
 pub use sys::private_file::write_private_file;
@@ -138,22 +153,8 @@ pub use timeline::fields::Fields;
 pub use timeline::handle::ShutdownHandle;
 pub use timeline::hook::{PhaseChange, PhaseEvent};
 pub use timeline::layer::{ShutdownLayer, ShutdownLayerBuilder};
-pub use timeline::recorder::FlightRecord;
 pub use timeline::report::{PhaseOutcome, PhaseRecord, ShutdownReport};
-pub use timeline::stuck::snapshot::{
-    OpenSpan, SocketState, StuckReason, StuckSnapshot, ThreadState,
-};
 pub use verdict::{PreviousShutdown, UnknownReason};
-pub use who::context::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
-pub use who::diagnostic::{
-    spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
-    DEFAULT_DIAGNOSTIC_ROTATE_AT, DEFAULT_DIAGNOSTIC_SIZE_CAP, DEFAULT_DIAGNOSTIC_TIMEOUT,
-};
-pub use who::markers::{write_marker, MarkerInfo, MarkerStatus, MARKER_READ_LIMIT};
-pub use who::signal::{
-    signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender,
-};
-pub use who::trigger::{ShutdownTrigger, TriggerInfo};
 
 #[doc(hidden)]
 pub use tracing as __tracing;

@@ -1,4 +1,4 @@
-//! The public names DESIGN.md fixes, used exactly as it writes them: if one is renamed or its
+//! The public names the crate promises (its design contract), used exactly as written there: if one is renamed or its
 //! shape changes, this file stops compiling.
 
 use std::path::Path;

@@ -219,7 +219,7 @@ fn fuzz_net() {
 
 #[test]
 fn fuzz_markers() {
-    use crate::who::markers::{parse_marker, Identity, MarkerStatus, MARKER_READ_LIMIT};
+    use crate::context::markers::{parse_marker, Identity, MarkerStatus, MARKER_READ_LIMIT};
     let me = Identity {
         pid: 4242,
         start_time: Some(987_654),
@@ -275,7 +275,7 @@ fn never_clean_without_evidence(verdict: &PreviousShutdown, text: &str) {
 
 #[test]
 fn fuzz_flight_record() {
-    use crate::timeline::recorder::{judge, window_text, READ_LIMIT};
+    use crate::record::flight_record::{judge, window_text, READ_LIMIT};
     let window = READ_LIMIT as usize;
     let target = Target {
         name: "flight_record",

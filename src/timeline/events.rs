@@ -1,4 +1,4 @@
-//! The log lines (DESIGN.md, "Log lines"). Every event has target [`PHASE_TARGET`], no parent
+//! The log lines (reference: `docs/operators.md`, "Log lines"). Every event has target [`PHASE_TARGET`], no parent
 //! span (lines stay the same whatever span is current), the text, and structured fields.
 
 use std::time::Duration;
@@ -6,13 +6,13 @@ use std::time::Duration;
 use serde_json::Value;
 use tracing_core::field::{display, DisplayValue};
 
+use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::sys::clock::{secs, Offset, Secs};
 use crate::sys::dyn_event;
 use crate::sys::logfmt::Logfmt;
 use crate::sys::target::PHASE_TARGET;
 use crate::timeline::fields::Fields;
 use crate::timeline::state::Shared;
-use crate::timeline::stuck::snapshot::{StuckReason, StuckSnapshot};
 
 /// `+0.02s drain started`
 pub(crate) fn started(shared: &Shared, label: &str, at: Duration) {

@@ -5,13 +5,13 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::context::trigger::ShutdownTrigger;
 use crate::error::Error;
+use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::sys::clock::secs;
 use crate::timeline::report::ShutdownReport;
 use crate::timeline::state::Shared;
-use crate::timeline::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::verdict::PreviousShutdown;
-use crate::who::trigger::ShutdownTrigger;
 
 /// A cheap, cloneable handle to a [`ShutdownLayer`](crate::ShutdownLayer)'s shutdown.
 ///

@@ -9,17 +9,15 @@ use tracing_core::{Dispatch, Subscriber};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::record::flight_record::FlightRecord;
+use crate::record::lock::RecordLock;
+use crate::stuck::spans::{coarse_now, coarse_since, SpanFilter, SpanTracker, TrackedSpan};
 use crate::sys::clock::{Clock, ManualClock};
 use crate::sys::target::PHASE_TARGET;
 use crate::timeline::fields::Fields;
 use crate::timeline::handle::ShutdownHandle;
 use crate::timeline::hook::PhaseChange;
-use crate::timeline::record_lock::RecordLock;
-use crate::timeline::recorder::FlightRecord;
 use crate::timeline::state::{Config, Shared, State};
-use crate::timeline::stuck::spans::{
-    coarse_now, coarse_since, SpanFilter, SpanTracker, TrackedSpan,
-};
 
 /// Opens a shutdown phase: an INFO span with target [`PHASE_TARGET`].
 ///
@@ -138,7 +136,7 @@ impl Default for ShutdownLayerBuilder {
             config: Config {
                 progress_interval: Duration::from_secs(1),
                 stuck_on_budget: true,
-                cpu_sample_gap: crate::timeline::stuck::collect::CPU_SAMPLE_GAP,
+                cpu_sample_gap: crate::stuck::collect::CPU_SAMPLE_GAP,
                 ..Config::default()
             },
             clock: Clock::System,
@@ -345,9 +343,8 @@ impl ShutdownLayer {
         let age = coarse_since(oldest.slot.opened, coarse_now()).as_secs_f64();
         let fields = ctx
             .span(&Id::from_u64(oldest.id))
-            .and_then(|s| crate::timeline::stuck::views::fields_of(&s));
-        let render =
-            crate::timeline::stuck::views::render_span(oldest.slot.meta.name(), fields.as_deref());
+            .and_then(|s| crate::stuck::views::fields_of(&s));
+        let render = crate::stuck::views::render_span(oldest.slot.meta.name(), fields.as_deref());
         Some((count, format!("{render} age {age:.1}s")))
     }
 }

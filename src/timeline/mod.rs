@@ -10,19 +10,14 @@
 
 pub(crate) mod events;
 pub(crate) mod fields;
-pub(crate) mod fresh_record;
 pub(crate) mod handle;
 pub(crate) mod hook;
 pub(crate) mod layer;
 pub(crate) mod phase;
 pub(crate) mod phase_ids;
-pub(crate) mod record_cap;
-pub(crate) mod record_lock;
-pub(crate) mod recorder;
 pub(crate) mod report;
 pub(crate) mod startup;
 pub(crate) mod state;
-pub(crate) mod stuck;
-pub(crate) mod takeover;
+pub(crate) mod stuck_delivery;
 pub(crate) mod watchdog;
 pub(crate) mod waterfall;

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tracing_core::span::Record;
 
+use crate::context::trigger::TriggerInfo;
 use crate::sys::clock::secs;
 use crate::timeline::fields::Fields;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
 use crate::timeline::state::{PhaseState, Shared, MAX_PHASES};
-use crate::who::trigger::TriggerInfo;
 
 /// How long completion waits for a stuck snapshot under way (one takes ~150 ms).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(1);

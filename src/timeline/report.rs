@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use crate::context::trigger::TriggerInfo;
+use crate::stuck::snapshot::StuckSnapshot;
 use crate::sys::clock::{secs, unix_secs};
 use crate::timeline::fields::Fields;
 use crate::timeline::state::State;
-use crate::timeline::stuck::snapshot::StuckSnapshot;
-use crate::who::trigger::TriggerInfo;
 
 /// How a phase ended (or not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,14 +17,14 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::{json, Value};
 use tracing_core::dispatcher::{self, WeakDispatch};
 
+use crate::context::trigger::TriggerInfo;
+use crate::record::flight_record::FlightRecord;
+use crate::record::lock::RecordLock;
+use crate::stuck::snapshot::StuckSnapshot;
+use crate::stuck::spans::SpanTracker;
 use crate::sys::clock::{secs, unix_secs, Clock};
 use crate::timeline::fields::Fields;
 use crate::timeline::hook::PhaseChange;
-use crate::timeline::record_lock::RecordLock;
-use crate::timeline::recorder::FlightRecord;
-use crate::timeline::stuck::snapshot::StuckSnapshot;
-use crate::timeline::stuck::spans::SpanTracker;
-use crate::who::trigger::TriggerInfo;
 
 /// At most this many phases are tracked per process; more are ignored (phases are meant to
 /// be a handful of named steps, not one per connection).
@@ -237,7 +237,7 @@ impl Shared {
         st.origin = Some(at);
         let ago = self.clock.now().saturating_duration_since(at);
         st.origin_coarse = Some(
-            crate::timeline::stuck::spans::coarse_now()
+            crate::stuck::spans::coarse_now()
                 .saturating_sub(u64::try_from(ago.as_nanos()).unwrap_or(u64::MAX)),
         );
         st.origin_wall = Some(wall);

@@ -7,9 +7,9 @@ use std::sync::{Arc, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::stuck::snapshot::StuckReason;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
 use crate::timeline::state::Shared;
-use crate::timeline::stuck::snapshot::StuckReason;
 
 /// Longest sleep between checks, so a dropped layer or a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);

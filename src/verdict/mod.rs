@@ -2,7 +2,7 @@
 //! its flight record at the next start (`Previous shutdown did not complete: pid N was killed
 //! during phase drain ...`).
 //!
-//! In: the record's text (bounded by the reader in `timeline/recorder.rs`). Out: a
+//! In: the record's text (bounded by the reader in `record/flight_record.rs`). Out: a
 //! [`PreviousShutdown`] and its one log line. Pure: no I/O here, so every verdict is tested on
 //! fixtures (`tests.rs`). Read `parse_records` first.
 
@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::context::trigger::TriggerInfo;
 use crate::sys::clock::Offset;
 use crate::sys::logfmt::Logfmt;
 use crate::sys::target::PHASE_TARGET;
-use crate::who::trigger::TriggerInfo;
 
 mod evidence;
 pub(crate) mod unconfirmed;

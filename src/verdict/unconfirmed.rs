@@ -14,7 +14,7 @@ pub(crate) const MAX_CARRIED: usize = 3;
 pub(crate) const MESSAGE_MAX: usize = 600;
 /// The note a start appends once its verdicts are logged.
 pub(crate) const LOGGED_NOTE: &str = "verdict_logged";
-/// A record line keeps strings up to 256 characters (`timeline/record_cap.rs`): a message is
+/// A record line keeps strings up to 256 characters (`record/line_caps.rs`): a message is
 /// written as an array of pieces shorter than that.
 const PIECE: usize = 200;
 
@@ -132,10 +132,10 @@ mod tests {
         let long = format!("Previous shutdown did not complete: {}", "x".repeat(400));
         let run = serde_json::json!({"kind": "run", "previous": pieces(&long)});
         // Through the record's own line caps, as the file holds it.
-        let line = String::from_utf8(crate::timeline::record_cap::line(&run)).unwrap();
+        let line = String::from_utf8(crate::record::line_caps::line(&run)).unwrap();
         assert_eq!(unconfirmed(&line), std::slice::from_ref(&long));
         let carried = serde_json::json!({"kind": "run", "carried": [pieces(&long)]});
-        let line = String::from_utf8(crate::timeline::record_cap::line(&carried)).unwrap();
+        let line = String::from_utf8(crate::record::line_caps::line(&carried)).unwrap();
         assert_eq!(unconfirmed(&line), [long]);
     }
 }

@@ -12,7 +12,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use crate::timeline::takeover::numbered_siblings;
+use crate::record::takeover::numbered_siblings;
 
 /// `<path>.<pid>.new`: the record a start writes before it puts it in place.
 pub(crate) fn fresh_path(path: &Path, pid: u32) -> PathBuf {

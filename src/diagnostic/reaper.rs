@@ -65,18 +65,18 @@ mod unix {
 
     /// What the reaper needs besides the child.
     #[derive(Debug)]
-    pub(in crate::who::diagnostic) struct Watch {
-        pub(in crate::who::diagnostic) timeout: Duration,
+    pub(in crate::diagnostic) struct Watch {
+        pub(in crate::diagnostic) timeout: Duration,
         /// The log, to append a trailer when the run was cut short.
-        pub(in crate::who::diagnostic) trailer: File,
+        pub(in crate::diagnostic) trailer: File,
         /// The absolute file size limit the child runs under.
-        pub(in crate::who::diagnostic) size_limit: u64,
-        pub(in crate::who::diagnostic) correlation_id: String,
+        pub(in crate::diagnostic) size_limit: u64,
+        pub(in crate::diagnostic) correlation_id: String,
     }
 
     /// Start the reaper thread for `child`. If the thread cannot be started, the child's
     /// group is killed and the child reaped before the error is returned.
-    pub(in crate::who::diagnostic) fn start(child: Child, watch: Watch) -> io::Result<OutcomeCell> {
+    pub(in crate::diagnostic) fn start(child: Child, watch: Watch) -> io::Result<OutcomeCell> {
         let cell = OutcomeCell::default();
         let published = cell.clone();
         let pid = child.id();

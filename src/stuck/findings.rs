@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::timeline::stuck::snapshot::StuckSnapshot;
-use crate::timeline::stuck::views::{describe_sock, silence, Sock, SpanView, ThreadView};
+use crate::stuck::snapshot::StuckSnapshot;
+use crate::stuck::views::{describe_sock, silence, Sock, SpanView, ThreadView};
 
 pub(crate) const MAX_FINDINGS: usize = 8;
 /// A peer silent for at least this long is worth a finding.
@@ -108,8 +108,8 @@ pub(crate) fn summary(snapshot: &StuckSnapshot) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeline::stuck::snapshot::StuckReason;
-    use crate::timeline::stuck::views::addresses;
+    use crate::stuck::snapshot::StuckReason;
+    use crate::stuck::views::addresses;
     use std::net::SocketAddr;
 
     #[test]

@@ -1,15 +1,14 @@
-//! Where and why a shutdown phase is stuck (DESIGN.md, "Stuck snapshot"): the app's open spans
+//! Where and why a shutdown phase is stuck (ARCHITECTURE.md, "Data flow"): the app's open spans
 //! (tracked from the start, `spans.rs`), its threads and what each waits in, its sockets and
 //! how long their peers have been silent, joined into one sentence per finding (`collect.rs`).
 //!
 //! In: span callbacks (from the layer), `/proc/self/{task,fd,net}` and `TCP_INFO` (through
 //! `crate::sys`). Out: a [`StuckSnapshot`](snapshot::StuckSnapshot), delivered by
-//! `deliver.rs` as one WARN line, a flight-record line, and an entry of the report.
+//! `timeline/stuck_delivery.rs` as one WARN line, a flight-record line, and an entry of the report.
 //! Read `collect.rs` first.
 
 pub(crate) mod collect;
-pub(crate) mod deliver;
-pub(crate) mod join;
+pub(crate) mod findings;
 pub(crate) mod snapshot;
 pub(crate) mod spans;
 pub(crate) mod views;

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{json, Value};
 
 use crate::error::Error;
+use crate::record::replace::{self, Aside};
+use crate::record::takeover::{judge_takeovers, takeover_path};
 use crate::sys::clock::unix_secs;
-use crate::timeline::fresh_record::{self, Aside};
-use crate::timeline::takeover::{judge_takeovers, takeover_path};
 use crate::verdict::unconfirmed::{pieces, shown, unconfirmed};
 use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
 
@@ -111,7 +111,7 @@ impl FlightRecord {
         let open_error = |e| Error::io(format!("open flight record {}", path.display()), e);
         crate::sys::private_file::create_parent_dirs(&path).map_err(open_error)?;
         // A start killed before it put its record in place: finish or clear that first.
-        fresh_record::recover(&path, |p| {
+        replace::recover(&path, |p| {
             matches!(Self::previous(p), Ok(PreviousShutdown::StillRunning { .. }))
         });
         let ctx = || format!("read flight record {}", path.display());
@@ -145,8 +145,8 @@ impl FlightRecord {
             |e, path: &Path| Error::io(format!("write flight record {}", path.display()), e);
 
         // 1. This run's record, `run` line first, under a name of its own (see
-        //    `timeline/fresh_record.rs`: a kill at any step loses no verdict).
-        let fresh = fresh_record::fresh_path(&path, std::process::id());
+        //    `record/replace.rs`: a kill at any step loses no verdict).
+        let fresh = replace::fresh_path(&path, std::process::id());
         let _ = fs::remove_file(&fresh);
         let mut record = Self {
             takeovers: Vec::new(),
@@ -187,7 +187,7 @@ impl FlightRecord {
                                 PathBuf::from(prev)
                             }
                         };
-                        Some(fresh_record::put_aside(&path, &aside))
+                        Some(replace::put_aside(&path, &aside))
                     }
                 };
                 let replaceable = match aside {
@@ -340,7 +340,7 @@ impl FlightRecord {
     }
 
     fn append(&self, value: &Value) -> io::Result<()> {
-        let mut line = crate::timeline::record_cap::line(value);
+        let mut line = crate::record::line_caps::line(value);
         line.push(b'\n');
         // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
         // buffer in one write(2), so a concurrent line never lands inside this one.

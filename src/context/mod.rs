@@ -4,11 +4,10 @@
 //!
 //! In: a signal number and its sender, `/proc`, marker files. Out: plain values
 //! (`ShutdownContext`, `TriggerInfo`) and a diagnostic file. Nothing here emits shutdown
-//! events or touches the timeline; the signal helper (`crate::forensics`) wires it in.
+//! events or touches the timeline; the signal helper (`crate::signal_helper`) wires it in.
 //! Read `signal.rs` (the sender) and `context/capturer.rs` (the signal-time capture) first.
 
-pub(crate) mod context;
-pub(crate) mod diagnostic;
+pub(crate) mod capture;
 pub(crate) mod markers;
 pub(crate) mod signal;
 pub(crate) mod trigger;

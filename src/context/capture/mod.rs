@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::context::markers::MarkerInfo;
+use crate::context::signal::SignalSender;
 use crate::sys::proc::ProcSummary;
-use crate::who::markers::MarkerInfo;
-use crate::who::signal::SignalSender;
 
 /// What to capture beyond the defaults. `Default`: no markers, no command lines.
 ///

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::forensics::listener::Shared;
-use crate::who::context::ShutdownContext;
+use crate::context::capture::ShutdownContext;
+use crate::signal_helper::listener::Shared;
 
 /// An awaitable (and blocking) shutdown trigger; clone it into every task that must stop.
 ///

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::stuck::collect::{self, Request};
+use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::sys::clock::secs;
 use crate::timeline::events;
 use crate::timeline::state::Shared;
-use crate::timeline::stuck::collect::{self, Request};
-use crate::timeline::stuck::snapshot::{StuckReason, StuckSnapshot};
 
 /// At most this many snapshots are kept in the report (the first ones tell the most).
 pub(crate) const MAX_KEPT: usize = 8;
@@ -110,7 +110,7 @@ impl Shared {
                 "t": snapshot.at_s,
                 "phase": snapshot.phase.as_deref().map(|p| cap(p, RECORD_TEXT_MAX)),
                 "reason": snapshot.reason,
-                "summary": crate::timeline::stuck::join::summary(snapshot).map(|s| cap(&s, RECORD_TEXT_MAX)),
+                "summary": crate::stuck::findings::summary(snapshot).map(|s| cap(&s, RECORD_TEXT_MAX)),
                 "findings": findings,
             }),
             true,

@@ -3,9 +3,9 @@
 use std::fmt;
 
 use super::ShutdownContext;
+use crate::context::markers::{MarkerInfo, MarkerStatus};
+use crate::context::signal::SignalSender;
 use crate::sys::logfmt::{push_pair, push_str_pair, Logfmt};
-use crate::who::markers::{MarkerInfo, MarkerStatus};
-use crate::who::signal::SignalSender;
 
 impl ShutdownContext {
     fn log_fields(&self) -> LogFields<'_> {

@@ -6,12 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::context::capture::ContextOptions;
+use crate::diagnostic::DiagnosticOptions;
 use crate::error::{Error, ErrorKind};
-use crate::forensics::listener::{self, Config, Escalation, Shared};
-use crate::forensics::signal::ShutdownSignal;
+use crate::signal_helper::listener::{self, Config, Escalation, Shared};
+use crate::signal_helper::signal::ShutdownSignal;
 use crate::timeline::handle::ShutdownHandle;
-use crate::who::context::ContextOptions;
-use crate::who::diagnostic::DiagnosticOptions;
 
 /// A kill deadline longer than this (systemd's `infinity`) is not watched for.
 const MAX_KILL_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -487,11 +487,11 @@ impl ForensicsBuilder {
             );
         }
         if let (true, Some(handle)) = (self.panic_hook, &self.handle) {
-            crate::forensics::panic_hook::install(handle);
+            crate::signal_helper::panic_hook::install(handle);
         }
         let report_path = self.report_path;
         let config = Config {
-            capturer: crate::who::context::ContextCapturer::new(self.context),
+            capturer: crate::context::capture::ContextCapturer::new(self.context),
             handle: self.handle,
             diagnostic: self.diagnostic,
             escalation: self.escalation,

@@ -1,6 +1,6 @@
 //! The signal helper, [`Forensics`](builder::Forensics): the one place that wires the
 //! questions together. A listener thread of its own (no async runtime) receives the signal,
-//! captures the context (`crate::who`), starts the timeline (`crate::timeline`), tells systemd
+//! captures the context (`crate::context`), starts the timeline (`crate::timeline`), tells systemd
 //! (`crate::systemd`), spawns the diagnostic and wakes the app.
 //!
 //! In: the builder's options, signals. Out: the `Shutdown context` event, flight-record lines,

@@ -4,9 +4,9 @@ use std::time::{Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
+use crate::context::signal::{signal_name, SignalSender};
 use crate::sys::clock::{unix_secs, wall_at};
 use crate::sys::logfmt::Logfmt;
-use crate::who::signal::{signal_name, SignalSender};
 
 /// What started the shutdown, handed to [`ShutdownHandle::begin_with`](crate::ShutdownHandle::begin_with).
 ///

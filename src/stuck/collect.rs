@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use tracing_core::Dispatch;
 
+use crate::stuck::findings::join;
+use crate::stuck::snapshot::{SocketState, StuckReason, StuckSnapshot};
+use crate::stuck::spans::{coarse_now, SpanTracker};
+use crate::stuck::views::{canonical, show, Sock, SpanView, ThreadView, TEXT_MAX};
 use crate::sys::fd::{self, FdTarget};
 use crate::sys::logfmt::escape_hidden;
 use crate::sys::net::{self, InetSocket, TcpState, UnixSocket};
 use crate::sys::proc::clock_ticks_per_sec;
 use crate::sys::task::{self, TaskSample};
-use crate::timeline::stuck::join::join;
-use crate::timeline::stuck::snapshot::{SocketState, StuckReason, StuckSnapshot};
-use crate::timeline::stuck::spans::{coarse_now, SpanTracker};
-use crate::timeline::stuck::views::{canonical, show, Sock, SpanView, ThreadView, TEXT_MAX};
 
 /// Caps: the snapshot's size does not grow with the app's.
 pub(crate) const MAX_SPANS_SCANNED: usize = 20_000;
@@ -64,7 +64,7 @@ pub(crate) fn take(
         }
     };
     // This thread is the one reading /proc (it would show as "running in pread64").
-    let me = crate::timeline::stuck::spans::current_tid();
+    let me = crate::stuck::spans::current_tid();
     let tids: Vec<u32> = tids.into_iter().filter(|t| *t != me).collect();
     let mut buf = Vec::new();
     let first: HashMap<u32, (TaskSample, Instant)> = tids

@@ -61,7 +61,7 @@ fn record(info: &PanicHookInfo<'_>) {
     let line = json!({
         "kind": "panic",
         "wall_unix_s": unix_secs(std::time::SystemTime::now()),
-        "message": crate::timeline::record_cap::cap_str(message),
+        "message": crate::record::line_caps::cap_str(message),
         "location": location,
         "thread": thread.name(),
     });

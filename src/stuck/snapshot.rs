@@ -1,5 +1,5 @@
 //! What a stuck snapshot holds: the public, serializable record of where and why a shutdown
-//! phase is stuck (DESIGN.md, "Stuck snapshot").
+//! phase is stuck (reference: the `report` module docs).
 
 use serde::{Deserialize, Serialize};
 

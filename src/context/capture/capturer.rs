@@ -8,10 +8,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use super::open_files::{is_loadavg, is_stat_of, is_status_of, OpenFiles};
 use super::supervisor::{container_runtime, EnvFacts, SupervisorFacts};
 use super::{ContextOptions, ShutdownContext, Supervisor};
+use crate::context::markers::{read_marker, Identity};
+use crate::context::signal::{signal_name_or_unknown, SignalSender};
 use crate::sys::cgroup::{self, CgroupUnit};
 use crate::sys::proc::{self as procfs, ProcRoot, ProcSummary};
-use crate::who::markers::{read_marker, Identity};
-use crate::who::signal::{signal_name_or_unknown, SignalSender};
 
 /// Captures [`ShutdownContext`]s with fixed options, having read once what does not change
 /// while the process runs: its start time and controlling terminal, its cgroup (and so its

@@ -14,13 +14,13 @@ use signal_hook::iterator::exfiltrator::origin::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::{Cause, Origin, Sent};
 
+use crate::context::capture::{ContextCapturer, ShutdownContext};
+use crate::context::signal::{signal_name, SignalCause, SignalSender};
+use crate::context::trigger::ShutdownTrigger;
+use crate::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
 use crate::sys::clock::Offset;
 use crate::sys::logfmt::Logfmt;
 use crate::timeline::handle::ShutdownHandle;
-use crate::who::context::{ContextCapturer, ShutdownContext};
-use crate::who::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
-use crate::who::signal::{signal_name, SignalCause, SignalSender};
-use crate::who::trigger::ShutdownTrigger;
 
 /// What to do when signals keep coming after the first.
 ///
@@ -184,7 +184,7 @@ impl Shared {
         let sender = SignalSender::from_proc_with(me, uid, SignalCause::Kill, Instant::now(), read);
         drop(capturer.capture(None, Some(sender)));
         // Its first use on a thread draws the thread's hash keys with getrandom(2).
-        drop(crate::who::diagnostic::generate_correlation_id());
+        drop(crate::diagnostic::generate_correlation_id());
     }
 
     /// The first signal, in an order chosen so that nothing that can fail or block (the app's
@@ -195,7 +195,7 @@ impl Shared {
         if let Ok(mut at) = self.first_at.lock() {
             *at = Some(received);
         }
-        let correlation_id = crate::who::diagnostic::generate_correlation_id();
+        let correlation_id = crate::diagnostic::generate_correlation_id();
         let mut ctx = self.config.capturer.capture(signal, sender.clone());
         ctx.correlation_id = Some(correlation_id.clone());
         // Before the layer's timeline starts: its notify hook sends STATUS= and

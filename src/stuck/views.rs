@@ -11,11 +11,11 @@ use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
 use tracing_subscriber::fmt::FormattedFields;
 use tracing_subscriber::registry::{LookupSpan, Registry, SpanRef};
 
+use crate::stuck::snapshot::{OpenSpan, SocketState, ThreadState};
+use crate::stuck::spans::{coarse_since, TrackedSpan};
 use crate::sys::fd::{self, FdTarget};
 use crate::sys::logfmt::{escape_hidden, Logfmt};
 use crate::sys::task::{self, SyscallState, TaskSample};
-use crate::timeline::stuck::snapshot::{OpenSpan, SocketState, ThreadState};
-use crate::timeline::stuck::spans::{coarse_since, TrackedSpan};
 
 /// Longest a field string or name is kept, in characters.
 pub(super) const TEXT_MAX: usize = 200;
