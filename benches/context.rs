@@ -18,7 +18,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use shutdown_forensics::{ContextCapturer, ContextOptions, ShutdownContext};
+use shutdown_forensics::context::{ContextCapturer, ContextOptions, ShutdownContext};
 
 /// `open` + one `read` + `close`, as the crate reads these files (each fits in one read; no
 /// `read_to_end`, whose size probe and end-of-file read add three syscalls).

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion, SamplingMode};
-use shutdown_forensics::spawn_diagnostic;
+use shutdown_forensics::diagnostic::spawn_diagnostic;
 
 /// True until the reaper has reaped `pid` (a zombie still counts as present).
 fn present(pid: u32) -> bool {

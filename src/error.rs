@@ -11,7 +11,9 @@ pub enum ErrorKind {
     Io,
     /// The platform cannot provide this (e.g. `/proc` on a non-Linux Unix).
     Unsupported,
-    /// A configuration value was rejected.
+    /// A configuration value was rejected, or a path given refused (a symlink or a directory
+    /// where a private file belongs); [`std::error::Error::source`] holds the `io::Error`
+    /// when there is one.
     InvalidInput,
     /// A process-wide facility (signal listener, global subscriber) was already installed.
     AlreadyInstalled,
@@ -37,10 +39,11 @@ pub struct Error {
 impl Error {
     /// An I/O failure while doing `context` (e.g. `"open flight record /var/lib/x/flight.jsonl"`).
     pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
-        let kind = if source.kind() == io::ErrorKind::Unsupported {
-            ErrorKind::Unsupported
-        } else {
-            ErrorKind::Io
+        let kind = match source.kind() {
+            io::ErrorKind::Unsupported => ErrorKind::Unsupported,
+            // A path or value the caller gave was refused (a symlink at a private file's path).
+            io::ErrorKind::InvalidInput => ErrorKind::InvalidInput,
+            _ => ErrorKind::Io,
         };
         Self {
             kind,

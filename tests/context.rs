@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use shutdown_forensics::{
+use shutdown_forensics::context::{
     signal_name, signal_name_or_unknown, signal_number, ContextOptions, ShutdownContext,
     SignalCause, SignalSender,
 };
@@ -113,7 +113,7 @@ fn completes_quickly() {
 
 #[test]
 fn a_prepared_capturer_agrees_with_a_fresh_capture() {
-    let capturer = shutdown_forensics::ContextCapturer::new(ContextOptions::default());
+    let capturer = shutdown_forensics::context::ContextCapturer::new(ContextOptions::default());
     let (a, b) = (
         capturer.capture(Some(15), None),
         ShutdownContext::capture(Some(15)),

@@ -1,7 +1,8 @@
 //! Environment-driven facts. The environment is process-global, so this file holds ONE test
 //! that sets and clears variables in sequence (no other test in this binary can race it).
 
-use shutdown_forensics::{ShutdownContext, Supervisor, SystemdManager};
+use shutdown_forensics::context::{ShutdownContext, Supervisor};
+use shutdown_forensics::systemd::SystemdManager;
 
 #[test]
 fn systemd_and_container_facts_come_from_the_environment() {

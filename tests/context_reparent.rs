@@ -11,7 +11,7 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use shutdown_forensics::{ContextCapturer, ContextOptions};
+use shutdown_forensics::context::{ContextCapturer, ContextOptions};
 use support::comm;
 
 mod support;

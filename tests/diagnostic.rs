@@ -2,14 +2,14 @@
 //! then the file-handling guarantees (mode, symlink, rotation, size cap).
 #![cfg(unix)]
 
+use shutdown_forensics::ErrorKind;
 use std::fs;
-use std::io::ErrorKind;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shutdown_forensics::{
+use shutdown_forensics::diagnostic::{
     spawn_diagnostic, spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
 };
 
@@ -185,6 +185,11 @@ fn symlink_at_log_path_is_refused() {
     symlink(&target, &log).expect("symlink");
     let err = spawn_diagnostic(&log, "SIGTERM", Duration::from_secs(1)).expect_err("refused");
     assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("spawn shutdown diagnostic {}: ", log.display())),
+        "{err}"
+    );
     assert_eq!(fs::metadata(&target).expect("victim").len(), 0);
     assert_eq!(mode(&target), 0o644, "the symlink's target is left alone");
 }

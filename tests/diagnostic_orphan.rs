@@ -11,7 +11,7 @@ use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shutdown_forensics::{spawn_diagnostic_with, DiagnosticOptions};
+use shutdown_forensics::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
 use support::rerun_as;
 
 mod support;

@@ -9,7 +9,9 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use shutdown_forensics::{spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome};
+use shutdown_forensics::diagnostic::{
+    spawn_diagnostic_with, Diagnostic, DiagnosticOptions, DiagnosticOutcome,
+};
 
 const FINISH_WITHIN: Duration = Duration::from_secs(20);
 
@@ -80,8 +82,9 @@ fn write_script(path: &Path, body: &str) {
 fn child_is_reaped_without_the_caller_waiting() {
     let dir = tempfile::tempdir().expect("tempdir");
     let log = dir.path().join("diag.log");
-    let pid = shutdown_forensics::spawn_diagnostic(&log, "SIGTERM", Duration::from_secs(5))
-        .expect("spawn");
+    let pid =
+        shutdown_forensics::diagnostic::spawn_diagnostic(&log, "SIGTERM", Duration::from_secs(5))
+            .expect("spawn");
     // Nobody here waits: the crate's reaper must. A zombie would keep state 'Z' forever.
     let deadline = Instant::now() + FINISH_WITHIN;
     let mut last = proc_stat(pid);

@@ -5,9 +5,8 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use shutdown_forensics::{
-    spawn_diagnostic_with, DiagnosticOptions, ErrorKind, FlightRecord, Forensics,
-};
+use shutdown_forensics::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
+use shutdown_forensics::{ErrorKind, FlightRecord, Forensics};
 
 fn mode(path: &std::path::Path) -> u32 {
     std::fs::metadata(path).unwrap().permissions().mode() & 0o777

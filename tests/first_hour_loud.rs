@@ -11,9 +11,9 @@ mod support;
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use shutdown_forensics::{
-    phase, FlightRecord, Forensics, PreviousShutdown, ShutdownLayer, DEFAULT_SIGNALS,
-};
+use shutdown_forensics::context::DEFAULT_SIGNALS;
+use shutdown_forensics::verdict::PreviousShutdown;
+use shutdown_forensics::{phase, FlightRecord, Forensics, ShutdownLayer};
 use support::{dispatch, lines_with, rerun_as, Capture, LOOSE};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;

@@ -7,9 +7,9 @@ use std::fs;
 use std::path::Path;
 
 use serde_json::{json, Value};
-use shutdown_forensics::{
-    phase, FlightRecord, PreviousShutdown, ShutdownLayer, ShutdownTrigger, SignalSender,
-};
+use shutdown_forensics::context::{ShutdownTrigger, SignalSender};
+use shutdown_forensics::verdict::PreviousShutdown;
+use shutdown_forensics::{phase, FlightRecord, ShutdownLayer};
 use support::{ms, setup, Capture};
 use tracing::dispatcher::with_default;
 use tracing_subscriber::layer::SubscriberExt;

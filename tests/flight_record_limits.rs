@@ -9,7 +9,8 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
 use serde_json::Value;
-use shutdown_forensics::{phase, FlightRecord, PreviousShutdown, ShutdownLayer, UnknownReason};
+use shutdown_forensics::verdict::{PreviousShutdown, UnknownReason};
+use shutdown_forensics::{phase, FlightRecord, ShutdownLayer};
 use support::rerun_as;
 use tracing_subscriber::layer::SubscriberExt;
 

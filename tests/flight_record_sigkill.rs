@@ -9,7 +9,8 @@ use std::process::Stdio;
 use std::time::{Duration, SystemTime};
 
 use serde_json::json;
-use shutdown_forensics::{phase, FlightRecord, PreviousShutdown, ShutdownLayer};
+use shutdown_forensics::verdict::PreviousShutdown;
+use shutdown_forensics::{phase, FlightRecord, ShutdownLayer};
 use support::rerun_as;
 use tracing_subscriber::layer::SubscriberExt;
 

@@ -8,7 +8,8 @@ mod support;
 use std::io::{BufRead, BufReader, Write};
 use std::process::Stdio;
 
-use shutdown_forensics::{phase, FlightRecord, PreviousShutdown, ShutdownLayer};
+use shutdown_forensics::verdict::PreviousShutdown;
+use shutdown_forensics::{phase, FlightRecord, ShutdownLayer};
 use support::rerun_as;
 use tracing_subscriber::layer::SubscriberExt;
 

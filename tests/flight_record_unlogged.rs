@@ -9,7 +9,8 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use shutdown_forensics::{phase, FlightRecord, Forensics, PreviousShutdown, ShutdownLayer};
+use shutdown_forensics::verdict::PreviousShutdown;
+use shutdown_forensics::{phase, FlightRecord, Forensics, ShutdownLayer};
 use support::rerun_as;
 use tracing_subscriber::layer::SubscriberExt;
 

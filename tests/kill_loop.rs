@@ -18,7 +18,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
-use shutdown_forensics::{FlightRecord, PreviousShutdown};
+use shutdown_forensics::verdict::PreviousShutdown;
+use shutdown_forensics::FlightRecord;
 
 mod gateway_support;
 use gateway_support::gateway_bin;

@@ -6,9 +6,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shutdown_forensics::{
-    phase, FlightRecord, ManualClock, PhaseEvent, PhaseOutcome, ShutdownLayer,
-};
+use shutdown_forensics::report::{ManualClock, PhaseEvent, PhaseOutcome};
+use shutdown_forensics::{phase, FlightRecord, ShutdownLayer};
 use support::{ms, setup, Capture, CaptureWriter};
 use tracing::dispatcher::with_default;
 use tracing_subscriber::fmt::MakeWriter;

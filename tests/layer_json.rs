@@ -4,7 +4,8 @@
 mod support;
 
 use serde_json::{json, Value};
-use shutdown_forensics::{phase, ManualClock, ShutdownLayer};
+use shutdown_forensics::report::ManualClock;
+use shutdown_forensics::{phase, ShutdownLayer};
 use support::{ms, Capture};
 use tracing::field::Empty;
 use tracing_subscriber::layer::SubscriberExt;

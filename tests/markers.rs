@@ -5,7 +5,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use shutdown_forensics::{ContextOptions, MarkerStatus, ShutdownContext};
+use shutdown_forensics::context::markers::MarkerStatus;
+use shutdown_forensics::context::{ContextOptions, ShutdownContext};
 
 // ---- seed: markers -------------------------------------------------------------------------
 

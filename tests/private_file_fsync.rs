@@ -79,5 +79,5 @@ fn the_directory_is_synced_after_the_rename() {
 #[ignore = "a role: run under strace by the_directory_is_synced_after_the_rename"]
 fn role_write_private_file() {
     let target = std::env::var_os("PRIVATE_FILE_TARGET").expect("PRIVATE_FILE_TARGET");
-    shutdown_forensics::write_private_file(Path::new(&target), b"{\"ok\":true}").unwrap();
+    shutdown_forensics::report::write_private_file(Path::new(&target), b"{\"ok\":true}").unwrap();
 }

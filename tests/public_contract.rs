@@ -4,11 +4,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use shutdown_forensics::{
-    check_systemd_timing_alignment, parse_systemd_duration, phase, signal_name, spawn_diagnostic,
-    ContextOptions, MarkerInfo, PhaseRecord, ProcSummary, ShutdownContext, ShutdownHandle,
-    ShutdownLayer, ShutdownReport, SignalSender, TimingAlignment, PHASE_TARGET,
+use shutdown_forensics::context::markers::MarkerInfo;
+use shutdown_forensics::context::{
+    signal_name, ContextOptions, ProcSummary, ShutdownContext, SignalSender,
 };
+use shutdown_forensics::diagnostic::spawn_diagnostic;
+use shutdown_forensics::report::{PhaseRecord, ShutdownReport};
+use shutdown_forensics::systemd::{
+    check_systemd_timing_alignment, parse_systemd_duration, TimingAlignment,
+};
+use shutdown_forensics::{phase, ShutdownHandle, ShutdownLayer, PHASE_TARGET};
 use tracing_subscriber::layer::SubscriberExt;
 
 #[test]
@@ -48,7 +53,7 @@ fn the_design_contract_compiles_and_holds() {
 
     let dir = tempfile::tempdir().unwrap();
     let log: &Path = &dir.path().join("diag.log");
-    let child: std::io::Result<u32> = spawn_diagnostic(log, "SIGTERM", Duration::from_secs(3));
+    let child: Result<u32, shutdown_forensics::Error> = spawn_diagnostic(log, "SIGTERM", Duration::from_secs(3));
     assert!(child.unwrap() > 0);
 
     assert_eq!(

@@ -5,10 +5,9 @@ mod support;
 use std::time::Duration;
 
 use serde_json::Value;
-use shutdown_forensics::{
-    phase, PhaseOutcome, ShutdownHandle, ShutdownLayer, ShutdownReport, ShutdownTrigger,
-    SignalSender,
-};
+use shutdown_forensics::context::{ShutdownTrigger, SignalSender};
+use shutdown_forensics::report::{PhaseOutcome, ShutdownReport};
+use shutdown_forensics::{phase, ShutdownHandle, ShutdownLayer};
 use support::{ms, setup};
 use tracing::dispatcher::with_default;
 

@@ -7,7 +7,8 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer, SignalCause};
+use shutdown_forensics::context::SignalCause;
+use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer};
 use support::{dispatch, kill_us, lines_with, wait_until, Capture, LOOSE};
 
 #[test]

@@ -17,7 +17,8 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use shutdown_forensics::{FlightRecord, Forensics, PreviousShutdown, ShutdownLayer};
+use shutdown_forensics::verdict::PreviousShutdown;
+use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer};
 use support::{kill_us, rerun_as, wait_until, LOOSE};
 use tracing_subscriber::layer::SubscriberExt;
 

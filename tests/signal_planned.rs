@@ -8,7 +8,9 @@ mod support;
 
 use std::time::Duration;
 
-use shutdown_forensics::{write_marker, ContextOptions, Forensics, ShutdownLayer};
+use shutdown_forensics::context::markers::write_marker;
+use shutdown_forensics::context::ContextOptions;
+use shutdown_forensics::{Forensics, ShutdownLayer};
 use support::{dispatch, kill_us, lines_with, Capture, LOOSE};
 
 #[test]

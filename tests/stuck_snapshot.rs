@@ -15,7 +15,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use shutdown_forensics::{phase, ShutdownHandle, ShutdownLayer, StuckReason, StuckSnapshot};
+use shutdown_forensics::report::{StuckReason, StuckSnapshot};
+use shutdown_forensics::{phase, ShutdownHandle, ShutdownLayer};
 use support::{dispatch, wait_until, Capture, LOOSE};
 use tracing::Dispatch;
 
@@ -37,7 +38,10 @@ fn stuck_line(cap: &Capture) -> String {
     lines[0].clone()
 }
 
-fn thread_named<'a>(snap: &'a StuckSnapshot, name: &str) -> &'a shutdown_forensics::ThreadState {
+fn thread_named<'a>(
+    snap: &'a StuckSnapshot,
+    name: &str,
+) -> &'a shutdown_forensics::report::ThreadState {
     snap.threads
         .iter()
         .find(|t| t.name == name)
@@ -684,7 +688,7 @@ fn a_phase_that_overruns_as_it_closes_still_gets_exactly_one_snapshot() {
     // about the moment the watchdog would see it. Whoever sees it first, one snapshot follows
     // (the close path hands it to the watchdog), and completion waits for it.
     for round in 0..5 {
-        let clock = shutdown_forensics::ManualClock::new();
+        let clock = shutdown_forensics::report::ManualClock::new();
         let layer = ShutdownLayer::builder()
             .with_clock(clock.clone())
             .with_phase_budget("drain", Duration::from_millis(100))

@@ -13,7 +13,7 @@ use support::Capture;
 
 use std::time::Duration;
 
-use shutdown_forensics::{SystemdManager, TimingAlignment, DEFAULT_STOP_HEADROOM};
+use shutdown_forensics::systemd::{SystemdManager, TimingAlignment, DEFAULT_STOP_HEADROOM};
 
 fn s(secs: u64) -> Duration {
     Duration::from_secs(secs)

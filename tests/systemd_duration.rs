@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use shutdown_forensics::parse_systemd_duration as parse;
+use shutdown_forensics::systemd::parse_systemd_duration as parse;
 
 fn us(n: u64) -> Option<Duration> {
     Some(Duration::from_micros(n))

@@ -11,7 +11,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shutdown_forensics::{
+use shutdown_forensics::systemd::{
     check_systemd_timing_alignment, check_systemd_timing_alignment_async, DEFAULT_STOP_HEADROOM,
 };
 
@@ -100,7 +100,7 @@ fn seed_undeterminable_unit_with_invocation_id_does_not_panic() {
 #[cfg(feature = "systemd")]
 #[test]
 fn notifier_from_env_reads_notify_socket() {
-    use shutdown_forensics::Notifier;
+    use shutdown_forensics::systemd::Notifier;
     use std::os::unix::net::UnixDatagram;
 
     let _guard = lock();

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
-use shutdown_forensics::{ExtendPolicy, Notifier};
+use shutdown_forensics::systemd::{ExtendPolicy, Notifier};
 
 fn listen(path: &Path) -> UnixDatagram {
     let socket = UnixDatagram::bind(path).unwrap();

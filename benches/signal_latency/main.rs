@@ -36,7 +36,7 @@ use std::thread;
 use std::time::Duration;
 
 use criterion::{black_box, Criterion, SamplingMode};
-use shutdown_forensics::ShutdownContext;
+use shutdown_forensics::context::ShutdownContext;
 
 /// Set (to a variant name) in the receiver's environment.
 const RECEIVER_ENV: &str = "SHUTDOWN_FORENSICS_BENCH_RECEIVER";

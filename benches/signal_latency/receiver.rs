@@ -3,9 +3,8 @@
 //! `RECEIVER_ENV` set.
 
 use super::*;
-use shutdown_forensics::{
-    ContextCapturer, ContextOptions, FlightRecord, Forensics, ShutdownLayer, SignalSender,
-};
+use shutdown_forensics::context::{ContextCapturer, ContextOptions, SignalSender};
+use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer};
 use signal_hook::iterator::exfiltrator::origin::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
 use tracing_subscriber::fmt::MakeWriter;

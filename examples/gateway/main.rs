@@ -35,9 +35,9 @@ use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use shutdown_forensics::context::{ContextOptions, Escalation};
 use shutdown_forensics::{
-    phase, ContextOptions, Escalation, FlightRecord, Forensics, ShutdownHandle, ShutdownLayer,
-    ShutdownSignal,
+    phase, FlightRecord, Forensics, ShutdownHandle, ShutdownLayer, ShutdownSignal,
 };
 use tracing::field::Empty;
 use tracing::Instrument;
@@ -325,7 +325,7 @@ fn write_outputs(args: &Args, handle: &ShutdownHandle) -> std::io::Result<()> {
     let report = handle.report();
     say(&format!("\n{report}"));
     let trace = args.log_dir.join("shutdown-trace.json");
-    shutdown_forensics::write_private_file(&trace, report.to_chrome_trace().as_bytes())?;
+    shutdown_forensics::report::write_private_file(&trace, report.to_chrome_trace().as_bytes())?;
     say(&format!(
         "Chrome trace: {} (open in https://ui.perfetto.dev or chrome://tracing)",
         trace.display()

@@ -1,10 +1,35 @@
-//! "Planned stop" and "takeover" marker files: JSON written by whoever is about to stop us on
-//! purpose (an upgrade, a `--replace` install), read at signal time to tell planned stops from
-//! unexpected ones.
+//! "Planned stop" and "takeover" marker files: a note left by whoever is about to stop the
+//! service on purpose (a deploy script, an `ExecStop=`, a preStop hook, an upgrade), so that
+//! the `Shutdown context` line says `planned_stop_marker_present=yes` and is logged at INFO
+//! instead of WARN.
 //!
-//! A marker names its target by number, never by substring: `"target_pid": 12` must not match
-//! pid 123, and `{"target_pid":123}` must match. When the marker also names the target's start
-//! time, a recycled pid does not match either.
+//! Write one with [`write_marker`] before sending the signal, in the directory given to
+//! [`ContextOptions::with_marker_dir`](crate::context::ContextOptions::with_marker_dir) (file
+//! names `.planned-stop.json` and `.takeover.json` by default):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), shutdown_forensics::Error> {
+//! // Before `kill -TERM 4242` as part of a planned restart:
+//! shutdown_forensics::context::markers::write_marker("/var/lib/gateway/.planned-stop.json".as_ref(), 4242)?;
+//! # Ok(()) }
+//! ```
+//!
+//! # The format, for tools not written in Rust
+//!
+//! One JSON object, at most [`MARKER_READ_LIMIT`] bytes, written atomically (a temporary file
+//! in the same directory, then `rename(2)`), mode 0600:
+//!
+//! ```text
+//! {"target_pid": 4242, "target_start_time": 81234567, "written_at": 1733500000.5, "writer_pid": 999}
+//! ```
+//!
+//! - `target_pid` (required): the pid of the process to be stopped, a JSON number.
+//! - `target_start_time` (optional): field 22 of `/proc/<target_pid>/stat` (clock ticks after
+//!   boot); when present, a recycled pid does not match.
+//! - `written_at` (optional): Unix seconds; a marker older than the configured maximum age
+//!   (10 minutes by default) is stale and names nobody.
+//! - Anything else is ignored. A marker names its target by number, never by substring:
+//!   `"target_pid": 12` does not match pid 123, and compact JSON matches as well as spaced.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -190,12 +215,12 @@ pub(crate) fn parse_marker(
 /// purpose (an upgrade script, a `--replace` installer, a test).
 ///
 /// ```no_run
-/// # fn main() -> std::io::Result<()> {
+/// # fn main() -> Result<(), shutdown_forensics::Error> {
 /// // Before `kill -TERM 4242` as part of a planned restart:
-/// shutdown_forensics::write_marker("/var/lib/gateway/.planned-stop.json".as_ref(), 4242)?;
+/// shutdown_forensics::context::markers::write_marker("/var/lib/gateway/.planned-stop.json".as_ref(), 4242)?;
 /// # Ok(()) }
 /// ```
-pub fn write_marker(path: &Path, target_pid: u32) -> io::Result<()> {
+pub fn write_marker(path: &Path, target_pid: u32) -> Result<(), crate::Error> {
     let mut buf = Vec::new();
     let start_time = crate::sys::proc::ProcRoot::default()
         .stat(Some(target_pid), &mut buf)
@@ -210,6 +235,7 @@ pub fn write_marker(path: &Path, target_pid: u32) -> io::Result<()> {
         "writer_pid": std::process::id(),
     });
     crate::sys::private_file::write_atomic(path, body.to_string().as_bytes())
+        .map_err(|e| crate::Error::io(format!("write marker {}", path.display()), e))
 }
 
 #[cfg(test)]

@@ -58,7 +58,7 @@ fn realtime_range() -> Option<(libc::c_int, libc::c_int)> {
 /// signal, `"signal#N"` for anything this platform does not define.
 ///
 /// ```
-/// use shutdown_forensics::signal_name;
+/// use shutdown_forensics::context::signal_name;
 /// assert_eq!(signal_name(15), "SIGTERM");
 /// assert_eq!(signal_name(9999), "signal#9999");
 /// ```
@@ -88,7 +88,7 @@ pub fn signal_name_or_unknown(num: Option<i32>) -> Cow<'static, str> {
 /// `"SIGRTMIN+3"` or `"signal#15"`. `None` when the name is not a signal here.
 ///
 /// ```
-/// use shutdown_forensics::signal_number;
+/// use shutdown_forensics::context::signal_number;
 /// assert_eq!(signal_number("SIGTERM"), Some(libc::SIGTERM));
 /// assert_eq!(signal_number("hup"), Some(libc::SIGHUP));
 /// assert_eq!(signal_number("SIGNOPE"), None);

@@ -14,7 +14,7 @@ use crate::sys::logfmt::Logfmt;
 /// instant the signal was received, not the instant the helper got around to calling.
 ///
 /// ```
-/// use shutdown_forensics::ShutdownTrigger;
+/// use shutdown_forensics::context::ShutdownTrigger;
 ///
 /// let trigger = ShutdownTrigger::now()
 ///     .with_signal(libc::SIGTERM)

@@ -1,11 +1,34 @@
-//! The detached diagnostic: a bounded snapshot of the host (process table, our process tree,
-//! load, kernel messages) appended to a private log file while the service shuts down.
+//! What else was running: a bounded, detached snapshot of the host at the stop.
 //!
-//! The spawn returns as soon as the child exists. The child runs in its own process group with
-//! a clean environment; every value reaches it as a positional argument, never as shell text.
-//! A reaper thread in this process waits for it, kills the whole group at the timeout and reaps
-//! it, so no zombie is left behind. If this process exits first, the child's own watchdog
-//! (`sleep` + `kill 0`, when `sleep` exists) bounds it instead.
+//! On the first stop signal the signal helper can spawn a diagnostic child
+//! ([`ForensicsBuilder::with_diagnostic`](crate::ForensicsBuilder::with_diagnostic)) that
+//! appends the process table (names only, unless asked), our process tree, the load and the
+//! kernel's last messages to a private log file (0600), headed by our pid, the signal and a
+//! correlation id that the `Shutdown context` line carries too. Nothing waits for it: the spawn
+//! returns as soon as the child exists, and the child is killed at its timeout.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use shutdown_forensics::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
+//!
+//! # fn main() -> Result<(), shutdown_forensics::Error> {
+//! let options = DiagnosticOptions::new("logs/shutdown-diag.log")
+//!     .with_signal_name("SIGTERM")
+//!     .with_timeout(Duration::from_secs(3));
+//! let diag = spawn_diagnostic_with(&options)?;
+//! println!("diagnostic pid {} ({})", diag.pid(), diag.correlation_id());
+//! # Ok(()) }
+//! ```
+//!
+//! It works with less when `timeout`, `ps`, `pstree` or `dmesg` are missing, and says which
+//! section could not be read. Each run appends at most [`DEFAULT_SIZE_CAP`]; the file is
+//! rotated past [`DEFAULT_ROTATE_AT`].
+//
+// For contributors: the child runs in its own process group with a clean environment; every
+// value reaches it as a positional argument, never as shell text. A reaper thread in this
+// process waits for it, kills the whole group at the timeout and reaps it, so no zombie is left
+// behind. If this process exits first, the child's own watchdog (`sleep` + `kill 0`, when
+// `sleep` exists) bounds it instead.
 
 #[cfg(unix)]
 mod logfile;
@@ -19,16 +42,17 @@ pub(crate) use script::generate_correlation_id;
 pub use reaper::DiagnosticOutcome;
 
 use std::ffi::OsString;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// Default timeout after which the whole diagnostic process group is killed: 5 seconds.
-pub const DEFAULT_DIAGNOSTIC_TIMEOUT: Duration = Duration::from_secs(5);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default cap on what one diagnostic run may append to the log: 256 KiB.
-pub const DEFAULT_DIAGNOSTIC_SIZE_CAP: u64 = 256 * 1024;
+pub const DEFAULT_SIZE_CAP: u64 = 256 * 1024;
 /// Default size past which the log is rotated to `<path>.1` before a run: 4 MiB.
-pub const DEFAULT_DIAGNOSTIC_ROTATE_AT: u64 = 4 * 1024 * 1024;
+pub const DEFAULT_ROTATE_AT: u64 = 4 * 1024 * 1024;
 /// Smallest accepted size cap; the cap is applied in 512-byte blocks.
 #[cfg(unix)]
 const MIN_SIZE_CAP: u64 = 1024;
@@ -39,7 +63,7 @@ const MIN_SIZE_CAP: u64 = 1024;
 ///
 /// ```
 /// use std::time::Duration;
-/// use shutdown_forensics::DiagnosticOptions;
+/// use shutdown_forensics::diagnostic::DiagnosticOptions;
 ///
 /// let options = DiagnosticOptions::new("/var/log/myservice/shutdown-diag.log")
 ///     .with_signal_name("SIGTERM")
@@ -67,11 +91,11 @@ impl DiagnosticOptions {
         Self {
             log_path: log_path.into(),
             signal_name: "UNKNOWN".to_owned(),
-            timeout: DEFAULT_DIAGNOSTIC_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
             correlation_id: None,
             target_pid: None,
-            size_cap: DEFAULT_DIAGNOSTIC_SIZE_CAP,
-            rotate_at: DEFAULT_DIAGNOSTIC_ROTATE_AT,
+            size_cap: DEFAULT_SIZE_CAP,
+            rotate_at: DEFAULT_ROTATE_AT,
             include_cmdline: false,
             search_path: None,
         }
@@ -86,7 +110,7 @@ impl DiagnosticOptions {
     }
 
     /// How long the diagnostic may run before its whole process group is killed.
-    /// Default: [`DEFAULT_DIAGNOSTIC_TIMEOUT`] (5 s).
+    /// Default: [`DEFAULT_TIMEOUT`] (5 s).
     pub fn with_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -109,14 +133,14 @@ impl DiagnosticOptions {
 
     /// The most one run may append to the log, in bytes (enforced as a file size limit in
     /// 512-byte blocks, at least 1 KiB; the crate may add one short trailer line after it).
-    /// Default: [`DEFAULT_DIAGNOSTIC_SIZE_CAP`] (256 KiB).
+    /// Default: [`DEFAULT_SIZE_CAP`] (256 KiB).
     pub fn with_size_cap(mut self, bytes: u64) -> Self {
         self.size_cap = bytes;
         self
     }
 
     /// Rotate the log to `<path>.1` (replacing an older `.1`) when it is larger than this
-    /// before a run. Default: [`DEFAULT_DIAGNOSTIC_ROTATE_AT`] (4 MiB).
+    /// before a run. Default: [`DEFAULT_ROTATE_AT`] (4 MiB).
     pub fn with_rotate_at(mut self, bytes: u64) -> Self {
         self.rotate_at = bytes;
         self
@@ -198,15 +222,19 @@ impl Diagnostic {
 /// ```no_run
 /// use std::{path::Path, time::Duration};
 ///
-/// let pid = shutdown_forensics::spawn_diagnostic(
+/// let pid = shutdown_forensics::diagnostic::spawn_diagnostic(
 ///     Path::new("/var/log/myservice/shutdown-diag.log"),
 ///     "SIGTERM",
 ///     Duration::from_secs(5),
 /// )?;
 /// # let _ = pid;
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), shutdown_forensics::Error>(())
 /// ```
-pub fn spawn_diagnostic(log_path: &Path, signal_name: &str, timeout: Duration) -> io::Result<u32> {
+pub fn spawn_diagnostic(
+    log_path: &Path,
+    signal_name: &str,
+    timeout: Duration,
+) -> Result<u32, Error> {
     let options = DiagnosticOptions::new(log_path)
         .with_signal_name(signal_name)
         .with_timeout(timeout);
@@ -224,7 +252,7 @@ pub fn spawn_diagnostic(log_path: &Path, signal_name: &str, timeout: Duration) -
 ///
 /// ```
 /// use std::time::Duration;
-/// use shutdown_forensics::{spawn_diagnostic_with, DiagnosticOptions, DiagnosticOutcome};
+/// use shutdown_forensics::diagnostic::{spawn_diagnostic_with, DiagnosticOptions, DiagnosticOutcome};
 ///
 /// let dir = std::env::temp_dir().join(format!("sf-doc-{}", std::process::id()));
 /// std::fs::create_dir_all(&dir)?;
@@ -236,7 +264,7 @@ pub fn spawn_diagnostic(log_path: &Path, signal_name: &str, timeout: Duration) -
 /// assert!(matches!(outcome, Some(DiagnosticOutcome::Exited(_))));
 /// assert!(std::fs::read_to_string(&log)?.contains(diagnostic.correlation_id()));
 /// # std::fs::remove_dir_all(&dir)?;
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Errors
@@ -245,9 +273,14 @@ pub fn spawn_diagnostic(log_path: &Path, signal_name: &str, timeout: Duration) -
 /// rotated, created or opened (missing directories above it are created, mode 0700; one that
 /// cannot be is named in the error); `/bin/sh` cannot be spawned;
 /// the reaper thread cannot be started (the child is then killed and reaped before returning).
-/// `io::ErrorKind::Unsupported` on platforms other than Unix.
-pub fn spawn_diagnostic_with(options: &DiagnosticOptions) -> io::Result<Diagnostic> {
-    imp::spawn(options)
+/// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) on platforms other than Unix.
+pub fn spawn_diagnostic_with(options: &DiagnosticOptions) -> Result<Diagnostic, Error> {
+    imp::spawn(options).map_err(|e| {
+        Error::io(
+            format!("spawn shutdown diagnostic {}", options.log_path().display()),
+            e,
+        )
+    })
 }
 
 #[cfg(unix)]

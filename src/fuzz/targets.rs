@@ -52,12 +52,12 @@ fn fuzz_systemd_duration() {
     };
     let summary = fuzz(target, |input| {
         let t = text(input);
-        let parsed = crate::parse_systemd_duration(&t);
+        let parsed = crate::systemd::parse_systemd_duration(&t);
         // Whatever it accepted reads back the same in microseconds (up to strtoll's i64, as
         // in systemd: `18446461844646s` is valid, its 20-digit count of microseconds is not).
         let micros_fit = |d: &Duration| d.as_micros() <= i64::MAX as u128;
         if let Some(d) = parsed.filter(micros_fit) {
-            let again = crate::parse_systemd_duration(&format!("{}us", d.as_micros()));
+            let again = crate::systemd::parse_systemd_duration(&format!("{}us", d.as_micros()));
             assert_eq!(again, Some(d), "{t:?}");
         }
         // The same values behind `TimeoutStopUSec=` in `systemctl show` output.
@@ -330,7 +330,7 @@ fn fuzz_notify_socket() {
         dict: &[b"/", b"@", b"vsock:", b"/run/systemd/notify"],
     };
     let summary = fuzz(target, |input| {
-        let notifier = crate::Notifier::new(OsStr::from_bytes(input));
+        let notifier = crate::systemd::Notifier::new(OsStr::from_bytes(input));
         let expected = matches!(input, [b'/', ..] | [b'@', _, ..]);
         assert_eq!(notifier.is_some(), expected);
         // The address is built (or refused) without a panic; nothing is sent.

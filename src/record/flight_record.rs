@@ -33,7 +33,8 @@ const CHECKPOINT_EVERY: u64 = READ_LIMIT / 2;
 /// [`ShutdownLayerBuilder::with_flight_record`](crate::ShutdownLayerBuilder::with_flight_record).
 ///
 /// ```
-/// use shutdown_forensics::{FlightRecord, PreviousShutdown};
+/// use shutdown_forensics::FlightRecord;
+/// use shutdown_forensics::verdict::PreviousShutdown;
 ///
 /// let dir = tempfile::tempdir()?;
 /// let record = FlightRecord::open(dir.path().join("flight.jsonl"))?;

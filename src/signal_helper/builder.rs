@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::context::capture::ContextOptions;
+use crate::context::escalation::{Escalation, DEFAULT_SIGNALS};
 use crate::diagnostic::DiagnosticOptions;
-use crate::error::{Error, ErrorKind};
-use crate::signal_helper::listener::{self, Config, Escalation, Shared};
+use crate::error::Error;
+use crate::signal_helper::listener::{self, Config, Shared};
 use crate::signal_helper::signal::ShutdownSignal;
 use crate::timeline::handle::ShutdownHandle;
 
@@ -18,15 +19,6 @@ const MAX_KILL_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long [`Forensics::finish`] waits for the signal path's context event (a stuck log
 /// sink holds it; the shutdown must not wait for that).
 const CONTEXT_EVENT_PATIENCE: Duration = Duration::from_secs(2);
-
-/// Signals listened to by default: `SIGTERM` (supervisors, `kill`, `docker stop`) and `SIGINT`
-/// (Ctrl-C).
-///
-/// `SIGHUP` and `SIGQUIT` are left alone: many services use them for a reload or a dump, and
-/// catching them here would turn those into a shutdown. Opt in with
-/// [`ForensicsBuilder::with_signals`], e.g. `&[SIGTERM, SIGINT, SIGHUP]` for a service that
-/// should stop when its terminal hangs up.
-pub const DEFAULT_SIGNALS: [i32; 2] = [libc::SIGTERM, libc::SIGINT];
 
 /// Configures and installs the signal helper. Every setting has a working default.
 ///
@@ -106,7 +98,7 @@ impl Default for ForensicsBuilder {
 /// itself (libc, a raw `recv` with a timeout) should retry on `ErrorKind::Interrupted`.
 ///
 /// The helper also keeps three `/proc` files open for the capture (close-on-exec; see
-/// [`ContextCapturer`](crate::ContextCapturer)). If code closes descriptors it did not open
+/// [`ContextCapturer`](crate::context::ContextCapturer)). If code closes descriptors it did not open
 /// (some daemonizers do) and the numbers are reused, the capture notices that what it reads is
 /// not the `/proc` file and reads by path instead.
 ///
@@ -340,7 +332,7 @@ impl ForensicsBuilder {
 
     /// Records a panic (message, `file:line:col`, thread) in the flight record of the handle
     /// ([`Self::with_handle`]) before the hook that was set until then runs, so that the next
-    /// start reports [`PreviousShutdown::Panicked`](crate::PreviousShutdown::Panicked) rather
+    /// start reports [`PreviousShutdown::Panicked`](crate::verdict::PreviousShutdown::Panicked) rather
     /// than a normal exit. One process-wide hook, installed at the first
     /// [`install`](Self::install) with a flight record and chained to the previous hook: set
     /// your own hook before `install`. Default: on.
@@ -353,9 +345,9 @@ impl ForensicsBuilder {
     /// (previous flight record verdict; systemd `TimeoutStopSec`, on a thread of its own).
     ///
     /// # Errors
-    /// [`ErrorKind::InvalidInput`] when a signal cannot be listened for (no signals, a number
+    /// [`ErrorKind::InvalidInput`](crate::ErrorKind::InvalidInput) when a signal cannot be listened for (no signals, a number
     /// out of range, one that cannot be caught like `SIGKILL`, or one the libc reserves), with
-    /// nothing registered; [`ErrorKind::Io`] when the diagnostic's directory cannot be created
+    /// nothing registered; [`ErrorKind::Io`](crate::ErrorKind::Io) when the diagnostic's directory cannot be created
     /// (missing ones are created, mode 0700) or the listener cannot be started.
     ///
     /// ```
@@ -366,8 +358,7 @@ impl ForensicsBuilder {
     /// ```
     pub fn install(self) -> Result<Forensics, Error> {
         // First, before anything has side effects (hooks, threads, handlers).
-        listener::check_signals(&self.signals)
-            .map_err(|reason| Error::new(ErrorKind::InvalidInput, reason))?;
+        listener::check_signals(&self.signals)?;
         if let (Some(handle), Some(deadline)) = (&self.handle, self.kill_deadline) {
             handle.set_kill_deadline(deadline);
         }

@@ -15,41 +15,14 @@ use signal_hook::iterator::SignalsInfo;
 use signal_hook::low_level::siginfo::{Cause, Origin, Sent};
 
 use crate::context::capture::{ContextCapturer, ShutdownContext};
+use crate::context::escalation::Escalation;
 use crate::context::signal::{signal_name, SignalCause, SignalSender};
 use crate::context::trigger::ShutdownTrigger;
 use crate::diagnostic::{spawn_diagnostic_with, DiagnosticOptions};
+use crate::error::{Error, ErrorKind};
 use crate::sys::clock::Offset;
 use crate::sys::logfmt::Logfmt;
 use crate::timeline::handle::ShutdownHandle;
-
-/// What to do when signals keep coming after the first.
-///
-/// Every repeat is counted, logged (the first ten, then every hundredth) and recorded either
-/// way; the first signal always starts the graceful shutdown.
-///
-/// ```
-/// use shutdown_forensics::{Escalation, Forensics};
-///
-/// // An impatient operator's second Ctrl-C ends the process with the shell's SIGINT code.
-/// let builder = Forensics::builder().with_escalation(Escalation::Exit { after: 2, code: 130 });
-/// # let _ = builder;
-/// assert_eq!(Escalation::default(), Escalation::LogOnly);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Escalation {
-    /// Log and record each repeat; the graceful shutdown goes on. The default.
-    #[default]
-    LogOnly,
-    /// On the `after`-th signal (counting the first), flush the flight record and the adopted
-    /// log guards, then exit the process with `code`.
-    Exit {
-        /// Which signal escalates: 2 means the second one (0 and 1 act as 2).
-        after: u32,
-        /// The process exit code.
-        code: i32,
-    },
-}
 
 /// How long an escalation may spend flushing before the process is ended anyway.
 const ESCALATION_FLUSH_LIMIT: Duration = Duration::from_secs(2);
@@ -402,26 +375,38 @@ const MAX_SIGNUM: i32 = 128;
 /// out of range), and so that a bad signal cannot leave the good ones half-registered: once
 /// signal-hook took a signal over it never restores the default action, so a `SIGTERM`
 /// registered and then dropped would be ignored for the rest of the process.
-pub(crate) fn check_signals(signals: &[i32]) -> Result<(), String> {
+pub(crate) fn check_signals(signals: &[i32]) -> Result<(), Error> {
     if signals.is_empty() {
-        return Err("no signals to listen for".to_owned());
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "no signals to listen for",
+        ));
     }
     for &sig in signals {
         if signal_hook::consts::FORBIDDEN.contains(&sig) {
-            return Err(format!("{} cannot be caught", signal_name(sig)));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{} cannot be caught", signal_name(sig)),
+            ));
         }
         if !(1..MAX_SIGNUM).contains(&sig) {
-            return Err(format!("{} is not a signal number", sig));
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("{sig} is not a signal number"),
+            ));
         }
         // SAFETY: an all-zero `sigaction` is a valid value of this plain C struct.
         let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
         // SAFETY: a null `act` only queries the current action; `old` is valid and writable.
         // The libc refuses here what it would refuse at registration (e.g. glibc's 32, 33).
         if unsafe { libc::sigaction(sig, std::ptr::null(), &mut old) } != 0 {
-            return Err(format!(
-                "{} cannot be handled: {}",
-                signal_name(sig),
-                std::io::Error::last_os_error()
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} cannot be handled: {}",
+                    signal_name(sig),
+                    std::io::Error::last_os_error()
+                ),
             ));
         }
     }

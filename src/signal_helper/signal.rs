@@ -110,6 +110,7 @@ impl ShutdownSignal {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "tokio-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tokio-util")))]
     #[must_use]
     pub fn cancellation_token(&self) -> tokio_util::sync::CancellationToken {
         self.shared.token.child_token()

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 /// over-budget warning appears without waiting on real time.
 ///
 /// ```
-/// use shutdown_forensics::ManualClock;
+/// use shutdown_forensics::report::ManualClock;
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();
@@ -172,7 +172,7 @@ pub(crate) fn secs(d: Duration) -> f64 {
 /// An offset from the shutdown origin, displayed as `+1.23s`.
 ///
 /// ```
-/// use shutdown_forensics::Offset;
+/// use shutdown_forensics::report::Offset;
 /// use std::time::Duration;
 ///
 /// assert_eq!(Offset(Duration::from_millis(1234)).to_string(), "+1.23s");

@@ -125,17 +125,18 @@ pub(crate) fn read_bounded(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>
 /// let victim = dir.path().join("victim");
 /// std::fs::write(&victim, "keep")?;
 /// std::os::unix::fs::symlink(&victim, &path)?; // planted
-/// shutdown_forensics::write_private_file(&path, b"{}")?;
+/// shutdown_forensics::report::write_private_file(&path, b"{}")?;
 /// assert_eq!(std::fs::read_to_string(&victim)?, "keep");
 /// assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
-/// # Ok::<(), std::io::Error>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
 /// # Errors
 /// When the temporary file cannot be created, written or synced, or the rename fails (the
 /// temporary file is removed then). A failure to sync the directory is not reported.
-pub fn write_private_file(path: impl AsRef<Path>, bytes: &[u8]) -> io::Result<()> {
-    write_atomic(path.as_ref(), bytes)
+pub fn write_private_file(path: impl AsRef<Path>, bytes: &[u8]) -> Result<(), crate::Error> {
+    let path = path.as_ref();
+    write_atomic(path, bytes).map_err(|e| crate::Error::io(format!("write {}", path.display()), e))
 }
 
 /// Replaces `path` with `bytes` atomically: a new 0600 temporary file next to it (created

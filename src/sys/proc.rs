@@ -153,7 +153,7 @@ pub struct ProcSummary {
     pub uid: Option<u32>,
     /// Start time in clock ticks after boot; with the pid, identifies the process uniquely.
     pub start_time: Option<u64>,
-    /// Command line, only when asked for ([`crate::ContextOptions::include_cmdline`]) and
+    /// Command line, only when asked for ([`crate::context::ContextOptions::include_cmdline`]) and
     /// truncated to 300 characters. Command lines can hold secrets; they are off by default.
     pub cmdline: Option<String>,
 }

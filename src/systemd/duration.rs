@@ -68,7 +68,7 @@ const UNITS: &[(&str, u64)] = &[
 ///
 /// ```
 /// use std::time::Duration;
-/// use shutdown_forensics::parse_systemd_duration;
+/// use shutdown_forensics::systemd::parse_systemd_duration;
 ///
 /// assert_eq!(parse_systemd_duration("1min 30s"), Some(Duration::from_secs(90)));
 /// assert_eq!(parse_systemd_duration("1h30min"), Some(Duration::from_secs(5400)));

@@ -15,13 +15,15 @@ use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// Sends notifications to the service manager's socket.
 ///
 /// Every send uses a fresh non-blocking socket: it never waits on the manager, never panics,
 /// and returns the error (a missing listener, a full queue) for the caller to ignore or log.
 ///
 /// ```
-/// use shutdown_forensics::Notifier;
+/// use shutdown_forensics::systemd::Notifier;
 ///
 /// // None outside systemd (no NOTIFY_SOCKET); then there is nothing to notify.
 /// if let Some(notifier) = Notifier::from_env() {
@@ -41,6 +43,15 @@ enum Address {
     Abstract(Vec<u8>),
 }
 
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Path(p) => write!(f, "NOTIFY_SOCKET {}", p.display()),
+            Self::Abstract(name) => write!(f, "NOTIFY_SOCKET @{}", String::from_utf8_lossy(name)),
+        }
+    }
+}
+
 impl Notifier {
     /// A notifier for `$NOTIFY_SOCKET`; `None` when it is unset or not a form accepted by
     /// [`Notifier::new`].
@@ -54,7 +65,7 @@ impl Notifier {
     /// `vsock:` form, which this crate does not speak).
     ///
     /// ```
-    /// use shutdown_forensics::Notifier;
+    /// use shutdown_forensics::systemd::Notifier;
     ///
     /// assert!(Notifier::new("/run/systemd/notify").is_some());
     /// assert!(Notifier::new("@gateway-notify").is_some());
@@ -77,7 +88,7 @@ impl Notifier {
     ///
     /// When the datagram cannot be sent (no listener, full queue, abstract socket on a
     /// non-Linux system).
-    pub fn stopping(&self) -> io::Result<()> {
+    pub fn stopping(&self) -> Result<(), Error> {
         self.send("STOPPING=1")
     }
 
@@ -87,7 +98,7 @@ impl Notifier {
     /// # Errors
     ///
     /// As for [`stopping`](Self::stopping).
-    pub fn status(&self, text: &str) -> io::Result<()> {
+    pub fn status(&self, text: &str) -> Result<(), Error> {
         let clean: String = text
             .chars()
             .map(|c| if c.is_control() { ' ' } else { c })
@@ -102,7 +113,7 @@ impl Notifier {
     /// # Errors
     ///
     /// As for [`stopping`](Self::stopping).
-    pub fn extend_timeout(&self, by: Duration) -> io::Result<()> {
+    pub fn extend_timeout(&self, by: Duration) -> Result<(), Error> {
         let usec = u64::try_from(by.as_micros()).unwrap_or(u64::MAX);
         if usec == 0 {
             return Ok(());
@@ -120,7 +131,7 @@ impl Notifier {
         &self,
         policy: &ExtendPolicy,
         elapsed: Duration,
-    ) -> io::Result<Option<Duration>> {
+    ) -> Result<Option<Duration>, Error> {
         match policy.next_extension(elapsed) {
             Some(by) => self.extend_timeout(by).map(|()| Some(by)),
             None => Ok(None),
@@ -141,7 +152,14 @@ impl Notifier {
     /// # Errors
     ///
     /// As for [`stopping`](Self::stopping); `WriteZero` if the datagram was cut short.
-    pub fn send(&self, state: &str) -> io::Result<()> {
+    pub fn send(&self, state: &str) -> Result<(), Error> {
+        self.send_datagram(state).map_err(|e| {
+            let what = state.split('\n').next().unwrap_or_default();
+            Error::io(format!("sd_notify {what} to {}", self.address), e)
+        })
+    }
+
+    fn send_datagram(&self, state: &str) -> io::Result<()> {
         let address = self.socket_address()?;
         let socket = UnixDatagram::unbound()?;
         socket.set_nonblocking(true)?;
@@ -179,7 +197,7 @@ fn abstract_address(_: &[u8]) -> io::Result<SocketAddr> {
 ///
 /// ```
 /// use std::time::Duration;
-/// use shutdown_forensics::ExtendPolicy;
+/// use shutdown_forensics::systemd::ExtendPolicy;
 ///
 /// let s = Duration::from_secs;
 /// let policy = ExtendPolicy::new(s(10), s(120));

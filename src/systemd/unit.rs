@@ -66,7 +66,7 @@ impl TimingAlignment {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use shutdown_forensics::{SystemdManager, TimingAlignment};
+    /// use shutdown_forensics::systemd::{SystemdManager, TimingAlignment};
     ///
     /// let s = Duration::from_secs;
     /// let a = TimingAlignment::new("gw.service", SystemdManager::System, s(90), s(180), s(30));
@@ -97,7 +97,7 @@ impl TimingAlignment {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use shutdown_forensics::{SystemdManager, TimingAlignment};
+    /// use shutdown_forensics::systemd::{SystemdManager, TimingAlignment};
     ///
     /// let s = Duration::from_secs;
     /// let a = TimingAlignment::new("gw.service", SystemdManager::User, s(90), s(180), s(30));
@@ -206,7 +206,7 @@ fn is_valid_unit_name(name: &str) -> bool {
 ///
 /// // Outside systemd (no INVOCATION_ID) there is nothing to compare against.
 /// if std::env::var_os("INVOCATION_ID").is_none() {
-///     assert!(shutdown_forensics::check_systemd_timing_alignment(Duration::from_secs(180)).is_none());
+///     assert!(shutdown_forensics::systemd::check_systemd_timing_alignment(Duration::from_secs(180)).is_none());
 /// }
 /// ```
 #[must_use]
@@ -240,7 +240,7 @@ pub fn check_systemd_timing_alignment_with(
 /// ```
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
 /// use std::time::Duration;
-/// use shutdown_forensics::{check_systemd_timing_alignment_async, DEFAULT_STOP_HEADROOM};
+/// use shutdown_forensics::systemd::{DEFAULT_STOP_HEADROOM, check_systemd_timing_alignment_async};
 ///
 /// if let Some(alignment) =
 ///     check_systemd_timing_alignment_async(Duration::from_secs(180), DEFAULT_STOP_HEADROOM).await

@@ -11,7 +11,7 @@ use crate::sys::clock::{secs, Offset, Secs};
 use crate::sys::dyn_event;
 use crate::sys::logfmt::Logfmt;
 use crate::sys::target::PHASE_TARGET;
-use crate::timeline::fields::Fields;
+use crate::timeline::phase_fields::PhaseFields;
 use crate::timeline::state::Shared;
 
 /// `+0.02s drain started`
@@ -37,7 +37,13 @@ pub(crate) fn started(shared: &Shared, label: &str, at: Duration) {
 /// logfmt-rendered (quoted and escaped only when they need it). Where that is not possible (a
 /// field named like one of ours, too many fields or distinct field sets) they stay in the
 /// message, as text.
-pub(crate) fn done(shared: &Shared, label: &str, at: Duration, took: Duration, recorded: &Fields) {
+pub(crate) fn done(
+    shared: &Shared,
+    label: &str,
+    at: Duration,
+    took: Duration,
+    recorded: &PhaseFields,
+) {
     shared.emit(|| {
         if recorded.for_line().next().is_some() && done_structured(label, at, took, recorded) {
             return;
@@ -99,7 +105,7 @@ impl<'a> Carried<'a> {
 /// Names of the `done` event's own fields: a recorded field with one of them stays text.
 const DONE_FIELDS: [&str; 4] = ["message", "phase", "offset_s", "duration_s"];
 
-fn done_structured(label: &str, at: Duration, took: Duration, recorded: &Fields) -> bool {
+fn done_structured(label: &str, at: Duration, took: Duration, recorded: &PhaseFields) -> bool {
     if recorded.for_line().any(|(k, _)| DONE_FIELDS.contains(&k)) {
         return false;
     }

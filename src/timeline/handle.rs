@@ -16,7 +16,7 @@ use crate::verdict::PreviousShutdown;
 /// A cheap, cloneable handle to a [`ShutdownLayer`](crate::ShutdownLayer)'s shutdown.
 ///
 /// ```
-/// use shutdown_forensics::{phase, ShutdownLayer};
+/// use shutdown_forensics::{ShutdownLayer, phase};
 /// use tracing_subscriber::layer::SubscriberExt;
 ///
 /// let layer = ShutdownLayer::new();
@@ -118,7 +118,7 @@ impl ShutdownHandle {
     /// in [`StuckSnapshot::unknown`].
     ///
     /// ```
-    /// use shutdown_forensics::{phase, ShutdownLayer};
+    /// use shutdown_forensics::{ShutdownLayer, phase};
     /// use tracing_subscriber::layer::SubscriberExt;
     ///
     /// let layer = ShutdownLayer::new();
@@ -201,7 +201,8 @@ mod tests {
 
     use tracing_subscriber::layer::SubscriberExt;
 
-    use crate::{phase, ManualClock, PhaseEvent, ShutdownLayer};
+    use crate::report::{ManualClock, PhaseEvent};
+    use crate::{phase, ShutdownLayer};
 
     #[test]
     fn an_attached_hook_hears_starts_and_ends_not_only_progress_and_completion() {

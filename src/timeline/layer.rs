@@ -14,9 +14,9 @@ use crate::record::lock::RecordLock;
 use crate::stuck::spans::{coarse_now, coarse_since, SpanFilter, SpanTracker, TrackedSpan};
 use crate::sys::clock::{Clock, ManualClock};
 use crate::sys::target::PHASE_TARGET;
-use crate::timeline::fields::Fields;
 use crate::timeline::handle::ShutdownHandle;
 use crate::timeline::hook::PhaseChange;
+use crate::timeline::phase_fields::PhaseFields;
 use crate::timeline::state::{Config, Shared, State};
 
 /// Opens a shutdown phase: an INFO span with target [`PHASE_TARGET`].
@@ -52,7 +52,7 @@ enum PhaseExt {
 }
 
 /// A layer that turns phase spans (target [`PHASE_TARGET`]) into `+X.XXs` events, a
-/// [`ShutdownReport`](crate::ShutdownReport) and, optionally, a [`FlightRecord`].
+/// [`ShutdownReport`](crate::report::ShutdownReport) and, optionally, a [`FlightRecord`].
 ///
 /// Other spans and all events pass through untouched; events are not looked at. Other spans
 /// are tracked for [stuck snapshots](ShutdownHandle::stuck_snapshot) (so that a request that
@@ -72,7 +72,7 @@ enum PhaseExt {
 /// log lines in the same order as its flight-record lines. Hooks run outside every lock.
 ///
 /// ```
-/// use shutdown_forensics::{phase, ShutdownLayer};
+/// use shutdown_forensics::{ShutdownLayer, phase};
 /// use std::time::Duration;
 /// use tracing_subscriber::layer::SubscriberExt;
 ///
@@ -198,7 +198,7 @@ impl ShutdownLayerBuilder {
         self
     }
 
-    /// How often the hook gets [`PhaseEvent::Progress`](crate::PhaseEvent::Progress) while
+    /// How often the hook gets [`PhaseEvent::Progress`](crate::report::PhaseEvent::Progress) while
     /// phases run. Default: 1 s.
     pub fn with_progress_interval(mut self, interval: Duration) -> Self {
         self.config.progress_interval = interval.max(Duration::from_millis(10));
@@ -434,7 +434,7 @@ impl ShutdownLayer {
             self.shared.begin(now, None);
             PhaseExt::Root
         } else {
-            let mut fields = Fields::default();
+            let mut fields = PhaseFields::default();
             attrs.record(&mut fields);
             match self.shared.open_phase(meta.name(), fields, parent) {
                 Some(i) => PhaseExt::Phase(i),

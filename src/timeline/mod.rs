@@ -9,11 +9,11 @@
 //! then `phase.rs` (what happens when a phase opens and closes).
 
 pub(crate) mod events;
-pub(crate) mod fields;
 pub(crate) mod handle;
 pub(crate) mod hook;
 pub(crate) mod layer;
 pub(crate) mod phase;
+pub(crate) mod phase_fields;
 pub(crate) mod phase_ids;
 pub(crate) mod report;
 pub(crate) mod startup;

@@ -8,15 +8,15 @@ use tracing_core::span::Record;
 
 use crate::context::trigger::TriggerInfo;
 use crate::sys::clock::secs;
-use crate::timeline::fields::Fields;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
+use crate::timeline::phase_fields::PhaseFields;
 use crate::timeline::state::{PhaseState, Shared, MAX_PHASES};
 
 /// How long completion waits for a stuck snapshot under way (one takes ~150 ms).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(1);
 
 /// `drain`, or `disconnect<slack>` for a span with an `adapter` field.
-fn label(name: &str, fields: &Fields) -> String {
+fn label(name: &str, fields: &PhaseFields) -> String {
     match fields.get("adapter") {
         Some(Value::String(a)) => format!("{name}<{a}>"),
         Some(v) => format!("{name}<{v}>"),
@@ -24,7 +24,7 @@ fn label(name: &str, fields: &Fields) -> String {
     }
 }
 
-fn budget_field(fields: &Fields) -> Option<Duration> {
+fn budget_field(fields: &PhaseFields) -> Option<Duration> {
     let s = fields.get("budget_s")?.as_f64()?;
     Duration::try_from_secs_f64(s).ok()
 }
@@ -84,7 +84,7 @@ impl Shared {
     pub(crate) fn open_phase(
         self: &Arc<Self>,
         name: &'static str,
-        fields: Fields,
+        fields: PhaseFields,
         parent: Option<usize>,
     ) -> Option<usize> {
         let now = self.clock.now();
@@ -168,10 +168,10 @@ impl Shared {
         );
     }
 
-    /// Fields recorded after the span was created (`span.record(..)`).
+    /// PhaseFields recorded after the span was created (`span.record(..)`).
     pub(crate) fn record_phase(self: &Arc<Self>, index: usize, values: &Record<'_>) {
         // Visit outside the lock: a value's Debug impl is user code and may log.
-        let mut update = Fields::default();
+        let mut update = PhaseFields::default();
         values.record(&mut update);
         let new_budget = budget_field(&update);
         {

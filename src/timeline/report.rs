@@ -8,7 +8,7 @@ use serde_json::{json, Map, Value};
 use crate::context::trigger::TriggerInfo;
 use crate::stuck::snapshot::StuckSnapshot;
 use crate::sys::clock::{secs, unix_secs};
-use crate::timeline::fields::Fields;
+use crate::timeline::phase_fields::PhaseFields;
 use crate::timeline::state::State;
 
 /// How a phase ended (or not).
@@ -43,7 +43,7 @@ pub struct PhaseRecord {
     /// The phase's budget in seconds, when it has one.
     pub budget_s: Option<f64>,
     /// Every field the span recorded, including late `span.record(..)` calls.
-    pub fields: Fields,
+    pub fields: PhaseFields,
 }
 
 /// Where the shutdown's time went. Taken with

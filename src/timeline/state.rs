@@ -23,8 +23,8 @@ use crate::record::lock::RecordLock;
 use crate::stuck::snapshot::StuckSnapshot;
 use crate::stuck::spans::SpanTracker;
 use crate::sys::clock::{secs, unix_secs, Clock};
-use crate::timeline::fields::Fields;
 use crate::timeline::hook::PhaseChange;
+use crate::timeline::phase_fields::PhaseFields;
 
 /// At most this many phases are tracked per process; more are ignored (phases are meant to
 /// be a handful of named steps, not one per connection).
@@ -123,7 +123,7 @@ pub(crate) struct PhaseState {
     pub(crate) parent: Option<usize>,
     pub(crate) open: Instant,
     pub(crate) close: Option<Instant>,
-    pub(crate) fields: Fields,
+    pub(crate) fields: PhaseFields,
     pub(crate) budget: Option<Duration>,
     pub(crate) warned: bool,
     pub(crate) started: bool,

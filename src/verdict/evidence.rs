@@ -13,7 +13,8 @@ use crate::sys::logfmt::Logfmt;
 /// Why a flight record cannot tell whether the previous shutdown completed.
 ///
 /// ```
-/// use shutdown_forensics::{FlightRecord, PreviousShutdown, UnknownReason};
+/// use shutdown_forensics::FlightRecord;
+/// use shutdown_forensics::verdict::{PreviousShutdown, UnknownReason};
 ///
 /// // A full disk cut the last write short: whatever came after is lost.
 /// let text = "{\"kind\":\"run\",\"pid\":7}\n{\"kind\":\"begin\",\"t\":0}\n{\"kind\":\"phase_e";

@@ -1,10 +1,38 @@
-//! Question 3, **did it finish?**: the verdict on the previous run, judged from the tail of
-//! its flight record at the next start (`Previous shutdown did not complete: pid N was killed
-//! during phase drain ...`).
+//! Did the last stop finish? The verdict the next start gives on the previous run.
 //!
-//! In: the record's text (bounded by the reader in `record/flight_record.rs`). Out: a
-//! [`PreviousShutdown`] and its one log line. Pure: no I/O here, so every verdict is tested on
-//! fixtures (`tests.rs`). Read `parse_records` first.
+//! A [`FlightRecord`](crate::FlightRecord) keeps every step of a shutdown on disk, one
+//! synchronous line each, so that a `SIGKILL` cannot take it away. At the next start,
+//! [`Forensics::install`](crate::ForensicsBuilder::install) judges the previous run from the
+//! record's tail and logs one WARN line when it did not end well:
+//!
+//! ```text
+//! Previous shutdown did not complete: pid 4242 was killed during phase drain (entered +2.10s, last record +89.95s, ...)
+//! ```
+//!
+//! The verdict is a [`PreviousShutdown`]: `Clean`, `Killed`, `Panicked`, `Escalated`,
+//! `NoShutdown`, `Unknown` (with an [`UnknownReason`]) and a few that log nothing. It is never
+//! a guess: a record that cannot be judged says so. Read it yourself with
+//! [`FlightRecord::previous`](crate::FlightRecord::previous), or from text:
+//!
+//! ```
+//! use shutdown_forensics::verdict::PreviousShutdown;
+//! use shutdown_forensics::FlightRecord;
+//!
+//! let text = concat!(
+//!     r#"{"kind":"run","pid":42}"#, "\n",
+//!     r#"{"kind":"begin","t":0.0,"pid":42}"#, "\n",
+//!     r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"drain"}"#, "\n",
+//! );
+//! let verdict = FlightRecord::parse(text);
+//! assert!(matches!(verdict, PreviousShutdown::Killed { .. }));
+//! assert!(!verdict.is_clean());
+//! ```
+//!
+//! Every verdict and its line: `docs/operators.md` in the repository.
+//
+// For contributors: pure, no I/O here, so every verdict is tested on fixtures (`tests.rs`).
+// In: the record's text (bounded by the reader in `record/flight_record.rs`). Out: a
+// `PreviousShutdown` and its one log line. Read `parse_records` first.
 
 use std::fmt;
 use std::time::Duration;
@@ -25,7 +53,8 @@ pub use evidence::UnknownReason;
 /// How the previous run ended, according to its flight record.
 ///
 /// ```
-/// use shutdown_forensics::{FlightRecord, PreviousShutdown};
+/// use shutdown_forensics::FlightRecord;
+/// use shutdown_forensics::verdict::PreviousShutdown;
 ///
 /// let text = concat!(
 ///     r#"{"kind":"run","pid":42}"#, "\n",
@@ -84,7 +113,7 @@ pub enum PreviousShutdown {
         heartbeat: bool,
     },
     /// The previous shutdown was cut short on purpose: the `signal_count`-th signal escalated
-    /// ([`crate::Escalation::Exit`]) and the process exited with `exit_code`.
+    /// ([`crate::context::Escalation::Exit`]) and the process exited with `exit_code`.
     #[non_exhaustive]
     Escalated {
         /// The previous process.

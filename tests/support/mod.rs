@@ -9,7 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use shutdown_forensics::{ManualClock, ShutdownHandle, ShutdownLayerBuilder};
+use shutdown_forensics::report::ManualClock;
+use shutdown_forensics::{ShutdownHandle, ShutdownLayerBuilder};
 use tracing::Dispatch;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;

@@ -31,7 +31,7 @@ use crate::sys::proc::{self as procfs, ProcRoot, ProcSummary};
 /// closed and reused for something else) all fall back to reading by path.
 ///
 /// ```
-/// use shutdown_forensics::{ContextCapturer, ContextOptions};
+/// use shutdown_forensics::context::{ContextCapturer, ContextOptions};
 /// let capturer = ContextCapturer::new(ContextOptions::default());
 /// let ctx = capturer.capture(Some(libc::SIGTERM), None);
 /// assert_eq!(ctx.signal, "SIGTERM");
@@ -56,7 +56,7 @@ impl ShutdownContext {
     /// Captures the context with default options (no markers, no command lines).
     ///
     /// ```
-    /// use shutdown_forensics::ShutdownContext;
+    /// use shutdown_forensics::context::ShutdownContext;
     /// let ctx = ShutdownContext::capture(Some(libc::SIGTERM));
     /// assert_eq!(ctx.signal, "SIGTERM");
     /// assert_eq!(ctx.pid, std::process::id());

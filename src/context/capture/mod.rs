@@ -25,7 +25,7 @@ use crate::sys::proc::ProcSummary;
 /// What to capture beyond the defaults. `Default`: no markers, no command lines.
 ///
 /// ```
-/// use shutdown_forensics::ContextOptions;
+/// use shutdown_forensics::context::ContextOptions;
 /// let opts = ContextOptions::default().with_marker_dir("/var/lib/gateway");
 /// assert!(!opts.include_cmdline);
 /// ```

@@ -16,16 +16,16 @@ const CONFIG_FIELDS: [&str; 2] = ["adapter", "budget_s"];
 /// Span fields as name → JSON value, keeping first-recorded order (serialized as a JSON object).
 ///
 /// ```
-/// use shutdown_forensics::Fields;
+/// use shutdown_forensics::report::PhaseFields;
 ///
-/// let fields: Fields = serde_json::from_str(r#"{"b":1,"a":"x"}"#).unwrap();
+/// let fields: PhaseFields = serde_json::from_str(r#"{"b":1,"a":"x"}"#).unwrap();
 /// assert_eq!(fields.get("a"), Some(&serde_json::json!("x")));
 /// assert_eq!(serde_json::to_string(&fields).unwrap(), r#"{"b":1,"a":"x"}"#);
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Fields(Vec<(String, Value)>);
+pub struct PhaseFields(Vec<(String, Value)>);
 
-impl Fields {
+impl PhaseFields {
     /// The value recorded for `name`, if any.
     #[must_use]
     pub fn get(&self, name: &str) -> Option<&Value> {
@@ -72,7 +72,7 @@ impl Fields {
     }
 }
 
-impl Visit for Fields {
+impl Visit for PhaseFields {
     fn record_f64(&mut self, field: &Field, value: f64) {
         let v = serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number);
         self.set(field.name(), v);
@@ -97,7 +97,7 @@ impl Visit for Fields {
     }
 }
 
-impl Serialize for Fields {
+impl Serialize for PhaseFields {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
@@ -107,16 +107,16 @@ impl Serialize for Fields {
     }
 }
 
-impl<'de> Deserialize<'de> for Fields {
+impl<'de> Deserialize<'de> for PhaseFields {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct FieldsVisitor;
         impl<'de> Visitor<'de> for FieldsVisitor {
-            type Value = Fields;
+            type Value = PhaseFields;
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a map of field names to values")
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Fields, A::Error> {
-                let mut fields = Fields::default();
+            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<PhaseFields, A::Error> {
+                let mut fields = PhaseFields::default();
                 while let Some((k, v)) = access.next_entry::<String, Value>()? {
                     fields.set(&k, v);
                 }
@@ -133,7 +133,7 @@ mod tests {
 
     #[test]
     fn logfmt_escapes_hostile_values_and_skips_config_fields() {
-        let mut f = Fields::default();
+        let mut f = PhaseFields::default();
         f.set("adapter", "slack".into());
         f.set("active", 5.into());
         f.set("who", "x\nERROR forged".into());
