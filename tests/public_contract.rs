@@ -53,7 +53,8 @@ fn the_design_contract_compiles_and_holds() {
 
     let dir = tempfile::tempdir().unwrap();
     let log: &Path = &dir.path().join("diag.log");
-    let child: Result<u32, shutdown_forensics::Error> = spawn_diagnostic(log, "SIGTERM", Duration::from_secs(3));
+    let child: Result<u32, shutdown_forensics::Error> =
+        spawn_diagnostic(log, "SIGTERM", Duration::from_secs(3));
     assert!(child.unwrap() > 0);
 
     assert_eq!(

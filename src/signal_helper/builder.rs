@@ -10,7 +10,7 @@ use crate::context::capture::ContextOptions;
 use crate::context::escalation::{Escalation, DEFAULT_SIGNALS};
 use crate::diagnostic::DiagnosticOptions;
 use crate::error::Error;
-use crate::signal_helper::listener::{self, Config, Shared};
+use crate::signal_helper::listener::{self, Config, ListenerState};
 use crate::signal_helper::signal::ShutdownSignal;
 use crate::timeline::handle::ShutdownHandle;
 
@@ -115,7 +115,7 @@ impl Default for ForensicsBuilder {
 #[derive(Debug)]
 #[must_use = "dropping Forensics stops the listener; later signals are then ignored"]
 pub struct Forensics {
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
     signals: signal_hook::iterator::Handle,
     report_path: Option<PathBuf>,
     /// Without a handle, `finish` logs the completion line itself, once.
@@ -489,7 +489,7 @@ impl ForensicsBuilder {
             #[cfg(feature = "systemd")]
             notifier,
         };
-        let shared = Arc::new(Shared::new(config));
+        let shared = Arc::new(ListenerState::new(config));
         if let Ok(mut g) = shared.guards.lock() {
             g.extend(self.guards);
         }

@@ -34,7 +34,7 @@ const REPEAT_LOG_EVERY: u32 = 100;
 
 /// Where the shutdown stands, shared by the listener, the app's [`crate::ShutdownSignal`]s
 /// and the owner.
-pub(crate) struct Shared {
+pub(crate) struct ListenerState {
     pub(crate) count: AtomicU32,
     pub(crate) slot: Mutex<Option<Arc<ShutdownContext>>>,
     pub(crate) cv: Condvar,
@@ -62,16 +62,16 @@ pub(crate) struct Config {
     pub(crate) notifier: Option<crate::systemd::Notifier>,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for ListenerState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("ListenerState")
             .field("count", &self.count)
             .field("config", &self.config)
             .finish_non_exhaustive()
     }
 }
 
-impl Shared {
+impl ListenerState {
     pub(crate) fn new(config: Config) -> Self {
         Self {
             count: AtomicU32::new(0),
@@ -417,7 +417,7 @@ pub(crate) fn check_signals(signals: &[i32]) -> Result<(), Error> {
 /// with [`check_signals`] first). The thread exists before any handler does: a failed spawn
 /// leaves every signal's disposition untouched.
 pub(crate) fn spawn(
-    shared: Arc<Shared>,
+    shared: Arc<ListenerState>,
     signals: &[i32],
 ) -> std::io::Result<signal_hook::iterator::Handle> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<SignalsInfo<WithOrigin>>(1);

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use crate::sys::clock::unix_secs;
 use crate::timeline::handle::ShutdownHandle;
-use crate::timeline::state::Shared;
+use crate::timeline::state::Timeline;
 
-static TARGET: Mutex<Option<Weak<Shared>>> = Mutex::new(None);
+static TARGET: Mutex<Option<Weak<Timeline>>> = Mutex::new(None);
 static INSTALLED: Once = Once::new();
 
 /// Points the hook at `handle`'s flight record, installing the hook the first time. Does

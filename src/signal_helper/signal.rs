@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::context::capture::ShutdownContext;
-use crate::signal_helper::listener::Shared;
+use crate::signal_helper::listener::ListenerState;
 
 /// An awaitable (and blocking) shutdown trigger; clone it into every task that must stop.
 ///
@@ -32,7 +32,7 @@ use crate::signal_helper::listener::Shared;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownSignal {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<ListenerState>,
 }
 
 impl ShutdownSignal {
@@ -45,7 +45,7 @@ impl ShutdownSignal {
                 return ctx;
             }
             if rx.changed().await.is_err() {
-                // The sender lives in `Shared`, which we hold: this cannot close. Stay pending.
+                // The sender lives in `ListenerState`, which we hold: this cannot close. Stay pending.
                 std::future::pending::<()>().await;
             }
         }

@@ -27,7 +27,7 @@
 //! left behind as a ghost (`spans_opened_and_closed_across_threads_leave_nothing_behind`).
 
 mod clock;
-mod shared;
+mod shared_table;
 mod thread_table;
 
 use std::cell::{Cell, RefCell};
@@ -43,8 +43,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tracing_core::Metadata;
 
 pub(crate) use clock::{coarse_now, coarse_since, current_tid};
-pub(crate) use shared::SpanFilter;
-use shared::{presence_of, IdHasher, Inner, Shard, MAX_THREAD_TABLES, PRESENCE, SHARDS};
+pub(crate) use shared_table::SpanFilter;
+use shared_table::{
+    presence_of, IdHasher, Shard, TrackerState, MAX_THREAD_TABLES, PRESENCE, SHARDS,
+};
 use thread_table::{pack, unpack, Entry, Slot, ThreadTable, BUSY, EMPTY, REGISTRY_SHARDS, STACK};
 
 /// What is kept per open span.
@@ -72,7 +74,7 @@ pub(crate) struct TrackedSpan {
 
 /// The open spans of the app.
 pub(crate) struct SpanTracker {
-    inner: Arc<Inner>,
+    inner: Arc<TrackerState>,
 }
 
 impl std::fmt::Debug for SpanTracker {
@@ -93,7 +95,7 @@ impl Drop for SpanTracker {
 thread_local! {
     /// The table this thread last used: `(tracker, table)`. No destructor, so it can be read
     /// while the thread's other thread-locals are being destroyed.
-    static LAST: Cell<(*const Inner, *const ThreadTable)> =
+    static LAST: Cell<(*const TrackerState, *const ThreadTable)> =
         const { Cell::new((ptr::null(), ptr::null())) };
     /// Every table this thread holds (one per tracker); dropping one hands it back.
     static HELD: RefCell<Vec<Held>> = const { RefCell::new(Vec::new()) };
@@ -101,7 +103,7 @@ thread_local! {
 
 /// A thread's hold on its table of one tracker.
 struct Held {
-    inner: Arc<Inner>,
+    inner: Arc<TrackerState>,
     table: *const ThreadTable,
 }
 
@@ -121,7 +123,7 @@ impl Drop for Held {
 impl SpanTracker {
     pub(crate) fn new(filter: Option<SpanFilter>) -> Self {
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new(TrackerState {
                 presence: filter
                     .is_some()
                     .then(|| (0..PRESENCE).map(|_| AtomicU32::new(0)).collect()),

@@ -12,10 +12,10 @@ use crate::sys::dyn_event;
 use crate::sys::logfmt::Logfmt;
 use crate::sys::target::PHASE_TARGET;
 use crate::timeline::phase_fields::PhaseFields;
-use crate::timeline::state::Shared;
+use crate::timeline::state::Timeline;
 
 /// `+0.02s drain started`
-pub(crate) fn started(shared: &Shared, label: &str, at: Duration) {
+pub(crate) fn started(shared: &Timeline, label: &str, at: Duration) {
     shared.emit(|| {
         tracing::info!(
             target: PHASE_TARGET,
@@ -38,7 +38,7 @@ pub(crate) fn started(shared: &Shared, label: &str, at: Duration) {
 /// field named like one of ours, too many fields or distinct field sets) they stay in the
 /// message, as text.
 pub(crate) fn done(
-    shared: &Shared,
+    shared: &Timeline,
     label: &str,
     at: Duration,
     took: Duration,
@@ -125,7 +125,7 @@ fn done_structured(label: &str, at: Duration, took: Duration, recorded: &PhaseFi
 }
 
 /// `+33.00s drain over budget (30.00s)`; `label` is `shutdown` for the whole-shutdown budget.
-pub(crate) fn over_budget(shared: &Shared, label: &str, at: Duration, budget: Duration) {
+pub(crate) fn over_budget(shared: &Timeline, label: &str, at: Duration, budget: Duration) {
     shared.emit(|| {
         tracing::warn!(
             target: PHASE_TARGET,
@@ -142,7 +142,7 @@ pub(crate) fn over_budget(shared: &Shared, label: &str, at: Duration, budget: Du
 }
 
 /// `+3.62s shutdown complete (total teardown 3.62s)`
-pub(crate) fn complete(shared: &Shared, total: Duration) {
+pub(crate) fn complete(shared: &Timeline, total: Duration) {
     shared.emit(|| complete_line(total));
 }
 
@@ -161,7 +161,7 @@ pub(crate) fn complete_line(total: Duration) {
 
 /// `phase drain seen outside a shutdown: not timed ...`, once per layer: a phase span opened
 /// before the signal helper started the shutdown.
-pub(crate) fn outside_shutdown(shared: &Shared, label: &str) {
+pub(crate) fn outside_shutdown(shared: &Timeline, label: &str) {
     shared.emit(|| {
         tracing::warn!(
             target: PHASE_TARGET,
@@ -176,7 +176,7 @@ pub(crate) fn outside_shutdown(shared: &Shared, label: &str) {
 
 /// `+30.00s drain stuck (budget 30.00s): request{method=POST path=/upload} idle 29.8s; ...`
 /// with the first findings (each already escaped) and counts as fields.
-pub(crate) fn stuck(shared: &Shared, snapshot: &StuckSnapshot) {
+pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
     let at = Duration::try_from_secs_f64(snapshot.at_s).unwrap_or_default();
     let label = snapshot.phase.as_deref().unwrap_or("shutdown");
     let why = match (snapshot.reason, snapshot.budget_s) {

@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::sys::clock::secs;
 use crate::timeline::report::ShutdownReport;
-use crate::timeline::state::Shared;
+use crate::timeline::state::Timeline;
 use crate::verdict::PreviousShutdown;
 
 /// A cheap, cloneable handle to a [`ShutdownLayer`](crate::ShutdownLayer)'s shutdown.
@@ -33,12 +33,12 @@ use crate::verdict::PreviousShutdown;
 /// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownHandle {
-    pub(crate) shared: Arc<Shared>,
+    pub(crate) shared: Arc<Timeline>,
 }
 
 /// A [`ShutdownHandle`] that does not keep the layer alive.
 #[derive(Debug, Clone)]
-pub(crate) struct WeakHandle(std::sync::Weak<Shared>);
+pub(crate) struct WeakHandle(std::sync::Weak<Timeline>);
 
 impl WeakHandle {
     #[cfg_attr(not(feature = "systemd"), allow(dead_code))]

@@ -17,7 +17,7 @@ use crate::sys::target::PHASE_TARGET;
 use crate::timeline::handle::ShutdownHandle;
 use crate::timeline::hook::PhaseChange;
 use crate::timeline::phase_fields::PhaseFields;
-use crate::timeline::state::{Config, Shared, State};
+use crate::timeline::state::{Config, State, Timeline};
 
 /// Opens a shutdown phase: an INFO span with target [`PHASE_TARGET`].
 ///
@@ -44,7 +44,7 @@ macro_rules! phase {
 
 /// What the layer keeps in a phase span's extensions.
 #[derive(Debug, Clone, Copy)]
-enum PhaseExt {
+enum SpanRole {
     /// A phase: its index in the shared state.
     Phase(usize),
     /// A root span named `shutdown`: its open begins the shutdown, its close finishes it.
@@ -89,7 +89,7 @@ enum PhaseExt {
 /// ```
 #[derive(Debug, Clone)]
 pub struct ShutdownLayer {
-    shared: Arc<Shared>,
+    shared: Arc<Timeline>,
 }
 
 impl ShutdownLayer {
@@ -253,7 +253,7 @@ impl ShutdownLayerBuilder {
     #[must_use]
     pub fn build(self) -> ShutdownLayer {
         ShutdownLayer {
-            shared: Arc::new(Shared {
+            shared: Arc::new(Timeline {
                 clock: self.clock,
                 config: self.config,
                 state: Mutex::new(State::default()),
@@ -262,7 +262,7 @@ impl ShutdownLayerBuilder {
                 dispatch: OnceLock::new(),
                 hook: self.hook,
                 late_hook: OnceLock::new(),
-                live_spans: AtomicUsize::new(0),
+                open_phases: AtomicUsize::new(0),
                 phase_ids: Default::default(),
                 watchdog: Mutex::new(None),
                 spans: SpanTracker::new(self.span_filter),
@@ -282,12 +282,12 @@ impl ShutdownLayer {
     /// that this path stays a few instructions.
     #[inline]
     fn maybe_phase(&self, id: &Id) -> bool {
-        self.shared.live_spans.load(Ordering::Relaxed) != 0
+        self.shared.open_phases.load(Ordering::Relaxed) != 0
             && self.shared.phase_ids.may_contain(id.into_u64())
     }
 
     /// The phase behind span `id`, if it is one (extensions read lock taken and released).
-    fn phase_of<S>(&self, id: &Id, ctx: &Context<'_, S>) -> Option<PhaseExt>
+    fn phase_of<S>(&self, id: &Id, ctx: &Context<'_, S>) -> Option<SpanRole>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
@@ -295,7 +295,7 @@ impl ShutdownLayer {
         if span.metadata().target() != PHASE_TARGET {
             return None;
         }
-        let ext = span.extensions().get::<PhaseExt>().copied();
+        let ext = span.extensions().get::<SpanRole>().copied();
         ext
     }
 }
@@ -411,7 +411,7 @@ impl ShutdownLayer {
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
         let meta = attrs.metadata();
-        self.shared.live_spans.fetch_add(1, Ordering::Relaxed);
+        self.shared.open_phases.fetch_add(1, Ordering::Relaxed);
         self.shared.phase_ids.add(id.into_u64());
         let Some(span) = ctx.span(id) else {
             return;
@@ -419,25 +419,25 @@ impl ShutdownLayer {
         let mut root = meta.name() == "shutdown";
         let mut parent = None;
         for ancestor in span.scope().skip(1) {
-            match ancestor.extensions().get::<PhaseExt>() {
-                Some(PhaseExt::Phase(i)) => {
+            match ancestor.extensions().get::<SpanRole>() {
+                Some(SpanRole::Phase(i)) => {
                     parent = Some(*i);
                     root = false;
                     break;
                 }
-                Some(PhaseExt::Root) => break,
+                Some(SpanRole::Root) => break,
                 None => {}
             }
         }
         let ext = if root {
             let now = self.shared.clock.now();
             self.shared.begin(now, None);
-            PhaseExt::Root
+            SpanRole::Root
         } else {
             let mut fields = PhaseFields::default();
             attrs.record(&mut fields);
             match self.shared.open_phase(meta.name(), fields, parent) {
-                Some(i) => PhaseExt::Phase(i),
+                Some(i) => SpanRole::Phase(i),
                 None => return,
             }
         };
@@ -449,7 +449,7 @@ impl ShutdownLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if let Some(PhaseExt::Phase(i)) = self.phase_of(id, ctx) {
+        if let Some(SpanRole::Phase(i)) = self.phase_of(id, ctx) {
             self.shared.enter_phase(i);
         }
     }
@@ -459,7 +459,7 @@ impl ShutdownLayer {
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if let Some(PhaseExt::Phase(i)) = self.phase_of(id, ctx) {
+        if let Some(SpanRole::Phase(i)) = self.phase_of(id, ctx) {
             self.shared.record_phase(i, values);
         }
     }
@@ -475,16 +475,16 @@ impl ShutdownLayer {
         if span.metadata().target() != PHASE_TARGET {
             return;
         }
-        let ext = span.extensions().get::<PhaseExt>().copied();
+        let ext = span.extensions().get::<SpanRole>().copied();
         drop(span);
-        self.shared.live_spans.fetch_sub(1, Ordering::Relaxed);
+        self.shared.open_phases.fetch_sub(1, Ordering::Relaxed);
         self.shared.phase_ids.remove(id.into_u64());
         match ext {
-            Some(PhaseExt::Phase(i)) => {
+            Some(SpanRole::Phase(i)) => {
                 let abandoned = self.abandoned(&id, ctx);
                 self.shared.close_phase(i, abandoned);
             }
-            Some(PhaseExt::Root) => {
+            Some(SpanRole::Root) => {
                 self.shared.finish();
             }
             None => {

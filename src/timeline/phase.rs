@@ -10,7 +10,7 @@ use crate::context::trigger::TriggerInfo;
 use crate::sys::clock::secs;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
 use crate::timeline::phase_fields::PhaseFields;
-use crate::timeline::state::{PhaseState, Shared, MAX_PHASES};
+use crate::timeline::state::{PhaseState, Timeline, MAX_PHASES};
 
 /// How long completion waits for a stuck snapshot under way (one takes ~150 ms).
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(1);
@@ -29,7 +29,7 @@ fn budget_field(fields: &PhaseFields) -> Option<Duration> {
     Duration::try_from_secs_f64(s).ok()
 }
 
-impl Shared {
+impl Timeline {
     /// Starts a shutdown at `at`; false if one had already begun.
     pub(crate) fn begin(self: &Arc<Self>, at: Instant, trigger: Option<TriggerInfo>) -> bool {
         let order = self.record_lock.lock();

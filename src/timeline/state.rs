@@ -51,7 +51,9 @@ impl Config {
     }
 }
 
-pub(crate) struct Shared {
+/// The shutdown's bookkeeping, shared by the layer, its handles, the watchdog and the
+/// signal helper.
+pub(crate) struct Timeline {
     pub(crate) clock: Clock,
     pub(crate) config: Config,
     pub(crate) state: Mutex<State>,
@@ -63,7 +65,7 @@ pub(crate) struct Shared {
     /// A second hook attached after build, by the signal helper (systemd notify).
     pub(crate) late_hook: OnceLock<Hook>,
     /// Phase spans alive now: when zero, callbacks for other spans return at once.
-    pub(crate) live_spans: AtomicUsize,
+    pub(crate) open_phases: AtomicUsize,
     /// Their ids (callbacks of other spans skip the registry lookup while a phase is open).
     pub(crate) phase_ids: crate::timeline::phase_ids::PhaseIds,
     pub(crate) watchdog: Mutex<Option<Thread>>,
@@ -80,9 +82,9 @@ pub(crate) struct Shared {
     pub(crate) startup: crate::timeline::startup::Startup,
 }
 
-impl std::fmt::Debug for Shared {
+impl std::fmt::Debug for Timeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
+        f.debug_struct("Timeline")
             .field("clock", &self.clock)
             .field("config", &self.config)
             .field("record", &self.record)
@@ -148,7 +150,7 @@ impl State {
     }
 }
 
-impl Shared {
+impl Timeline {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // A panic elsewhere must not take the shutdown bookkeeping down with it.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)

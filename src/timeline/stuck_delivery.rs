@@ -10,7 +10,7 @@ use crate::stuck::collect::{self, Request};
 use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::sys::clock::secs;
 use crate::timeline::events;
-use crate::timeline::state::Shared;
+use crate::timeline::state::Timeline;
 
 /// At most this many snapshots are kept in the report (the first ones tell the most).
 pub(crate) const MAX_KEPT: usize = 8;
@@ -18,7 +18,7 @@ pub(crate) const MAX_KEPT: usize = 8;
 const RECORD_FINDINGS: usize = 3;
 const RECORD_TEXT_MAX: usize = 400;
 
-impl Shared {
+impl Timeline {
     /// The innermost open phase (the most recently opened one still open), with its budget.
     fn current_phase(&self) -> Option<(String, Option<Duration>)> {
         let st = self.lock();

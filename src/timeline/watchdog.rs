@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::stuck::snapshot::StuckReason;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
-use crate::timeline::state::Shared;
+use crate::timeline::state::Timeline;
 
 /// Longest sleep between checks, so a dropped layer or a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -37,7 +37,7 @@ struct Due {
     heartbeat: Option<Duration>,
 }
 
-impl Shared {
+impl Timeline {
     /// Wakes the watchdog (it re-reads deadlines), spawning it first when something needs
     /// watching: a budget, or a progress hook.
     pub(crate) fn wake_watchdog_if_needed(self: &Arc<Self>) {
@@ -65,7 +65,7 @@ impl Shared {
     }
 }
 
-fn spawn(shared: &Arc<Shared>) {
+fn spawn(shared: &Arc<Timeline>) {
     let weak = Arc::downgrade(shared);
     let spawned = thread::Builder::new()
         .name("shutdown-watchdog".to_owned())
@@ -90,7 +90,7 @@ struct Overrun {
     budget: Duration,
 }
 
-fn run(weak: &Weak<Shared>) {
+fn run(weak: &Weak<Timeline>) {
     let mut next_progress: Option<Instant> = None;
     let mut next_heartbeat: Option<Instant> = None;
     loop {
@@ -141,7 +141,7 @@ fn run(weak: &Weak<Shared>) {
 
 /// Finds overruns (marking them warned) under the lock; `None` when the watchdog should exit.
 fn check(
-    shared: &Shared,
+    shared: &Timeline,
     next_progress: &mut Option<Instant>,
     next_heartbeat: &mut Option<Instant>,
 ) -> Option<(Due, Duration)> {

@@ -1,4 +1,4 @@
-use super::shared::MAX_TRACKED;
+use super::shared_table::MAX_TRACKED;
 use super::thread_table::{THREAD_SLOTS, UNIT_SHIFT};
 use super::*;
 use std::sync::atomic::Ordering::SeqCst;

@@ -51,7 +51,7 @@ pub(super) type Table = HashMap<u64, Entry, BuildHasherDefault<IdHasher>>;
 pub(super) struct Shard(pub(super) Mutex<Table>);
 
 /// The state shared by the tracker and the threads that hold a table of it.
-pub(super) struct Inner {
+pub(super) struct TrackerState {
     pub(super) filter: Option<SpanFilter>,
     /// With a filter: how many tracked spans hash to each counter.
     pub(super) presence: Option<Box<[AtomicU32]>>,
@@ -72,7 +72,7 @@ pub(super) struct Inner {
     pub(super) dropped: AtomicBool,
 }
 
-impl Drop for Inner {
+impl Drop for TrackerState {
     fn drop(&mut self) {
         for t in self.tables.iter() {
             let p = t.load(Acquire);
@@ -93,7 +93,7 @@ pub(super) fn presence_of(id: u64) -> usize {
     (hash(id) >> 52) as usize % PRESENCE
 }
 
-impl Inner {
+impl TrackerState {
     pub(super) fn shard(&self, id: u64) -> MutexGuard<'_, Table> {
         // A panic elsewhere must not stop the tracking (nor panic in a callback).
         self.shards[shard_of(id)]
