@@ -1,16 +1,14 @@
 //! The flight record on disk: one JSON line per step, the verdict on the previous run,
 //! tolerance of torn lines, bounded reads and bounded size across restarts.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 
+use crate::support::{ms, setup, Capture};
 use serde_json::{json, Value};
 use shutdown_forensics::context::{ShutdownTrigger, SignalSender};
 use shutdown_forensics::verdict::PreviousShutdown;
 use shutdown_forensics::{phase, FlightRecord, ShutdownLayer};
-use support::{ms, setup, Capture};
 use tracing::dispatcher::with_default;
 use tracing_subscriber::layer::SubscriberExt;
 

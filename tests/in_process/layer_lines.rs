@@ -1,9 +1,7 @@
 //! The exact log lines of phases: started/done, late fields, adapters, nesting, origin.
 
-mod support;
-
+use crate::support::{ms, setup};
 use shutdown_forensics::{phase, ShutdownLayer};
-use support::{ms, setup};
 use tracing::dispatcher::with_default;
 use tracing::field::Empty;
 

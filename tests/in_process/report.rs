@@ -1,14 +1,12 @@
 //! The report: JSON round-trip, Chrome trace events, the waterfall, open phases, the trigger.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{ms, setup};
 use serde_json::Value;
 use shutdown_forensics::context::{ShutdownTrigger, SignalSender};
 use shutdown_forensics::report::{PhaseOutcome, ShutdownReport};
 use shutdown_forensics::{phase, ShutdownHandle, ShutdownLayer};
-use support::{ms, setup};
 use tracing::dispatcher::with_default;
 
 /// notify 0.02s; drain 3.36s with late fields; two adapters in parallel under one phase;

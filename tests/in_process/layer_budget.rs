@@ -1,14 +1,12 @@
 //! Budgets: warnings while a phase still runs (from the watchdog thread), once; the margin.
 
-mod support;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{ms, setup, Capture, CaptureWriter};
 use shutdown_forensics::report::{ManualClock, PhaseEvent, PhaseOutcome};
 use shutdown_forensics::{phase, FlightRecord, ShutdownLayer};
-use support::{ms, setup, Capture, CaptureWriter};
 use tracing::dispatcher::with_default;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;

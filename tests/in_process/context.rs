@@ -1,7 +1,5 @@
 //! The shutdown context: seed parity and the weaknesses of the reference that it beats.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -302,8 +300,8 @@ fn forged_process_name_cannot_break_the_line() {
     assert!(line.contains(r#"sender_name="x\nERROR forged""#), "{line}");
 
     // The tracing event, through fmt, is one line too.
-    let cap = support::Capture::default();
-    tracing::subscriber::with_default(support::subscriber(&cap), || ctx.log());
+    let cap = crate::support::Capture::default();
+    tracing::subscriber::with_default(crate::support::subscriber(&cap), || ctx.log());
     let out = cap.text();
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(
@@ -328,8 +326,8 @@ fn log_event_has_fields_in_design_order() {
         Some(15),
         Some(SignalSender::from_siginfo(me, 0, libc::SI_USER)),
     );
-    let cap = support::Capture::default();
-    tracing::subscriber::with_default(support::subscriber(&cap), || ctx.log());
+    let cap = crate::support::Capture::default();
+    tracing::subscriber::with_default(crate::support::subscriber(&cap), || ctx.log());
     let out = cap.text();
     let expected_prefix = format!(
         " WARN Shutdown context signal=SIGTERM sender_pid={me} sender_name={} sender_uid=0 cause=kill under_systemd={} ",

@@ -1,12 +1,10 @@
 //! What a JSON subscriber (`tracing_subscriber::fmt().json()`) receives: a phase's recorded
 //! fields as fields of the `done` event, typed, not only inside the message.
 
-mod support;
-
+use crate::support::{ms, Capture};
 use serde_json::{json, Value};
 use shutdown_forensics::report::ManualClock;
 use shutdown_forensics::{phase, ShutdownLayer};
-use support::{ms, Capture};
 use tracing::field::Empty;
 use tracing_subscriber::layer::SubscriberExt;
 

@@ -1,13 +1,11 @@
 //! The layer next to what apps really install: fmt + EnvFilter + tracing-appender's
 //! non-blocking writer; other crates' events untouched; no re-entrancy deadlock.
 
-mod support;
-
 use std::sync::mpsc;
 use std::time::Duration;
 
+use crate::support::Capture;
 use shutdown_forensics::{phase, ShutdownHandle, ShutdownLayer};
-use support::Capture;
 use tracing::Subscriber;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;

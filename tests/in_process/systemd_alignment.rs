@@ -8,8 +8,7 @@
 //! `tests/systemd_real.rs` (stale and healthy units under a real systemd); the fake `systemctl`
 //! (garbage output, a hanging or missing `systemctl`, user managers) in `src/systemd/unit/tests.rs`.
 
-mod support;
-use support::Capture;
+use crate::support::Capture;
 
 use std::time::Duration;
 

@@ -1,0 +1,23 @@
+//! Tests that touch no process-wide state (no signal handlers, no global subscriber, no
+//! environment changes), in one binary so that `cargo test` links it once. A test that installs
+//! the signal helper, sets a global subscriber or changes the environment gets a binary of its
+//! own in `tests/`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod context;
+mod diagnostic;
+mod diagnostic_processes;
+mod flight_record;
+mod layer_budget;
+mod layer_compat;
+mod layer_json;
+mod layer_lines;
+mod markers;
+mod module_graph;
+mod public_contract;
+mod report;
+mod systemd_alignment;
+mod systemd_duration;
+mod systemd_notify;
