@@ -60,10 +60,13 @@ fn two_hundred_sigterms_capture_once_and_log_a_bounded_number_of_repeats() {
         "count {count}: {text}"
     );
     assert!(repeats.len() <= 10 + 2, "{text}");
+    // The repeats are read after the first signal's capture and event; on a loaded machine
+    // `sh` may have sent its last burst and been reaped by then, and the line then says, truly,
+    // that its name is unknown (the pid still comes from the kernel).
+    let named = format!("repeated signal SIGTERM #2 from pid {sh_pid} (sh) at +");
+    let gone = format!("repeated signal SIGTERM #2 from pid {sh_pid} (unknown) at +");
     assert!(
-        repeats[0].contains(&format!(
-            "repeated signal SIGTERM #2 from pid {sh_pid} (sh) at +"
-        )),
+        repeats[0].contains(&named) || repeats[0].contains(&gone),
         "{text}"
     );
 }
