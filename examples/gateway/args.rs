@@ -28,8 +28,9 @@ pub struct Args {
     pub kill_deadline: Option<Duration>,
 }
 
-/// What `--help` prints (on stdout, exit code 0). A new flag gets a line here and an entry in
-/// [`SWITCHES`] or [`WITH_VALUE`].
+/// What `--help` prints (on stdout, exit code 0). A new flag gets a line here, an entry in
+/// [`SWITCHES`] (and an arm in [`Args::parse`]) or in [`WITH_VALUE`] (and an arm in
+/// `Args::set`); `tests/in_process/docs.rs` checks the docs' flags against this text.
 pub const HELP: &str = "\
 gateway: a small chat gateway (axum, SQLite, TCP adapters) that gets stopped and explains its
 stop. By default it asks a separate `kill` process to send it SIGTERM after 2 s, then runs its
