@@ -12,7 +12,6 @@ mod context;
 mod diagnostic;
 mod diagnostic_processes;
 mod docs;
-mod docs_verdicts;
 mod flight_record;
 mod layer_budget;
 mod layer_compat;
