@@ -108,6 +108,8 @@
 
 pub mod context;
 pub mod diagnostic;
+#[cfg(doctest)]
+mod doc_blocks;
 mod error;
 #[cfg(test)]
 mod fuzz;

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 
 const LOOSE: Duration = Duration::from_secs(20);
 
-/// The fenced blocks of `lang` inside the README's `## Quick start` section.
+/// The fenced blocks of `lang` inside the README's `## Quick start` section (` ```rust ` and
+/// ` ```rust,no_run ` are both `rust`: the README's Rust blocks are doc-tests too).
 fn quick_start_blocks(readme: &str, lang: &str) -> Vec<String> {
     let start = readme
         .find("## Quick start")
@@ -23,7 +24,11 @@ fn quick_start_blocks(readme: &str, lang: &str) -> Vec<String> {
     let mut blocks = Vec::new();
     let mut lines = section.lines();
     while let Some(line) = lines.next() {
-        if line.trim_end() == format!("```{lang}") {
+        let tag = line
+            .trim_end()
+            .strip_prefix("```")
+            .map(|t| t.split(',').next());
+        if tag == Some(Some(lang)) {
             let body: Vec<&str> = lines
                 .by_ref()
                 .take_while(|l| l.trim_end() != "```")

@@ -28,11 +28,107 @@ pub struct Args {
     pub kill_deadline: Option<Duration>,
 }
 
-const USAGE: &str = "usage: gateway [--log-dir DIR] [--state-dir DIR] [--port N] [--adapters a,b,c]
-               [--sessions N] [--drain-secs S] [--drain-timeout S]
-               [--self-signal-after S | --wait] [--escalate-after N] [--kill-deadline S]
-               [--journald] [--extend-timeout STEP [--extend-ceiling S]] [--slow-upload]
-environment: SHUTDOWN_KILL_DEADLINE_SECS=S (as --kill-deadline; --kill-after S is an alias)";
+/// What `--help` prints (on stdout, exit code 0). A new flag gets a line here, an entry in
+/// [`SWITCHES`] (and an arm in [`Args::parse`]) or in [`WITH_VALUE`] (and an arm in
+/// `Args::set`); `tests/in_process/docs.rs` checks the docs' flags against this text.
+pub const HELP: &str = "\
+gateway: a small chat gateway (axum, SQLite, TCP adapters) that gets stopped and explains its
+stop. By default it asks a separate `kill` process to send it SIGTERM after 2 s, then runs its
+shutdown phases (notify, drain, disconnect<adapter>, db_close) and prints their waterfall.
+
+usage: gateway [FLAGS]
+  --log-dir DIR            log files, shutdown diagnostic, Chrome trace (default: logs)
+  --state-dir DIR          flight record, database, last-shutdown.json (default: state)
+  --port N                 HTTP port on 127.0.0.1 (default: 0, any free port)
+  --adapters a,b,c         chat adapters, one TCP peer each (default: slack,telegram,discord)
+  --sessions N             long requests in flight when the stop comes (default: 3)
+  --drain-secs S           how long each of them still works after the stop (default: 1)
+  --drain-timeout S        the drain phase's budget (default: 30; 3 with --slow-upload)
+  --self-signal-after S    have SIGTERM sent to us after S seconds (default: 2)
+  --wait                   wait for a real signal instead (kill -TERM <pid>, systemctl stop)
+  --escalate-after N       exit with code 130 on the Nth signal, N >= 2 (default: log only)
+  --kill-deadline S        when the supervisor sends SIGKILL after SIGTERM (a Kubernetes
+                           grace period, docker stop -t); alias --kill-after S; or the
+                           environment's SHUTDOWN_KILL_DEADLINE_SECS=S
+  --journald               log to the systemd journal with structured fields, not to stderr
+  --extend-timeout STEP    under systemd: EXTEND_TIMEOUT_USEC=STEP while phases progress
+  --extend-ceiling S       no extension past S after the stop began (default: budget + 30 s)
+  --slow-upload            start a client whose upload stalls, so the drain gets stuck
+  -h, --help               this text
+";
+
+/// Flags that stand alone.
+const SWITCHES: &[&str] = &["--wait", "--journald", "--slow-upload", "-h", "--help"];
+
+/// Flags followed by a value.
+const WITH_VALUE: &[&str] = &[
+    "--log-dir",
+    "--state-dir",
+    "--port",
+    "--adapters",
+    "--sessions",
+    "--drain-secs",
+    "--drain-timeout",
+    "--self-signal-after",
+    "--escalate-after",
+    "--kill-deadline",
+    "--kill-after",
+    "--extend-timeout",
+    "--extend-ceiling",
+];
+
+/// What the command line asks for.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run the gateway.
+    Run(Args),
+    /// Print [`HELP`] and exit 0.
+    Help,
+}
+
+/// Why a command line is refused: `unknown flag --slow-uplaod (did you mean --slow-upload?)`.
+fn unknown(word: &str) -> String {
+    let what = if word.starts_with('-') {
+        "unknown flag"
+    } else {
+        "unexpected argument"
+    };
+    match closest(word) {
+        Some(flag) => format!("{what} {word} (did you mean {flag}?)"),
+        None => format!("{what} {word}"),
+    }
+}
+
+/// The known flag nearest to `word` in edit distance, when one is near enough to be a typo.
+fn closest(word: &str) -> Option<&'static str> {
+    let bare = word.trim_start_matches('-');
+    SWITCHES
+        .iter()
+        .chain(WITH_VALUE)
+        .filter(|f| f.starts_with("--"))
+        .map(|f| (edit_distance(bare, &f[2..]), *f))
+        .filter(|(d, f)| *d <= 2 + f.len() / 8)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, f)| f)
+}
+
+/// Levenshtein distance over characters (flags are short: no need for anything faster).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diag = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let next = (diag + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(row[j + 1] + 1);
+            diag = row[j + 1];
+            row[j + 1] = next;
+        }
+    }
+    row[b.len()]
+}
 
 /// Longest duration any flag accepts: one day (keeps every sum of budgets far from overflow).
 const MAX_SECS: f64 = 86_400.0;
@@ -45,7 +141,9 @@ fn secs(flag: &str, v: &str) -> Result<f64, String> {
 }
 
 impl Args {
-    pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Self, String> {
+    /// Reads the flags (then `SHUTDOWN_KILL_DEADLINE_SECS`). A refused command line is an
+    /// error that names the flag; `--help` is not an error.
+    pub fn parse(mut it: impl Iterator<Item = String>) -> Result<Parsed, String> {
         let mut a = Args {
             log_dir: "logs".into(),
             state_dir: "state".into(),
@@ -62,77 +160,76 @@ impl Args {
             slow_upload: false,
             kill_deadline: None,
         };
-        if let Ok(v) = std::env::var("SHUTDOWN_KILL_DEADLINE_SECS") {
-            let s = secs("SHUTDOWN_KILL_DEADLINE_SECS", &v)?;
-            a.kill_deadline = Some(Duration::from_secs_f64(s));
-        }
+        let mut kill_deadline_given = false;
         let mut drain_timeout_given = false;
         while let Some(flag) = it.next() {
-            if flag == "--wait" {
-                a.self_signal_after = None;
-                continue;
-            }
-            if flag == "--journald" {
-                a.journald = true;
-                continue;
-            }
-            if flag == "--slow-upload" {
-                a.slow_upload = true;
-                continue;
-            }
-            if flag == "-h" || flag == "--help" {
-                return Err(USAGE.to_owned());
-            }
-            let v = it
-                .next()
-                .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
             match flag.as_str() {
-                "--log-dir" => a.log_dir = v.into(),
-                "--state-dir" => a.state_dir = v.into(),
-                "--port" => a.port = v.parse().map_err(|_| format!("--port: {v:?}"))?,
-                "--adapters" => {
-                    a.adapters = v
-                        .split(',')
-                        .filter(|s| !s.is_empty())
-                        .map(str::to_owned)
-                        .collect();
+                "-h" | "--help" => return Ok(Parsed::Help),
+                "--wait" => a.self_signal_after = None,
+                "--journald" => a.journald = true,
+                "--slow-upload" => a.slow_upload = true,
+                // Known before its value is taken: a mistyped flag must not swallow the next.
+                f if WITH_VALUE.contains(&f) => {
+                    let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+                    kill_deadline_given |= f == "--kill-deadline" || f == "--kill-after";
+                    drain_timeout_given |= f == "--drain-timeout";
+                    a.set(f, &v)?;
                 }
-                "--sessions" => a.sessions = v.parse().map_err(|_| format!("--sessions: {v:?}"))?,
-                "--drain-secs" => a.drain_secs = secs(&flag, &v)?,
-                "--drain-timeout" => {
-                    a.drain_timeout = Duration::from_secs_f64(secs(&flag, &v)?);
-                    drain_timeout_given = true;
-                }
-                "--self-signal-after" => {
-                    a.self_signal_after = Some(Duration::from_secs_f64(secs(&flag, &v)?))
-                }
-                "--escalate-after" => {
-                    a.escalate_after = Some(
-                        v.parse()
-                            .ok()
-                            .filter(|n| *n >= 2)
-                            .ok_or("--escalate-after: N >= 2")?,
-                    );
-                }
-                "--extend-timeout" => {
-                    a.extend_step = Some(Duration::from_secs_f64(secs(&flag, &v)?));
-                }
-                "--extend-ceiling" => {
-                    a.extend_ceiling = Some(Duration::from_secs_f64(secs(&flag, &v)?));
-                }
-                "--kill-deadline" | "--kill-after" => {
-                    a.kill_deadline = Some(Duration::from_secs_f64(secs(&flag, &v)?))
-                }
-                _ => return Err(format!("unknown flag {flag}\n{USAGE}")),
+                _ => return Err(unknown(&flag)),
+            }
+        }
+        if !kill_deadline_given {
+            if let Ok(v) = std::env::var("SHUTDOWN_KILL_DEADLINE_SECS") {
+                let s = secs("SHUTDOWN_KILL_DEADLINE_SECS", &v)?;
+                a.kill_deadline = Some(Duration::from_secs_f64(s));
             }
         }
         if a.extend_ceiling.is_some() && a.extend_step.is_none() {
-            return Err(format!("--extend-ceiling needs --extend-timeout\n{USAGE}"));
+            return Err("--extend-ceiling needs --extend-timeout".to_owned());
         }
         if a.slow_upload && !drain_timeout_given {
             // The demo of a stuck drain should not take the default 30 s.
             a.drain_timeout = Duration::from_secs(3);
         }
-        Ok(a)
+        Ok(Parsed::Run(a))
+    }
+
+    /// Sets the value of one of [`WITH_VALUE`].
+    fn set(&mut self, flag: &str, v: &str) -> Result<(), String> {
+        match flag {
+            "--log-dir" => self.log_dir = v.into(),
+            "--state-dir" => self.state_dir = v.into(),
+            "--port" => self.port = v.parse().map_err(|_| format!("--port: {v:?}"))?,
+            "--adapters" => {
+                self.adapters = v
+                    .split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+            }
+            "--sessions" => self.sessions = v.parse().map_err(|_| format!("--sessions: {v:?}"))?,
+            "--drain-secs" => self.drain_secs = secs(flag, v)?,
+            "--drain-timeout" => self.drain_timeout = Duration::from_secs_f64(secs(flag, v)?),
+            "--self-signal-after" => {
+                self.self_signal_after = Some(Duration::from_secs_f64(secs(flag, v)?));
+            }
+            "--escalate-after" => {
+                self.escalate_after = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| *n >= 2)
+                        .ok_or("--escalate-after: N >= 2")?,
+                );
+            }
+            "--extend-timeout" => self.extend_step = Some(Duration::from_secs_f64(secs(flag, v)?)),
+            "--extend-ceiling" => {
+                self.extend_ceiling = Some(Duration::from_secs_f64(secs(flag, v)?));
+            }
+            "--kill-deadline" | "--kill-after" => {
+                self.kill_deadline = Some(Duration::from_secs_f64(secs(flag, v)?));
+            }
+            _ => return Err(unknown(flag)),
+        }
+        Ok(())
     }
 }

@@ -45,7 +45,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter};
 
-use crate::args::Args;
+use crate::args::{Args, Parsed};
 
 /// Budgets per phase; their sum plus the drain timeout is the shutdown budget.
 const NOTIFY_BUDGET: Duration = Duration::from_secs(2);
@@ -56,11 +56,20 @@ const DB_CLOSE_BUDGET: Duration = Duration::from_secs(5);
 /// (`SHUTDOWN_PHASE`, `SHUTDOWN_SENDER_PID`, ...); the text stays in `MESSAGE`.
 const JOURNAL_FIELD_PREFIX: &str = "SHUTDOWN";
 
+/// Where `tracing-journald` sends (its `JOURNALD_PATH`, not public).
+const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(a) => a,
+        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Help) => {
+            let _ = std::io::stdout().write_all(args::HELP.as_bytes());
+            return ExitCode::SUCCESS;
+        }
         Err(msg) => {
-            say(&msg);
+            say(&format!(
+                "gateway: {msg}\nrun `gateway --help` for the flags"
+            ));
             return ExitCode::from(2);
         }
     };
@@ -73,12 +82,35 @@ fn main() -> ExitCode {
     }
 }
 
+/// The journal layer for `--journald`. Its error names the socket it could not reach
+/// (`tracing-journald` says only `No such file or directory` when there is no journal).
+fn journal_layer() -> Result<tracing_journald::Layer, String> {
+    tracing_journald::layer()
+        .map(|layer| {
+            layer
+                .with_field_prefix(Some(JOURNAL_FIELD_PREFIX.to_owned()))
+                .with_syslog_identifier("gateway".to_owned())
+        })
+        .map_err(|e| {
+            format!(
+                "--journald: no systemd journal at {JOURNAL_SOCKET} ({e}); run under systemd, \
+                 or leave out --journald to log to stderr"
+            )
+        })
+}
+
 /// A line on stderr; `eprintln!` would panic (exit code 101) once stderr is a broken pipe.
 fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    // Before anything is created: without a journal there is nothing to run for.
+    let journald = if args.journald {
+        Some(journal_layer()?)
+    } else {
+        None
+    };
     std::fs::create_dir_all(&args.log_dir)?;
     std::fs::create_dir_all(&args.state_dir)?;
     let budget = NOTIFY_BUDGET + args.drain_timeout + DISCONNECT_BUDGET + DB_CLOSE_BUDGET; // drain_timeout <= 1 day (args)
@@ -106,15 +138,6 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let (file, guard) = tracing_appender::non_blocking(appender);
     // Under systemd, stderr goes to the journal too: colours only on a terminal. With
     // `--journald` the journal gets structured fields instead of stderr's text.
-    let journald = if args.journald {
-        Some(
-            tracing_journald::layer()?
-                .with_field_prefix(Some(JOURNAL_FIELD_PREFIX.to_owned()))
-                .with_syslog_identifier("gateway".to_owned()),
-        )
-    } else {
-        None
-    };
     let stderr = (!args.journald).then(|| {
         fmt::layer()
             .with_ansi(std::io::stderr().is_terminal())

@@ -3,12 +3,15 @@
 //! the signal helper, sets a global subscriber or changes the environment gets a binary of its
 //! own in `tests/`.
 
+#[path = "../gateway_support/mod.rs"]
+mod gateway_support;
 #[path = "../support/mod.rs"]
 mod support;
 
 mod context;
 mod diagnostic;
 mod diagnostic_processes;
+mod docs;
 mod flight_record;
 mod layer_budget;
 mod layer_compat;
