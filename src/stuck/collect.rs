@@ -11,12 +11,13 @@ use tracing_core::Dispatch;
 use crate::stuck::findings::join;
 use crate::stuck::snapshot::{SocketState, StuckReason, StuckSnapshot};
 use crate::stuck::spans::{coarse_now, SpanTracker};
-use crate::stuck::views::{canonical, show, Sock, SpanView, ThreadView, TEXT_MAX};
+use crate::stuck::views::{canonical, cap_chars, show, Sock, SpanView, ThreadView, TEXT_MAX};
 use crate::sys::fd::{self, FdTarget};
 use crate::sys::logfmt::escape_hidden;
 use crate::sys::net::{self, InetSocket, TcpState, UnixSocket};
 use crate::sys::proc::clock_ticks_per_sec;
 use crate::sys::task::{self, TaskSample};
+use crate::sys::tcp_stall::Stall;
 
 /// Caps: the snapshot's size does not grow with the app's.
 pub(crate) const MAX_SPANS_SCANNED: usize = 20_000;
@@ -144,10 +145,15 @@ pub(crate) fn take(
         );
     }
 
-    let names: HashMap<u32, String> = samples
+    // Names as the kernel gives them (escaped once, where a finding shows them), including
+    // this thread's: it is alive, only left out of the thread list.
+    let mut names: HashMap<u32, String> = samples
         .iter()
-        .map(|(s, _, _)| (s.tid, escape_hidden(&s.name, 64)))
+        .map(|(s, _, _)| (s.tid, cap_chars(&s.name, 64)))
         .collect();
+    if let Some(mine) = task::read_task(me, &mut buf) {
+        names.insert(me, cap_chars(&mine.name, 64));
+    }
     let threads: Vec<ThreadView> = samples
         .into_iter()
         .map(|(s, cpu, same_call)| ThreadView::new(s, cpu, same_call, &fd_targets, &socks))
@@ -185,7 +191,9 @@ pub(crate) fn take(
         at_s: req.at.as_secs_f64(),
         reason: req.reason,
         budget_s: req.budget.map(|b| b.as_secs_f64()),
-        findings,
+        findings: findings.lines,
+        blocked_threads: findings.blocked_threads,
+        idle_peers: findings.idle_peers,
         spans: spans.into_iter().map(|s| s.span).collect(),
         threads,
         sockets,
@@ -242,6 +250,7 @@ fn sockets(fds: &[(i32, FdTarget)], unknown: &mut Vec<String>) -> HashMap<i32, S
                 local_addr: Some(canonical(s.local)),
                 established: s.state == TcpState::Established,
                 last_recv: times.map(|t| t.last_data_recv),
+                stall: Stall::of(s.send_q, s.recv_q, times.as_ref()),
             }
         } else if let Some(u) = unix.get(&inode) {
             let mut sock = Sock::without_address(fd, "unix");

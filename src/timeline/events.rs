@@ -185,31 +185,9 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
         (StuckReason::KillDeadline, _) => "kill deadline near".to_owned(),
         (StuckReason::OnDemand, _) => "on demand".to_owned(),
     };
-    let findings = snapshot
-        .findings
-        .iter()
-        .take(3)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("; ");
-    let blocked = snapshot
-        .threads
-        .iter()
-        // Waiting on a socket, pipe or file; an event loop waiting on its epoll is idle.
-        .filter(|t| {
-            t.target
-                .as_deref()
-                .is_some_and(|x| !x.ends_with("-> epoll") && !x.ends_with("-> eventfd"))
-                && t.cpu_pct.is_none_or(|c| c < 1.0)
-        })
-        .count();
-    let idle_peers = snapshot
-        .sockets
-        .iter()
-        .filter(|s| {
-            s.state.as_deref() == Some("ESTABLISHED") && s.last_recv_s.is_some_and(|d| d >= 1.0)
-        })
-        .count();
+    // Every finding (at most eight): the counts below are what they name.
+    let findings = snapshot.findings.join("; ");
+    let (blocked, idle_peers) = (snapshot.blocked_threads, snapshot.idle_peers);
     shared.emit(|| {
         tracing::warn!(
             target: PHASE_TARGET,
