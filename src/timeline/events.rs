@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tracing_core::field::{display, DisplayValue};
 
+use crate::stuck::abandoned::Abandoned;
 use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::sys::clock::{secs, Offset, Secs};
 use crate::sys::dyn_event;
@@ -141,9 +142,27 @@ pub(crate) fn over_budget(shared: &Timeline, label: &str, at: Duration, budget: 
     });
 }
 
-/// `+3.62s shutdown complete (total teardown 3.62s)`
-pub(crate) fn complete(shared: &Timeline, total: Duration) {
-    shared.emit(|| complete_line(total));
+/// `+3.62s shutdown complete (total teardown 3.62s)`, with what the shutdown left open that
+/// no phase reported as fields (`abandoned_spans=1 oldest_abandoned="request{...} age 29.8s"`).
+pub(crate) fn complete(shared: &Timeline, total: Duration, left_open: Option<&Abandoned>) {
+    let Some(a) = left_open else {
+        return shared.emit(|| complete_line(total));
+    };
+    let oldest = a.oldest.as_deref().map(|o| display(Logfmt(o)));
+    shared.emit(|| {
+        tracing::info!(
+            target: PHASE_TARGET,
+            parent: None,
+            abandoned_spans = a.count,
+            oldest_abandoned = oldest,
+            abandoned_scan_cut = a.cut.then_some(true),
+            offset_s = secs(total),
+            total_s = secs(total),
+            "{} shutdown complete (total teardown {})",
+            Offset(total),
+            Secs(total)
+        );
+    });
 }
 
 /// The completion line, to the current subscriber (also used without a layer).

@@ -116,6 +116,8 @@ pub(crate) struct State {
     /// Phases that closed over budget before the watchdog saw them: label and budget, each
     /// with a snapshot reserved, for the watchdog to take.
     pub(crate) pending_snapshots: Vec<(String, Duration)>,
+    /// Spans already reported as left open (a later line does not repeat them); capped.
+    pub(crate) reported_abandoned: Vec<u64>,
 }
 
 #[derive(Debug)]

@@ -10,6 +10,7 @@ mod context;
 mod diagnostic;
 mod diagnostic_processes;
 mod flight_record;
+mod layer_abandoned;
 mod layer_budget;
 mod layer_compat;
 mod layer_json;
