@@ -273,3 +273,82 @@ fn a_hostile_thread_name_is_escaped_once() {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
     t.join().unwrap();
 }
+
+#[test]
+fn the_stuck_line_is_logged_when_the_budget_runs_out_not_a_cpu_sample_later() {
+    // A long sample gap makes the window wide: before, the line came a whole gap after the
+    // budget, after the phase's `done` and the next phase's lines.
+    let gap = Duration::from_millis(1000);
+    let layer = ShutdownLayer::builder()
+        .with_phase_budget("drain", Duration::from_millis(1200))
+        .with_stuck_cpu_sample_gap(gap)
+        .build();
+    let handle = layer.handle();
+    let cap = Capture::default();
+    let d = dispatch(layer, &cap);
+    tracing::dispatcher::with_default(&d, || {
+        handle.begin();
+        // The drain gives up half a second after its budget, then the next phase runs.
+        phase!("drain").in_scope(|| std::thread::sleep(Duration::from_millis(1700)));
+        phase!("db_close").in_scope(|| {});
+        handle.finish();
+    });
+    let text = cap.text();
+    let at = |needle: &str| {
+        text.find(needle)
+            .unwrap_or_else(|| panic!("{needle} in\n{text}"))
+    };
+    assert!(
+        at(" drain over budget (") < at(" drain stuck (budget 1.20s)")
+            && at(" drain stuck (budget 1.20s)") < at(" drain done (")
+            && at(" drain done (") < at(" db_close done ("),
+        "{text}"
+    );
+    // Still two samples: the first was taken ahead of the budget.
+    let snap = &handle.report().stuck[0];
+    assert!(
+        snap.threads.iter().any(|t| t.cpu_pct.is_some()),
+        "{snap:#?}"
+    );
+}
+
+#[test]
+fn a_stuck_line_that_comes_after_later_lines_says_when_it_was_logged() {
+    // On demand there is no early sample: the snapshot takes the whole gap, and the app's
+    // next phase logs its lines meanwhile.
+    let layer = ShutdownLayer::builder()
+        .with_stuck_cpu_sample_gap(Duration::from_millis(800))
+        .build();
+    let handle = layer.handle();
+    let cap = Capture::default();
+    let d = dispatch(layer, &cap);
+    tracing::dispatcher::with_default(&d, || {
+        handle.begin();
+        let taker = {
+            let (d, handle) = (d.clone(), handle.clone());
+            std::thread::spawn(move || {
+                tracing::dispatcher::with_default(&d, || handle.stuck_snapshot())
+            })
+        };
+        std::thread::sleep(Duration::from_millis(200));
+        phase!("db_close").in_scope(|| {});
+        let snap = taker.join().unwrap();
+        assert!(snap.at_s < 0.2, "{snap:?}");
+        handle.finish();
+    });
+    let text = cap.text();
+    let stuck = stuck_line(&cap);
+    assert!(
+        text.find(" db_close done (").unwrap() < text.find(" stuck (").unwrap(),
+        "{text}"
+    );
+    // `+0.00s shutdown stuck (on demand), logged +0.80s: ...`
+    let logged = stuck
+        .split(", logged +")
+        .nth(1)
+        .and_then(|r| r.split('s').next())
+        .and_then(|n| n.parse::<f64>().ok())
+        .unwrap_or_else(|| panic!("{stuck}"));
+    assert!(logged >= 0.2, "{stuck}");
+    assert!(stuck.contains(" stuck (on demand), logged +"), "{stuck}");
+}

@@ -194,8 +194,10 @@ pub(crate) fn outside_shutdown(shared: &Timeline, label: &str) {
 }
 
 /// `+30.00s drain stuck (budget 30.00s): request{method=POST path=/upload} idle 29.8s; ...`
-/// with the first findings (each already escaped) and counts as fields.
-pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
+/// with the findings (each already escaped) and counts as fields. `logged_late` is when it is
+/// logged, given when other lines came out since it was taken (`+30.00s drain stuck (budget
+/// 30.00s), logged +30.12s: ...`): a reader sees why it follows later lines.
+pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot, logged_late: Option<Duration>) {
     let at = Duration::try_from_secs_f64(snapshot.at_s).unwrap_or_default();
     let label = snapshot.phase.as_deref().unwrap_or("shutdown");
     let why = match (snapshot.reason, snapshot.budget_s) {
@@ -207,6 +209,7 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
     // Every finding (at most eight): the counts below are what they name.
     let findings = snapshot.findings.join("; ");
     let (blocked, idle_peers) = (snapshot.blocked_threads, snapshot.idle_peers);
+    let late = logged_late.map_or_else(String::new, |l| format!(", logged {}", Offset(l)));
     shared.emit(|| {
         tracing::warn!(
             target: PHASE_TARGET,
@@ -217,7 +220,7 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
             open_spans = snapshot.spans.len(),
             blocked_threads = blocked,
             idle_peers = idle_peers,
-            "{} {} stuck ({why}): {findings}",
+            "{} {} stuck ({why}){late}: {findings}",
             Offset(at),
             Logfmt(label),
         );

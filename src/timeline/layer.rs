@@ -272,6 +272,7 @@ impl ShutdownLayerBuilder {
                 snapshots_in_flight: Mutex::new(0),
                 snapshot_done: Condvar::new(),
                 startup: Default::default(),
+                emitted: Default::default(),
             }),
         }
     }
