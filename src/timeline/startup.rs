@@ -62,7 +62,15 @@ impl Startup {
         let spawned = std::thread::Builder::new()
             .name("shutdown-startup".into())
             .spawn(move || {
-                dispatcher::with_default(&dispatch, || work.into_iter().for_each(|f| f(true)));
+                dispatcher::with_default(&dispatch, || {
+                    // This runs while tracing may still be registering the subscriber: its
+                    // level filter stays OFF and callsites' interest unset until that ends (and
+                    // with a single subscriber, nothing here waits for it). Rebuilding the
+                    // interest now, from this subscriber, makes the filter check below see
+                    // what the subscriber enables instead of "nothing".
+                    tracing_core::callsite::rebuild_interest_cache();
+                    work.into_iter().for_each(|f| f(true));
+                });
             });
         if spawned.is_err() {
             eprintln!("shutdown-forensics: could not start a thread for the startup messages");
