@@ -263,6 +263,54 @@ fn a_phase_before_the_shutdown_does_not_start_the_clock() {
     ));
 }
 
+#[test]
+fn a_phase_before_install_does_not_start_the_clock_and_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    let layer = ShutdownLayer::builder()
+        .with_flight_record(FlightRecord::open(&path).unwrap())
+        .build();
+    let handle = layer.handle();
+    let cap = Capture::default();
+    let d = dispatch(layer, &cap);
+    let early = Duration::from_millis(800);
+    tracing::dispatcher::with_default(&d, || {
+        // A `drain` helper run at startup, before the signal helper is installed.
+        phase!("drain").in_scope(|| std::thread::sleep(early));
+        let forensics = quiet_install(Some(handle.clone()), libc::SIGXCPU);
+        assert_eq!(
+            handle.elapsed(),
+            None,
+            "install stopped the clock it started"
+        );
+        // A SIGKILL now: a run that never began a shutdown.
+        assert!(
+            matches!(
+                FlightRecord::previous(&path).unwrap(),
+                PreviousShutdown::NoShutdown { .. }
+            ),
+            "{:?}",
+            FlightRecord::previous(&path).unwrap()
+        );
+        let started = Instant::now();
+        forensics.signal().trigger();
+        phase!("drain").in_scope(|| {});
+        let total = forensics.finish().expect("complete");
+        assert!(total <= started.elapsed(), "{total:?}");
+    });
+    let text = cap.text();
+    let said = lines_with(&text, "ran before Forensics::install");
+    assert_eq!(said.len(), 1, "{text}");
+    assert!(said[0].contains("phase drain ran before"), "{text}");
+    let report = handle.report();
+    assert_eq!(report.phases.len(), 1, "{report:#?}");
+    assert!(report.elapsed_s < early.as_secs_f64(), "{report:#?}");
+    assert!(matches!(
+        FlightRecord::previous(&path).unwrap(),
+        PreviousShutdown::Clean { .. }
+    ));
+}
+
 // ------------------------------------------------------------------- default signals
 
 #[test]

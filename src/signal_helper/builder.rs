@@ -383,6 +383,10 @@ impl ForensicsBuilder {
             // The signal starts the clock: a phase before it (a helper reused at startup) must
             // not turn a 0.1 s stop into "+3.02s ... total teardown 3.12s".
             timeline.startup.set_begin_explicit();
+            // A phase before install (the same helper run at startup) may have started it.
+            if let Some(labels) = timeline.void_phase_begin() {
+                crate::timeline::events::ran_before_install(timeline, &labels);
+            }
             // The subscriber may not exist yet (install before `init()`): the verdict and the
             // filter check wait for it, or go to stderr if it never comes (at drop).
             let shared = std::sync::Arc::clone(&handle.shared);

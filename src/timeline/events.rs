@@ -193,6 +193,31 @@ pub(crate) fn outside_shutdown(shared: &Timeline, label: &str) {
     });
 }
 
+/// `phase drain ran before Forensics::install ...`, once: phases (a helper reused at startup)
+/// that started the shutdown clock before the signal helper was installed, which stopped it.
+pub(crate) fn ran_before_install(shared: &Timeline, labels: &[String]) {
+    let mut names = labels
+        .iter()
+        .take(3)
+        .map(|l| Logfmt(l).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if labels.len() > 3 {
+        names.push_str(&format!(" and {} more", labels.len() - 3));
+    }
+    let what = if labels.len() == 1 { "phase" } else { "phases" };
+    shared.emit(|| {
+        tracing::warn!(
+            target: PHASE_TARGET,
+            parent: None,
+            "{what} {names} ran before Forensics::install and started the shutdown clock; \
+             install stopped it: the lines above for them are not a shutdown, and from now on \
+             only the signal (or ShutdownHandle::begin) starts the clock (install first to \
+             avoid such lines)"
+        );
+    });
+}
+
 /// `+30.00s drain stuck (budget 30.00s): request{method=POST path=/upload} idle 29.8s; ...`
 /// with the findings (each already escaped) and counts as fields. `logged_late` is when it is
 /// logged, given when other lines came out since it was taken (`+30.00s drain stuck (budget

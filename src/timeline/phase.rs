@@ -70,6 +70,33 @@ impl Timeline {
         begun
     }
 
+    /// At the signal helper's install: a shutdown clock that a phase started (no signal, no
+    /// `begin`, not finished) is stopped, and the phases so far are left out of the shutdown
+    /// (a `reset` record line says so to the next start's verdict). Returns their labels.
+    pub(crate) fn void_phase_begin(&self) -> Option<Vec<String>> {
+        let order = self.record_lock.lock();
+        let labels = {
+            let mut st = self.lock();
+            if !st.begun_by_phase || st.trigger.is_some() || st.finished.is_some() {
+                return None;
+            }
+            let labels = (st.live_phases().map(|(_, p)| p.label.clone())).collect();
+            st.voided = st.phases.len();
+            st.origin = None;
+            st.origin_wall = None;
+            st.origin_coarse = None;
+            st.begun_by_phase = false;
+            st.total_warned = false;
+            st.kill_snapshot_taken = false;
+            st.stuck.clear();
+            st.reported_abandoned.clear();
+            labels
+        };
+        self.write(&json!({"kind": "reset", "phases": labels}), true);
+        drop(order);
+        Some(labels)
+    }
+
     /// Logs completion once; returns the total teardown time.
     pub(crate) fn finish(self: &Arc<Self>) -> Option<Duration> {
         // A snapshot under way (taken when a phase ran out of budget) is delivered first. The
@@ -144,6 +171,7 @@ impl Timeline {
                 return None;
             }
             let begin = self.begin_locked(&mut st, now, None);
+            st.begun_by_phase |= begin.is_some();
             st.phases.push(PhaseState {
                 name,
                 label,
@@ -172,6 +200,9 @@ impl Timeline {
         let started = {
             let mut st = self.lock();
             let origin = st.origin;
+            if index < st.voided {
+                return;
+            }
             let Some(p) = st.phases.get_mut(index) else {
                 return;
             };
@@ -215,6 +246,9 @@ impl Timeline {
         let new_budget = budget_field(&update);
         {
             let mut st = self.lock();
+            if index < st.voided {
+                return;
+            }
             let Some(p) = st.phases.get_mut(index) else {
                 return;
             };
@@ -235,7 +269,7 @@ impl Timeline {
     pub(crate) fn gave_up(&self, index: usize) -> Option<(u64, Vec<u64>)> {
         let now = self.clock.now();
         let st = self.lock();
-        let p = st.phases.get(index)?;
+        let p = st.phases.get(index).filter(|_| index >= st.voided)?;
         let over = p.budget? < now.saturating_duration_since(p.open);
         let before = st.origin_coarse?.saturating_add(COARSE_SLACK_NS);
         over.then(|| (before, st.reported_abandoned.clone()))
@@ -283,6 +317,9 @@ impl Timeline {
             let offset = |t: std::time::Instant| {
                 origin.map_or(Duration::ZERO, |o| t.saturating_duration_since(o))
             };
+            if index < st.voided {
+                return;
+            }
             let Some(p) = st.phases.get_mut(index) else {
                 return;
             };

@@ -22,11 +22,11 @@ impl Timeline {
     /// The innermost open phase (the most recently opened one still open), with its budget.
     fn current_phase(&self) -> Option<(String, Option<Duration>)> {
         let st = self.lock();
-        st.phases
-            .iter()
-            .rev()
+        let current = (st.live_phases().rev())
+            .map(|(_, p)| p)
             .find(|p| p.close.is_none())
-            .map(|p| (p.label.clone(), p.budget))
+            .map(|p| (p.label.clone(), p.budget));
+        current
     }
 
     /// Takes a snapshot now (blocks ~150 ms: CPU is sampled twice) and delivers it.

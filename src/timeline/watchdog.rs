@@ -51,9 +51,8 @@ impl Timeline {
                 || self.record.is_some()
                 || st.kill_deadline.is_some()
                 || st
-                    .phases
-                    .iter()
-                    .any(|p| p.budget.is_some() && p.close.is_none());
+                    .live_phases()
+                    .any(|(_, p)| p.budget.is_some() && p.close.is_none());
             let spawn = wanted && !st.watchdog_running && st.origin.is_some();
             if spawn {
                 st.watchdog_running = true;
@@ -166,7 +165,7 @@ fn check(
 ) -> Option<(Due, Duration)> {
     let now = shared.clock.now();
     let mut st = shared.lock();
-    let all_closed = st.phases.iter().all(|p| p.close.is_some());
+    let all_closed = st.live_phases().all(|(_, p)| p.close.is_some());
     if st.finished.is_some() && all_closed && st.pending_snapshots.is_empty() {
         st.watchdog_running = false;
         return None;
@@ -178,7 +177,8 @@ fn check(
     let gap = shared.config.cpu_sample_gap;
     let ahead = shared.config.stuck_on_budget && !gap.is_zero() && !first_sample_held;
     let mut first_sample = false;
-    for (i, p) in st.phases.iter_mut().enumerate() {
+    let voided = st.voided;
+    for (i, p) in st.phases.iter_mut().enumerate().skip(voided) {
         let (None, false, Some(budget)) = (p.close, p.warned, p.budget) else {
             continue;
         };
