@@ -196,6 +196,80 @@ fn role_install_then_init() {
     drop(forensics);
 }
 
+// ------------------------------------------- a handle whose layer is not in the subscriber
+
+const NOT_IN_SUBSCRIBER: &str = "is not part of any subscriber";
+
+/// Runs `role` (which ends by SIGKILLing itself, as a supervisor would) and returns stderr.
+fn run_killed_role(role: &str, arg: &str) -> String {
+    let out = rerun_as(role)
+        .env(ROLE, arg)
+        .stdin(Stdio::null())
+        .output()
+        .expect("rerun");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGKILL),
+        "{role}({arg}): {stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn a_handle_whose_layer_is_not_in_the_subscriber_is_said_once_before_a_kill() {
+    // fmt().init() first, then install: said at install, and the verdict is logged then.
+    // install first, fmt().init() later: said at the signal, and the verdict with it.
+    for when in ["init-first", "install-first"] {
+        let err = run_killed_role("role_layer_not_subscribed", when);
+        let said = lines_with(&err, NOT_IN_SUBSCRIBER);
+        assert_eq!(said.len(), 1, "{when}: {err}");
+        assert!(
+            said[0].contains("Forensics::with_handle")
+                && said[0].contains("registry().with(layer)"),
+            "{when}: {err}"
+        );
+        assert_eq!(
+            lines_with(&err, "Previous shutdown did not complete: pid 4242").len(),
+            1,
+            "{when}: {err}"
+        );
+    }
+}
+
+#[test]
+#[ignore = "run by a_handle_whose_layer_is_not_in_the_subscriber_is_said_once_before_a_kill"]
+fn role_layer_not_subscribed() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    std::fs::write(&path, KILLED_RUN).unwrap();
+    let layer = ShutdownLayer::builder()
+        .with_flight_record(FlightRecord::open(&path).unwrap())
+        .build();
+    let init = || {
+        tracing_subscriber::fmt()
+            .with_ansi(false)
+            .without_time()
+            .with_writer(std::io::stderr)
+            .init();
+    };
+    let first = std::env::var(ROLE).unwrap() == "init-first";
+    if first {
+        init();
+    }
+    let forensics = quiet_install(Some(layer.handle()), libc::SIGUSR1);
+    if !first {
+        init();
+    }
+    forensics.signal().trigger();
+    phase!("drain").in_scope(|| {});
+    forensics.finish();
+    // The supervisor's SIGKILL: no drop, no flush at exit.
+    // SAFETY: kill(2) on our own pid with SIGKILL; nothing runs after it.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+}
+
 // ------------------------------------------------------------------- no `with_handle`
 
 #[test]

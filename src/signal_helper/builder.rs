@@ -422,9 +422,20 @@ impl ForensicsBuilder {
                     crate::timeline::startup::warn_if_phases_filtered();
                 }
             };
-            timeline
-                .startup
-                .when_subscribed(&timeline.dispatch, Box::new(startup_messages));
+            // A subscriber exists already and the layer is not in it (it would have joined it
+            // when it was made): `fmt().init()` with the handle of a layer added nowhere.
+            // Said now, and what waited for the layer's subscriber goes to this one.
+            let subscriber_exists = tracing::dispatcher::get_default(|d| {
+                !d.is::<tracing_core::subscriber::NoSubscriber>()
+            });
+            if timeline.dispatch.get().is_none() && subscriber_exists {
+                timeline.startup.say_not_subscribed();
+                startup_messages(false);
+            } else {
+                timeline
+                    .startup
+                    .when_subscribed(&timeline.dispatch, Box::new(startup_messages));
+            }
         }
         if self.stop_check {
             let budget = self

@@ -26,6 +26,7 @@ pub(crate) struct Startup {
     begin_explicit: AtomicBool,
     outside_said: AtomicBool,
     outside: Mutex<Option<String>>,
+    not_subscribed_said: AtomicBool,
 }
 
 impl std::fmt::Debug for Startup {
@@ -109,6 +110,29 @@ impl Startup {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+}
+
+impl Startup {
+    /// Says once, through the current subscriber (stderr when it filters the line out), that
+    /// the layer whose handle the signal helper was given is part of no subscriber, with the
+    /// fix. Called where that is known: at install when a subscriber already exists, else at
+    /// the signal.
+    pub(crate) fn say_not_subscribed(&self) {
+        if self.not_subscribed_said.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let line = "the ShutdownLayer whose handle was given to Forensics::with_handle is not \
+                    part of any subscriber: shutdown phases are not timed, logged or recorded, \
+                    and stuck snapshots name no spans; add it to the subscriber you install: \
+                    tracing_subscriber::registry().with(layer).with(fmt::layer()).init() \
+                    (fmt().init() builds a subscriber without it)";
+        if tracing::enabled!(target: PHASE_TARGET, tracing::Level::WARN) {
+            tracing::warn!(target: PHASE_TARGET, "{line}");
+        } else {
+            // Also on the signal path: never `eprintln!` there.
+            crate::sys::stderr::try_line(&format!("shutdown-forensics: {line}"));
+        }
     }
 }
 
