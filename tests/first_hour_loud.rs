@@ -289,6 +289,63 @@ fn finish_without_a_handle_still_logs_the_completion() {
     assert!(lines[0].contains(" +0."), "{text}");
 }
 
+const NO_HANDLE: &str = "installed without its handle";
+
+#[test]
+fn a_layer_in_the_subscriber_but_no_handle_given_is_said_once_with_the_fix() {
+    for when in ["init-first", "install-first"] {
+        let (_, err) = run_role("role_no_handle_given", when);
+        let said = lines_with(&err, NO_HANDLE);
+        assert_eq!(said.len(), 1, "{when}: {err}");
+        assert!(
+            said[0].contains(".with_handle(layer.handle())") && said[0].contains("flight record"),
+            "{when}: {err}"
+        );
+        if when == "init-first" {
+            // Before anything of the shutdown.
+            assert!(
+                err.find(NO_HANDLE) < err.find("Shutdown context"),
+                "{when}: {err}"
+            );
+        }
+    }
+}
+
+#[test]
+#[ignore = "run by a_layer_in_the_subscriber_but_no_handle_given_is_said_once_with_the_fix"]
+fn role_no_handle_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flight.jsonl");
+    std::fs::write(&path, KILLED_RUN).unwrap();
+    let layer = ShutdownLayer::builder()
+        .with_flight_record(FlightRecord::open(&path).unwrap())
+        .build();
+    let init = move || {
+        tracing_subscriber::registry()
+            .with(layer)
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_ansi(false)
+                    .without_time()
+                    .with_writer(std::io::stderr),
+            )
+            .init();
+    };
+    let first = std::env::var(ROLE).unwrap() == "init-first";
+    let forensics = if first {
+        init();
+        quiet_install(None, libc::SIGUSR1)
+    } else {
+        let f = quiet_install(None, libc::SIGUSR1);
+        init();
+        f
+    };
+    forensics.signal().trigger();
+    phase!("drain").in_scope(|| {});
+    forensics.finish();
+    drop(forensics);
+}
+
 // ---------------------------------------------------- a phase before the shutdown began
 
 #[test]

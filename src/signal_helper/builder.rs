@@ -437,6 +437,14 @@ impl ForensicsBuilder {
                     .when_subscribed(&timeline.dispatch, Box::new(startup_messages));
             }
         }
+        if self.handle.is_none() {
+            // A layer in the subscriber whose handle the app forgot to pass.
+            if let Some(h) = crate::timeline::layer::in_current_subscriber() {
+                h.shared
+                    .startup
+                    .say_handle_not_given(h.shared.record.is_some());
+            }
+        }
         if self.stop_check {
             let budget = self
                 .stop_budget

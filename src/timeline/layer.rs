@@ -114,6 +114,13 @@ impl ShutdownLayer {
     }
 }
 
+/// The handle of the `ShutdownLayer` in the current default subscriber, if it has one.
+pub(crate) fn in_current_subscriber() -> Option<ShutdownHandle> {
+    tracing_core::dispatcher::get_default(|d| {
+        d.downcast_ref::<ShutdownLayer>().map(ShutdownLayer::handle)
+    })
+}
+
 impl Default for ShutdownLayer {
     fn default() -> Self {
         Self::new()

@@ -27,6 +27,7 @@ pub(crate) struct Startup {
     outside_said: AtomicBool,
     outside: Mutex<Option<String>>,
     not_subscribed_said: AtomicBool,
+    handle_not_given_said: AtomicBool,
 }
 
 impl std::fmt::Debug for Startup {
@@ -114,6 +115,30 @@ impl Startup {
 }
 
 impl Startup {
+    /// Says once that a signal helper was installed without this layer's handle although the
+    /// layer is in the subscriber, with the fix; `record`: the layer has a flight record.
+    pub(crate) fn say_handle_not_given(&self, record: bool) {
+        if self.handle_not_given_said.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let record = if record {
+            ", the context and signals are not in its flight record, and the previous run's \
+             verdict is not logged at start"
+        } else {
+            ""
+        };
+        let line = format!(
+            "a ShutdownLayer is in the subscriber but Forensics was installed without its \
+             handle: the shutdown clock starts at the first phase instead of the signal{record}; \
+             pass it: Forensics::builder().with_handle(layer.handle())"
+        );
+        if tracing::enabled!(target: PHASE_TARGET, tracing::Level::WARN) {
+            tracing::warn!(target: PHASE_TARGET, "{line}");
+        } else {
+            crate::sys::stderr::try_line(&format!("shutdown-forensics: {line}"));
+        }
+    }
+
     /// Says once, through the current subscriber (stderr when it filters the line out), that
     /// the layer whose handle the signal helper was given is part of no subscriber, with the
     /// fix. Called where that is known: at install when a subscriber already exists, else at
