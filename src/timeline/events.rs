@@ -193,6 +193,12 @@ pub(crate) fn outside_shutdown(shared: &Timeline, label: &str) {
     });
 }
 
+/// `phase budget drain (30.00s) never applied: no phase named drain ran (closest: Drain; ...)`,
+/// at finish, once per budget (`timeline/budget_check.rs`).
+pub(crate) fn budget_never_applied(shared: &Timeline, line: &str) {
+    shared.emit(|| tracing::warn!(target: PHASE_TARGET, parent: None, "{line}"));
+}
+
 /// `phase drain ran before Forensics::install ...`, once: phases (a helper reused at startup)
 /// that started the shutdown clock before the signal helper was installed, which stopped it.
 pub(crate) fn ran_before_install(shared: &Timeline, labels: &[String]) {

@@ -337,6 +337,29 @@ impl<S> Layer<S> for ShutdownLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing_core::Metadata<'static>,
+    ) -> tracing_core::Interest {
+        // Once per callsite, not per span: a span named like a budgeted phase that is not a
+        // phase (its budget never applies; said at finish, `timeline/budget_check.rs`).
+        if meta.is_span()
+            && meta.target() != PHASE_TARGET
+            && self
+                .shared
+                .config
+                .budgets
+                .iter()
+                .any(|(k, _)| k == meta.name())
+        {
+            self.shared
+                .startup
+                .note_misnamed(meta.name(), meta.target());
+        }
+        // What the default gives a layer that enables everything.
+        tracing_core::Interest::always()
+    }
+
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         // The first subscriber wins; events from other threads go to it.
         if self.shared.dispatch.set(subscriber.downgrade()).is_ok() {

@@ -140,6 +140,9 @@ impl Timeline {
         }
         self.write(&line, true);
         crate::timeline::events::complete(self, total, abandoned.as_ref());
+        for line in self.budgets_never_applied() {
+            crate::timeline::events::budget_never_applied(self, &line);
+        }
         drop(order);
         self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
         self.wake_watchdog();

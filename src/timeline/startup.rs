@@ -28,7 +28,13 @@ pub(crate) struct Startup {
     outside: Mutex<Option<String>>,
     not_subscribed_said: AtomicBool,
     handle_not_given_said: AtomicBool,
+    /// Span callsites outside the `shutdown` target named like a budgeted phase: `(name,
+    /// target)`, at most [`MAX_MISNAMED`].
+    misnamed: Mutex<Vec<(&'static str, &'static str)>>,
 }
+
+/// Misnamed span callsites kept at most.
+const MAX_MISNAMED: usize = 16;
 
 impl std::fmt::Debug for Startup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,6 +121,24 @@ impl Startup {
 }
 
 impl Startup {
+    /// Keeps a span callsite named like a budgeted phase but outside the `shutdown` target
+    /// (`info_span!("drain")` where `phase!("drain")` was meant), for the finish to name.
+    pub(crate) fn note_misnamed(&self, name: &'static str, target: &'static str) {
+        let mut m = self.misnamed.lock().unwrap_or_else(PoisonError::into_inner);
+        if m.len() < MAX_MISNAMED && !m.contains(&(name, target)) {
+            m.push((name, target));
+        }
+    }
+
+    /// The targets of the misnamed span callsites named `name`.
+    pub(crate) fn misnamed_targets(&self, name: &str) -> Vec<&'static str> {
+        let m = self.misnamed.lock().unwrap_or_else(PoisonError::into_inner);
+        m.iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
     /// Says once that a signal helper was installed without this layer's handle although the
     /// layer is in the subscriber, with the fix; `record`: the layer has a flight record.
     pub(crate) fn say_handle_not_given(&self, record: bool) {
