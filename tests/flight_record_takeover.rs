@@ -10,7 +10,7 @@ use std::process::Stdio;
 
 use shutdown_forensics::verdict::PreviousShutdown;
 use shutdown_forensics::{phase, FlightRecord, ShutdownLayer};
-use support::rerun_as;
+use support::{lines_with, rerun_as, Capture};
 use tracing_subscriber::layer::SubscriberExt;
 
 const PATH_ENV: &str = "SF_TAKEOVER_RECORD";
@@ -61,6 +61,20 @@ fn a_taken_over_predecessor_that_dies_later_is_reported() {
         .path()
         .join(format!("flight.jsonl.{}.takeover", old.id()));
     assert!(aside.exists());
+    // Said at start, naming the live predecessor: two instances on one state directory.
+    let cap = Capture::default();
+    tracing::subscriber::with_default(support::subscriber(&cap), || new.log_previous());
+    let said = lines_with(&cap.text(), "still runs").join("\n");
+    assert!(
+        said.contains(&format!(
+            "taken over from pid {}, which still runs",
+            old.id()
+        )) && said.contains(&format!("flight.jsonl.{}.takeover", old.id()))
+            && said.contains("its own state directory"),
+        "{}",
+        cap.text()
+    );
+    assert_eq!(lines_with(&cap.text(), "still runs").len(), 1);
     assert!(!dir.path().join("flight.jsonl.prev").exists());
     drop(new);
 

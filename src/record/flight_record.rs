@@ -13,6 +13,7 @@ use crate::error::Error;
 use crate::record::replace::{self, Aside};
 use crate::record::takeover::{judge_takeovers, takeover_path};
 use crate::sys::clock::unix_secs;
+use crate::sys::logfmt::Logfmt;
 use crate::verdict::unconfirmed::{pieces, shown, unconfirmed};
 use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
 
@@ -268,15 +269,28 @@ impl FlightRecord {
     /// `shutdown`), then records that they were logged, so that the next start does not
     /// report them again. [`ForensicsBuilder::install`](crate::ForensicsBuilder::install)
     /// calls it once a subscriber is there; call it yourself when you use the layer alone.
+    ///
+    /// A predecessor that still runs ([`PreviousShutdown::StillRunning`]: two instances on one
+    /// state directory, or an old process not yet gone) is named too, once: its record was
+    /// taken over.
     pub fn log_previous(&self) {
         let earlier = "Earlier verdict, never confirmed as logged by the start that read it";
+        let taken_over = self.taken_over();
         if tracing::enabled!(target: crate::sys::target::PHASE_TARGET, tracing::Level::WARN) {
+            if let (Some(line), PreviousShutdown::StillRunning { pid }) =
+                (&taken_over, &self.previous)
+            {
+                tracing::warn!(target: crate::sys::target::PHASE_TARGET, predecessor_pid = pid, "{line}");
+            }
             self.previous.log();
             for message in &self.unconfirmed {
                 tracing::warn!(target: crate::sys::target::PHASE_TARGET, "{earlier}: {message}");
             }
         } else {
             // The subscriber filters these lines out: they go to stderr rather than nowhere.
+            if let Some(line) = &taken_over {
+                eprintln!("shutdown-forensics: {line}");
+            }
             if let Some(m) = self.previous.message() {
                 eprintln!("shutdown-forensics: {m}");
             }
@@ -285,6 +299,24 @@ impl FlightRecord {
             }
         }
         self.confirm_logged();
+    }
+
+    /// `flight record <path> was taken over from pid N, which still runs: ...` when this start
+    /// found its predecessor alive (its record moved aside, judged once it ends).
+    fn taken_over(&self) -> Option<String> {
+        let PreviousShutdown::StillRunning { pid } = self.previous else {
+            return None;
+        };
+        let path = self.path.display().to_string();
+        let aside = takeover_path(&self.path, pid).display().to_string();
+        Some(format!(
+            "flight record {} was taken over from pid {pid}, which still runs: two instances \
+             share this state directory, or the previous one has not exited yet; its record is \
+             kept as {} and judged once it ends; if both are meant to run, give each instance \
+             its own state directory",
+            Logfmt(&path),
+            Logfmt(&aside)
+        ))
     }
 
     /// Records that this start's verdicts reached the logs (or stderr).

@@ -383,6 +383,10 @@ impl ForensicsBuilder {
             // The signal starts the clock: a phase before it (a helper reused at startup) must
             // not turn a 0.1 s stop into "+3.02s ... total teardown 3.12s".
             timeline.startup.set_begin_explicit();
+            // A phase before install (the same helper run at startup) may have started it.
+            if let Some(labels) = timeline.void_phase_begin() {
+                crate::timeline::events::ran_before_install(timeline, &labels);
+            }
             // The subscriber may not exist yet (install before `init()`): the verdict and the
             // filter check wait for it, or go to stderr if it never comes (at drop).
             let shared = std::sync::Arc::clone(&handle.shared);
@@ -418,9 +422,28 @@ impl ForensicsBuilder {
                     crate::timeline::startup::warn_if_phases_filtered();
                 }
             };
-            timeline
-                .startup
-                .when_subscribed(&timeline.dispatch, Box::new(startup_messages));
+            // A subscriber exists already and the layer is not in it (it would have joined it
+            // when it was made): `fmt().init()` with the handle of a layer added nowhere.
+            // Said now, and what waited for the layer's subscriber goes to this one.
+            let subscriber_exists = tracing::dispatcher::get_default(|d| {
+                !d.is::<tracing_core::subscriber::NoSubscriber>()
+            });
+            if timeline.dispatch.get().is_none() && subscriber_exists {
+                timeline.startup.say_not_subscribed();
+                startup_messages(false);
+            } else {
+                timeline
+                    .startup
+                    .when_subscribed(&timeline.dispatch, Box::new(startup_messages));
+            }
+        }
+        if self.handle.is_none() {
+            // A layer in the subscriber whose handle the app forgot to pass.
+            if let Some(h) = crate::timeline::layer::in_current_subscriber() {
+                h.shared
+                    .startup
+                    .say_handle_not_given(h.shared.record.is_some());
+            }
         }
         if self.stop_check {
             let budget = self

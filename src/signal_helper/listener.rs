@@ -228,6 +228,25 @@ impl ListenerState {
         // The ONE context event, last: a log sink that blocks (stderr a full pipe) holds only
         // this thread, after the app was woken and the diagnostic started.
         self.isolated("the context event", || ctx.log());
+        if self.config.handle.is_none() {
+            self.isolated("the handle check", || {
+                if let Some(h) = crate::timeline::layer::in_current_subscriber() {
+                    h.shared
+                        .startup
+                        .say_handle_not_given(h.shared.record.is_some());
+                }
+            });
+        }
+        if let Some(handle) = &self.config.handle {
+            // The layer never joined a subscriber: said now (a SIGKILL may follow), with the
+            // startup messages that waited for one (the previous run's verdict).
+            if handle.shared.dispatch.get().is_none() {
+                self.isolated("the startup messages", || {
+                    handle.shared.startup.say_not_subscribed();
+                    handle.shared.startup.flush_deferred();
+                });
+            }
+        }
         drop(order);
         if let Some((path, e)) = diagnostic_error {
             self.isolated("the diagnostic warning", || {

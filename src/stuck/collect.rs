@@ -11,12 +11,13 @@ use tracing_core::Dispatch;
 use crate::stuck::findings::join;
 use crate::stuck::snapshot::{SocketState, StuckReason, StuckSnapshot};
 use crate::stuck::spans::{coarse_now, SpanTracker};
-use crate::stuck::views::{canonical, show, Sock, SpanView, ThreadView, TEXT_MAX};
+use crate::stuck::views::{canonical, cap_chars, show, Sock, SpanView, ThreadView, TEXT_MAX};
 use crate::sys::fd::{self, FdTarget};
 use crate::sys::logfmt::escape_hidden;
 use crate::sys::net::{self, InetSocket, TcpState, UnixSocket};
 use crate::sys::proc::clock_ticks_per_sec;
 use crate::sys::task::{self, TaskSample};
+use crate::sys::tcp_stall::Stall;
 
 /// Caps: the snapshot's size does not grow with the app's.
 pub(crate) const MAX_SPANS_SCANNED: usize = 20_000;
@@ -41,37 +42,89 @@ pub(crate) struct Request {
     pub(crate) cpu_gap: Duration,
 }
 
+/// The first of a snapshot's two samples of every thread (state, CPU time, system call).
+/// The watchdog takes it ahead of a budget's end, so that the snapshot is logged when the
+/// budget runs out rather than a sample gap later ([`take`] with `early`).
+#[derive(Debug)]
+pub(crate) struct FirstSample {
+    tids: Vec<u32>,
+    samples: HashMap<u32, (TaskSample, Instant)>,
+    done: Instant,
+    unknown: Vec<String>,
+    truncated: bool,
+}
+
+impl FirstSample {
+    /// Samples every thread but the calling one (which is busy reading `/proc`).
+    pub(crate) fn take() -> Self {
+        let mut unknown = Vec::new();
+        let mut truncated = false;
+        let tids = match task::list_tasks(MAX_THREADS) {
+            Ok(t) => {
+                truncated |= t.len() >= MAX_THREADS;
+                t
+            }
+            Err(e) => {
+                unknown.push(format!("threads: /proc/self/task: {e}"));
+                Vec::new()
+            }
+        };
+        let me = crate::stuck::spans::current_tid();
+        let tids: Vec<u32> = tids.into_iter().filter(|t| *t != me).collect();
+        let mut buf = Vec::new();
+        let samples = tids
+            .iter()
+            .filter_map(|&tid| Some((tid, (task::read_task(tid, &mut buf)?, Instant::now()))))
+            .collect();
+        Self {
+            tids,
+            samples,
+            done: Instant::now(),
+            unknown,
+            truncated,
+        }
+    }
+
+    /// How long ago it was taken.
+    pub(crate) fn age(&self) -> std::time::Duration {
+        self.done.elapsed()
+    }
+}
+
 /// Takes a snapshot now. `dispatch` gives the registry (fields, parents); without it spans
-/// still have names, ages and threads.
+/// still have names, ages and threads. `early` is a first sample taken ahead (by this thread):
+/// the snapshot then waits only for what is left of the gap, and threads started since are
+/// sampled once (no CPU figure).
 pub(crate) fn take(
     req: &Request,
     tracker: &SpanTracker,
     dispatch: Option<&Dispatch>,
+    early: Option<FirstSample>,
 ) -> StuckSnapshot {
     let started = Instant::now();
-    let mut unknown = Vec::new();
-    let mut truncated = false;
-
-    // Threads, first sample (the second comes after the other reads, ~150 ms later).
-    let tids = match task::list_tasks(MAX_THREADS) {
-        Ok(t) => {
-            truncated |= t.len() >= MAX_THREADS;
-            t
-        }
-        Err(e) => {
-            unknown.push(format!("threads: /proc/self/task: {e}"));
-            Vec::new()
-        }
+    let sampled_twice = !req.cpu_gap.is_zero();
+    let ahead = early.is_some() && sampled_twice;
+    // Threads, first sample (the second comes after the other reads, a gap later).
+    let first = match early.filter(|_| sampled_twice) {
+        Some(e) => e,
+        None => FirstSample::take(),
     };
+    let mut unknown = first.unknown.clone();
+    let mut truncated = first.truncated;
     // This thread is the one reading /proc (it would show as "running in pread64").
     let me = crate::stuck::spans::current_tid();
-    let tids: Vec<u32> = tids.into_iter().filter(|t| *t != me).collect();
+    let tids = if ahead {
+        // Threads may have come and gone since the early sample.
+        task::list_tasks(MAX_THREADS).map_or_else(
+            |_| first.tids.clone(),
+            |t| t.into_iter().filter(|t| *t != me).collect(),
+        )
+    } else {
+        first.tids.clone()
+    };
+    let first_done = first.done;
+    let first = first.samples;
     let mut buf = Vec::new();
-    let first: HashMap<u32, (TaskSample, Instant)> = tids
-        .iter()
-        .filter_map(|&tid| Some((tid, (task::read_task(tid, &mut buf)?, Instant::now()))))
-        .collect();
-    let first_done = Instant::now();
 
     // Spans (a brief lock per shard), then the registry for the chosen ones.
     let now_c = coarse_now();
@@ -108,7 +161,6 @@ pub(crate) fn take(
     let socks = sockets(&fds, &mut unknown);
 
     // Threads, second sample: CPU over the gap, and the syscall as it is now.
-    let sampled_twice = !req.cpu_gap.is_zero();
     let gap = req.cpu_gap.saturating_sub(first_done.elapsed());
     if sampled_twice && !first.is_empty() && !gap.is_zero() {
         std::thread::sleep(gap);
@@ -123,7 +175,12 @@ pub(crate) fn take(
             continue;
         }
         let Some((before, at)) = first.get(&tid) else {
-            continue; // unreadable at the first sample
+            // Started after an early first sample: one sample, no CPU figure. (Without one,
+            // it was unreadable at the first sample.)
+            if let Some(s) = task::read_task(tid, &mut buf).filter(|_| ahead) {
+                samples.push((s, None, true));
+            }
+            continue;
         };
         let Some(now) = task::resample_task(before, &mut buf) else {
             continue; // gone between the samples
@@ -144,10 +201,15 @@ pub(crate) fn take(
         );
     }
 
-    let names: HashMap<u32, String> = samples
+    // Names as the kernel gives them (escaped once, where a finding shows them), including
+    // this thread's: it is alive, only left out of the thread list.
+    let mut names: HashMap<u32, String> = samples
         .iter()
-        .map(|(s, _, _)| (s.tid, escape_hidden(&s.name, 64)))
+        .map(|(s, _, _)| (s.tid, cap_chars(&s.name, 64)))
         .collect();
+    if let Some(mine) = task::read_task(me, &mut buf) {
+        names.insert(me, cap_chars(&mine.name, 64));
+    }
     let threads: Vec<ThreadView> = samples
         .into_iter()
         .map(|(s, cpu, same_call)| ThreadView::new(s, cpu, same_call, &fd_targets, &socks))
@@ -185,7 +247,9 @@ pub(crate) fn take(
         at_s: req.at.as_secs_f64(),
         reason: req.reason,
         budget_s: req.budget.map(|b| b.as_secs_f64()),
-        findings,
+        findings: findings.lines,
+        blocked_threads: findings.blocked_threads,
+        idle_peers: findings.idle_peers,
         spans: spans.into_iter().map(|s| s.span).collect(),
         threads,
         sockets,
@@ -242,6 +306,7 @@ fn sockets(fds: &[(i32, FdTarget)], unknown: &mut Vec<String>) -> HashMap<i32, S
                 local_addr: Some(canonical(s.local)),
                 established: s.state == TcpState::Established,
                 last_recv: times.map(|t| t.last_data_recv),
+                stall: Stall::of(s.send_q, s.recv_q, times.as_ref()),
             }
         } else if let Some(u) = unix.get(&inode) {
             let mut sock = Sock::without_address(fd, "unix");

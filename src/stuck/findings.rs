@@ -3,24 +3,94 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::stuck::snapshot::StuckSnapshot;
 use crate::stuck::views::{describe_sock, silence, Sock, SpanView, ThreadView};
+use crate::sys::tcp_stall::Stall;
 
 pub(crate) const MAX_FINDINGS: usize = 8;
-/// A peer silent for at least this long is worth a finding.
-const SILENT_PEER: Duration = Duration::from_secs(1);
+/// Connections listed on their own (not through a span or a thread), at most.
+const MAX_SILENT: usize = 3;
 
-/// One sentence per finding, most telling first.
+/// The findings, and how many blocked threads and idle peers they name: the counts of the
+/// stuck line are what its findings list, never more.
+#[derive(Debug, Default)]
+pub(super) struct Findings {
+    pub(super) lines: Vec<String>,
+    /// Threads named as blocked in a system call (never this crate's own: they always wait).
+    pub(super) blocked_threads: usize,
+    /// Connections named with their peer's side stuck (silent, not reading, not
+    /// acknowledging); both ends of a connection inside this process are one.
+    pub(super) idle_peers: usize,
+}
+
+/// What has been told so far: a socket once (with the other end of a connection inside
+/// this process), a thread once.
+struct Told<'a> {
+    socks: Vec<i32>,
+    threads: Vec<u32>,
+    /// Each end of a connection whose both ends are ours, to the other.
+    pairs: HashMap<i32, i32>,
+    all: &'a HashMap<i32, Sock>,
+    out: Findings,
+}
+
+impl Told<'_> {
+    fn sock(&mut self, fd: i32) {
+        if self.socks.contains(&fd) {
+            return;
+        }
+        self.socks.push(fd);
+        self.socks.extend(self.pairs.get(&fd));
+        if (self.all.get(&fd))
+            .and_then(|s| s.stall.filter(|_| s.established))
+            .is_some_and(Stall::on_peer_side)
+        {
+            self.out.idle_peers += 1;
+        }
+    }
+
+    fn thread(&mut self, t: &ThreadView) {
+        if self.threads.contains(&t.state.tid) {
+            return;
+        }
+        self.threads.push(t.state.tid);
+        self.out.blocked_threads += usize::from(t.blocked && t.doing.is_some() && !t.spinning);
+        if let Some(fd) = t.sock_fd {
+            self.sock(fd);
+        }
+    }
+}
+
+/// Each end of an established connection whose other end is ours too, to that other end.
+fn local_pairs(socks: &HashMap<i32, Sock>) -> HashMap<i32, i32> {
+    let ends: HashMap<(SocketAddr, SocketAddr), i32> = socks
+        .values()
+        .filter(|s| s.established)
+        .filter_map(|s| Some(((s.local_addr?, s.peer_addr?), s.state.fd)))
+        .collect();
+    ends.iter()
+        .filter_map(|(&(local, peer), &fd)| Some((fd, *ends.get(&(peer, local))?)))
+        .filter(|(a, b)| a != b)
+        .collect()
+}
+
+/// One sentence per finding, most telling first, with the counts of what they name.
 pub(super) fn join(
     spans: &[SpanView],
     threads: &[ThreadView],
     socks: &HashMap<i32, Sock>,
-) -> Vec<String> {
+) -> Findings {
     let mut out: Vec<String> = Vec::new();
-    let mut told_socks: Vec<i32> = Vec::new();
-    let mut told_threads: Vec<u32> = Vec::new();
+    let mut told = Told {
+        socks: Vec::new(),
+        threads: Vec::new(),
+        pairs: local_pairs(socks),
+        all: socks,
+        out: Findings::default(),
+    };
     let by_tid: HashMap<u32, &ThreadView> = threads.iter().map(|t| (t.state.tid, t)).collect();
 
     // Spans joined to a socket or to a blocked or spinning thread first, then the oldest.
@@ -38,8 +108,7 @@ pub(super) fn join(
                 let _ = write!(line, " on {}", t.who());
                 if let Some(doing) = &t.doing {
                     let _ = write!(line, ": {doing}");
-                    told_threads.push(t.state.tid);
-                    told_socks.extend(t.sock_fd);
+                    told.thread(t);
                 }
             }
         } else {
@@ -47,35 +116,44 @@ pub(super) fn join(
             let _ = write!(line, "{} idle {idle:.1}s", s.render);
         }
         if let Some(sock) = s.sock_fd.and_then(|fd| socks.get(&fd)) {
-            if !told_socks.contains(&sock.state.fd) {
+            if !told.socks.contains(&sock.state.fd) {
                 let _ = write!(line, "; {}{}", describe_sock(sock), silence(sock));
-                told_socks.push(sock.state.fd);
+                told.sock(sock.state.fd);
             }
         }
         out.push(line);
     }
     // Threads blocked on a descriptor, in D state, or spinning.
     for t in threads.iter().filter(|t| t.notable() && !t.ours()) {
-        if out.len() >= MAX_FINDINGS || told_threads.contains(&t.state.tid) {
+        if out.len() >= MAX_FINDINGS || told.threads.contains(&t.state.tid) {
             continue;
         }
         if let Some(doing) = &t.doing {
             out.push(format!("{} {doing}", t.who()));
-            told_socks.extend(t.sock_fd);
+            told.thread(t);
         } else if t.state.state == "D" {
             out.push(format!("{} in uninterruptible sleep", t.who()));
+            told.thread(t);
         }
     }
-    // Established peers that have been silent.
-    let mut silent: Vec<&Sock> = socks
+    // Established connections whose peer is stuck (or whose bytes we leave unread), each once.
+    let mut stalled: Vec<&Sock> = socks
         .values()
-        .filter(|s| s.established && s.last_recv.is_some_and(|d| d >= SILENT_PEER))
-        .filter(|s| !told_socks.contains(&s.state.fd))
+        .filter(|s| s.established && s.stall.is_some_and(|st| st.notable()))
+        .filter(|s| !told.socks.contains(&s.state.fd))
         .collect();
-    silent.sort_by_key(|s| std::cmp::Reverse(s.last_recv));
-    for s in silent.into_iter().take(3) {
-        if out.len() >= MAX_FINDINGS {
+    stalled.sort_by_key(|s| {
+        let idle = s.stall.map_or(Duration::ZERO, Stall::idle);
+        (std::cmp::Reverse(idle), s.state.fd)
+    });
+    let mut listed = 0;
+    for s in stalled {
+        if out.len() >= MAX_FINDINGS || listed >= MAX_SILENT {
             break;
+        }
+        // The other end of one listed already.
+        if told.socks.contains(&s.state.fd) {
+            continue;
         }
         let local = s.state.local.as_deref().unwrap_or("?");
         out.push(format!(
@@ -84,12 +162,15 @@ pub(super) fn join(
             describe_sock(s),
             silence(s)
         ));
+        told.sock(s.state.fd);
+        listed += 1;
     }
     if out.is_empty() {
         out.push("no open span, blocked thread or silent peer found".to_owned());
     }
-    out.truncate(MAX_FINDINGS);
-    out
+    let mut found = told.out;
+    found.lines = out;
+    found
 }
 
 /// The short form for the flight record and the next start's verdict:
@@ -136,6 +217,8 @@ mod tests {
                 "request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 ESTABLISHED no data for 29.8s"
                     .into(),
             ],
+            blocked_threads: 0,
+            idle_peers: 1,
             spans: Vec::new(),
             threads: Vec::new(),
             sockets: Vec::new(),

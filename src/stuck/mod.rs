@@ -7,6 +7,7 @@
 //! `timeline/stuck_delivery.rs` as one WARN line, a flight-record line, and an entry of the report.
 //! Read `collect.rs` first.
 
+pub(crate) mod abandoned;
 pub(crate) mod collect;
 pub(crate) mod findings;
 pub(crate) mod snapshot;

@@ -52,6 +52,15 @@ pub struct StuckSnapshot {
     /// One sentence per finding, most telling first, e.g.
     /// `request{method=POST path=/upload} idle 29.8s; 127.0.0.1:5432 ESTABLISHED no data for 29.8s`.
     pub findings: Vec<String>,
+    /// Threads the findings name as blocked in a system call (this crate's own threads, which
+    /// always wait, are never among them).
+    #[serde(default)]
+    pub blocked_threads: usize,
+    /// Connections the findings name with their peer's side stuck: silent (`no data for`),
+    /// not reading, or not acknowledging. Both ends of a connection inside this process count
+    /// once.
+    #[serde(default)]
+    pub idle_peers: usize,
     /// Open spans, oldest first (then longest idle).
     pub spans: Vec<OpenSpan>,
     /// The process's threads, blocked and spinning ones first.

@@ -43,10 +43,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use tracing_core::Metadata;
 
 pub(crate) use clock::{coarse_now, coarse_since, current_tid};
-pub(crate) use shared_table::SpanFilter;
-use shared_table::{
-    presence_of, IdHasher, Shard, TrackerState, MAX_THREAD_TABLES, PRESENCE, SHARDS,
-};
+use shared_table::{presence_of, Shard, TrackerState, MAX_THREAD_TABLES, PRESENCE, SHARDS};
+pub(crate) use shared_table::{IdHasher, SpanFilter};
 use thread_table::{pack, unpack, Entry, Slot, ThreadTable, BUSY, EMPTY, REGISTRY_SHARDS, STACK};
 
 /// What is kept per open span.
@@ -289,6 +287,7 @@ impl SpanTracker {
     }
 
     /// How many spans are tracked now (counted, not free: a snapshot-time figure).
+    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         let local: usize = self
             .inner
@@ -336,10 +335,51 @@ impl SpanTracker {
     /// lock; each shard is locked only while it is copied, so no app thread waits longer
     /// than one shard's copy.
     pub(crate) fn collect(&self, limit: usize) -> Vec<TrackedSpan> {
+        self.gather(limit, usize::MAX, |_, _| true).0
+    }
+
+    /// The tracked spans for which `keep(id, opened)` holds, for a search on an app's thread
+    /// (a phase close): the others cost a visit, no copy. At most `limit` are copied, the
+    /// first met plus the oldest of all; the flag says more held.
+    pub(crate) fn select(
+        &self,
+        limit: usize,
+        keep: impl Fn(u64, u64) -> bool,
+    ) -> (Vec<TrackedSpan>, bool) {
+        self.gather(limit, limit, keep)
+    }
+
+    /// Copies the spans `keep` accepts (at most `copies` of them, then only the oldest one
+    /// met), keeps the oldest `limit`, and says whether any were left out.
+    fn gather(
+        &self,
+        limit: usize,
+        copies: usize,
+        keep: impl Fn(u64, u64) -> bool,
+    ) -> (Vec<TrackedSpan>, bool) {
         let inner = &*self.inner;
         let mut entered: HashMap<u64, (u32, u32), BuildHasherDefault<IdHasher>> =
             HashMap::default();
         let mut found: HashMap<u64, Entry, BuildHasherDefault<IdHasher>> = HashMap::default();
+        let mut skipped = false;
+        let mut oldest_skipped: Option<(u64, Entry)> = None;
+        let mut add = |found: &mut HashMap<u64, Entry, _>, id: u64, e: Entry| {
+            if found.len() < copies || found.contains_key(&id) {
+                found
+                    .entry(id)
+                    .and_modify(|f: &mut Entry| {
+                        if e.last > f.last {
+                            *f = e;
+                        }
+                    })
+                    .or_insert(e);
+            } else {
+                skipped = true;
+                if oldest_skipped.is_none_or(|(_, o)| e.opened < o.opened) {
+                    oldest_skipped = Some((id, e));
+                }
+            }
+        };
         for t in inner.tables() {
             if !t.claimed.load(Acquire) {
                 continue;
@@ -352,25 +392,26 @@ impl SpanTracker {
                 e.1 = tid;
             }
             for (id, entry) in t.slots.iter().filter_map(Slot::read) {
-                found.insert(id, entry);
+                if keep(id, entry.opened) {
+                    add(&mut found, id, entry);
+                }
             }
         }
         // After the threads' tables: a span moved meanwhile is in the shard by now.
         for shard in inner.shards.iter() {
             let table = shard.0.lock().unwrap_or_else(PoisonError::into_inner);
-            for (id, e) in table.iter() {
-                found
-                    .entry(*id)
-                    .and_modify(|f| {
-                        if e.last > f.last {
-                            *f = *e;
-                        }
-                    })
-                    .or_insert(*e);
+            for (id, e) in table.iter().filter(|(id, e)| keep(**id, e.opened)) {
+                add(&mut found, *id, *e);
+            }
+        }
+        if let Some((id, e)) = oldest_skipped {
+            if found.values().all(|f| e.opened < f.opened) {
+                found.insert(id, e);
             }
         }
         let mut found: Vec<(u64, Entry)> = found.into_iter().collect();
-        if found.len() > limit {
+        let cut = skipped || found.len() > limit;
+        if cut {
             // The oldest are the ones a snapshot is about: keep those.
             found.select_nth_unstable_by_key(limit.saturating_sub(1), |(id, e)| (e.opened, *id));
             found.truncate(limit);
@@ -394,7 +435,7 @@ impl SpanTracker {
             })
             .collect();
         out.sort_by_key(|t| t.id);
-        out
+        (out, cut)
     }
 
     /// The slot of one span, when tracked.

@@ -16,6 +16,7 @@ use crate::stuck::spans::{coarse_since, TrackedSpan};
 use crate::sys::fd::{self, FdTarget};
 use crate::sys::logfmt::{escape_hidden, Logfmt};
 use crate::sys::task::{self, SyscallState, TaskSample};
+use crate::sys::tcp_stall::Stall;
 
 /// Longest a field string or name is kept, in characters.
 pub(super) const TEXT_MAX: usize = 200;
@@ -31,6 +32,8 @@ pub(super) struct Sock {
     pub(super) local_addr: Option<SocketAddr>,
     pub(super) established: bool,
     pub(super) last_recv: Option<Duration>,
+    /// Which side an established connection waits on (`sys/tcp_stall.rs`).
+    pub(super) stall: Option<Stall>,
 }
 
 impl Sock {
@@ -52,6 +55,7 @@ impl Sock {
             local_addr: None,
             established: false,
             last_recv: None,
+            stall: None,
         }
     }
 }
@@ -77,10 +81,11 @@ pub(super) fn describe_sock(s: &Sock) -> String {
     }
 }
 
-/// ` no data for 29.8s`, when known.
+/// Which side the connection waits on, when known: ` no data for 29.8s` (the peer sends
+/// nothing), ` peer not reading: 3866624 bytes queued, none sent for 6.4s`, ...
 pub(super) fn silence(s: &Sock) -> String {
-    match s.last_recv {
-        Some(d) if s.established => format!(" no data for {:.1}s", d.as_secs_f64()),
+    match s.stall {
+        Some(stall) if s.established => stall.to_string(),
         _ => String::new(),
     }
 }
@@ -89,6 +94,9 @@ pub(super) fn silence(s: &Sock) -> String {
 #[derive(Debug)]
 pub(super) struct ThreadView {
     pub(super) state: ThreadState,
+    /// The name as the kernel gave it (`state.name` is escaped for the report): a finding
+    /// renders it with [`Logfmt`], which escapes it once.
+    raw_name: String,
     /// The socket its syscall waits on.
     pub(super) sock_fd: Option<i32>,
     pub(super) blocked: bool,
@@ -171,6 +179,7 @@ impl ThreadView {
             None
         };
         Self {
+            raw_name: cap_chars(&s.name, 64),
             state: ThreadState {
                 tid: s.tid,
                 name: escape_hidden(&s.name, 64),
@@ -200,11 +209,16 @@ impl ThreadView {
     }
 
     pub(super) fn who(&self) -> String {
-        format!(
-            "thread {} (tid {})",
-            Logfmt(&self.state.name),
-            self.state.tid
-        )
+        format!("thread {} (tid {})", Logfmt(&self.raw_name), self.state.tid)
+    }
+}
+
+/// The first `max` characters of `s` (`...` marks a cut), not escaped: for text that
+/// [`Logfmt`] escapes when it is shown.
+pub(super) fn cap_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
     }
 }
 
@@ -228,6 +242,7 @@ impl SpanView {
         names: &HashMap<u32, String>,
         socks: &HashMap<i32, Sock>,
     ) -> Self {
+        // `names` holds the kernel's names, unescaped: `Logfmt` below escapes them once.
         let (fields, path) = registry_details(dispatch, t.id);
         let name = escape_hidden(t.slot.meta.name(), TEXT_MAX);
         let render = render_span(t.slot.meta.name(), fields.as_deref());

@@ -17,3 +17,4 @@ pub(crate) mod proc;
 pub(crate) mod stderr;
 pub(crate) mod target;
 pub(crate) mod task;
+pub(crate) mod tcp_stall;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tracing_core::field::{display, DisplayValue};
 
+use crate::stuck::abandoned::Abandoned;
 use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::sys::clock::{secs, Offset, Secs};
 use crate::sys::dyn_event;
@@ -141,9 +142,27 @@ pub(crate) fn over_budget(shared: &Timeline, label: &str, at: Duration, budget: 
     });
 }
 
-/// `+3.62s shutdown complete (total teardown 3.62s)`
-pub(crate) fn complete(shared: &Timeline, total: Duration) {
-    shared.emit(|| complete_line(total));
+/// `+3.62s shutdown complete (total teardown 3.62s)`, with what the shutdown left open that
+/// no phase reported as fields (`abandoned_spans=1 oldest_abandoned="request{...} age 29.8s"`).
+pub(crate) fn complete(shared: &Timeline, total: Duration, left_open: Option<&Abandoned>) {
+    let Some(a) = left_open else {
+        return shared.emit(|| complete_line(total));
+    };
+    let oldest = a.oldest.as_deref().map(|o| display(Logfmt(o)));
+    shared.emit(|| {
+        tracing::info!(
+            target: PHASE_TARGET,
+            parent: None,
+            abandoned_spans = a.count,
+            oldest_abandoned = oldest,
+            abandoned_scan_cut = a.cut.then_some(true),
+            offset_s = secs(total),
+            total_s = secs(total),
+            "{} shutdown complete (total teardown {})",
+            Offset(total),
+            Secs(total)
+        );
+    });
 }
 
 /// The completion line, to the current subscriber (also used without a layer).
@@ -174,9 +193,42 @@ pub(crate) fn outside_shutdown(shared: &Timeline, label: &str) {
     });
 }
 
+/// `phase budget drain (30.00s) never applied: no phase named drain ran (closest: Drain; ...)`,
+/// at finish, once per budget (`timeline/budget_check.rs`).
+pub(crate) fn budget_never_applied(shared: &Timeline, line: &str) {
+    shared.emit(|| tracing::warn!(target: PHASE_TARGET, parent: None, "{line}"));
+}
+
+/// `phase drain ran before Forensics::install ...`, once: phases (a helper reused at startup)
+/// that started the shutdown clock before the signal helper was installed, which stopped it.
+pub(crate) fn ran_before_install(shared: &Timeline, labels: &[String]) {
+    let mut names = labels
+        .iter()
+        .take(3)
+        .map(|l| Logfmt(l).to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if labels.len() > 3 {
+        names.push_str(&format!(" and {} more", labels.len() - 3));
+    }
+    let what = if labels.len() == 1 { "phase" } else { "phases" };
+    shared.emit(|| {
+        tracing::warn!(
+            target: PHASE_TARGET,
+            parent: None,
+            "{what} {names} ran before Forensics::install and started the shutdown clock; \
+             install stopped it: the lines above for them are not a shutdown, and from now on \
+             only the signal (or ShutdownHandle::begin) starts the clock (install first to \
+             avoid such lines)"
+        );
+    });
+}
+
 /// `+30.00s drain stuck (budget 30.00s): request{method=POST path=/upload} idle 29.8s; ...`
-/// with the first findings (each already escaped) and counts as fields.
-pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
+/// with the findings (each already escaped) and counts as fields. `logged_late` is when it is
+/// logged, given when other lines came out since it was taken (`+30.00s drain stuck (budget
+/// 30.00s), logged +30.12s: ...`): a reader sees why it follows later lines.
+pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot, logged_late: Option<Duration>) {
     let at = Duration::try_from_secs_f64(snapshot.at_s).unwrap_or_default();
     let label = snapshot.phase.as_deref().unwrap_or("shutdown");
     let why = match (snapshot.reason, snapshot.budget_s) {
@@ -185,31 +237,10 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
         (StuckReason::KillDeadline, _) => "kill deadline near".to_owned(),
         (StuckReason::OnDemand, _) => "on demand".to_owned(),
     };
-    let findings = snapshot
-        .findings
-        .iter()
-        .take(3)
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join("; ");
-    let blocked = snapshot
-        .threads
-        .iter()
-        // Waiting on a socket, pipe or file; an event loop waiting on its epoll is idle.
-        .filter(|t| {
-            t.target
-                .as_deref()
-                .is_some_and(|x| !x.ends_with("-> epoll") && !x.ends_with("-> eventfd"))
-                && t.cpu_pct.is_none_or(|c| c < 1.0)
-        })
-        .count();
-    let idle_peers = snapshot
-        .sockets
-        .iter()
-        .filter(|s| {
-            s.state.as_deref() == Some("ESTABLISHED") && s.last_recv_s.is_some_and(|d| d >= 1.0)
-        })
-        .count();
+    // Every finding (at most eight): the counts below are what they name.
+    let findings = snapshot.findings.join("; ");
+    let (blocked, idle_peers) = (snapshot.blocked_threads, snapshot.idle_peers);
+    let late = logged_late.map_or_else(String::new, |l| format!(", logged {}", Offset(l)));
     shared.emit(|| {
         tracing::warn!(
             target: PHASE_TARGET,
@@ -220,7 +251,7 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
             open_spans = snapshot.spans.len(),
             blocked_threads = blocked,
             idle_peers = idle_peers,
-            "{} {} stuck ({why}): {findings}",
+            "{} {} stuck ({why}){late}: {findings}",
             Offset(at),
             Logfmt(label),
         );

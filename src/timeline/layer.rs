@@ -11,7 +11,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::record::flight_record::FlightRecord;
 use crate::record::lock::RecordLock;
-use crate::stuck::spans::{coarse_now, coarse_since, SpanFilter, SpanTracker, TrackedSpan};
+use crate::stuck::abandoned::{self, Abandoned};
+use crate::stuck::spans::{SpanFilter, SpanTracker};
 use crate::sys::clock::{Clock, ManualClock};
 use crate::sys::target::PHASE_TARGET;
 use crate::timeline::handle::ShutdownHandle;
@@ -111,6 +112,13 @@ impl ShutdownLayer {
             shared: Arc::clone(&self.shared),
         }
     }
+}
+
+/// The handle of the `ShutdownLayer` in the current default subscriber, if it has one.
+pub(crate) fn in_current_subscriber() -> Option<ShutdownHandle> {
+    tracing_core::dispatcher::get_default(|d| {
+        d.downcast_ref::<ShutdownLayer>().map(ShutdownLayer::handle)
+    })
 }
 
 impl Default for ShutdownLayer {
@@ -271,6 +279,7 @@ impl ShutdownLayerBuilder {
                 snapshots_in_flight: Mutex::new(0),
                 snapshot_done: Condvar::new(),
                 startup: Default::default(),
+                emitted: Default::default(),
             }),
         }
     }
@@ -300,52 +309,27 @@ impl ShutdownLayer {
     }
 }
 
-/// Spans still open when a phase closes, among those opened under it or before the stop
-/// (the phase's own ancestors excluded): how many, and the oldest rendered with its age.
-const ABANDONED_SCAN: usize = 10_000;
-/// The coarse clock's resolution is a scheduler tick (1–10 ms): spans opened this close to
-/// the origin count as opened before it.
-const COARSE_SLACK_NS: u64 = 10_000_000;
-
 impl ShutdownLayer {
-    fn abandoned<S>(&self, phase: &Id, ctx: &Context<'_, S>) -> Option<(usize, String)>
+    /// Spans the closing phase leaves open, when that is news: it ran out of its budget (it
+    /// gave up on them), and they were in flight since before the stop and not reported yet
+    /// (`stuck/abandoned.rs`). Any other close costs one look at the phase's bookkeeping.
+    fn abandoned<S>(&self, phase: &Id, index: usize, ctx: &Context<'_, S>) -> Option<Abandoned>
     where
         S: Subscriber + for<'a> LookupSpan<'a>,
     {
-        if !self.shared.track_spans || self.shared.spans.len() == 0 {
+        if !self.shared.track_spans {
             return None;
         }
-        let origin = self.shared.lock().origin_coarse;
+        let (before, reported) = self.shared.gave_up(index)?;
         let span = ctx.span(phase)?;
-        let ancestors: Vec<Id> = span.scope().skip(1).map(|s| s.id()).collect();
-        drop(span);
-        let mut count = 0;
-        let mut oldest: Option<TrackedSpan> = None;
-        for t in self.shared.spans.collect(ABANDONED_SCAN) {
-            if t.id == 0 || ancestors.iter().any(|a| a.into_u64() == t.id) {
-                continue;
-            }
-            // Within the coarse clock's resolution counts as before: it cannot tell them apart.
-            let before_stop =
-                origin.is_some_and(|o| t.slot.opened <= o.saturating_add(COARSE_SLACK_NS));
-            let under = || {
-                ctx.span(&Id::from_u64(t.id))
-                    .is_some_and(|s| s.scope().skip(1).any(|p| p.id() == *phase))
-            };
-            if before_stop || under() {
-                count += 1;
-                if oldest.is_none_or(|o| t.slot.opened < o.slot.opened) {
-                    oldest = Some(t);
-                }
-            }
-        }
-        let oldest = oldest?;
-        let age = coarse_since(oldest.slot.opened, coarse_now()).as_secs_f64();
-        let fields = ctx
-            .span(&Id::from_u64(oldest.id))
-            .and_then(|s| crate::stuck::views::fields_of(&s));
-        let render = crate::stuck::views::render_span(oldest.slot.meta.name(), fields.as_deref());
-        Some((count, format!("{render} age {age:.1}s")))
+        let scope = span.scope().skip(1).map(|s| s.id().into_u64());
+        let render = |id: u64, meta: &'static tracing_core::Metadata<'static>| {
+            let fields = ctx
+                .span(&Id::from_u64(id))
+                .and_then(|s| crate::stuck::views::fields_of(&s));
+            crate::stuck::views::render_span(meta.name(), fields.as_deref())
+        };
+        abandoned::find(&self.shared.spans, before, scope, &reported, render)
     }
 }
 
@@ -353,6 +337,29 @@ impl<S> Layer<S> for ShutdownLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing_core::Metadata<'static>,
+    ) -> tracing_core::Interest {
+        // Once per callsite, not per span: a span named like a budgeted phase that is not a
+        // phase (its budget never applies; said at finish, `timeline/budget_check.rs`).
+        if meta.is_span()
+            && meta.target() != PHASE_TARGET
+            && self
+                .shared
+                .config
+                .budgets
+                .iter()
+                .any(|(k, _)| k == meta.name())
+        {
+            self.shared
+                .startup
+                .note_misnamed(meta.name(), meta.target());
+        }
+        // What the default gives a layer that enables everything.
+        tracing_core::Interest::always()
+    }
+
     fn on_register_dispatch(&self, subscriber: &Dispatch) {
         // The first subscriber wins; events from other threads go to it.
         if self.shared.dispatch.set(subscriber.downgrade()).is_ok() {
@@ -481,7 +488,7 @@ impl ShutdownLayer {
         self.shared.phase_ids.remove(id.into_u64());
         match ext {
             Some(SpanRole::Phase(i)) => {
-                let abandoned = self.abandoned(&id, ctx);
+                let abandoned = self.abandoned(&id, i, ctx);
                 self.shared.close_phase(i, abandoned);
             }
             Some(SpanRole::Root) => {

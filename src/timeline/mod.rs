@@ -8,6 +8,7 @@
 //! Read `layer.rs` (callbacks), then `state.rs` (the shared bookkeeping and its locking rule),
 //! then `phase.rs` (what happens when a phase opens and closes).
 
+pub(crate) mod budget_check;
 pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod hook;

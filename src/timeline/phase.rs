@@ -4,7 +4,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tracing_core::span::Record;
+use tracing_core::span::{Id, Record};
+use tracing_core::Subscriber as _;
+use tracing_subscriber::registry::{LookupSpan, Registry};
+
+use crate::stuck::abandoned::{self, Abandoned};
 
 use crate::context::trigger::TriggerInfo;
 use crate::sys::clock::secs;
@@ -29,6 +33,29 @@ fn budget_field(fields: &PhaseFields) -> Option<Duration> {
     Duration::try_from_secs_f64(s).ok()
 }
 
+/// The coarse clock's resolution is a scheduler tick (1–10 ms): spans opened this close to
+/// the origin count as opened before it.
+const COARSE_SLACK_NS: u64 = 10_000_000;
+/// Ids of spans reported as left open, kept at most (for not repeating them).
+const MAX_REPORTED: usize = 4096;
+
+/// `abandoned_spans=2 oldest_abandoned="request{...} age 29.8s"` (and `abandoned_scan_cut=true`
+/// when the count may be short) on a `done` or completion line.
+fn set_abandoned(fields: &mut PhaseFields, a: &Abandoned) {
+    fields.set("abandoned_spans", json!(a.count));
+    if let Some(oldest) = &a.oldest {
+        fields.set("oldest_abandoned", json!(oldest));
+    }
+    if a.cut {
+        fields.set("abandoned_scan_cut", json!(true));
+    }
+}
+
+fn note_reported(reported: &mut Vec<u64>, a: &Abandoned) {
+    let room = MAX_REPORTED.saturating_sub(reported.len());
+    reported.extend(a.ids.iter().take(room));
+}
+
 impl Timeline {
     /// Starts a shutdown at `at`; false if one had already begun.
     pub(crate) fn begin(self: &Arc<Self>, at: Instant, trigger: Option<TriggerInfo>) -> bool {
@@ -41,6 +68,33 @@ impl Timeline {
             self.wake_watchdog_if_needed();
         }
         begun
+    }
+
+    /// At the signal helper's install: a shutdown clock that a phase started (no signal, no
+    /// `begin`, not finished) is stopped, and the phases so far are left out of the shutdown
+    /// (a `reset` record line says so to the next start's verdict). Returns their labels.
+    pub(crate) fn void_phase_begin(&self) -> Option<Vec<String>> {
+        let order = self.record_lock.lock();
+        let labels = {
+            let mut st = self.lock();
+            if !st.begun_by_phase || st.trigger.is_some() || st.finished.is_some() {
+                return None;
+            }
+            let labels = (st.live_phases().map(|(_, p)| p.label.clone())).collect();
+            st.voided = st.phases.len();
+            st.origin = None;
+            st.origin_wall = None;
+            st.origin_coarse = None;
+            st.begun_by_phase = false;
+            st.total_warned = false;
+            st.kill_snapshot_taken = false;
+            st.stuck.clear();
+            st.reported_abandoned.clear();
+            labels
+        };
+        self.write(&json!({"kind": "reset", "phases": labels}), true);
+        drop(order);
+        Some(labels)
     }
 
     /// Logs completion once; returns the total teardown time.
@@ -56,6 +110,11 @@ impl Timeline {
             }
             drop(order);
         };
+        let abandoned = {
+            let st = self.lock();
+            (st.origin.is_some() && st.finished.is_none()).then_some(())
+        }
+        .and_then(|()| self.abandoned_at_finish());
         let now = self.clock.now();
         let (total, open, remaining) = {
             let mut st = self.lock();
@@ -64,6 +123,9 @@ impl Timeline {
                 return None;
             }
             st.finished = Some(now);
+            if let Some(a) = &abandoned {
+                note_reported(&mut st.reported_abandoned, a);
+            }
             let remaining = st.remaining(self.config.total_budget, now);
             (
                 now.saturating_duration_since(origin),
@@ -72,8 +134,15 @@ impl Timeline {
             )
         };
         let t = secs(total);
-        self.write(&json!({"kind": "complete", "t": t, "total_s": t}), true);
-        crate::timeline::events::complete(self, total);
+        let mut line = json!({"kind": "complete", "t": t, "total_s": t});
+        if let Some(a) = &abandoned {
+            line["abandoned_spans"] = json!(a.count);
+        }
+        self.write(&line, true);
+        crate::timeline::events::complete(self, total, abandoned.as_ref());
+        for line in self.budgets_never_applied() {
+            crate::timeline::events::budget_never_applied(self, &line);
+        }
         drop(order);
         self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
         self.wake_watchdog();
@@ -105,6 +174,7 @@ impl Timeline {
                 return None;
             }
             let begin = self.begin_locked(&mut st, now, None);
+            st.begun_by_phase |= begin.is_some();
             st.phases.push(PhaseState {
                 name,
                 label,
@@ -133,6 +203,9 @@ impl Timeline {
         let started = {
             let mut st = self.lock();
             let origin = st.origin;
+            if index < st.voided {
+                return;
+            }
             let Some(p) = st.phases.get_mut(index) else {
                 return;
             };
@@ -176,6 +249,9 @@ impl Timeline {
         let new_budget = budget_field(&update);
         {
             let mut st = self.lock();
+            if index < st.voided {
+                return;
+            }
             let Some(p) = st.phases.get_mut(index) else {
                 return;
             };
@@ -191,9 +267,49 @@ impl Timeline {
         }
     }
 
+    /// When phase `index` ran past its budget (it gave up): the coarse instant up to which a
+    /// span counts as in flight at the stop, and the spans reported as left open already.
+    pub(crate) fn gave_up(&self, index: usize) -> Option<(u64, Vec<u64>)> {
+        let now = self.clock.now();
+        let st = self.lock();
+        let p = st.phases.get(index).filter(|_| index >= st.voided)?;
+        let over = p.budget? < now.saturating_duration_since(p.open);
+        let before = st.origin_coarse?.saturating_add(COARSE_SLACK_NS);
+        over.then(|| (before, st.reported_abandoned.clone()))
+    }
+
+    /// The spans the shutdown leaves open that no phase reported (for the completion line):
+    /// in flight since before the stop, not the caller's span nor its ancestors.
+    fn abandoned_at_finish(&self) -> Option<Abandoned> {
+        if !self.track_spans {
+            return None;
+        }
+        let (before, reported) = {
+            let st = self.lock();
+            let before = st.origin_coarse?.saturating_add(COARSE_SLACK_NS);
+            (before, st.reported_abandoned.clone())
+        };
+        // Without the registry the caller's ancestors cannot be told apart: nothing is said.
+        let dispatch = self.dispatch.get()?.upgrade()?;
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let current = registry.current_span().id().cloned();
+        let scope = current
+            .as_ref()
+            .and_then(|id| registry.span(id))
+            .into_iter()
+            .flat_map(|s| s.scope().map(|s| s.id().into_u64()));
+        let render = |id: u64, meta: &'static tracing_core::Metadata<'static>| {
+            let fields = registry
+                .span(&Id::from_u64(id))
+                .and_then(|s| crate::stuck::views::fields_of(&s));
+            crate::stuck::views::render_span(meta.name(), fields.as_deref())
+        };
+        abandoned::find(&self.spans, before, scope, &reported, render)
+    }
+
     /// At a phase's close: the over-budget warning if the watchdog has not given it yet,
     /// then the `done` record, line and hook call.
-    pub(crate) fn close_phase(&self, index: usize, abandoned: Option<(usize, String)>) {
+    pub(crate) fn close_phase(&self, index: usize, abandoned: Option<Abandoned>) {
         // Held from the check of `warned` to the `done` line: a warning the watchdog claimed
         // is logged (and recorded) before this phase's end, never after it.
         let order = self.record_lock.lock();
@@ -204,6 +320,9 @@ impl Timeline {
             let offset = |t: std::time::Instant| {
                 origin.map_or(Duration::ZERO, |o| t.saturating_duration_since(o))
             };
+            if index < st.voided {
+                return;
+            }
             let Some(p) = st.phases.get_mut(index) else {
                 return;
             };
@@ -217,9 +336,8 @@ impl Timeline {
             let was_started = std::mem::replace(&mut p.started, true);
             let (label, parent, at_open) = (p.label.clone(), p.parent, offset(p.open));
             let mut recorded = p.fields.clone();
-            if let Some((n, oldest)) = &abandoned {
-                recorded.set("abandoned_spans", json!(n));
-                recorded.set("oldest_abandoned", json!(oldest));
+            if let Some(a) = &abandoned {
+                set_abandoned(&mut recorded, a);
             }
             let fields = serde_json::to_value(&p.fields).unwrap_or(Value::Null);
             let change = self.has_hook().then(|| {
@@ -234,6 +352,9 @@ impl Timeline {
                     remaining,
                 )
             });
+            if let Some(a) = &abandoned {
+                note_reported(&mut st.reported_abandoned, a);
+            }
             (
                 label,
                 parent,
@@ -259,8 +380,8 @@ impl Timeline {
         }
         let mut end = json!({"kind": "phase_end", "t": secs(at), "id": index, "phase": label,
                              "duration_s": secs(took), "fields": fields});
-        if let Some((n, _)) = &abandoned {
-            end["abandoned_spans"] = json!(n);
+        if let Some(a) = &abandoned {
+            end["abandoned_spans"] = json!(a.count);
         }
         self.write(&end, true);
         crate::timeline::events::done(self, &label, at, took, &recorded);

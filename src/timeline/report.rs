@@ -78,9 +78,8 @@ impl ShutdownReport {
         let end = st.finished.unwrap_or(now);
         let elapsed = secs(st.offset(end));
         let phases = st
-            .phases
-            .iter()
-            .map(|p| {
+            .live_phases()
+            .map(|(_, p)| {
                 let took = p.close.unwrap_or(now).saturating_duration_since(p.open);
                 let outcome = match (p.close, p.budget) {
                     (None, _) => PhaseOutcome::Open,
@@ -90,7 +89,8 @@ impl ShutdownReport {
                 PhaseRecord {
                     name: p.label.clone(),
                     span_name: p.name.to_owned(),
-                    parent: p.parent,
+                    // Indices count from the first phase of this shutdown.
+                    parent: p.parent.and_then(|i| i.checked_sub(st.voided)),
                     start_s: secs(st.offset(p.open)),
                     duration_s: secs(took),
                     outcome,

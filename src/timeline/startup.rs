@@ -26,7 +26,15 @@ pub(crate) struct Startup {
     begin_explicit: AtomicBool,
     outside_said: AtomicBool,
     outside: Mutex<Option<String>>,
+    not_subscribed_said: AtomicBool,
+    handle_not_given_said: AtomicBool,
+    /// Span callsites outside the `shutdown` target named like a budgeted phase: `(name,
+    /// target)`, at most [`MAX_MISNAMED`].
+    misnamed: Mutex<Vec<(&'static str, &'static str)>>,
 }
+
+/// Misnamed span callsites kept at most.
+const MAX_MISNAMED: usize = 16;
 
 impl std::fmt::Debug for Startup {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,7 +70,15 @@ impl Startup {
         let spawned = std::thread::Builder::new()
             .name("shutdown-startup".into())
             .spawn(move || {
-                dispatcher::with_default(&dispatch, || work.into_iter().for_each(|f| f(true)));
+                dispatcher::with_default(&dispatch, || {
+                    // This runs while tracing may still be registering the subscriber: its
+                    // level filter stays OFF and callsites' interest unset until that ends (and
+                    // with a single subscriber, nothing here waits for it). Rebuilding the
+                    // interest now, from this subscriber, makes the filter check below see
+                    // what the subscriber enables instead of "nothing".
+                    tracing_core::callsite::rebuild_interest_cache();
+                    work.into_iter().for_each(|f| f(true));
+                });
             });
         if spawned.is_err() {
             eprintln!("shutdown-forensics: could not start a thread for the startup messages");
@@ -101,6 +117,71 @@ impl Startup {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take()
+    }
+}
+
+impl Startup {
+    /// Keeps a span callsite named like a budgeted phase but outside the `shutdown` target
+    /// (`info_span!("drain")` where `phase!("drain")` was meant), for the finish to name.
+    pub(crate) fn note_misnamed(&self, name: &'static str, target: &'static str) {
+        let mut m = self.misnamed.lock().unwrap_or_else(PoisonError::into_inner);
+        if m.len() < MAX_MISNAMED && !m.contains(&(name, target)) {
+            m.push((name, target));
+        }
+    }
+
+    /// The targets of the misnamed span callsites named `name`.
+    pub(crate) fn misnamed_targets(&self, name: &str) -> Vec<&'static str> {
+        let m = self.misnamed.lock().unwrap_or_else(PoisonError::into_inner);
+        m.iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, t)| *t)
+            .collect()
+    }
+
+    /// Says once that a signal helper was installed without this layer's handle although the
+    /// layer is in the subscriber, with the fix; `record`: the layer has a flight record.
+    pub(crate) fn say_handle_not_given(&self, record: bool) {
+        if self.handle_not_given_said.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let record = if record {
+            ", the context and signals are not in its flight record, and the previous run's \
+             verdict is not logged at start"
+        } else {
+            ""
+        };
+        let line = format!(
+            "a ShutdownLayer is in the subscriber but Forensics was installed without its \
+             handle: the shutdown clock starts at the first phase instead of the signal{record}; \
+             pass it: Forensics::builder().with_handle(layer.handle())"
+        );
+        if tracing::enabled!(target: PHASE_TARGET, tracing::Level::WARN) {
+            tracing::warn!(target: PHASE_TARGET, "{line}");
+        } else {
+            crate::sys::stderr::try_line(&format!("shutdown-forensics: {line}"));
+        }
+    }
+
+    /// Says once, through the current subscriber (stderr when it filters the line out), that
+    /// the layer whose handle the signal helper was given is part of no subscriber, with the
+    /// fix. Called where that is known: at install when a subscriber already exists, else at
+    /// the signal.
+    pub(crate) fn say_not_subscribed(&self) {
+        if self.not_subscribed_said.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let line = "the ShutdownLayer whose handle was given to Forensics::with_handle is not \
+                    part of any subscriber: shutdown phases are not timed, logged or recorded, \
+                    and stuck snapshots name no spans; add it to the subscriber you install: \
+                    tracing_subscriber::registry().with(layer).with(fmt::layer()).init() \
+                    (fmt().init() builds a subscriber without it)";
+        if tracing::enabled!(target: PHASE_TARGET, tracing::Level::WARN) {
+            tracing::warn!(target: PHASE_TARGET, "{line}");
+        } else {
+            // Also on the signal path: never `eprintln!` there.
+            crate::sys::stderr::try_line(&format!("shutdown-forensics: {line}"));
+        }
     }
 }
 

@@ -80,6 +80,8 @@ pub(crate) struct Timeline {
     pub(crate) snapshot_done: Condvar,
     /// What the signal helper asked for at install (deferred messages, explicit begin).
     pub(crate) startup: crate::timeline::startup::Startup,
+    /// Events emitted so far (a stuck line that comes after later lines says so).
+    pub(crate) emitted: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -116,6 +118,13 @@ pub(crate) struct State {
     /// Phases that closed over budget before the watchdog saw them: label and budget, each
     /// with a snapshot reserved, for the watchdog to take.
     pub(crate) pending_snapshots: Vec<(String, Duration)>,
+    /// Spans already reported as left open (a later line does not repeat them); capped.
+    pub(crate) reported_abandoned: Vec<u64>,
+    /// The origin was set by a phase span (no signal, no `begin`).
+    pub(crate) begun_by_phase: bool,
+    /// Phases `..voided` ran before the signal helper was installed and are not part of the
+    /// shutdown: left out of every list, their spans' later calls ignored.
+    pub(crate) voided: usize,
 }
 
 #[derive(Debug)]
@@ -137,9 +146,14 @@ impl State {
             .map_or(Duration::ZERO, |o| at.saturating_duration_since(o))
     }
 
+    /// The phases of this shutdown, with their indices (those voided at install left out).
+    pub(crate) fn live_phases(&self) -> impl DoubleEndedIterator<Item = (usize, &PhaseState)> {
+        self.phases.iter().enumerate().skip(self.voided)
+    }
+
     pub(crate) fn open_phases(&self, now: Instant) -> Vec<(String, Duration)> {
-        self.phases
-            .iter()
+        self.live_phases()
+            .map(|(_, p)| p)
             .filter(|p| p.close.is_none())
             .map(|p| (p.label.clone(), now.saturating_duration_since(p.open)))
             .collect()
@@ -159,6 +173,8 @@ impl Timeline {
     /// Runs `f` with this layer's subscriber as the default, so events emitted from the
     /// watchdog or a signal thread reach it too.
     pub(crate) fn emit(&self, f: impl FnOnce()) {
+        self.emitted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.dispatch.get().and_then(WeakDispatch::upgrade) {
             Some(d) => dispatcher::with_default(&d, f),
             None => f(),
@@ -185,11 +201,11 @@ impl Timeline {
     fn checkpoint(&self) -> Value {
         let now = self.clock.now();
         let st = self.lock();
-        let open: Vec<Value> = (st.phases.iter().enumerate())
+        let open: Vec<Value> = (st.live_phases())
             .filter(|(_, p)| p.started && p.close.is_none())
             .map(|(i, p)| json!({"id": i, "phase": p.label, "t": secs(st.offset(p.open))}))
             .collect();
-        let last_ended = (st.phases.iter().enumerate())
+        let last_ended = (st.live_phases())
             .filter_map(|(i, p)| Some((p.close?, i, p)))
             .max_by_key(|(close, i, _)| (*close, *i))
             .map(|(close, i, p)| json!({"id": i, "phase": p.label, "t": secs(st.offset(close))}));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::stuck::collect::{self, Request};
+use crate::stuck::collect::{self, FirstSample, Request};
 use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
 use crate::sys::clock::secs;
 use crate::timeline::events;
@@ -22,11 +22,11 @@ impl Timeline {
     /// The innermost open phase (the most recently opened one still open), with its budget.
     fn current_phase(&self) -> Option<(String, Option<Duration>)> {
         let st = self.lock();
-        st.phases
-            .iter()
-            .rev()
+        let current = (st.live_phases().rev())
+            .map(|(_, p)| p)
             .find(|p| p.close.is_none())
-            .map(|p| (p.label.clone(), p.budget))
+            .map(|p| (p.label.clone(), p.budget));
+        current
     }
 
     /// Takes a snapshot now (blocks ~150 ms: CPU is sampled twice) and delivers it.
@@ -37,7 +37,7 @@ impl Timeline {
         phase: Option<(String, Option<Duration>)>,
     ) -> StuckSnapshot {
         self.reserve_snapshots(1);
-        self.take_reserved_snapshot(reason, phase)
+        self.take_reserved_snapshot(reason, phase, None)
     }
 
     /// Announces `n` snapshots about to be taken, so that a completion arriving meanwhile
@@ -46,13 +46,16 @@ impl Timeline {
         *self.in_flight() += n;
     }
 
-    /// [`Self::stuck_snapshot`] for a snapshot reserved with [`Self::reserve_snapshots`].
+    /// [`Self::stuck_snapshot`] for a snapshot reserved with [`Self::reserve_snapshots`];
+    /// `early` is a first CPU sample this thread took ahead of time.
     pub(crate) fn take_reserved_snapshot(
         &self,
         reason: StuckReason,
         phase: Option<(String, Option<Duration>)>,
+        early: Option<FirstSample>,
     ) -> StuckSnapshot {
         let phase = phase.or_else(|| self.current_phase());
+        let emitted = self.emitted.load(std::sync::atomic::Ordering::Relaxed);
         let at = {
             let st = self.lock();
             st.offset(self.clock.now())
@@ -65,8 +68,8 @@ impl Timeline {
             reason,
             cpu_gap: self.config.cpu_sample_gap,
         };
-        let snapshot = collect::take(&req, &self.spans, dispatch.as_ref());
-        self.deliver(&snapshot);
+        let snapshot = collect::take(&req, &self.spans, dispatch.as_ref(), early);
+        self.deliver(&snapshot, emitted);
         {
             let mut n = self.in_flight();
             *n = n.saturating_sub(1);
@@ -96,8 +99,13 @@ impl Timeline {
         *self.in_flight() > 0
     }
 
-    fn deliver(&self, snapshot: &StuckSnapshot) {
+    /// Writes the record line and logs the WARN line; `emitted` is the count of events before
+    /// the snapshot was taken: when other lines came out meanwhile (the app's next phases go
+    /// on while it is taken), the line says when it was logged, so that its order is plain.
+    fn deliver(&self, snapshot: &StuckSnapshot, emitted: u64) {
         let _order = self.record_lock.lock();
+        let logged_late = (self.emitted.load(std::sync::atomic::Ordering::Relaxed) != emitted)
+            .then(|| self.lock().offset(self.clock.now()));
         let findings: Vec<String> = snapshot
             .findings
             .iter()
@@ -115,7 +123,7 @@ impl Timeline {
             }),
             true,
         );
-        events::stuck(self, snapshot);
+        events::stuck(self, snapshot, logged_late);
         drop(_order);
         {
             let mut st = self.lock();

@@ -7,6 +7,7 @@ use std::sync::{Arc, PoisonError, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::stuck::collect::FirstSample;
 use crate::stuck::snapshot::StuckReason;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
 use crate::timeline::state::Timeline;
@@ -35,6 +36,8 @@ struct Due {
     /// Snapshots already reserved by a phase that closed over budget.
     pending: Vec<(String, Duration)>,
     heartbeat: Option<Duration>,
+    /// A budget ends within the CPU sample gap: take the snapshot's first sample now.
+    first_sample: bool,
 }
 
 impl Timeline {
@@ -48,9 +51,8 @@ impl Timeline {
                 || self.record.is_some()
                 || st.kill_deadline.is_some()
                 || st
-                    .phases
-                    .iter()
-                    .any(|p| p.budget.is_some() && p.close.is_none());
+                    .live_phases()
+                    .any(|(_, p)| p.budget.is_some() && p.close.is_none());
             let spawn = wanted && !st.watchdog_running && st.origin.is_some();
             if spawn {
                 st.watchdog_running = true;
@@ -93,14 +95,25 @@ struct Overrun {
 fn run(weak: &Weak<Timeline>) {
     let mut next_progress: Option<Instant> = None;
     let mut next_heartbeat: Option<Instant> = None;
+    // The first CPU sample of the next budget snapshot, taken ahead of the budget's end so
+    // that the snapshot is logged when the budget runs out, not a sample gap later.
+    let mut early: Option<FirstSample> = None;
     loop {
         let Some(shared) = weak.upgrade() else {
             return;
         };
+        let gap = shared.config.cpu_sample_gap;
+        early = early.filter(|e| e.age() <= gap + MAX_SLEEP);
         // Held from claiming a warning to logging it, so a phase closing meanwhile logs its
         // `done` after this warning, not before.
         let order = shared.record_lock.lock();
-        let Some((due, sleep)) = check(&shared, &mut next_progress, &mut next_heartbeat) else {
+        let checked = check(
+            &shared,
+            &mut next_progress,
+            &mut next_heartbeat,
+            early.is_some(),
+        );
+        let Some((due, sleep)) = checked else {
             return;
         };
         for o in &due.overruns {
@@ -121,13 +134,17 @@ fn run(weak: &Weak<Timeline>) {
         let overruns = due.overruns.iter().filter(|o| o.index.is_some());
         for o in overruns.take(phase_snapshots) {
             let phase = Some((o.label.clone(), Some(o.budget)));
-            shared.take_reserved_snapshot(StuckReason::Budget, phase);
+            shared.take_reserved_snapshot(StuckReason::Budget, phase, early.take());
         }
         for (label, budget) in due.pending {
-            shared.take_reserved_snapshot(StuckReason::Budget, Some((label, Some(budget))));
+            let phase = Some((label, Some(budget)));
+            shared.take_reserved_snapshot(StuckReason::Budget, phase, early.take());
         }
         if due.kill_snapshot {
-            shared.take_reserved_snapshot(StuckReason::KillDeadline, None);
+            shared.take_reserved_snapshot(StuckReason::KillDeadline, None, None);
+        }
+        if due.first_sample && early.is_none() {
+            early = Some(FirstSample::take());
         }
         if let Some(change) = due.progress {
             shared.notify(|| change);
@@ -144,10 +161,11 @@ fn check(
     shared: &Timeline,
     next_progress: &mut Option<Instant>,
     next_heartbeat: &mut Option<Instant>,
+    first_sample_held: bool,
 ) -> Option<(Due, Duration)> {
     let now = shared.clock.now();
     let mut st = shared.lock();
-    let all_closed = st.phases.iter().all(|p| p.close.is_some());
+    let all_closed = st.live_phases().all(|(_, p)| p.close.is_some());
     if st.finished.is_some() && all_closed && st.pending_snapshots.is_empty() {
         st.watchdog_running = false;
         return None;
@@ -155,11 +173,21 @@ fn check(
     let at = st.offset(now);
     let mut sleep = MAX_SLEEP;
     let mut overruns = Vec::new();
-    for (i, p) in st.phases.iter_mut().enumerate() {
+    // Snapshots at a budget's end sample CPU twice, `gap` apart: the first is due `gap` early.
+    let gap = shared.config.cpu_sample_gap;
+    let ahead = shared.config.stuck_on_budget && !gap.is_zero() && !first_sample_held;
+    let mut first_sample = false;
+    let voided = st.voided;
+    for (i, p) in st.phases.iter_mut().enumerate().skip(voided) {
         let (None, false, Some(budget)) = (p.close, p.warned, p.budget) else {
             continue;
         };
         let ran = now.saturating_duration_since(p.open);
+        if ahead && ran > budget.saturating_sub(gap) {
+            first_sample = true;
+        } else if ahead {
+            sleep = sleep.min(budget.saturating_sub(gap) - ran);
+        }
         if ran > budget {
             p.warned = true;
             overruns.push(Overrun {
@@ -188,6 +216,7 @@ fn check(
     }
     let mut due = Due {
         pending: std::mem::take(&mut st.pending_snapshots),
+        first_sample,
         ..Due::default()
     };
     if let (Some(deadline), false, None, Some(_)) = (

@@ -461,6 +461,17 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                 begun = true;
                 trigger = read_trigger(r);
             }
+            // Phases that ran before the signal helper was installed started the clock; the
+            // install stopped it: what came before is not a shutdown.
+            "reset" => {
+                begun = false;
+                trigger = None;
+                open.clear();
+                last_ended = None;
+                last = Duration::ZERO;
+                stuck = None;
+                heartbeat = false;
+            }
             "checkpoint" if r.get("begun").and_then(Value::as_bool) == Some(true) => {
                 begun = true;
                 trigger = trigger.or_else(|| read_trigger(r));

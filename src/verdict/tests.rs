@@ -384,3 +384,40 @@ fn the_operators_doc_lists_every_verdict() {
     seen.dedup();
     assert_eq!(seen.len(), 9, "{seen:?}");
 }
+
+#[test]
+fn phases_before_a_reset_are_not_a_shutdown() {
+    // A phase helper ran before the signal helper was installed; install reset the clock.
+    let before = concat!(
+        r#"{"kind":"run","pid":7}"#,
+        "\n",
+        r#"{"kind":"begin","t":0.0,"pid":7}"#,
+        "\n",
+        r#"{"kind":"phase_start","t":0.0,"id":0,"phase":"drain"}"#,
+        "\n",
+        r#"{"kind":"phase_end","t":0.8,"id":0,"phase":"drain"}"#,
+        "\n",
+        r#"{"kind":"reset","phases":["drain"]}"#,
+        "\n",
+    );
+    assert_eq!(
+        parse_records(before),
+        PreviousShutdown::NoShutdown { pid: Some(7) }
+    );
+    // The shutdown that follows is judged on its own: its phase, its offsets.
+    let after = format!(
+        "{before}{}\n{}\n{}\n",
+        r#"{"kind":"begin","t":0.0,"pid":7}"#,
+        r#"{"kind":"phase_start","t":0.1,"id":1,"phase":"notify"}"#,
+        r#"{"kind":"heartbeat","t":0.5}"#,
+    );
+    let v = parse_records(&after);
+    assert_eq!(
+        v.message().as_deref(),
+        Some(
+            "Previous shutdown did not complete: pid 7 was killed during phase notify \
+             (entered +0.10s, last record +0.50s, 0.40s into notify)"
+        ),
+        "{v:?}"
+    );
+}

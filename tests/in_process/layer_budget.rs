@@ -222,3 +222,58 @@ fn a_watchdog_warning_is_never_logged_after_the_phase_is_done() {
         ["run", "begin", "phase_start", "over_budget", "phase_end"]
     );
 }
+
+#[test]
+fn a_budget_no_phase_used_is_said_at_finish_with_the_closest_name() {
+    let (dispatch, handle, capture, _clock) = setup(
+        ShutdownLayer::builder()
+            .with_phase_budget("drain", Duration::from_secs(30))
+            .with_phase_budget("db_close", Duration::from_secs(5)),
+    );
+    with_default(&dispatch, || {
+        handle.begin();
+        phase!("Drain").in_scope(|| {});
+        phase!("db_close").in_scope(|| {});
+        handle.finish();
+    });
+    let text = capture.text();
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("never applied"))
+        .collect();
+    assert_eq!(said.len(), 1, "{text}");
+    assert!(
+        said[0].contains("phase budget drain (30.00s) never applied: no phase named drain ran")
+            && said[0].contains("closest: Drain"),
+        "{text}"
+    );
+    // After the completion line: it is about the whole shutdown.
+    assert!(
+        text.find("shutdown complete") < text.find("never applied"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_span_named_like_a_budgeted_phase_outside_the_shutdown_target_is_named_with_the_fix() {
+    let (dispatch, handle, capture, _clock) =
+        setup(ShutdownLayer::builder().with_phase_budget("drain_misnamed", Duration::from_secs(3)));
+    with_default(&dispatch, || {
+        handle.begin();
+        // `info_span!` instead of `phase!`: target is this module, not `shutdown`.
+        tracing::info_span!("drain_misnamed").in_scope(|| {});
+        handle.finish();
+    });
+    let text = capture.text();
+    let said: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("never applied"))
+        .collect();
+    assert_eq!(said.len(), 1, "{text}");
+    assert!(
+        said[0].contains(
+            "a span named drain_misnamed with target in_process::layer_budget is not a phase"
+        ) && said[0].contains("phase!(\"drain_misnamed\")"),
+        "{text}"
+    );
+}

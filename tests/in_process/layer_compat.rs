@@ -57,16 +57,15 @@ fn works_with_fmt_env_filter_and_non_blocking_writer() {
     // The app's own event inside a phase keeps its span context.
     assert_eq!(lines[3], " INFO drain{active_at_start=1}: app: draining");
     assert!(
-        // The request span opened before the stop is still open when the phase ends.
-        shutdown_line(
-            &lines[4],
-            "s) active_at_start=1 abandoned_spans=1 oldest_abandoned=\"request{id=7} age "
-        ),
+        shutdown_line(&lines[4], "s) active_at_start=1 phase=drain "),
         "{}",
         lines[4]
     );
     assert!(
-        shutdown_line(&lines[5], "s shutdown complete (total teardown "),
+        // The request span opened before the stop is still open when the shutdown ends (no
+        // phase ran out of budget waiting for it: the completion line says it, once).
+        shutdown_line(&lines[5], "s shutdown complete (total teardown ")
+            && lines[5].contains(" abandoned_spans=1 oldest_abandoned=\"request{id=7} age "),
         "{}",
         lines[5]
     );

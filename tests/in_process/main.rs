@@ -13,6 +13,7 @@ mod diagnostic;
 mod diagnostic_processes;
 mod docs;
 mod flight_record;
+mod layer_abandoned;
 mod layer_budget;
 mod layer_compat;
 mod layer_json;
