@@ -358,7 +358,11 @@ fn fuzz_report_display() {
         for out in [report.to_string(), format!("{report:#}")] {
             assert_eq!(out.lines().count(), 1 + report.phases.len());
             for row in out.lines().skip(1).filter(|r| !r.contains("stuck at")) {
-                assert!(row.chars().count() < 200, "a row of {} chars", row.chars().count());
+                assert!(
+                    row.chars().count() < 200,
+                    "a row of {} chars",
+                    row.chars().count()
+                );
             }
         }
         let _ = report.to_chrome_trace();

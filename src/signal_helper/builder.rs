@@ -81,11 +81,16 @@ impl Default for ForensicsBuilder {
 }
 
 /// The installed signal helper. Keep it alive for the life of `main`: dropping it stops the
-/// listener and flushes the log guards it adopted.
+/// listener, writes how the run left to the flight record, and flushes the log guards it
+/// adopted.
 ///
 /// After the drop the signals stay caught (signal-hook never restores a default action), so
 /// a `SIGTERM` that arrives later is ignored rather than fatal: drop it at the end of `main`,
 /// not before. Installing again after the drop works and listens afresh.
+///
+/// Dropping it during a shutdown that [`finish`](Self::finish) did not end (an error returned
+/// from the shutdown path) logs a WARN with the fix, and the next start reports the run as
+/// exited without finishing, not as killed.
 ///
 /// # Signals and your threads
 ///
@@ -195,15 +200,25 @@ impl Forensics {
 impl Drop for Forensics {
     fn drop(&mut self) {
         self.signals.close();
-        // Leaving without a shutdown (a start-up error, an early return): say so in the flight
-        // record, so that the next start does not take it for a crash. Leaving while a panic
-        // unwinds: say that too, so that the recorded panic is judged as what ended the run.
-        let shutdown = self.shared.count.load(std::sync::atomic::Ordering::SeqCst) > 0;
-        let panicking = std::thread::panicking();
-        if !shutdown || panicking {
-            if let Some(handle) = &self.shared.config.handle {
-                let value = serde_json::json!({ "shutdown": shutdown, "panicking": panicking });
-                handle.record("exit", value);
+        // Always say how the run left, so that the next start tells an exit from a kill: no
+        // shutdown (a start-up error), a shutdown left without `finish()` (an error returned
+        // from it), or a panic unwinding (judged by the panic it unwinds).
+        let mut unfinished = None;
+        if let Some(handle) = &self.shared.config.handle {
+            let ending = crate::signal_helper::exit_note::on_drop(&handle.shared);
+            if ending.begun && !ending.finished {
+                unfinished = Some((ending.at, ending.phase));
+            }
+        } else if let Some(at) = self.shared.first_received() {
+            if !self.finished.load(Ordering::SeqCst) {
+                unfinished = Some((Some(at.elapsed()), None));
+            }
+        }
+        if let (Some((at, phase)), false) = (unfinished, std::thread::panicking()) {
+            let warn = || crate::timeline::events::finish_not_called(at, phase.as_deref());
+            match &self.shared.config.handle {
+                Some(h) => h.shared.emit(warn),
+                None => warn(),
             }
         }
         // Startup messages whose subscriber never came: stderr rather than nowhere.
@@ -495,6 +510,9 @@ impl ForensicsBuilder {
         }
         let signals = listener::spawn(Arc::clone(&shared), &self.signals)
             .map_err(|e| Error::io("register shutdown signal handlers", e))?;
+        if let Some(handle) = &shared.config.handle {
+            crate::signal_helper::exit_note::arm(&handle.shared);
+        }
         Ok(Forensics {
             shared,
             signals,

@@ -3,18 +3,40 @@
 //!
 //! One hook per process, installed once and chained to the hook that was set before it; the
 //! record it writes to is the one of the latest [`ForensicsBuilder::install`](crate::ForensicsBuilder::install).
+//!
+//! A recorded panic did not necessarily end the run: tokio catches a task's panic, a thread
+//! that panics ends alone. The witness (`panic_witness.rs`) notes when the process outlived a
+//! panic; the exit note (`exit_note.rs`) says when it ended while one unwound.
 
+use std::cell::Cell;
 use std::panic::PanicHookInfo;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once, Weak};
 
 use serde_json::json;
 
+use crate::signal_helper::panic_witness;
 use crate::sys::clock::unix_secs;
 use crate::timeline::handle::ShutdownHandle;
 use crate::timeline::state::Timeline;
 
 static TARGET: Mutex<Option<Weak<Timeline>>> = Mutex::new(None);
 static INSTALLED: Once = Once::new();
+/// Set once the hook is installed: a panic the hook did not record was then seen by a hook
+/// set after it (it replaced this one), not missed for want of one.
+static HOOK_SET: AtomicBool = AtomicBool::new(false);
+
+/// Panics whose hook started, and whose hook (the app's chained one included) returned.
+/// Each panic line carries its number (`seq`), so the witness can say which ones the process
+/// outlived.
+pub(crate) static STARTED: AtomicU64 = AtomicU64::new(0);
+pub(crate) static RETURNED: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// The `seq` of the last panic this hook saw on this thread (0: none). Read by the
+    /// exit note written while this thread unwinds. No destructor: still readable in `atexit`.
+    static LAST_ON_THREAD: Cell<u64> = const { Cell::new(0) };
+}
 
 /// Points the hook at `handle`'s flight record, installing the hook the first time. Does
 /// nothing when the handle has no record.
@@ -28,21 +50,42 @@ pub(crate) fn install(handle: &ShutdownHandle) {
     INSTALLED.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            record(info);
+            let seq = STARTED.fetch_add(1, Ordering::SeqCst) + 1;
+            let _ = LAST_ON_THREAD.try_with(|l| l.set(seq));
+            record(info, seq);
             previous(info);
+            // Only now: an app hook that ends the process (exit, abort) never gets here.
+            RETURNED.fetch_add(1, Ordering::SeqCst);
+            panic_witness::wake();
         }));
+        HOOK_SET.store(true, Ordering::SeqCst);
+        panic_witness::start();
     });
+}
+
+/// Whether the hook was installed in this process (it may have been replaced since).
+pub(crate) fn was_installed() -> bool {
+    HOOK_SET.load(Ordering::SeqCst)
+}
+
+/// The `seq` of the last panic the hook saw on the calling thread, if any.
+pub(crate) fn last_on_thread() -> Option<u64> {
+    LAST_ON_THREAD.try_with(Cell::get).ok().filter(|s| *s > 0)
+}
+
+/// The timeline the hook writes to, if it is still alive. Never waits.
+pub(crate) fn target() -> Option<Arc<Timeline>> {
+    TARGET
+        .try_lock()
+        .ok()
+        .and_then(|t| t.as_ref().and_then(Weak::upgrade))
 }
 
 /// Writes the `panic` line: one `write(2)`, no lock of the layer taken (the panic may have
 /// happened while one was held), never a panic of its own.
-fn record(info: &PanicHookInfo<'_>) {
+fn record(info: &PanicHookInfo<'_>, seq: u64) {
     // try_lock: the hook must never wait; the mutex is only held to swap a pointer.
-    let Some(shared) = TARGET
-        .try_lock()
-        .ok()
-        .and_then(|t| t.as_ref().and_then(Weak::upgrade))
-    else {
+    let Some(shared) = target() else {
         return;
     };
     let Some(record) = &shared.record else {
@@ -60,6 +103,7 @@ fn record(info: &PanicHookInfo<'_>) {
     let thread = std::thread::current();
     let line = json!({
         "kind": "panic",
+        "seq": seq,
         "wall_unix_s": unix_secs(std::time::SystemTime::now()),
         "message": crate::record::line_caps::cap_str(message),
         "location": location,

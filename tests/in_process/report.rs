@@ -170,16 +170,25 @@ fn the_waterfall_never_panics_on_huge_or_odd_labels() {
         });
         let report = handle.report();
         let text = std::panic::catch_unwind(|| (report.to_string(), format!("{report:#}")));
-        let (plain, ascii) = text.unwrap_or_else(|_| panic!("Display panicked on a {}-char label", name.chars().count()));
+        let (plain, ascii) = text.unwrap_or_else(|_| {
+            panic!("Display panicked on a {}-char label", name.chars().count())
+        });
         for out in [&plain, &ascii] {
             // Every row is there, none wider than a terminal could still show.
             assert_eq!(out.lines().count(), 1 + report.phases.len(), "{out}");
             for line in out.lines() {
-                assert!(line.chars().count() < 400, "a row of {} chars", line.chars().count());
+                assert!(
+                    line.chars().count() < 400,
+                    "a row of {} chars",
+                    line.chars().count()
+                );
                 assert!(!line.contains('\u{1b}') && !line.contains('\n'));
             }
         }
         // The JSON keeps the label whole.
-        assert!(report.phases.iter().any(|p| p.name == format!("disconnect<{name}>")));
+        assert!(report
+            .phases
+            .iter()
+            .any(|p| p.name == format!("disconnect<{name}>")));
     }
 }
