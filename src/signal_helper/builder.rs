@@ -84,8 +84,11 @@ impl Default for ForensicsBuilder {
 /// listener, writes how the run left to the flight record, and flushes the log guards it
 /// adopted.
 ///
-/// After the drop the signals stay caught (signal-hook never restores a default action), so
-/// a `SIGTERM` that arrives later is ignored rather than fatal: drop it at the end of `main`,
+/// After the drop, each signal it listened to does again what it did before the first install:
+/// a `SIGTERM` that had its default action ends the process, as if the crate had never been
+/// installed (signal-hook itself never gives a signal back; the crate runs the default action
+/// when no `Forensics` listens). A handler the app registered through signal-hook (or tokio's
+/// `signal`) *after* the install cannot be told apart: drop `Forensics` at the end of `main`,
 /// not before. Installing again after the drop works and listens afresh.
 ///
 /// Dropping it during a shutdown that [`finish`](Self::finish) did not end (an error returned
@@ -118,13 +121,15 @@ impl Default for ForensicsBuilder {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-#[must_use = "dropping Forensics stops the listener; later signals are then ignored"]
+#[must_use = "dropping Forensics stops the listener; the signals then take their default action"]
 pub struct Forensics {
     shared: Arc<ListenerState>,
     signals: signal_hook::iterator::Handle,
     report_path: Option<PathBuf>,
     /// Without a handle, `finish` logs the completion line itself, once.
     finished: AtomicBool,
+    /// The signals listened to: their default action comes back at the drop.
+    installed_signals: Vec<i32>,
 }
 
 impl Forensics {
@@ -200,6 +205,8 @@ impl Forensics {
 impl Drop for Forensics {
     fn drop(&mut self) {
         self.signals.close();
+        // As if the crate had never been installed: a later SIGTERM ends the process again.
+        crate::signal_helper::disposition::release(&self.installed_signals);
         // Always say how the run left, so that the next start tells an exit from a kill: no
         // shutdown (a start-up error), a shutdown left without `finish()` (an error returned
         // from it), or a panic unwinding (judged by the panic it unwinds).
@@ -508,8 +515,14 @@ impl ForensicsBuilder {
         if let Ok(mut g) = shared.guards.lock() {
             g.extend(self.guards);
         }
-        let signals = listener::spawn(Arc::clone(&shared), &self.signals)
-            .map_err(|e| Error::io("register shutdown signal handlers", e))?;
+        crate::signal_helper::disposition::acquire(&self.signals);
+        let signals = match listener::spawn(Arc::clone(&shared), &self.signals) {
+            Ok(signals) => signals,
+            Err(e) => {
+                crate::signal_helper::disposition::release(&self.signals);
+                return Err(Error::io("register shutdown signal handlers", e));
+            }
+        };
         if let Some(handle) = &shared.config.handle {
             crate::signal_helper::exit_note::arm(&handle.shared);
         }
@@ -518,6 +531,7 @@ impl ForensicsBuilder {
             signals,
             report_path,
             finished: AtomicBool::new(false),
+            installed_signals: self.signals,
         })
     }
 }

@@ -8,6 +8,7 @@
 //! Read `builder.rs` (what `install` sets up), then `listener.rs` (the signal path, in order).
 
 pub(crate) mod builder;
+mod disposition;
 mod exit_note;
 pub(crate) mod listener;
 pub(crate) mod panic_hook;
