@@ -9,6 +9,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use shutdown_forensics::context::Escalation;
+use shutdown_forensics::verdict::PreviousShutdown;
 use shutdown_forensics::{phase, FlightRecord, Forensics, ShutdownLayer};
 use tracing_subscriber::layer::SubscriberExt;
 
@@ -42,6 +43,82 @@ pub const ENDINGS: &[&str] = &[
     "stay_alive",
     "huge_name",
 ];
+
+/// Whether a verdict is the one an ending must get.
+pub type VerdictCheck = fn(&PreviousShutdown) -> bool;
+
+/// What the verdict on an ending's record must be, and the first words of the line the next
+/// start logs about it (`{pid}` stands for the run's pid; `None`: it logs nothing). For the
+/// endings the app reaches on its own, or with a SIGKILL once it says [`WAITING`]
+/// (`kill_in_drain`, `no_shutdown`, `caught_panic`); `stay_alive` is left out (nothing ends).
+pub fn expected(ending: &str) -> Option<(VerdictCheck, Option<&'static str>)> {
+    use PreviousShutdown as P;
+    Some(match ending {
+        "clean" | "huge_name" => (|v| matches!(v, P::Clean { .. }), None),
+        "exited" => (|v| matches!(v, P::Exited { .. }), None),
+        "kill_in_drain" => (
+            |v| matches!(v, P::Killed { phase, .. } if phase.as_deref() == Some("drain")),
+            Some("Previous shutdown did not complete: pid {pid} was killed during phase drain"),
+        ),
+        "early_return" => (
+            |v| matches!(v, P::ExitedEarly { phase: None, last_ended, .. } if last_ended.as_deref() == Some("drain")),
+            Some("Previous shutdown did not complete: pid {pid} exited after phase drain ended without finishing"),
+        ),
+        "exit_in_drain" => (
+            |v| matches!(v, P::ExitedEarly { phase, .. } if phase.as_deref() == Some("drain")),
+            Some("Previous shutdown did not complete: pid {pid} exited during phase drain without finishing"),
+        ),
+        "panic_main" => (
+            |v| matches!(v, P::Panicked { recorded: true, shutdown_begun: false, message, .. } if message == "boom in main"),
+            Some("Previous run ended in a panic: pid {pid} panicked at "),
+        ),
+        "panic_in_drain" => (
+            |v| matches!(v, P::Panicked { recorded: true, phase, message, .. } if phase.as_deref() == Some("drain") && message == "drain exploded"),
+            Some("Previous shutdown did not complete: pid {pid} panicked during phase drain at "),
+        ),
+        "hook_replaced_main" => (
+            |v| matches!(v, P::Panicked { recorded: false, hook_replaced: true, shutdown_begun: false, .. }),
+            Some("Previous run ended in a panic: pid {pid} panicked: message unknown: the panic hook was replaced after install"),
+        ),
+        "hook_replaced_drain" => (
+            |v| matches!(v, P::Panicked { recorded: false, hook_replaced: true, phase, .. } if phase.as_deref() == Some("drain")),
+            Some("Previous shutdown did not complete: pid {pid} panicked during phase drain: message unknown: the panic hook was replaced after install"),
+        ),
+        "panic_after_finish" => (
+            |v| matches!(v, P::Panicked { completed: Some(_), message, .. } if message == "after finish"),
+            Some("Previous run ended in a panic: the shutdown completed (total teardown "),
+        ),
+        "escalate" => (
+            |v| matches!(v, P::Escalated { signal_count: 2, exit_code: 130, phase, .. } if phase.as_deref() == Some("drain")),
+            Some("Previous shutdown did not complete: pid {pid} exited with code 130 on signal #2 (escalation) during phase drain"),
+        ),
+        "no_shutdown" => (
+            |v| matches!(v, P::NoShutdown { outlived_panic: None, .. }),
+            Some("Previous run (pid {pid}) ended without starting a shutdown (crash, OOM kill or power loss)"),
+        ),
+        "caught_panic" => (
+            |v| matches!(v, P::NoShutdown { outlived_panic: Some(p), .. } if p.message == "worker failed"),
+            Some("Previous run (pid {pid}) ended without starting a shutdown (crash, OOM kill or power loss); it had outlived a panic at "),
+        ),
+        "worker_panic_uncaught" => (
+            |v| matches!(v, P::Panicked { recorded: true, inferred: true, thread, .. } if thread.as_deref() == Some("worker")),
+            Some("Previous run ended in a panic: pid {pid} panicked at "),
+        ),
+        "disk_full" => (
+            |v| matches!(v, P::Unknown { shutdown_begun: true, phase, .. } if phase.as_deref() == Some("drain")),
+            Some("Previous shutdown may not have completed: pid {pid} had begun a shutdown during phase drain"),
+        ),
+        _ => return None,
+    })
+}
+
+/// Whether the app waits to be SIGKILLed in this ending.
+pub fn waits_for_kill(ending: &str) -> bool {
+    matches!(
+        ending,
+        "kill_in_drain" | "no_shutdown" | "caught_panic" | "stay_alive"
+    )
+}
 
 /// A line on stderr that never panics.
 pub fn say(line: &str) {
