@@ -357,7 +357,11 @@ impl ForensicsBuilder {
     /// start reports [`PreviousShutdown::Panicked`](crate::verdict::PreviousShutdown::Panicked) rather
     /// than a normal exit. One process-wide hook, installed at the first
     /// [`install`](Self::install) with a flight record and chained to the previous hook: set
-    /// your own hook before `install`. Default: on.
+    /// your own hook before `install`. A hook set after it replaces it: a panic that ends the
+    /// run is then still judged a panic (the exit note says the process was unwinding), but
+    /// its message and place are unknown, and the verdict says why. With the hook, a thread
+    /// of its own (`shutdown-panic-witness`, idle until a panic) notes when the process
+    /// outlived a panic, so that a caught one is never blamed for a later kill. Default: on.
     pub fn with_panic_hook(mut self, on: bool) -> Self {
         self.panic_hook = on;
         self

@@ -12,5 +12,4 @@ mod disposition;
 mod exit_note;
 pub(crate) mod listener;
 pub(crate) mod panic_hook;
-mod panic_witness;
 pub(crate) mod signal;
