@@ -35,6 +35,9 @@ pub enum UnknownReason {
     OversizedLine,
     /// The record holds bytes but no line the reader understands.
     Unreadable,
+    /// The process said as it exited that its shutdown had finished, but the record has no
+    /// line of that completion: its write failed (a full disk, an I/O error).
+    CompletionLost,
 }
 
 impl fmt::Display for UnknownReason {
@@ -43,6 +46,7 @@ impl fmt::Display for UnknownReason {
             Self::TornLine => "ends in a torn line (a write cut short: full disk, I/O error, or a kill during a write)",
             Self::OversizedLine => "ends in a line larger than the 64 KiB read window",
             Self::Unreadable => "holds no readable line",
+            Self::CompletionLost => "has an exit note saying the shutdown had finished but no line of that completion (its write failed: full disk or I/O error)",
         })
     }
 }
@@ -123,7 +127,17 @@ pub(crate) struct ExitNote {
     pub(crate) panic_hook: Option<bool>,
     /// The innermost phase open when it was written.
     pub(crate) phase: Option<String>,
+    /// Whether the shutdown had finished then (`None`: an older note that does not say).
+    pub(crate) finished: Option<bool>,
+    /// Written by `Forensics`' drop (the process normally exits right after, but may go on),
+    /// not by `exit(3)`.
+    pub(crate) by_drop: bool,
 }
+
+/// A drop's exit note no longer says how the run ended once the record shows the process
+/// alive this much later (a `Forensics` dropped early, the shutdown going on without it). The
+/// exit itself can write lines for a while after it: spans closed as a runtime is dropped.
+pub(crate) const ALIVE_AFTER_DROP: Duration = Duration::from_secs(2);
 
 impl ExitNote {
     pub(crate) fn from_value(r: &Value, at: Option<Duration>, phase: Option<String>) -> Self {
@@ -135,6 +149,8 @@ impl ExitNote {
             panic_seq: field("panic_seq").map(Value::as_u64),
             panic_hook: field("panic_hook").and_then(Value::as_bool),
             phase,
+            finished: field("finished").and_then(Value::as_bool),
+            by_drop: field("by").and_then(Value::as_str) != Some("exit"),
         }
     }
 }

@@ -383,6 +383,8 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     // The last exit note, with what was open then; whether it came after the shutdown began.
     let mut exit: Option<(ExitNote, Option<OpenPhase>, Option<OpenPhase>)> = None;
     let mut exited_before_begin = false;
+    // The latest offset recorded after the last exit note.
+    let mut alive_after_exit: Option<Duration> = None;
     let mut stuck: Option<(Option<String>, String)> = None;
     let mut heartbeat = false;
     let mut panics = Panics::default();
@@ -391,6 +393,9 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         the_pid = pid(r).or(the_pid);
         if let Some(t) = offset(r) {
             last = last.max(t);
+            if exit.is_some() {
+                alive_after_exit = alive_after_exit.max(Some(t));
+            }
         }
         let read_trigger = |r: &Value| {
             r.get("trigger")
@@ -443,6 +448,7 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                     let phase = open.last().map(|(_, n, _)| n.clone());
                     let note = ExitNote::from_value(r, offset(r), phase);
                     exited_before_begin = !begun;
+                    alive_after_exit = None;
                     exit = Some((note, open.last().cloned(), last_ended.clone()));
                 }
                 _ => {}
@@ -533,8 +539,25 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         };
     }
     // An exit after the shutdown began (one before it was a helper dropped early, and the run
-    // went on).
-    if let Some((note, open_then, ended_then)) = exit.filter(|_| !exited_before_begin) {
+    // went on; so was a drop after which the record shows the process alive for long).
+    let went_on = |n: &ExitNote| {
+        let after =
+            n.at.unwrap_or_default()
+                .saturating_add(evidence::ALIVE_AFTER_DROP);
+        n.by_drop && alive_after_exit.is_some_and(|t| t > after)
+    };
+    let exit = exit.filter(|(n, _, _)| !exited_before_begin && !went_on(n));
+    if let Some((note, open_then, _)) = exit.as_ref().filter(|(n, _, _)| n.finished == Some(true)) {
+        // It said it had finished, and no `complete` line is here: that write failed.
+        return PreviousShutdown::Unknown {
+            pid: the_pid,
+            reason: UnknownReason::CompletionLost,
+            shutdown_begun: true,
+            phase: open_then.as_ref().map(|(_, n, _)| n.clone()),
+            last_record: note.at.unwrap_or(last),
+        };
+    }
+    if let Some((note, open_then, ended_then)) = exit {
         return PreviousShutdown::ExitedEarly {
             pid: the_pid,
             phase: open_then.as_ref().map(|(_, n, _)| n.clone()),

@@ -497,6 +497,44 @@ fn an_exit_during_the_shutdown_is_exited_early_never_killed() {
     );
     let v = parse_records(&format!("{RUN}{BEGUN}{esc}{exit}"));
     assert!(matches!(v, PreviousShutdown::Escalated { .. }), "{v:?}");
+    // Spans closed as the exit goes on (a runtime dropped after `Forensics`): still exited.
+    let exit = exit_note(
+        2.5,
+        r#"{"shutdown":true,"finished":false,"panicking":false,"by":"drop"}"#,
+    );
+    let closed = "{\"kind\":\"phase_end\",\"t\":2.6,\"id\":1,\"phase\":\"drain\"}\n";
+    let v = parse_records(&format!("{RUN}{BEGUN}{exit}{closed}"));
+    assert!(matches!(v, PreviousShutdown::ExitedEarly { .. }), "{v:?}");
+    // A helper dropped during the shutdown, which then went on (a heartbeat 5 s later) and
+    // was killed: not an exit.
+    let alive = "{\"kind\":\"heartbeat\",\"t\":7.5}\n";
+    let v = parse_records(&format!("{RUN}{BEGUN}{exit}{alive}"));
+    assert!(matches!(v, PreviousShutdown::Killed { .. }), "{v:?}");
+    // An exit(3) note is an exit whatever comes after it.
+    let at_exit = exit_note(
+        2.5,
+        r#"{"shutdown":true,"finished":false,"panicking":false,"by":"exit"}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{at_exit}{alive}"));
+    assert!(matches!(v, PreviousShutdown::ExitedEarly { .. }), "{v:?}");
+    // It said it had finished, but the `complete` line is not there (its write failed): not
+    // "finish() was not called", and never clean without that line.
+    let said = exit_note(
+        3.0,
+        r#"{"shutdown":true,"finished":true,"panicking":false,"by":"drop"}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{said}"));
+    assert!(
+        matches!(
+            v,
+            PreviousShutdown::Unknown {
+                reason: UnknownReason::CompletionLost,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert!(v.message().unwrap().contains("no line of that completion"));
     // After `finish`: clean.
     let done = "{\"kind\":\"complete\",\"t\":3,\"total_s\":3}\n";
     let exit = exit_note(
