@@ -137,7 +137,9 @@ fn a_killed_run_names_the_phase_and_the_next_start_warns_exactly() {
         " WARN shutdown: Previous shutdown did not complete: pid {} was killed during phase drain (entered +2.10s, last record +89.95s, killed ",
         std::process::id()
     );
-    let tail = lines[0].strip_prefix(&head).unwrap_or_else(|| panic!("{lines:?}"));
+    let tail = lines[0]
+        .strip_prefix(&head)
+        .unwrap_or_else(|| panic!("{lines:?}"));
     assert!(
         [
             "between 87.85s and 88.85s into drain) previous_phase=\"drain\"",
