@@ -1,12 +1,20 @@
-//! The kill loop: the gateway example, SIGKILLed at a uniformly random instant from its start to
-//! its exit, again and again on one state directory. After each kill the record it left is read
-//! here line by line (an oracle of its own, independent of the crate's parser), and two verdicts
-//! are checked against what the record shows was running at the kill: `FlightRecord::previous`
-//! on the file, and the line the next start (the next run of the loop) logs.
+//! The kill loop: runs again and again on one state directory, each ending at random in one of
+//! two ways. Half are the gateway example SIGKILLed at a uniformly random instant from its start
+//! to its exit: the record it left is read here line by line (an oracle of its own, independent
+//! of the crate's parser), and two verdicts are checked against what the record shows was
+//! running at the kill: `FlightRecord::previous` on the file, and the line the next start (the
+//! next run of the loop) logs. The other half end in another way, chosen at random from
+//! [`ENDINGS`] and run by a small app (`tests/support/endings.rs`, this binary re-run as
+//! `role_app`): an error returned from the shutdown, an exit inside a phase, a panic on main or
+//! in `drain`, with the panic hook replaced or not, a worker's panic caught (then a SIGKILL
+//! without SIGTERM) or passed on to main, a panic after `finish`, an escalation, a clean stop.
+//! Their verdict and the next start's line are known before the run.
 //!
-//! Never a wrong verdict, so never a wrong "clean"; never a panic in the child.
+//! Never a wrong verdict, so never a wrong "clean"; never a panic in the gateway. After a kill
+//! in a phase, the bounds the verdict gives for the kill are checked against the instant it
+//! was sent (`killed between 0.60s and 1.60s into drain`).
 //!
-//! `SHUTDOWN_FORENSICS_KILL_RUNS` sets the count (default 20, about 20 s);
+//! `SHUTDOWN_FORENSICS_KILL_RUNS` sets the count (default 20, about 10 s);
 //! `SHUTDOWN_FORENSICS_KILL_SEED` replays a run's instants (default: from the clock; printed).
 //! The full run is in SECURITY.md.
 
@@ -22,7 +30,46 @@ use shutdown_forensics::verdict::PreviousShutdown;
 use shutdown_forensics::FlightRecord;
 
 mod gateway_support;
+mod support;
 use gateway_support::gateway_bin;
+use support::endings::{self, ENDING_ENV, RECORD_ENV, STARTED, WAITING};
+use support::rerun_as;
+
+/// The endings other than a SIGKILL at a random instant (`tests/support/endings.rs`).
+const ENDINGS: &[&str] = &[
+    "clean",
+    "early_return",
+    "exit_in_drain",
+    "panic_main",
+    "panic_in_drain",
+    "hook_replaced_main",
+    "hook_replaced_drain",
+    "panic_after_finish",
+    "escalate",
+    "no_shutdown",
+    "caught_panic",
+    "worker_panic_uncaught",
+];
+
+#[test]
+#[ignore = "run by the kill loop"]
+fn role_app() {
+    endings::role();
+}
+
+/// What a run's verdict and the next start's line must be.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// SIGKILLed at a random instant: what its record shows.
+    Record(Shown, Option<u64>),
+    /// Ended by the app as asked.
+    Ending(&'static str, u32),
+}
+
+/// Whether a start got as far as logging the previous run's verdict.
+fn started(stderr: &str) -> bool {
+    stderr.contains("gateway started") || stderr.contains(STARTED)
+}
 
 const RUNS_ENV: &str = "SHUTDOWN_FORENSICS_KILL_RUNS";
 const SEED_ENV: &str = "SHUTDOWN_FORENSICS_KILL_SEED";
@@ -140,8 +187,8 @@ fn agrees(verdict: &PreviousShutdown, shown: &Shown, pid: Option<u64>) -> bool {
 
 /// Whether the next start's stderr says what the record showed (`None` when that start was
 /// killed before it could say anything).
-fn next_start_agrees(stderr: &str, shown: &Shown, pid: Option<u64>) -> Option<bool> {
-    if !stderr.contains("gateway started") {
+fn next_start_agrees(stderr: &str, expect: &Expect) -> Option<bool> {
+    if !started(stderr) {
         return None; // killed before `install` logged the verdict (it logs before this line)
     }
     let lines: Vec<&str> = stderr
@@ -149,6 +196,19 @@ fn next_start_agrees(stderr: &str, shown: &Shown, pid: Option<u64>) -> Option<bo
         .filter(|l| l.contains("Previous shutdown") || l.contains("Previous run"))
         .filter(|l| !l.contains(EARLIER))
         .collect();
+    let (shown, pid) = match expect {
+        Expect::Record(shown, pid) => (shown, *pid),
+        Expect::Ending(ending, pid) => {
+            let (_, words) = endings::expected(ending).expect("an ending with an expectation");
+            return Some(match words {
+                None => lines.is_empty(),
+                Some(w) => {
+                    let w = w.replace("{pid}", &pid.to_string());
+                    lines.len() == 1 && lines[0].contains(&w)
+                }
+            });
+        }
+    };
     let pid = pid.map_or("?".to_owned(), |p| p.to_string());
     let one = |needle: &str| lines.len() == 1 && lines[0].contains(needle);
     Some(match shown {
@@ -243,6 +303,38 @@ fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
     }
 }
 
+/// The app (`role_app`) with `ending`, on the gateway's record.
+fn spawn_app(dir: &Path, stderr: &Path, ending: &str) -> Child {
+    rerun_as("role_app")
+        .env(RECORD_ENV, dir.join("state/flight.jsonl"))
+        .env(ENDING_ENV, ending)
+        .env("RUST_BACKTRACE", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(stderr).expect("stderr file"))
+        .spawn()
+        .expect("spawn the app")
+}
+
+/// When the last run in `text` began its shutdown (wall clock), from its `begin` line.
+fn begin_wall(text: &str) -> Option<f64> {
+    let records: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let from = records.iter().rposition(|r| r["kind"] == "run")?;
+    records[from..]
+        .iter()
+        .find(|r| r["kind"] == "begin")
+        .and_then(|r| r["wall_unix_s"].as_f64())
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 #[test]
 fn sigkill_at_any_instant_is_never_judged_wrongly() {
     let runs = env_u64(RUNS_ENV).unwrap_or(DEFAULT_RUNS);
@@ -260,10 +352,10 @@ fn sigkill_at_any_instant_is_never_judged_wrongly() {
     // Built before anything is timed.
     gateway_bin();
     // Run 0 is not killed: how long a whole run takes here is the window the instants span.
-    let started = Instant::now();
+    let started_at = Instant::now();
     let mut child = spawn(dir.path(), &stderr_of(0));
     let status = wait(&mut child, Duration::from_secs(60));
-    let window = started.elapsed();
+    let window = started_at.elapsed();
     assert!(status.success(), "uncut run failed: {status:?}");
     println!("kill loop: a whole run takes {window:.2?}; kill instants are uniform in it");
 
@@ -271,26 +363,60 @@ fn sigkill_at_any_instant_is_never_judged_wrongly() {
     let mut wrong: Vec<String> = Vec::new();
     let mut next_checked = 0u64;
     let mut killed = 0u64;
-    let mut last: Option<(Shown, Option<u64>, String)> = None;
+    let mut last: Option<Expect> = None;
     // A start killed after it replaced the record and before it logged its verdict on it: the
     // next start that gets that far must log that verdict too, as an earlier one.
     let mut carried_checked = 0u64;
     let mut unlogged = 0u64;
     let mut owed: Vec<String> = Vec::new();
+    // The bounds a `Killed` verdict gives for the kill, against the instant it was sent.
+    let mut bounds_checked = 0u64;
+    let mut worst_late: Option<f64> = None;
     // The last run is not killed either: its start judges the record of the last kill.
     for run in 1..=runs + 1 {
         let at = Duration::from_micros(next(&mut state) % window.as_micros().max(1) as u64);
-        let started = Instant::now();
-        let mut child = spawn(dir.path(), &stderr_of(run));
-        let status = if run <= runs {
-            std::thread::sleep(at.saturating_sub(started.elapsed()));
-            let _ = child.kill(); // SIGKILL
-            wait(&mut child, Duration::from_secs(60))
-        } else {
-            wait(&mut child, Duration::from_secs(60))
+        let pick = next(&mut state);
+        // Half the runs (never the last) end otherwise than by a SIGKILL at a random instant.
+        let ending = (run <= runs && pick % 2 == 1)
+            .then(|| ENDINGS[(pick / 2 % ENDINGS.len() as u64) as usize]);
+        let started_at = Instant::now();
+        let mut kill_wall = None;
+        let (mut child, pid) = match ending {
+            Some(e) => {
+                let c = spawn_app(dir.path(), &stderr_of(run), e);
+                let pid = c.id();
+                (c, pid)
+            }
+            None => {
+                let c = spawn(dir.path(), &stderr_of(run));
+                let pid = c.id();
+                (c, pid)
+            }
+        };
+        let status = match ending {
+            Some(e) if endings::waits_for_kill(e) => {
+                let waiting = support::wait_until(Duration::from_secs(30), || {
+                    std::fs::read_to_string(stderr_of(run)).is_ok_and(|t| t.contains(WAITING))
+                });
+                assert!(waiting, "run {run}: the app ({e}) never waited");
+                let _ = child.kill();
+                wait(&mut child, Duration::from_secs(60))
+            }
+            Some(_) => wait(&mut child, Duration::from_secs(60)),
+            None if run <= runs => {
+                std::thread::sleep(at.saturating_sub(started_at.elapsed()));
+                kill_wall = Some(unix_now());
+                let _ = child.kill(); // SIGKILL
+                wait(&mut child, Duration::from_secs(60))
+            }
+            None => wait(&mut child, Duration::from_secs(60)),
         };
         let stderr = std::fs::read_to_string(stderr_of(run)).unwrap_or_default();
-        if stderr.contains("panicked") {
+        // A panic of the gateway itself (a verdict line may say "panicked" about a run before).
+        let panicked = stderr
+            .lines()
+            .any(|l| l.contains("panicked") && !l.contains("Previous"));
+        if ending.is_none() && panicked {
             wrong.push(format!("run {run}: the child panicked:\n{stderr}"));
         }
         let text = match std::fs::read(&record) {
@@ -299,19 +425,18 @@ fn sigkill_at_any_instant_is_never_judged_wrongly() {
             Err(e) => panic!("read {}: {e}", record.display()),
         };
         // The previous run's record, as this start found it, against what this start logged.
-        if let Some((prev_shown, prev_pid, _)) = &last {
-            match next_start_agrees(&stderr, prev_shown, *prev_pid) {
+        if let Some(prev) = &last {
+            match next_start_agrees(&stderr, prev) {
                 Some(true) => next_checked += 1,
                 Some(false) => wrong.push(format!(
-                    "run {run}: the start after a record showing {prev_shown:?} (pid {prev_pid:?}) \
-                     logged:\n{stderr}"
+                    "run {run}: the start after {prev:?} logged:\n{stderr}"
                 )),
                 None => {}
             }
         }
         // Verdicts owed by starts killed before they logged them: logged by this one, if it
         // logged anything (at most the latest three are carried).
-        if stderr.contains("gateway started") {
+        if started(&stderr) {
             for m in owed.iter().rev().take(3) {
                 // As `escape_hidden` shows it (the gateway's messages hold no control characters).
                 let escaped_line = format!("{EARLIER}{}", m.replace('\\', "\\\\"));
@@ -337,13 +462,43 @@ fn sigkill_at_any_instant_is_never_judged_wrongly() {
         killed += u64::from(status.signal() == Some(libc::SIGKILL));
 
         // What this start read and did not confirm is owed by the next one.
-        if !stderr.contains("gateway started") {
+        if !started(&stderr) {
             owed = unconfirmed(&text);
         }
-        let (shows, pid) = shown(&text);
         let verdict = FlightRecord::previous(&record).expect("read the record");
+        // A gateway killed before it replaced the record leaves the previous run's in place:
+        // when that was an app's, its ending still says what the verdict must be.
+        let (shows, shown_pid) = shown(&text);
+        let ending_judged = ending.map(|e| (e, pid)).or(match &last {
+            Some(Expect::Ending(e, p)) if shown_pid == Some(u64::from(*p)) => Some((*e, *p)),
+            _ => None,
+        });
+        if let Some((e, pid)) = ending_judged {
+            *seen.entry(format!("ending {e}")).or_default() += u64::from(ending.is_some());
+            let (agrees, _) = endings::expected(e).expect("an ending with an expectation");
+            let same_pid = match &verdict {
+                PreviousShutdown::Clean { pid: p, .. }
+                | PreviousShutdown::ExitedEarly { pid: p, .. }
+                | PreviousShutdown::Panicked { pid: p, .. }
+                | PreviousShutdown::Escalated { pid: p, .. }
+                | PreviousShutdown::NoShutdown { pid: p, .. } => *p == Some(pid),
+                _ => true,
+            };
+            if !agrees(&verdict) || !same_pid {
+                let clean = if verdict.is_clean() && e != "clean" {
+                    "WRONG CLEAN "
+                } else {
+                    ""
+                };
+                wrong.push(format!(
+                    "run {run} (ending {e}, {status:?}): {clean}the verdict is {verdict:?}\n{text}\n{stderr}"
+                ));
+            }
+            last = Some(Expect::Ending(e, pid));
+            continue;
+        }
         *seen.entry(shows.kind()).or_default() += 1;
-        if !agrees(&verdict, &shows, pid) {
+        if !agrees(&verdict, &shows, shown_pid) {
             let clean = if verdict.is_clean() && !matches!(shows, Shown::Nothing | Shown::Complete)
             {
                 "WRONG CLEAN "
@@ -352,16 +507,52 @@ fn sigkill_at_any_instant_is_never_judged_wrongly() {
             };
             wrong.push(format!(
                 "run {run} (kill at {at:.2?}, {status:?}): {clean}the record shows {shows:?} \
-                 (pid {pid:?}), the verdict is {verdict:?}\n{text}"
+                 (pid {shown_pid:?}), the verdict is {verdict:?}\n{text}"
             ));
         }
-        last = Some((shows, pid, text));
+        // The kill came after the last record and (when a heartbeat bounds it) before the
+        // heartbeat that was due next: checked against when it was sent (loosely: the
+        // watchdog thread of a loaded machine can be late).
+        if let (
+            PreviousShutdown::Killed {
+                last_record,
+                killed_by,
+                ..
+            },
+            Some(kill),
+            Some(begin),
+        ) = (&verdict, kill_wall, begin_wall(&text))
+        {
+            let kill_at = kill - begin;
+            bounds_checked += 1;
+            if last_record.as_secs_f64() > kill_at + 0.05 {
+                wrong.push(format!(
+                    "run {run}: last record +{:.3}s after the kill at +{kill_at:.3}s",
+                    last_record.as_secs_f64()
+                ));
+            }
+            if let Some(by) = killed_by {
+                let late = kill_at - by.as_secs_f64();
+                worst_late = Some(worst_late.map_or(late, |w| w.max(late)));
+                if late > 0.5 {
+                    wrong.push(format!(
+                        "run {run}: killed at +{kill_at:.3}s, the verdict says by +{:.3}s",
+                        by.as_secs_f64()
+                    ));
+                }
+            }
+        }
+        last = Some(Expect::Record(shows, shown_pid));
     }
     println!(
-        "kill loop: {runs} runs ({killed} killed before they exited), record showed {seen:?}; \
-         {next_checked} next-start lines checked; {carried_checked} verdicts of starts killed \
-         before logging them logged by a later start; {unlogged} dropped (more than three \
-         starts in a row killed before logging); {} wrong",
+        "kill loop: {runs} runs ({killed} killed before they exited), endings and what the \
+         record showed: {seen:?}; {next_checked} next-start lines checked; {carried_checked} \
+         verdicts of starts killed before logging them logged by a later start; {unlogged} \
+         dropped (more than three starts in a row killed before logging); {bounds_checked} \
+         kill bounds checked ({}); {} wrong",
+        worst_late.map_or("no upper bound given".to_owned(), |w| format!(
+            "the latest kill {w:+.3}s past the upper bound it was given; negative: within"
+        )),
         wrong.len()
     );
     // After the last (clean) start, nothing a killed start left is still lying around.

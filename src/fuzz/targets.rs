@@ -292,6 +292,13 @@ fn fuzz_flight_record() {
             b"{\"kind\":\"panic\",\"message\":\"m\"}\n",
             b"{\"kind\":\"note\",\"note\":\"escalated\",\"value\":{\"count\":2,\"exit_code\":130}}\n",
             b"{\"kind\":\"note\",\"note\":\"exit\",\"value\":{\"panicking\":true}}\n",
+            b"{\"kind\":\"note\",\"note\":\"exit\",\"t\":2,\"value\":{\"shutdown\":true,\"panicking\":false}}\n",
+            b"{\"kind\":\"note\",\"note\":\"exit\",\"value\":{\"panicking\":true,\"panic_seq\":null,\"panic_hook\":true}}\n",
+            b"{\"kind\":\"note\",\"note\":\"exit\",\"value\":{\"panicking\":true,\"panic_seq\":1}}\n",
+            b"{\"kind\":\"panic\",\"seq\":1,\"message\":\"m\"}\n",
+            b"{\"kind\":\"note\",\"note\":\"panic_outlived\",\"value\":{\"through\":1}}\n",
+            b"{\"kind\":\"phase_end\",\"t\":2,\"id\":0,\"unwinding\":true}\n",
+            b"{\"kind\":\"heartbeat\",\"t\":1}\n",
             b"{\"kind\":\"stuck\",\"summary\":\"s\",\"phase\":\"drain\"}\n",
             b"{\"kind\":\"run\",\"pid\":43,\"previous\":\"p\",\"carried\":[\"a\",\"b\"]}\n",
             b"{\"kind\":\"note\",\"note\":\"verdict_logged\"}\n",
@@ -316,6 +323,50 @@ fn fuzz_flight_record() {
             assert!(!shown(m).chars().any(char::is_control), "{m:?}");
         }
         !matches!(verdict, PreviousShutdown::None)
+    });
+    assert!(summary.accepted > 0);
+}
+
+/// A report's `Display` (the waterfall) on any report a layer could hold: labels of any
+/// length and bytes (untrusted: adapter names, span fields), odd numbers, parents that loop.
+/// It never panics (a 100 000-character label once did: a format width past `u16::MAX`), and
+/// no row grows with a label.
+#[test]
+fn fuzz_report_display() {
+    use crate::timeline::report::ShutdownReport;
+    let target = Target {
+        name: "report_display",
+        default_iters: 3_000,
+        max_len: 160 * 1024,
+        dict: &[
+            b"\"name\":",
+            b"\"parent\":",
+            b"\"start_s\":",
+            b"\"duration_s\":",
+            b"\"budget_s\":",
+            b"\"outcome\":\"open\"",
+            b"\"outcome\":\"over_budget\"",
+            b"\\u001b",
+            b"\\u200b",
+            b"\\n",
+        ],
+    };
+    let summary = fuzz(target, |input| {
+        let Ok(report) = serde_json::from_slice::<ShutdownReport>(input) else {
+            return false;
+        };
+        for out in [report.to_string(), format!("{report:#}")] {
+            assert_eq!(out.lines().count(), 1 + report.phases.len());
+            for row in out.lines().skip(1).filter(|r| !r.contains("stuck at")) {
+                assert!(
+                    row.chars().count() < 200,
+                    "a row of {} chars",
+                    row.chars().count()
+                );
+            }
+        }
+        let _ = report.to_chrome_trace();
+        true
     });
     assert!(summary.accepted > 0);
 }

@@ -81,11 +81,19 @@ impl Default for ForensicsBuilder {
 }
 
 /// The installed signal helper. Keep it alive for the life of `main`: dropping it stops the
-/// listener and flushes the log guards it adopted.
+/// listener, writes how the run left to the flight record, and flushes the log guards it
+/// adopted.
 ///
-/// After the drop the signals stay caught (signal-hook never restores a default action), so
-/// a `SIGTERM` that arrives later is ignored rather than fatal: drop it at the end of `main`,
+/// After the drop, each signal it listened to does again what it did before the first install:
+/// a `SIGTERM` that had its default action ends the process, as if the crate had never been
+/// installed (signal-hook itself never gives a signal back; the crate runs the default action
+/// when no `Forensics` listens). A handler the app registered through signal-hook (or tokio's
+/// `signal`) *after* the install cannot be told apart: drop `Forensics` at the end of `main`,
 /// not before. Installing again after the drop works and listens afresh.
+///
+/// Dropping it during a shutdown that [`finish`](Self::finish) did not end (an error returned
+/// from the shutdown path) logs a WARN with the fix, and the next start reports the run as
+/// exited without finishing, not as killed.
 ///
 /// # Signals and your threads
 ///
@@ -113,13 +121,15 @@ impl Default for ForensicsBuilder {
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
-#[must_use = "dropping Forensics stops the listener; later signals are then ignored"]
+#[must_use = "dropping Forensics stops the listener; the signals then take their default action"]
 pub struct Forensics {
     shared: Arc<ListenerState>,
     signals: signal_hook::iterator::Handle,
     report_path: Option<PathBuf>,
     /// Without a handle, `finish` logs the completion line itself, once.
     finished: AtomicBool,
+    /// The signals listened to: their default action comes back at the drop.
+    installed_signals: Vec<i32>,
 }
 
 impl Forensics {
@@ -195,15 +205,27 @@ impl Forensics {
 impl Drop for Forensics {
     fn drop(&mut self) {
         self.signals.close();
-        // Leaving without a shutdown (a start-up error, an early return): say so in the flight
-        // record, so that the next start does not take it for a crash. Leaving while a panic
-        // unwinds: say that too, so that the recorded panic is judged as what ended the run.
-        let shutdown = self.shared.count.load(std::sync::atomic::Ordering::SeqCst) > 0;
-        let panicking = std::thread::panicking();
-        if !shutdown || panicking {
-            if let Some(handle) = &self.shared.config.handle {
-                let value = serde_json::json!({ "shutdown": shutdown, "panicking": panicking });
-                handle.record("exit", value);
+        // As if the crate had never been installed: a later SIGTERM ends the process again.
+        crate::signal_helper::disposition::release(&self.installed_signals);
+        // Always say how the run left, so that the next start tells an exit from a kill: no
+        // shutdown (a start-up error), a shutdown left without `finish()` (an error returned
+        // from it), or a panic unwinding (judged by the panic it unwinds).
+        let mut unfinished = None;
+        if let Some(handle) = &self.shared.config.handle {
+            let ending = crate::signal_helper::exit_note::on_drop(&handle.shared);
+            if ending.begun && !ending.finished {
+                unfinished = Some((ending.at, ending.phase));
+            }
+        } else if let Some(at) = self.shared.first_received() {
+            if !self.finished.load(Ordering::SeqCst) {
+                unfinished = Some((Some(at.elapsed()), None));
+            }
+        }
+        if let (Some((at, phase)), false) = (unfinished, std::thread::panicking()) {
+            let warn = || crate::timeline::events::finish_not_called(at, phase.as_deref());
+            match &self.shared.config.handle {
+                Some(h) => h.shared.emit(warn),
+                None => warn(),
             }
         }
         // Startup messages whose subscriber never came: stderr rather than nowhere.
@@ -335,7 +357,11 @@ impl ForensicsBuilder {
     /// start reports [`PreviousShutdown::Panicked`](crate::verdict::PreviousShutdown::Panicked) rather
     /// than a normal exit. One process-wide hook, installed at the first
     /// [`install`](Self::install) with a flight record and chained to the previous hook: set
-    /// your own hook before `install`. Default: on.
+    /// your own hook before `install`. A hook set after it replaces it: a panic that ends the
+    /// run is then still judged a panic (the exit note says the process was unwinding), but
+    /// its message and place are unknown, and the verdict says why. With the hook, a thread
+    /// of its own (`shutdown-panic-witness`, idle until a panic) notes when the process
+    /// outlived a panic, so that a caught one is never blamed for a later kill. Default: on.
     pub fn with_panic_hook(mut self, on: bool) -> Self {
         self.panic_hook = on;
         self
@@ -516,13 +542,23 @@ impl ForensicsBuilder {
         if let Ok(mut g) = shared.guards.lock() {
             g.extend(self.guards);
         }
-        let signals = listener::spawn(Arc::clone(&shared), &self.signals)
-            .map_err(|e| Error::io("register shutdown signal handlers", e))?;
+        crate::signal_helper::disposition::acquire(&self.signals);
+        let signals = match listener::spawn(Arc::clone(&shared), &self.signals) {
+            Ok(signals) => signals,
+            Err(e) => {
+                crate::signal_helper::disposition::release(&self.signals);
+                return Err(Error::io("register shutdown signal handlers", e));
+            }
+        };
+        if let Some(handle) = &shared.config.handle {
+            crate::signal_helper::exit_note::arm(&handle.shared);
+        }
         Ok(Forensics {
             shared,
             signals,
             report_path,
             finished: AtomicBool::new(false),
+            installed_signals: self.signals,
         })
     }
 }

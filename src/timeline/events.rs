@@ -178,6 +178,25 @@ pub(crate) fn complete_line(total: Duration) {
     );
 }
 
+/// `+2.50s shutdown left without finish() during phase drain: ...`, once, when
+/// [`Forensics`](crate::Forensics) is dropped during a shutdown that never finished (an error
+/// returned from the shutdown path, an early return). To stderr when no subscriber takes a
+/// WARN: the fix must not go to nowhere.
+pub(crate) fn finish_not_called(at: Option<Duration>, phase: Option<&str>) {
+    let at = at.map_or_else(String::new, |t| format!("{} ", Offset(t)));
+    let during = phase.map_or_else(String::new, |p| format!(" during phase {}", Logfmt(p)));
+    let line = format!(
+        "{at}shutdown left without finish(){during}: the next start will report that this run \
+         exited without finishing. Call forensics.finish() once the shutdown is done, also when \
+         a step of it fails"
+    );
+    if tracing::enabled!(target: PHASE_TARGET, tracing::Level::WARN) {
+        tracing::warn!(target: PHASE_TARGET, parent: None, phase = phase.map(|p| display(Logfmt(p))), "{line}");
+    } else {
+        crate::sys::stderr::try_line(&format!("shutdown-forensics: {line}"));
+    }
+}
+
 /// `phase drain seen outside a shutdown: not timed ...`, once per layer: a phase span opened
 /// before the signal helper started the shutdown.
 pub(crate) fn outside_shutdown(shared: &Timeline, label: &str) {

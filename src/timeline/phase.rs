@@ -383,6 +383,11 @@ impl Timeline {
         if let Some(a) = &abandoned {
             end["abandoned_spans"] = json!(a.count);
         }
+        if std::thread::panicking() {
+            // Closed by a panic unwinding its thread: the panic came during this phase (the
+            // next start says so even when no panic line was recorded).
+            end["unwinding"] = json!(true);
+        }
         self.write(&end, true);
         crate::timeline::events::done(self, &label, at, took, &recorded);
         if let (Some(budget), true) = (over, self.config.stuck_on_budget) {

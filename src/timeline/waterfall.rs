@@ -8,6 +8,21 @@ use crate::timeline::report::{PhaseOutcome, ShutdownReport};
 
 /// Width of the bar area, in characters.
 const BAR_WIDTH: usize = 40;
+/// Longest label shown, in characters (indentation included); a longer one is cut and ends
+/// in `...`. Labels are untrusted (an adapter name from a flag or a config file): no width
+/// may come from their length (a format width past `u16::MAX` panics), and a row must stay
+/// readable. The JSON report keeps them whole.
+const LABEL_MAX: usize = 60;
+
+/// `label` cut to [`LABEL_MAX`] characters, marked with `...` when cut.
+fn shown_label(label: String) -> String {
+    if label.chars().count() <= LABEL_MAX {
+        return label;
+    }
+    let mut cut: String = label.chars().take(LABEL_MAX - 3).collect();
+    cut.push_str("...");
+    cut
+}
 
 fn dur(s: f64) -> Secs {
     Secs(std::time::Duration::try_from_secs_f64(s).unwrap_or_default())
@@ -46,8 +61,9 @@ impl fmt::Display for ShutdownReport {
         writeln!(f)?;
         let labels: Vec<String> = (0..self.phases.len())
             .map(|i| {
-                let indent = "  ".repeat(self.depth(i));
-                format!("{indent}{}", Logfmt(&self.phases[i].name))
+                // Nesting past the cap adds nothing readable.
+                let indent = "  ".repeat(self.depth(i).min(LABEL_MAX / 4));
+                shown_label(format!("{indent}{}", Logfmt(&self.phases[i].name)))
             })
             .collect();
         let label_width = labels
@@ -90,12 +106,12 @@ impl fmt::Display for ShutdownReport {
             let bar: String = bar.into_iter().collect();
             let offset =
                 Offset(std::time::Duration::try_from_secs_f64(p.start_s).unwrap_or_default());
-            let pad = label_width.saturating_sub(label.chars().count());
+            // Padding written out, never a format width: see `LABEL_MAX`.
+            let pad = " ".repeat(label_width.saturating_sub(label.chars().count()));
             write!(
                 f,
-                "{:>7}  {label}{:pad$}{bar} {:>8}",
+                "{:>7}  {label}{pad}{bar} {:>8}",
                 offset.to_string(),
-                "",
                 dur(p.duration_s).to_string()
             )?;
             match (p.outcome, p.budget_s) {

@@ -9,9 +9,10 @@
 //! Previous shutdown did not complete: pid 4242 was killed during phase drain (entered +2.10s, last record +89.95s, ...)
 //! ```
 //!
-//! The verdict is a [`PreviousShutdown`]: `Clean`, `Killed`, `Panicked`, `Escalated`,
-//! `NoShutdown`, `Unknown` (with an [`UnknownReason`]) and a few that log nothing. It is never
-//! a guess: a record that cannot be judged says so. Read it yourself with
+//! The verdict is a [`PreviousShutdown`]: `Clean`, `Killed`, `ExitedEarly`, `Panicked`,
+//! `Escalated`, `NoShutdown`, `Unknown` (with an [`UnknownReason`]) and a few that log nothing.
+//! It is never a guess: a record that cannot be judged says so, and a figure it cannot know
+//! exactly (when the kill came) is given as the bounds it can vouch for. Read it yourself with
 //! [`FlightRecord::previous`](crate::FlightRecord::previous), or from text:
 //!
 //! ```
@@ -34,21 +35,19 @@
 // In: the record's text (bounded by the reader in `record/flight_record.rs`). Out: a
 // `PreviousShutdown` and its one log line. Read `parse_records` first.
 
-use std::fmt;
 use std::time::Duration;
 
 use serde_json::Value;
 
 use crate::context::trigger::TriggerInfo;
-use crate::sys::clock::Offset;
-use crate::sys::logfmt::Logfmt;
 use crate::sys::target::PHASE_TARGET;
 
 mod evidence;
+mod message;
 pub(crate) mod unconfirmed;
 
-use evidence::PanicRecord;
-pub use evidence::UnknownReason;
+use evidence::{ExitNote, PanicRecord, Panics};
+pub use evidence::{RecordedPanic, UnknownReason};
 
 /// How the previous run ended, according to its flight record.
 ///
@@ -60,14 +59,15 @@ pub use evidence::UnknownReason;
 ///     r#"{"kind":"run","pid":42}"#, "\n",
 ///     r#"{"kind":"begin","t":0.0,"pid":42}"#, "\n",
 ///     r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"drain"}"#, "\n",
-///     r#"{"kind":"note","t":89.95,"note":"heartbeat"}"#, "\n", // then SIGKILL
+///     r#"{"kind":"heartbeat","t":89.95}"#, "\n", // then SIGKILL
 /// );
 /// let verdict = FlightRecord::parse(text);
 /// assert!(matches!(verdict, PreviousShutdown::Killed { .. }));
+/// // The next heartbeat was due a second later and never came: the kill is between the two.
 /// assert_eq!(
 ///     verdict.message().as_deref(),
 ///     Some("Previous shutdown did not complete: pid 42 was killed during phase drain \
-///           (entered +2.10s, last record +89.95s, 87.85s into drain)"),
+///           (entered +2.10s, last record +89.95s, killed between 87.85s and 88.85s into drain)"),
 /// );
 /// ```
 #[derive(Debug, Clone, PartialEq)]
@@ -111,6 +111,32 @@ pub enum PreviousShutdown {
         /// True when the record holds heartbeat lines: the last record is then within about a
         /// second of the kill (without them, the kill may have come long after it).
         heartbeat: bool,
+        /// The latest the kill can have come, from the shutdown origin: when the heartbeat
+        /// after the last one was due (the watchdog appends one a second while the shutdown
+        /// runs). `None` when the record cannot bound it (no heartbeat, or heartbeats that had
+        /// stopped before the last record).
+        killed_by: Option<Duration>,
+    },
+    /// The previous shutdown started, and the process then exited on its own without
+    /// finishing it: an error returned from the shutdown path (a `?` on a failing close), a
+    /// return or `std::process::exit` before [`Forensics::finish`](crate::Forensics::finish).
+    /// Nobody killed it: its exit note says so.
+    #[non_exhaustive]
+    ExitedEarly {
+        /// The previous process.
+        pid: Option<u32>,
+        /// The phase that was still open when it exited (the innermost), if any.
+        phase: Option<String>,
+        /// When that phase was entered, from the shutdown origin.
+        entered: Option<Duration>,
+        /// When it exited (its exit note), from the shutdown origin.
+        exited_at: Option<Duration>,
+        /// The phase that had ended last when it exited, if any.
+        last_ended: Option<String>,
+        /// When that phase ended, from the shutdown origin.
+        last_ended_at: Option<Duration>,
+        /// What started the shutdown, when recorded.
+        trigger: Option<TriggerInfo>,
     },
     /// The previous shutdown was cut short on purpose: the `signal_count`-th signal escalated
     /// ([`crate::context::Escalation::Exit`]) and the process exited with `exit_code`.
@@ -148,16 +174,22 @@ pub enum PreviousShutdown {
     NoShutdown {
         /// The previous process.
         pid: Option<u32>,
+        /// A panic the run recorded and then outlived (caught, as tokio catches a task's, or
+        /// ending only its own thread): mentioned, never blamed for the end.
+        outlived_panic: Option<RecordedPanic>,
     },
-    /// The previous run panicked: the panic hook installed by
-    /// [`ForensicsBuilder::install`](crate::ForensicsBuilder::install) recorded the panic,
-    /// and the process ended with it (the unwinding dropped [`crate::Forensics`], or the
-    /// panic was the record's last line). A panic that was caught and survived is not this.
+    /// A panic ended the previous run: the unwinding dropped [`crate::Forensics`] (its exit
+    /// note says it was panicking), an exit came from inside a panic hook, or the panic was
+    /// the record's last word (an abort: `panic = "abort"`, a panic while panicking). The
+    /// panic hook installed by [`ForensicsBuilder::install`](crate::ForensicsBuilder::install)
+    /// recorded its message, place and thread; when another hook replaced it after install
+    /// those are unknown, and the verdict says so. A panic the process outlived (caught, or
+    /// confined to its thread) is not this.
     #[non_exhaustive]
     Panicked {
         /// The previous process.
         pid: Option<u32>,
-        /// The panic's message (capped).
+        /// The panic's message (capped); empty when not recorded.
         message: String,
         /// Where it panicked: `file:line:column`.
         location: Option<String>,
@@ -167,6 +199,19 @@ pub enum PreviousShutdown {
         shutdown_begun: bool,
         /// The phase that was running, when one was.
         phase: Option<String>,
+        /// Whether the crate's hook recorded the panic (message, place, thread). False when
+        /// the hook was replaced after install, or turned off.
+        recorded: bool,
+        /// Not recorded because another hook replaced the crate's after install.
+        hook_replaced: bool,
+        /// The thread that ended the run unwound a panic the hook had not seen on it (one
+        /// passed on with `resume_unwind` from another thread, as joining a panicked thread
+        /// and re-raising does; or one missed after the hook was replaced): message, place and
+        /// thread are those of the last panic recorded in the run, and the line says so.
+        inferred: bool,
+        /// The total teardown time when the shutdown had completed before the panic: the
+        /// stop itself was clean, the process then panicked (e.g. writing its last report).
+        completed: Option<Duration>,
     },
     /// The record cannot tell whether the previous shutdown completed (see
     /// [`UnknownReason`]). What it shows up to there is kept; it is never taken for clean.
@@ -192,97 +237,6 @@ impl PreviousShutdown {
         matches!(self, Self::None | Self::Clean { .. })
     }
 
-    /// The warning to log, or `None` when the previous stop was clean (or there was none).
-    #[must_use]
-    pub fn message(&self) -> Option<String> {
-        match self {
-            Self::None | Self::Clean { .. } | Self::Exited { .. } | Self::StillRunning { .. } => None,
-            Self::Escalated { pid, phase, signal_count, exit_code, last_record } => {
-                let during = match phase {
-                    Some(p) => format!("during phase {}", Logfmt(p)),
-                    None => "before any phase started".to_owned(),
-                };
-                Some(format!(
-                    "Previous shutdown did not complete: pid {} exited with code {exit_code} on \
-                     signal #{signal_count} (escalation) {during} (last record {})",
-                    Pid(*pid),
-                    Offset(*last_record)
-                ))
-            }
-            Self::Killed {
-                pid,
-                phase,
-                entered,
-                last_record,
-                last_ended,
-                last_ended_at,
-                stuck,
-                ..
-            } => {
-                let stuck = match stuck {
-                    Some(s) => format!("; stuck in {s}"),
-                    None => String::new(),
-                };
-                // How far into the phase the last record is: with heartbeats (at most a second
-                // apart) that is within a second of the kill.
-                let into = match (phase, entered) {
-                    (Some(p), Some(e)) => format!(
-                        ", {:.2}s into {}",
-                        last_record.saturating_sub(*e).as_secs_f64(),
-                        Logfmt(p)
-                    ),
-                    _ => String::new(),
-                };
-                let during = match (phase, entered, last_ended) {
-                    (Some(p), Some(e), _) => format!("during phase {} (entered {}, ", Logfmt(p), Offset(*e)),
-                    (Some(p), None, _) => format!("during phase {} (", Logfmt(p)),
-                    (None, _, Some(p)) => match last_ended_at {
-                        Some(t) => format!("after phase {} ended ({}, ", Logfmt(p), Offset(*t)),
-                        None => format!("after phase {} ended (", Logfmt(p)),
-                    },
-                    (None, _, None) => "before any phase started (".to_owned(),
-                };
-                Some(format!(
-                    "Previous shutdown did not complete: pid {} was killed {during}last record {}{into}){stuck}",
-                    Pid(*pid),
-                    Offset(*last_record)
-                ))
-            }
-            Self::Panicked {
-                pid,
-                message,
-                location,
-                thread,
-                shutdown_begun,
-                phase,
-            } => Some(evidence::panic_message(
-                &Pid(*pid).to_string(),
-                *shutdown_begun,
-                phase.as_deref(),
-                message,
-                location.as_deref(),
-                thread.as_deref(),
-            )),
-            Self::Unknown {
-                pid,
-                reason,
-                shutdown_begun,
-                phase,
-                last_record,
-            } => Some(evidence::unknown_message(
-                &Pid(*pid).to_string(),
-                *reason,
-                *shutdown_begun,
-                phase.as_deref(),
-                *last_record,
-            )),
-            Self::NoShutdown { pid } => Some(format!(
-                "Previous run (pid {}) ended without starting a shutdown (crash, OOM kill or power loss)",
-                Pid(*pid)
-            )),
-        }
-    }
-
     /// Logs [`PreviousShutdown::message`] as a WARN event (target `shutdown`) when there is
     /// one. Call it after the subscriber is installed.
     pub fn log(&self) {
@@ -290,23 +244,12 @@ impl PreviousShutdown {
             return;
         };
         match self {
-            Self::Killed { phase, .. } => tracing::warn!(
+            Self::Killed { phase, .. } | Self::ExitedEarly { phase, .. } => tracing::warn!(
                 target: PHASE_TARGET,
                 previous_phase = phase.as_deref(),
                 "{message}"
             ),
             _ => tracing::warn!(target: PHASE_TARGET, "{message}"),
-        }
-    }
-}
-
-struct Pid(Option<u32>);
-
-impl fmt::Display for Pid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(pid) => write!(f, "{pid}"),
-            None => f.write_str("?"),
         }
     }
 }
@@ -368,6 +311,12 @@ pub(crate) fn parse_tail(text: &str, oversized: bool) -> PreviousShutdown {
                 last_record,
                 ..
             } => unknown(pid, true, phase, last_record),
+            PreviousShutdown::ExitedEarly {
+                pid,
+                phase,
+                exited_at,
+                ..
+            } => unknown(pid, true, phase, exited_at.unwrap_or_default()),
             PreviousShutdown::Unknown {
                 pid,
                 shutdown_begun,
@@ -383,6 +332,10 @@ pub(crate) fn parse_tail(text: &str, oversized: bool) -> PreviousShutdown {
     }
     parse_records(text)
 }
+
+/// How long apart the watchdog's heartbeat lines are at most while a shutdown runs
+/// (`timeline/watchdog.rs`): the kill came before the next one was due.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 
 /// Computes the verdict from JSON lines; unparsable lines are skipped, except the last: a
 /// record that ends in a line that cannot be read is [`PreviousShutdown::Unknown`], never
@@ -424,28 +377,25 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut ended: Vec<u64> = Vec::new();
     let mut last_ended: Option<OpenPhase> = None;
     let mut last = Duration::ZERO;
+    let mut last_heartbeat: Option<Duration> = None;
     let mut escalated: Option<(u32, i32)> = None;
-    let mut exited = false;
+    let mut completed: Option<Duration> = None;
+    // The last exit note, with what was open then; whether it came after the shutdown began.
+    let mut exit: Option<(ExitNote, Option<OpenPhase>, Option<OpenPhase>)> = None;
+    let mut exited_before_begin = false;
+    // The latest offset recorded after the last exit note.
+    let mut alive_after_exit: Option<Duration> = None;
     let mut stuck: Option<(Option<String>, String)> = None;
     let mut heartbeat = false;
-    // The last panic recorded, with the phase open then (unwinding closes spans after it),
-    // and whether the run ended with it (an exit note says the process was unwinding, or
-    // nothing came after it).
-    let mut panicked: Option<(PanicRecord, Option<String>)> = None;
-    let mut ended_in_panic = false;
+    let mut panics = Panics::default();
     for r in &records[run_start..] {
-        // Anything after the panic (an exit note says how) means the run went on; but not a
-        // heartbeat, which the watchdog thread stamps and appends on its own and which can
-        // land after the exit note it raced with, nor the startup thread's note that the
-        // previous verdict was logged.
-        let aside = kind(r) == "heartbeat"
-            || r.get("note").and_then(Value::as_str) == Some(unconfirmed::LOGGED_NOTE);
-        if !aside {
-            ended_in_panic = false;
-        }
+        panics.line(r);
         the_pid = pid(r).or(the_pid);
         if let Some(t) = offset(r) {
             last = last.max(t);
+            if exit.is_some() {
+                alive_after_exit = alive_after_exit.max(Some(t));
+            }
         }
         let read_trigger = |r: &Value| {
             r.get("trigger")
@@ -454,8 +404,7 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         match kind(r).as_str() {
             "panic" => {
                 let phase = open.last().map(|(_, n, _)| n.clone());
-                panicked = Some((PanicRecord::from_value(r), phase));
-                ended_in_panic = true;
+                panics.panic(PanicRecord::from_value(r), phase, completed);
             }
             "begin" => {
                 begun = true;
@@ -491,10 +440,8 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                     .and_then(Value::as_f64)
                     .and_then(|t| Duration::try_from_secs_f64(t).ok())
                     .unwrap_or(last);
-                return PreviousShutdown::Clean {
-                    pid: the_pid,
-                    total,
-                };
+                // The first one counts; a panic after it is still looked for.
+                completed = completed.or(Some(total));
             }
             "note" => match r.get("note").and_then(Value::as_str) {
                 Some("escalated") => {
@@ -509,13 +456,18 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                     escalated = Some((count, code));
                 }
                 Some("exit") => {
-                    exited = true;
-                    let unwinding = r.get("value").and_then(|v| v.get("panicking"));
-                    ended_in_panic |= unwinding.and_then(Value::as_bool) == Some(true);
+                    let phase = open.last().map(|(_, n, _)| n.clone());
+                    let note = ExitNote::from_value(r, offset(r), phase);
+                    exited_before_begin = !begun;
+                    alive_after_exit = None;
+                    exit = Some((note, open.last().cloned(), last_ended.clone()));
                 }
                 _ => {}
             },
-            "heartbeat" => heartbeat = true,
+            "heartbeat" => {
+                heartbeat = true;
+                last_heartbeat = offset(r).max(last_heartbeat);
+            }
             "stuck" => {
                 let summary = r.get("summary").and_then(Value::as_str);
                 if let Some(summary) = summary {
@@ -537,6 +489,9 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                         let started = open.iter().find(|(i, _, _)| *i == p.0);
                         p.1 = started.map_or(p.1, |(_, n, _)| n.clone());
                     }
+                    if r.get("unwinding").and_then(Value::as_bool) == Some(true) {
+                        panics.unwound(&p.1);
+                    }
                     open.retain(|(i, _, _)| *i != p.0);
                     ended.push(p.0);
                     last_ended = later(last_ended, Some(p));
@@ -546,14 +501,25 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         }
     }
     let current = open.last();
-    if let Some((p, phase)) = panicked.filter(|_| ended_in_panic) {
+    let exit_note = exit.as_ref().map(|(n, _, _)| n);
+    if let Some(fatal) = panics.fatal(exit_note, completed) {
         return PreviousShutdown::Panicked {
             pid: the_pid,
-            message: p.message,
-            location: p.location,
-            thread: p.thread,
+            message: fatal.panic.message,
+            location: fatal.panic.location,
+            thread: fatal.panic.thread,
             shutdown_begun: begun,
-            phase,
+            phase: fatal.phase,
+            recorded: fatal.recorded,
+            hook_replaced: fatal.hook_replaced,
+            inferred: fatal.inferred,
+            completed: fatal.completed,
+        };
+    }
+    if let Some(total) = completed {
+        return PreviousShutdown::Clean {
+            pid: the_pid,
+            total,
         };
     }
     if let Some(reason) = torn {
@@ -566,10 +532,13 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         };
     }
     if !begun {
-        if exited {
+        if exit.is_some() {
             return PreviousShutdown::Exited { pid: the_pid };
         }
-        return PreviousShutdown::NoShutdown { pid: the_pid };
+        return PreviousShutdown::NoShutdown {
+            pid: the_pid,
+            outlived_panic: panics.outlived(),
+        };
     }
     if let Some((signal_count, exit_code)) = escalated {
         return PreviousShutdown::Escalated {
@@ -580,6 +549,41 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
             last_record: last,
         };
     }
+    // An exit after the shutdown began (one before it was a helper dropped early, and the run
+    // went on; so was a drop after which the record shows the process alive for long).
+    let went_on = |n: &ExitNote| {
+        let after =
+            n.at.unwrap_or_default()
+                .saturating_add(evidence::ALIVE_AFTER_DROP);
+        n.by_drop && alive_after_exit.is_some_and(|t| t > after)
+    };
+    let exit = exit.filter(|(n, _, _)| !exited_before_begin && !went_on(n));
+    if let Some((note, open_then, _)) = exit.as_ref().filter(|(n, _, _)| n.finished == Some(true)) {
+        // It said it had finished, and no `complete` line is here: that write failed.
+        return PreviousShutdown::Unknown {
+            pid: the_pid,
+            reason: UnknownReason::CompletionLost,
+            shutdown_begun: true,
+            phase: open_then.as_ref().map(|(_, n, _)| n.clone()),
+            last_record: note.at.unwrap_or(last),
+        };
+    }
+    if let Some((note, open_then, ended_then)) = exit {
+        return PreviousShutdown::ExitedEarly {
+            pid: the_pid,
+            phase: open_then.as_ref().map(|(_, n, _)| n.clone()),
+            entered: open_then.and_then(|(_, _, t)| t),
+            exited_at: note.at,
+            last_ended_at: ended_then.as_ref().and_then(|(_, _, t)| *t),
+            last_ended: ended_then.map(|(_, n, _)| n),
+            trigger,
+        };
+    }
+    // The next heartbeat was due a second after the last one; a record written after that
+    // means the heartbeats had stopped (a full record drops them), and then nothing bounds it.
+    let killed_by = last_heartbeat
+        .map(|h| h.saturating_add(HEARTBEAT_EVERY))
+        .filter(|due| last <= *due);
     PreviousShutdown::Killed {
         pid: the_pid,
         phase: current.map(|(_, n, _)| n.clone()),
@@ -594,6 +598,7 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
             .filter(|(p, _)| p.is_none() || p.as_deref() == current.map(|(_, n, _)| n.as_str()))
             .map(|(_, s)| s),
         heartbeat,
+        killed_by,
     }
 }
 

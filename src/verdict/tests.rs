@@ -119,7 +119,13 @@ fn a_recorded_panic_that_ended_the_run_is_a_panic() {
 #[test]
 fn run_without_begin_is_no_shutdown() {
     let v = parse_records("{\"kind\":\"run\",\"pid\":7}\n");
-    assert_eq!(v, PreviousShutdown::NoShutdown { pid: Some(7) });
+    assert_eq!(
+        v,
+        PreviousShutdown::NoShutdown {
+            pid: Some(7),
+            outlived_panic: None
+        }
+    );
     assert_eq!(
         v.message().as_deref(),
         Some("Previous run (pid 7) ended without starting a shutdown (crash, OOM kill or power loss)")
@@ -172,7 +178,7 @@ fn a_checkpoint_restates_the_state_when_the_start_is_out_of_the_window() {
     let v = parse_records(text);
     assert_eq!(
         v.message().as_deref(),
-        Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s, 4.50s into drain)")
+        Some("Previous shutdown did not complete: pid 4 was killed during phase drain (entered +2.50s, last record +7.00s, killed 4.50s or later into drain)")
     );
 }
 
@@ -289,7 +295,47 @@ fn the_operators_doc_lists_every_verdict() {
             "\n",
             r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"drain"}"#,
             "\n",
-            r#"{"kind":"note","t":89.95,"note":"heartbeat"}"#,
+            r#"{"kind":"heartbeat","t":89.95}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"db_close"}"#,
+            "\n",
+            r#"{"kind":"note","t":2.5,"note":"exit","value":{"shutdown":true,"panicking":false}}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"phase_start","t":2.1,"id":0,"phase":"drain"}"#,
+            "\n",
+            r#"{"kind":"phase_end","t":2.6,"id":0,"phase":"drain","unwinding":true}"#,
+            "\n",
+            r#"{"kind":"note","t":2.6,"note":"exit","value":{"shutdown":true,"panicking":true,"panic_seq":null,"panic_hook":true}}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"begin","t":0.0}"#,
+            "\n",
+            r#"{"kind":"complete","t":3.6,"total_s":3.6}"#,
+            "\n",
+            r#"{"kind":"panic","seq":1,"message":"report write failed","location":"src/main.rs:80:9","thread":"main"}"#,
+            "\n",
+        ),
+        concat!(
+            r#"{"kind":"run","pid":4242}"#,
+            "\n",
+            r#"{"kind":"panic","seq":1,"message":"worker failed","location":"src/worker.rs:3:5","thread":"tokio-runtime-worker"}"#,
+            "\n",
+            r#"{"kind":"note","note":"panic_outlived","value":{"through":1}}"#,
             "\n",
         ),
         concat!(
@@ -364,6 +410,7 @@ fn the_operators_doc_lists_every_verdict() {
             PreviousShutdown::None => "None",
             PreviousShutdown::Clean { .. } => "Clean",
             PreviousShutdown::Killed { .. } => "Killed",
+            PreviousShutdown::ExitedEarly { .. } => "ExitedEarly",
             PreviousShutdown::Escalated { .. } => "Escalated",
             PreviousShutdown::StillRunning { .. } => "StillRunning",
             PreviousShutdown::Exited { .. } => "Exited",
@@ -382,7 +429,291 @@ fn the_operators_doc_lists_every_verdict() {
     }
     seen.sort_unstable();
     seen.dedup();
-    assert_eq!(seen.len(), 9, "{seen:?}");
+    assert_eq!(seen.len(), 10, "{seen:?}");
+}
+
+// ------------------------------------------------------------------ issue 18: every ending
+
+const RUN: &str = "{\"kind\":\"run\",\"pid\":9}\n";
+const BEGUN: &str = "{\"kind\":\"begin\",\"t\":0}\n\
+    {\"kind\":\"phase_start\",\"t\":0.5,\"id\":0,\"phase\":\"notify\"}\n\
+    {\"kind\":\"phase_end\",\"t\":1,\"id\":0,\"phase\":\"notify\"}\n\
+    {\"kind\":\"phase_start\",\"t\":2.1,\"id\":1,\"phase\":\"drain\"}\n";
+
+fn exit_note(t: f64, value: &str) -> String {
+    format!("{{\"kind\":\"note\",\"note\":\"exit\",\"t\":{t},\"value\":{value}}}\n")
+}
+
+#[test]
+fn an_exit_during_the_shutdown_is_exited_early_never_killed() {
+    // `std::process::exit` inside drain: the atexit note, drain still open.
+    let exit = exit_note(
+        2.5,
+        r#"{"shutdown":true,"finished":false,"panicking":false,"by":"exit"}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{exit}"));
+    assert!(
+        matches!(&v, PreviousShutdown::ExitedEarly { phase: Some(p), .. } if p == "drain"),
+        "{v:?}"
+    );
+    assert!(!v.is_clean());
+    assert_eq!(
+        v.message().as_deref(),
+        Some(
+            "Previous shutdown did not complete: pid 9 exited during phase drain without \
+             finishing (entered +2.10s, exited +2.50s; finish() was not called: an error \
+             returned from the shutdown path, an early return or an exit)"
+        )
+    );
+    // A `?` in drain: the guard closed drain, then Forensics was dropped.
+    let ended = "{\"kind\":\"phase_end\",\"t\":2.4,\"id\":1,\"phase\":\"drain\"}\n";
+    let exit = exit_note(
+        2.41,
+        r#"{"shutdown":true,"finished":false,"panicking":false,"by":"drop"}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{ended}{exit}"));
+    assert!(v.message().unwrap().starts_with(
+        "Previous shutdown did not complete: pid 9 exited after phase drain ended without \
+         finishing (ended +2.40s, exited +2.41s; "
+    ));
+    // Before any phase. A heartbeat racing the exit note changes nothing.
+    let begin = "{\"kind\":\"begin\",\"t\":0}\n";
+    let exit = exit_note(
+        0.1,
+        r#"{"shutdown":true,"finished":false,"panicking":false}"#,
+    );
+    let late = "{\"kind\":\"heartbeat\",\"t\":0.1}\n";
+    let v = parse_records(&format!("{RUN}{begin}{exit}{late}"));
+    assert!(v.message().unwrap().starts_with(
+        "Previous shutdown did not complete: pid 9 exited before any phase started without finishing (exited +0.10s; "
+    ), "{v:?}");
+    // A helper dropped before the shutdown, the run going on and killed during one: killed.
+    let early = exit_note(0.0, r#"{"shutdown":false,"panicking":false}"#);
+    let v = parse_records(&format!("{RUN}{early}{BEGUN}"));
+    assert!(matches!(v, PreviousShutdown::Killed { .. }), "{v:?}");
+    // An escalation exits too (its exit note follows): still the escalation.
+    let esc = "{\"kind\":\"note\",\"note\":\"escalated\",\"t\":2.2,\"value\":{\"count\":2,\"exit_code\":130}}\n";
+    let exit = exit_note(
+        2.3,
+        r#"{"shutdown":true,"finished":false,"panicking":false,"by":"exit"}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{esc}{exit}"));
+    assert!(matches!(v, PreviousShutdown::Escalated { .. }), "{v:?}");
+    // Spans closed as the exit goes on (a runtime dropped after `Forensics`): still exited.
+    let exit = exit_note(
+        2.5,
+        r#"{"shutdown":true,"finished":false,"panicking":false,"by":"drop"}"#,
+    );
+    let closed = "{\"kind\":\"phase_end\",\"t\":2.6,\"id\":1,\"phase\":\"drain\"}\n";
+    let v = parse_records(&format!("{RUN}{BEGUN}{exit}{closed}"));
+    assert!(matches!(v, PreviousShutdown::ExitedEarly { .. }), "{v:?}");
+    // A helper dropped during the shutdown, which then went on (a heartbeat 5 s later) and
+    // was killed: not an exit.
+    let alive = "{\"kind\":\"heartbeat\",\"t\":7.5}\n";
+    let v = parse_records(&format!("{RUN}{BEGUN}{exit}{alive}"));
+    assert!(matches!(v, PreviousShutdown::Killed { .. }), "{v:?}");
+    // An exit(3) note is an exit whatever comes after it.
+    let at_exit = exit_note(
+        2.5,
+        r#"{"shutdown":true,"finished":false,"panicking":false,"by":"exit"}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{at_exit}{alive}"));
+    assert!(matches!(v, PreviousShutdown::ExitedEarly { .. }), "{v:?}");
+    // It said it had finished, but the `complete` line is not there (its write failed): not
+    // "finish() was not called", and never clean without that line.
+    let said = exit_note(
+        3.0,
+        r#"{"shutdown":true,"finished":true,"panicking":false,"by":"drop"}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{said}"));
+    assert!(
+        matches!(
+            v,
+            PreviousShutdown::Unknown {
+                reason: UnknownReason::CompletionLost,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    assert!(v.message().unwrap().contains("no line of that completion"));
+    // After `finish`: clean.
+    let done = "{\"kind\":\"complete\",\"t\":3,\"total_s\":3}\n";
+    let exit = exit_note(
+        3.0,
+        r#"{"shutdown":true,"finished":true,"panicking":false,"by":"drop"}"#,
+    );
+    assert!(parse_records(&format!("{RUN}{BEGUN}{done}{exit}")).is_clean());
+}
+
+#[test]
+fn a_panic_the_hook_did_not_record_is_still_a_panic() {
+    // Another hook replaced ours after install; main panicked in drain; the unwinding closed
+    // drain (the phase_end says so), then dropped Forensics.
+    let unwound =
+        "{\"kind\":\"phase_end\",\"t\":2.6,\"id\":1,\"phase\":\"drain\",\"unwinding\":true}\n";
+    let exit = exit_note(
+        2.6,
+        r#"{"shutdown":true,"finished":false,"panicking":true,"panic_seq":null,"panic_hook":true,"by":"drop"}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{unwound}{exit}"));
+    assert!(
+        matches!(&v, PreviousShutdown::Panicked { recorded: false, hook_replaced: true, phase: Some(p), .. } if p == "drain"),
+        "{v:?}"
+    );
+    assert_eq!(
+        v.message().as_deref(),
+        Some(
+            "Previous shutdown did not complete: pid 9 panicked during phase drain: message \
+             unknown: the panic hook was replaced after install"
+        )
+    );
+    // Not "killed after phase drain ended".
+    assert!(!v.message().unwrap().contains("killed"));
+    // No shutdown: a panic of the run.
+    let exit = exit_note(
+        0.0,
+        r#"{"shutdown":false,"panicking":true,"panic_seq":null,"panic_hook":true}"#,
+    );
+    let v = parse_records(&format!("{RUN}{exit}"));
+    assert_eq!(
+        v.message().as_deref(),
+        Some("Previous run ended in a panic: pid 9 panicked: message unknown: the panic hook was replaced after install")
+    );
+    // The hook off: said as such, not "replaced".
+    let exit = exit_note(
+        0.0,
+        r#"{"shutdown":false,"panicking":true,"panic_seq":null,"panic_hook":false}"#,
+    );
+    let v = parse_records(&format!("{RUN}{exit}"));
+    assert!(
+        matches!(
+            v,
+            PreviousShutdown::Panicked {
+                recorded: false,
+                hook_replaced: false,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    // An earlier panic of the run, caught: the unwinding one is named by its number.
+    let caught =
+        "{\"kind\":\"panic\",\"seq\":1,\"message\":\"caught one\",\"thread\":\"worker\"}\n";
+    let fatal = "{\"kind\":\"panic\",\"seq\":2,\"message\":\"fatal one\",\"thread\":\"main\"}\n";
+    let exit = exit_note(
+        0.0,
+        r#"{"shutdown":false,"panicking":true,"panic_seq":2,"panic_hook":true}"#,
+    );
+    let v = parse_records(&format!("{RUN}{fatal}{caught}{exit}"));
+    assert!(
+        matches!(&v, PreviousShutdown::Panicked { message, .. } if message == "fatal one"),
+        "{v:?}"
+    );
+    // A worker's panic passed on to main (`resume_unwind`: no hook runs there): the last
+    // panic recorded, and the line says it is inferred.
+    let worker =
+        "{\"kind\":\"panic\",\"seq\":1,\"message\":\"worker failed\",\"thread\":\"worker\"}\n";
+    let exit = exit_note(
+        0.0,
+        r#"{"shutdown":false,"panicking":true,"panic_seq":null,"panic_hook":true}"#,
+    );
+    let v = parse_records(&format!("{RUN}{worker}{exit}"));
+    assert!(
+        matches!(&v, PreviousShutdown::Panicked { recorded: true, inferred: true, hook_replaced: false, message, .. } if message == "worker failed"),
+        "{v:?}"
+    );
+    assert!(v.message().unwrap().starts_with(
+        "Previous run ended in a panic: pid 9 panicked on thread worker: \"worker failed\" (the last panic recorded"
+    ));
+}
+
+#[test]
+fn a_panic_the_process_outlived_is_mentioned_not_blamed() {
+    let caught = "{\"kind\":\"panic\",\"seq\":1,\"message\":\"worker failed\",\
+        \"location\":\"src/worker.rs:3:5\",\"thread\":\"worker\"}\n";
+    let outlived =
+        "{\"kind\":\"note\",\"note\":\"panic_outlived\",\"t\":null,\"value\":{\"through\":1}}\n";
+    // Hours later, SIGKILL without SIGTERM.
+    let v = parse_records(&format!("{RUN}{caught}{outlived}"));
+    assert!(
+        matches!(&v, PreviousShutdown::NoShutdown { outlived_panic: Some(p), .. } if p.message == "worker failed"),
+        "{v:?}"
+    );
+    assert_eq!(
+        v.message().as_deref(),
+        Some(
+            "Previous run (pid 9) ended without starting a shutdown (crash, OOM kill or power \
+             loss); it had outlived a panic at src/worker.rs:3:5 on thread worker: \"worker \
+             failed\" (caught, or confined to its thread; not what ended it)"
+        )
+    );
+    // The witness spoke only for an earlier one: this one is the record's last word (an abort).
+    let second = "{\"kind\":\"panic\",\"seq\":2,\"message\":\"abort\"}\n";
+    let v = parse_records(&format!("{RUN}{caught}{outlived}{second}"));
+    assert!(
+        matches!(&v, PreviousShutdown::Panicked { message, .. } if message == "abort"),
+        "{v:?}"
+    );
+    // Outlived, then the shutdown ran and was killed: killed.
+    let v = parse_records(&format!("{RUN}{caught}{outlived}{BEGUN}"));
+    assert!(matches!(v, PreviousShutdown::Killed { .. }), "{v:?}");
+}
+
+#[test]
+fn a_panic_after_finish_is_reported_not_hidden_behind_clean() {
+    let done = "{\"kind\":\"complete\",\"t\":3.62,\"total_s\":3.62}\n";
+    let panic = "{\"kind\":\"panic\",\"seq\":1,\"message\":\"report write failed\",\
+        \"location\":\"src/main.rs:80:9\",\"thread\":\"main\"}\n";
+    let exit = exit_note(
+        3.7,
+        r#"{"shutdown":true,"finished":true,"panicking":true,"panic_seq":1,"panic_hook":true}"#,
+    );
+    let v = parse_records(&format!("{RUN}{BEGUN}{done}{panic}{exit}"));
+    assert!(!v.is_clean());
+    assert_eq!(
+        v.message().as_deref(),
+        Some(
+            "Previous run ended in a panic: the shutdown completed (total teardown 3.62s), then \
+             pid 9 panicked at src/main.rs:80:9 on thread main: \"report write failed\""
+        )
+    );
+    // A panic after `finish` that the process outlived: clean.
+    let outlived = "{\"kind\":\"note\",\"note\":\"panic_outlived\",\"value\":{\"through\":1}}\n";
+    let exit = exit_note(
+        3.9,
+        r#"{"shutdown":true,"finished":true,"panicking":false}"#,
+    );
+    assert!(parse_records(&format!("{RUN}{BEGUN}{done}{panic}{outlived}{exit}")).is_clean());
+}
+
+#[test]
+fn the_kill_is_bounded_by_the_heartbeat_that_never_came() {
+    // Killed 0.6 s into drain: the last heartbeat at drain's start, the next one due a
+    // second later never came. Not "0.00s into drain", a figure that reads as measured.
+    let hb = "{\"kind\":\"heartbeat\",\"t\":2.1}\n";
+    let v = parse_records(&format!("{RUN}{BEGUN}{hb}"));
+    assert!(
+        matches!(v, PreviousShutdown::Killed { killed_by: Some(by), .. } if by == Duration::from_secs_f64(3.1)),
+        "{v:?}"
+    );
+    assert_eq!(
+        v.message().as_deref(),
+        Some(
+            "Previous shutdown did not complete: pid 9 was killed during phase drain (entered \
+             +2.10s, last record +2.10s, killed between 0.00s and 1.00s into drain)"
+        )
+    );
+    // Heartbeats that stopped long before the last record (a full record drops them) bound
+    // nothing.
+    let hb = "{\"kind\":\"heartbeat\",\"t\":0.2}\n";
+    let v = parse_records(&format!("{RUN}{hb}{BEGUN}"));
+    assert!(
+        v.message()
+            .unwrap()
+            .ends_with("killed 0.00s or later into drain)"),
+        "{v:?}"
+    );
 }
 
 #[test]

@@ -140,3 +140,55 @@ fn waterfall_snapshot() {
     assert_eq!(report.to_string(), WATERFALL);
     assert_eq!(format!("{report:#}"), WATERFALL.replace('█', "#"));
 }
+
+/// Issue 18, item 5: a phase label is untrusted (an adapter name from a flag, a config file):
+/// a 100 000-character one made the waterfall panic ("Formatting argument out of range": a
+/// format width past `u16::MAX`) right after `shutdown complete`. Display never panics, and a
+/// label past the cap is shortened with `...` (its full text stays in the JSON report).
+#[test]
+fn the_waterfall_never_panics_on_huge_or_odd_labels() {
+    let names = [
+        "x".repeat(100_000),
+        "x".repeat(65_536),
+        "é".repeat(40_000),
+        "\u{200b}".repeat(70_000),
+        "a\nb\u{1b}[31mc\"d".repeat(10_000),
+        String::new(),
+        "\t".repeat(80_000),
+    ];
+    for name in &names {
+        let (dispatch, handle, _capture, clock) = setup(ShutdownLayer::builder());
+        with_default(&dispatch, || {
+            assert!(handle.begin());
+            phase!("notify").in_scope(|| clock.advance(ms(20)));
+            phase!("disconnect", adapter = name.as_str()).in_scope(|| clock.advance(ms(30)));
+            let nested = phase!("drain");
+            nested.in_scope(|| {
+                phase!("disconnect", adapter = name.as_str()).in_scope(|| clock.advance(ms(5)));
+            });
+            handle.finish();
+        });
+        let report = handle.report();
+        let text = std::panic::catch_unwind(|| (report.to_string(), format!("{report:#}")));
+        let (plain, ascii) = text.unwrap_or_else(|_| {
+            panic!("Display panicked on a {}-char label", name.chars().count())
+        });
+        for out in [&plain, &ascii] {
+            // Every row is there, none wider than a terminal could still show.
+            assert_eq!(out.lines().count(), 1 + report.phases.len(), "{out}");
+            for line in out.lines() {
+                assert!(
+                    line.chars().count() < 400,
+                    "a row of {} chars",
+                    line.chars().count()
+                );
+                assert!(!line.contains('\u{1b}') && !line.contains('\n'));
+            }
+        }
+        // The JSON keeps the label whole.
+        assert!(report
+            .phases
+            .iter()
+            .any(|p| p.name == format!("disconnect<{name}>")));
+    }
+}

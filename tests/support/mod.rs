@@ -2,6 +2,7 @@
 //! manual clock, and [`systemd::SystemdNs`] (a real systemd booted in its own namespaces).
 #![allow(dead_code, unreachable_pub)] // each test file uses a different subset
 
+pub mod endings;
 pub mod systemd;
 
 use std::io;
