@@ -733,7 +733,10 @@ fn phases_before_a_reset_are_not_a_shutdown() {
     );
     assert_eq!(
         parse_records(before),
-        PreviousShutdown::NoShutdown { pid: Some(7) }
+        PreviousShutdown::NoShutdown {
+            pid: Some(7),
+            outlived_panic: None
+        }
     );
     // The shutdown that follows is judged on its own: its phase, its offsets.
     let after = format!(
@@ -747,7 +750,7 @@ fn phases_before_a_reset_are_not_a_shutdown() {
         v.message().as_deref(),
         Some(
             "Previous shutdown did not complete: pid 7 was killed during phase notify \
-             (entered +0.10s, last record +0.50s, 0.40s into notify)"
+             (entered +0.10s, last record +0.50s, killed between 0.40s and 1.40s into notify)"
         ),
         "{v:?}"
     );
