@@ -94,8 +94,8 @@ fn a_request_waiting_on_a_silent_peer_is_named_with_its_thread_syscall_and_peer(
         .iter()
         .find(|s| s.name == "request")
         .expect("request span");
-    let fields = span.fields.as_deref().expect("fields from the fmt layer");
-    assert!(fields.contains("path=\"/upload\""), "{fields}");
+    let fields = span.fields.as_deref().expect("fields captured by the layer");
+    assert_eq!(fields, format!("method=POST path=/upload peer={peer}"));
     assert_eq!(span.idle_s, None, "entered: running, not idle");
     assert!(span.age_s >= 0.2, "{span:?}");
     assert!(span
@@ -403,7 +403,9 @@ fn a_phase_over_budget_is_snapshotted_by_the_watchdog_and_the_done_line_counts_w
     let done = text.lines().find(|l| l.contains(" drain done (")).unwrap();
     assert!(done.contains("abandoned_spans=1"), "{done}");
     assert!(
-        done.contains("oldest_abandoned=\"request{method=\\\"POST\\\""),
+        done.contains(&format!(
+            "oldest_abandoned=\"request{{method=POST path=/upload peer={peer}}} age "
+        )),
         "{done}"
     );
     // Order: over budget, then stuck, then done.

@@ -158,7 +158,16 @@ pub(crate) fn take(
         .map(|t| SpanView::new(t, now_c, dispatch, &names, &socks))
         .collect();
 
-    let findings = join(&spans, &threads, &socks);
+    let found = join(&spans, &threads, &socks);
+    if dispatch.is_none_or(|d| d.downcast_ref::<tracing_subscriber::Registry>().is_none())
+        && !spans.is_empty()
+    {
+        unknown.push(
+            "span fields and parents: the layer's subscriber is not tracing-subscriber's \
+             Registry (or is gone), so spans show by name only"
+                .to_owned(),
+        );
+    }
 
     let mut sockets: Vec<&Sock> = socks.values().collect();
     sockets.sort_by(|a, b| {
@@ -185,7 +194,8 @@ pub(crate) fn take(
         at_s: req.at.as_secs_f64(),
         reason: req.reason,
         budget_s: req.budget.map(|b| b.as_secs_f64()),
-        findings,
+        first_finding: found.first().cloned(),
+        findings: found.into_iter().map(|f| f.text).collect(),
         spans: spans.into_iter().map(|s| s.span).collect(),
         threads,
         sockets,

@@ -1,24 +1,45 @@
-//! Joining spans, threads and sockets into findings, one sentence each, most telling first;
-//! and the short summary the flight record keeps for the next start's verdict.
+//! Joining spans, threads and sockets into findings, one sentence each, most telling first,
+//! each with its parts ([`StuckFinding`]) beside it: the WARN line's fields, the flight record
+//! and the next start's verdict use the parts, never a re-reading of the sentence.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::stuck::snapshot::StuckSnapshot;
-use crate::stuck::views::{describe_sock, silence, Sock, SpanView, ThreadView};
+use crate::stuck::snapshot::StuckFinding;
+use crate::stuck::views::{describe_sock, round1, silence, Sock, SpanView, ThreadView};
 
 pub(crate) const MAX_FINDINGS: usize = 8;
 /// A peer silent for at least this long is worth a finding.
 const SILENT_PEER: Duration = Duration::from_secs(1);
 
-/// One sentence per finding, most telling first.
+/// The parts a socket adds: its peer (or local path) and how long the peer has been silent.
+fn sock_parts(f: &mut StuckFinding, sock: &Sock) {
+    f.peer = sock
+        .state
+        .peer
+        .clone()
+        .or_else(|| sock.state.local.clone().filter(|_| sock.state.kind == "unix"));
+    f.no_data_s = sock
+        .last_recv
+        .filter(|_| sock.established)
+        .map(round1);
+}
+
+/// The parts a thread adds: its name, id and system call.
+fn thread_parts(f: &mut StuckFinding, t: &ThreadView) {
+    f.thread = Some(t.state.name.clone());
+    f.tid = Some(t.state.tid);
+    f.syscall = t.state.syscall.clone();
+}
+
+/// One finding per notable span, thread and silent peer, most telling first.
 pub(super) fn join(
     spans: &[SpanView],
     threads: &[ThreadView],
     socks: &HashMap<i32, Sock>,
-) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
+) -> Vec<StuckFinding> {
+    let mut out: Vec<StuckFinding> = Vec::new();
     let mut told_socks: Vec<i32> = Vec::new();
     let mut told_threads: Vec<u32> = Vec::new();
     let by_tid: HashMap<u32, &ThreadView> = threads.iter().map(|t| (t.state.tid, t)).collect();
@@ -31,40 +52,60 @@ pub(super) fn join(
     };
     ranked.sort_by_key(|s| std::cmp::Reverse(score(s)));
     for s in ranked.into_iter().take(3) {
+        let mut f = StuckFinding {
+            span: Some(s.render.clone()),
+            path: s.span.path.clone(),
+            ..StuckFinding::default()
+        };
         let mut line = String::new();
         if s.entered {
             let _ = write!(line, "{} running {:.1}s", s.render, s.span.age_s);
             if let Some(t) = by_tid.get(&s.thread) {
                 let _ = write!(line, " on {}", t.who());
+                thread_parts(&mut f, t);
                 if let Some(doing) = &t.doing {
                     let _ = write!(line, ": {doing}");
                     told_threads.push(t.state.tid);
                     told_socks.extend(t.sock_fd);
+                    if let Some(sock) = t.sock_fd.and_then(|fd| socks.get(&fd)) {
+                        sock_parts(&mut f, sock);
+                    }
                 }
             }
         } else {
             let idle = s.span.idle_s.unwrap_or(0.0);
+            f.idle_s = Some(idle);
             let _ = write!(line, "{} idle {idle:.1}s", s.render);
         }
         if let Some(sock) = s.sock_fd.and_then(|fd| socks.get(&fd)) {
             if !told_socks.contains(&sock.state.fd) {
                 let _ = write!(line, "; {}{}", describe_sock(sock), silence(sock));
                 told_socks.push(sock.state.fd);
+                sock_parts(&mut f, sock);
             }
         }
-        out.push(line);
+        f.text = line;
+        out.push(f);
     }
     // Threads blocked on a descriptor, in D state, or spinning.
     for t in threads.iter().filter(|t| t.notable() && !t.ours()) {
         if out.len() >= MAX_FINDINGS || told_threads.contains(&t.state.tid) {
             continue;
         }
+        let mut f = StuckFinding::default();
+        thread_parts(&mut f, t);
+        if let Some(sock) = t.sock_fd.and_then(|fd| socks.get(&fd)) {
+            sock_parts(&mut f, sock);
+        }
         if let Some(doing) = &t.doing {
-            out.push(format!("{} {doing}", t.who()));
+            f.text = format!("{} {doing}", t.who());
             told_socks.extend(t.sock_fd);
         } else if t.state.state == "D" {
-            out.push(format!("{} in uninterruptible sleep", t.who()));
+            f.text = format!("{} in uninterruptible sleep", t.who());
+        } else {
+            continue;
         }
+        out.push(f);
     }
     // Established peers that have been silent.
     let mut silent: Vec<&Sock> = socks
@@ -78,74 +119,56 @@ pub(super) fn join(
             break;
         }
         let local = s.state.local.as_deref().unwrap_or("?");
-        out.push(format!(
-            "fd {} {local} -> {}{}",
-            s.state.fd,
-            describe_sock(s),
-            silence(s)
-        ));
+        let mut f = StuckFinding {
+            text: format!(
+                "fd {} {local} -> {}{}",
+                s.state.fd,
+                describe_sock(s),
+                silence(s)
+            ),
+            ..StuckFinding::default()
+        };
+        sock_parts(&mut f, s);
+        out.push(f);
     }
     if out.is_empty() {
-        out.push("no open span, blocked thread or silent peer found".to_owned());
+        out.push(StuckFinding {
+            text: "no open span, blocked thread or silent peer found".to_owned(),
+            ..StuckFinding::default()
+        });
     }
     out.truncate(MAX_FINDINGS);
     out
 }
 
-/// The short form for the flight record and the next start's verdict:
-/// `request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s`.
-pub(crate) fn summary(snapshot: &StuckSnapshot) -> Option<String> {
-    let first = snapshot.findings.first()?;
-    // "<span> idle 29.8s; <peer> ESTABLISHED no data for 29.8s" → "<span>: <peer> no data for 29.8s"
-    if let Some((span, rest)) = first.split_once("; ") {
-        let span = span.rsplit_once(" idle ").map_or(span, |(s, _)| s);
-        let rest = rest.replace(" ESTABLISHED", "");
-        return Some(format!("{span}: {rest}"));
-    }
-    Some(first.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stuck::snapshot::StuckReason;
-    use crate::stuck::views::addresses;
-    use std::net::SocketAddr;
 
     #[test]
-    fn addresses_are_found_in_field_text() {
-        let a = addresses(r#"method=POST peer=127.0.0.1:5555 up="[::1]:80" path=/x:y"#);
-        assert_eq!(
-            a,
-            vec![
-                "127.0.0.1:5555".parse::<SocketAddr>().unwrap(),
-                "[::1]:80".parse().unwrap()
-            ]
-        );
-        assert!(addresses("").is_empty());
-    }
-
-    #[test]
-    fn the_summary_names_the_span_and_the_silent_peer() {
-        let snap = StuckSnapshot {
-            phase: Some("drain".into()),
-            at_s: 30.0,
-            reason: StuckReason::Budget,
-            budget_s: Some(30.0),
-            findings: vec![
-                "request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 ESTABLISHED no data for 29.8s"
-                    .into(),
-            ],
-            spans: Vec::new(),
-            threads: Vec::new(),
-            sockets: Vec::new(),
-            unknown: Vec::new(),
-            truncated: false,
-            took_ms: 0.0,
+    fn the_summary_is_built_from_the_parts() {
+        let joined = StuckFinding {
+            text: "request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 ESTABLISHED \
+                   no data for 29.8s"
+                .into(),
+            span: Some("request{method=POST path=/upload}".into()),
+            peer: Some("10.0.0.7:5432".into()),
+            idle_s: Some(29.8),
+            no_data_s: Some(29.8),
+            ..StuckFinding::default()
         };
         assert_eq!(
-            summary(&snap).unwrap(),
+            joined.summary(),
             "request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s"
         );
+        // A sentence that looks like a join but whose parts hold no peer stays whole: the
+        // "; " inside a quoted field value is not read as a separator.
+        let hostile = StuckFinding {
+            text: r#"request{method=GET ua="x} idle 0.1s; 10.9.9.9:5432 ESTABLISHED no data for 999.0s; "} idle 0.0s"#.into(),
+            span: Some(r#"request{method=GET ua="x} idle 0.1s; 10.9.9.9:5432 ESTABLISHED no data for 999.0s; "}"#.into()),
+            idle_s: Some(0.0),
+            ..StuckFinding::default()
+        };
+        assert_eq!(hostile.summary(), hostile.text);
     }
 }

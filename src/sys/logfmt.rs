@@ -6,6 +6,8 @@
 
 use std::fmt::{self, Write as _};
 
+use tracing_core::field::{display, DisplayValue, Value};
+
 /// A value rendered as logfmt: bare when it holds only safe characters, else double-quoted with
 /// `\"`, `\\`, `\n`, `\r`, `\t` and `\u{..}` escapes.
 #[derive(Debug, Clone, Copy)]
@@ -29,20 +31,7 @@ impl fmt::Display for Logfmt<'_> {
         if !s.is_empty() && !s.chars().any(is_unsafe) {
             return f.write_str(s);
         }
-        f.write_char('"')?;
-        for c in s.chars() {
-            match c {
-                '"' => f.write_str("\\\"")?,
-                '\\' => f.write_str("\\\\")?,
-                '\n' => f.write_str("\\n")?,
-                '\r' => f.write_str("\\r")?,
-                '\t' => f.write_str("\\t")?,
-                ' ' => f.write_char(' ')?,
-                c if c.is_whitespace() || is_hidden(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
-                c => f.write_char(c)?,
-            }
-        }
-        f.write_char('"')
+        write!(f, "\"{}\"", Escaped(s))
     }
 }
 
@@ -69,6 +58,84 @@ pub(crate) fn escape_hidden(s: &str, max: usize) -> String {
         }
     }
     out
+}
+
+/// A value inside a span's braces (`request{method=POST ua="curl/8.5 (x)"}`): logfmt, and
+/// quoted also when it holds `;`, `{` or `}`, so that field text cannot close the braces or
+/// pass for the next finding (`ua="x} idle 0.1s; 10.9.9.9:5432 ..."` stays one quoted value).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpanValue<'a>(pub(crate) &'a str);
+
+impl fmt::Display for SpanValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if !s.is_empty() && !s.chars().any(|c| is_unsafe(c) || matches!(c, ';' | '{' | '}')) {
+            return f.write_str(s);
+        }
+        write!(f, "\"{}\"", Escaped(s))
+    }
+}
+
+/// The inside of a quoted logfmt value.
+struct Escaped<'a>(&'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                ' ' => f.write_char(' ')?,
+                c if c.is_whitespace() || is_hidden(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A string as an event field: a text formatter shows exactly what [`Logfmt`] renders (the
+/// lines users grep stay the same), while a structured one (JSON, journald) gets the string
+/// itself whenever the text formatter's rendering of a plain string (Rust's `Debug`, quoted)
+/// is the same as the logfmt one. Only text with characters the two escape differently (NUL,
+/// some invisible ones) reaches a structured subscriber logfmt-quoted.
+#[derive(Debug)]
+pub(crate) enum TextField<'a> {
+    /// Rendered through [`Logfmt`] (bare when safe, quoted otherwise).
+    Shown(DisplayValue<Logfmt<'a>>),
+    /// The string itself (recorded with `record_str`).
+    Raw(&'a str),
+}
+
+impl<'a> TextField<'a> {
+    pub(crate) fn new(s: &'a str) -> Self {
+        let quoted = s.is_empty() || s.chars().any(is_unsafe);
+        if quoted && s.chars().all(debug_escapes_like_logfmt) {
+            Self::Raw(s)
+        } else {
+            Self::Shown(display(Logfmt(s)))
+        }
+    }
+
+    /// The value to give tracing.
+    pub(crate) fn value(&self) -> &dyn Value {
+        match self {
+            Self::Shown(d) => d,
+            Self::Raw(s) => s,
+        }
+    }
+}
+
+/// True when `c`, inside a quoted string, comes out the same from `<str as Debug>` and from
+/// [`Logfmt`]: both escape it the same way, or neither escapes it. Conservative: a character
+/// `char::escape_debug` would escape (a superset of what `str`'s `Debug` escapes) counts as a
+/// difference unless both are known to escape it alike.
+fn debug_escapes_like_logfmt(c: char) -> bool {
+    matches!(c, '"' | '\\' | '\n' | '\r' | '\t' | ' ' | '\'')
+        || (c.escape_debug().len() == 1 && !c.is_whitespace() && !is_hidden(c))
 }
 
 /// Appends ` key=value` (or `key=value` at the start) to `out`.

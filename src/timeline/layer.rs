@@ -11,6 +11,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::record::flight_record::FlightRecord;
 use crate::record::lock::RecordLock;
+use crate::stuck::fields::SpanFields;
 use crate::stuck::spans::{coarse_now, coarse_since, SpanFilter, SpanTracker, TrackedSpan};
 use crate::sys::clock::{Clock, ManualClock};
 use crate::sys::target::PHASE_TARGET;
@@ -344,7 +345,7 @@ impl ShutdownLayer {
         let fields = ctx
             .span(&Id::from_u64(oldest.id))
             .and_then(|s| crate::stuck::views::fields_of(&s));
-        let render = crate::stuck::views::render_span(oldest.slot.meta.name(), fields.as_deref());
+        let render = crate::stuck::views::render_span(oldest.slot.meta.name(), fields.as_ref());
         Some((count, format!("{render} age {age:.1}s")))
     }
 }
@@ -363,8 +364,11 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let meta = attrs.metadata();
         if meta.target() != PHASE_TARGET {
-            if self.shared.track_spans {
-                self.shared.spans.open(id.into_u64(), meta);
+            if self.shared.track_spans
+                && self.shared.spans.open(id.into_u64(), meta)
+                && !meta.fields().is_empty()
+            {
+                capture_fields(attrs, id, &ctx);
             }
             return;
         }
@@ -387,6 +391,9 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if self.shared.track_spans {
+            self.record_fields(id, values, &ctx);
+        }
         if self.maybe_phase(id) {
             self.recorded(id, values, &ctx);
         }
@@ -398,6 +405,52 @@ where
         }
         if self.maybe_phase(&id) {
             self.closed(id, &ctx);
+        }
+    }
+}
+
+/// A tracked span's fields, captured as it opens (`stuck/fields.rs`): a snapshot names it the
+/// same whatever formats the app's logs.
+#[inline(never)]
+fn capture_fields<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut fields = SpanFields::default();
+    fields.record_new(attrs);
+    if fields.is_empty() {
+        return; // every field `Empty` for now: `on_record` captures them
+    }
+    if let Some(span) = ctx.span(id) {
+        span.extensions_mut().insert(fields);
+    }
+}
+
+impl ShutdownLayer {
+    /// Values recorded after a tracked span opened (`span.record(..)`): kept with the others.
+    #[inline(never)]
+    fn record_fields<S>(&self, id: &Id, values: &Record<'_>, ctx: &Context<'_, S>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+    {
+        let Some(span) = ctx.span(id) else {
+            return;
+        };
+        let meta = span.metadata();
+        if meta.target() == PHASE_TARGET {
+            return;
+        }
+        let mut ext = span.extensions_mut();
+        match ext.get_mut::<SpanFields>() {
+            Some(fields) => fields.record_more(values),
+            None if self.shared.spans.wants(meta) => {
+                let mut fields = SpanFields::default();
+                fields.record_more(values);
+                if !fields.is_empty() {
+                    ext.insert(fields);
+                }
+            }
+            None => {}
         }
     }
 }

@@ -40,8 +40,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::context::trigger::TriggerInfo;
+use crate::stuck::snapshot::StuckFinding;
 use crate::sys::clock::Offset;
-use crate::sys::logfmt::Logfmt;
+use crate::sys::logfmt::{Logfmt, TextField};
 use crate::sys::target::PHASE_TARGET;
 
 mod evidence;
@@ -106,8 +107,12 @@ pub enum PreviousShutdown {
         /// What started the shutdown, when recorded.
         trigger: Option<TriggerInfo>,
         /// Where it was stuck, from the last stuck snapshot the record holds:
-        /// `request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s`.
+        /// `request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s` (built from
+        /// [`stuck_finding`](Self::Killed::stuck_finding) when the record has its parts).
         stuck: Option<String>,
+        /// That snapshot's first finding in parts (span, peer, thread, ...), when the record
+        /// holds them (records of versions before 0.2 hold only the summary above).
+        stuck_finding: Option<StuckFinding>,
         /// True when the record holds heartbeat lines: the last record is then within about a
         /// second of the kill (without them, the kill may have come long after it).
         heartbeat: bool,
@@ -283,20 +288,84 @@ impl PreviousShutdown {
         }
     }
 
+    /// The verdict's name, as the log event's `verdict` field carries it: `none`, `clean`,
+    /// `killed`, `escalated`, `still_running`, `exited`, `no_shutdown`, `panicked` or
+    /// `unknown`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Clean { .. } => "clean",
+            Self::Killed { .. } => "killed",
+            Self::Escalated { .. } => "escalated",
+            Self::StillRunning { .. } => "still_running",
+            Self::Exited { .. } => "exited",
+            Self::NoShutdown { .. } => "no_shutdown",
+            Self::Panicked { .. } => "panicked",
+            Self::Unknown { .. } => "unknown",
+        }
+    }
+
+    /// The previous process's pid, when the record names it.
+    fn pid(&self) -> Option<u32> {
+        match self {
+            Self::None => None,
+            Self::StillRunning { pid } => Some(*pid),
+            Self::Clean { pid, .. }
+            | Self::Killed { pid, .. }
+            | Self::Escalated { pid, .. }
+            | Self::Exited { pid }
+            | Self::NoShutdown { pid }
+            | Self::Panicked { pid, .. }
+            | Self::Unknown { pid, .. } => *pid,
+        }
+    }
+
+    /// The phase that was running at the end, when one was.
+    fn phase(&self) -> Option<&str> {
+        match self {
+            Self::Killed { phase, .. }
+            | Self::Escalated { phase, .. }
+            | Self::Panicked { phase, .. }
+            | Self::Unknown { phase, .. } => phase.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// The offset of the last record written, where the verdict rests on it.
+    fn last_record(&self) -> Option<Duration> {
+        match self {
+            Self::Killed { last_record, .. }
+            | Self::Escalated { last_record, .. }
+            | Self::Unknown { last_record, .. } => Some(*last_record),
+            _ => None,
+        }
+    }
+
     /// Logs [`PreviousShutdown::message`] as a WARN event (target `shutdown`) when there is
-    /// one. Call it after the subscriber is installed.
+    /// one, with its facts as fields of their own: `previous_pid`, `verdict` ([`Self::kind`]),
+    /// `last_record_s`, `previous_phase`, and where a killed stop was stuck, `stuck_span` and
+    /// `stuck_peer` (each only when known). Call it after the subscriber is installed.
     pub fn log(&self) {
         let Some(message) = self.message() else {
             return;
         };
-        match self {
-            Self::Killed { phase, .. } => tracing::warn!(
-                target: PHASE_TARGET,
-                previous_phase = phase.as_deref(),
-                "{message}"
-            ),
-            _ => tracing::warn!(target: PHASE_TARGET, "{message}"),
-        }
+        let stuck = match self {
+            Self::Killed { stuck_finding, .. } => stuck_finding.as_ref(),
+            _ => None,
+        };
+        let span = stuck.and_then(|f| f.span.as_deref()).map(TextField::new);
+        let peer = stuck.and_then(|f| f.peer.as_deref()).map(TextField::new);
+        tracing::warn!(
+            target: PHASE_TARGET,
+            previous_pid = self.pid(),
+            verdict = tracing::field::display(self.kind()),
+            last_record_s = self.last_record().map(|d| d.as_secs_f64()),
+            previous_phase = self.phase(),
+            stuck_span = span.as_ref().map(TextField::value),
+            stuck_peer = peer.as_ref().map(TextField::value),
+            "{message}"
+        );
     }
 }
 
@@ -426,7 +495,7 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut last = Duration::ZERO;
     let mut escalated: Option<(u32, i32)> = None;
     let mut exited = false;
-    let mut stuck: Option<(Option<String>, String)> = None;
+    let mut stuck: Option<(Option<String>, String, Option<StuckFinding>)> = None;
     let mut heartbeat = false;
     // The last panic recorded, with the phase open then (unwinding closes spans after it),
     // and whether the run ended with it (an exit note says the process was unwinding, or
@@ -506,10 +575,15 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
             },
             "heartbeat" => heartbeat = true,
             "stuck" => {
-                let summary = r.get("summary").and_then(Value::as_str);
+                let phase = r.get("phase").and_then(Value::as_str).map(str::to_owned);
+                // The first finding's parts, when recorded: the summary is built from them.
+                let first = r.get("first").and_then(|f| finding_parts(f));
+                let summary = match &first {
+                    Some(f) => Some(f.summary()),
+                    None => r.get("summary").and_then(Value::as_str).map(str::to_owned),
+                };
                 if let Some(summary) = summary {
-                    let phase = r.get("phase").and_then(Value::as_str).map(str::to_owned);
-                    stuck = Some((phase, summary.chars().take(400).collect()));
+                    stuck = Some((phase, cap_chars(&summary, 400), first));
                 }
             }
             "phase_start" => {
@@ -579,11 +653,41 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         last_ended: last_ended.map(|(_, n, _)| n),
         trigger,
         // A snapshot of a phase that ended since then says nothing about the kill.
+        stuck_finding: stuck
+            .as_ref()
+            .filter(|(p, _, _)| p.is_none() || p.as_deref() == current.map(|(_, n, _)| n.as_str()))
+            .and_then(|(_, _, f)| f.clone()),
         stuck: stuck
-            .filter(|(p, _)| p.is_none() || p.as_deref() == current.map(|(_, n, _)| n.as_str()))
-            .map(|(_, s)| s),
+            .filter(|(p, _, _)| p.is_none() || p.as_deref() == current.map(|(_, n, _)| n.as_str()))
+            .map(|(_, s, _)| s),
         heartbeat,
     }
+}
+
+/// The first `max` characters of `s`.
+fn cap_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// A stuck line's `first` object as parts, every text capped (the record is the crate's own
+/// file, but a verdict never trusts its sizes).
+fn finding_parts(v: &Value) -> Option<StuckFinding> {
+    let mut f: StuckFinding = serde_json::from_value(v.clone()).ok()?;
+    let cap = |s: &mut Option<String>| {
+        if let Some(t) = s {
+            *t = cap_chars(t, 400);
+        }
+    };
+    f.text = cap_chars(&f.text, 400);
+    cap(&mut f.span);
+    cap(&mut f.peer);
+    cap(&mut f.thread);
+    cap(&mut f.syscall);
+    f.path.truncate(8);
+    for p in &mut f.path {
+        *p = cap_chars(p, 100);
+    }
+    Some(f)
 }
 
 #[cfg(test)]
