@@ -100,8 +100,8 @@ impl fmt::Display for Escaped<'_> {
 /// A string as an event field: a text formatter shows exactly what [`Logfmt`] renders (the
 /// lines users grep stay the same), while a structured one (JSON, journald) gets the string
 /// itself whenever the text formatter's rendering of a plain string (Rust's `Debug`, quoted)
-/// is the same as the logfmt one. Only text with characters the two escape differently (NUL,
-/// some invisible ones) reaches a structured subscriber logfmt-quoted.
+/// is the same as the logfmt one. Only text with characters the two escape differently (NUL:
+/// `\0` against `\u{0}`, some invisible ones) reaches a structured subscriber logfmt-quoted.
 #[derive(Debug)]
 pub(crate) enum TextField<'a> {
     /// Rendered through [`Logfmt`] (bare when safe, quoted otherwise).
@@ -113,7 +113,9 @@ pub(crate) enum TextField<'a> {
 impl<'a> TextField<'a> {
     pub(crate) fn new(s: &'a str) -> Self {
         let quoted = s.is_empty() || s.chars().any(is_unsafe);
-        if quoted && s.chars().all(debug_escapes_like_logfmt) {
+        // Compared whole (a few short strings per event, never on a span's path): which
+        // characters `Debug` escapes depends on Unicode tables std keeps to itself.
+        if quoted && format!("{s:?}") == Logfmt(s).to_string() {
             Self::Raw(s)
         } else {
             Self::Shown(display(Logfmt(s)))
@@ -127,15 +129,6 @@ impl<'a> TextField<'a> {
             Self::Raw(s) => s,
         }
     }
-}
-
-/// True when `c`, inside a quoted string, comes out the same from `<str as Debug>` and from
-/// [`Logfmt`]: both escape it the same way, or neither escapes it. Conservative: a character
-/// `char::escape_debug` would escape (a superset of what `str`'s `Debug` escapes) counts as a
-/// difference unless both are known to escape it alike.
-fn debug_escapes_like_logfmt(c: char) -> bool {
-    matches!(c, '"' | '\\' | '\n' | '\r' | '\t' | ' ' | '\'')
-        || (c.escape_debug().len() == 1 && !c.is_whitespace() && !is_hidden(c))
 }
 
 /// Appends ` key=value` (or `key=value` at the start) to `out`.
@@ -199,6 +192,31 @@ mod tests {
         for s in ["\n", "\r\n", "a\u{7}b", "\u{2028}", "x\u{0}y"] {
             let out = r(s);
             assert!(!out.chars().any(|c| c.is_control()), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn span_values_quote_separators_too() {
+        let v = |s: &str| SpanValue(s).to_string();
+        assert_eq!(v("POST"), "POST");
+        assert_eq!(v("/a:b"), "/a:b");
+        assert_eq!(v("x}y"), "\"x}y\"");
+        assert_eq!(v("a;b"), "\"a;b\"");
+        assert_eq!(v("{"), "\"{\"");
+        assert_eq!(v("a\n\u{1b}"), "\"a\\n\\u{1b}\"");
+    }
+
+    #[test]
+    fn text_fields_are_raw_only_where_debug_renders_them_as_logfmt() {
+        let raw = |s: &str| matches!(TextField::new(s), TextField::Raw(_));
+        // Bare in logfmt: shown as is (Display), which JSON gets unquoted too.
+        assert!(!raw("drain"));
+        for s in ["x y", "say \"hi\"", "a\nb", "\u{1b}[2J", "k=v", "it's x", ""] {
+            assert!(raw(s), "{s:?}");
+            assert_eq!(format!("{s:?}"), r(s));
+        }
+        for s in ["a\0b", "\u{301}x y"] {
+            assert!(!raw(s), "{s:?}: Debug {:?} vs logfmt {}", s, r(s));
         }
     }
 

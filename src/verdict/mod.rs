@@ -343,8 +343,8 @@ impl PreviousShutdown {
     }
 
     /// Logs [`PreviousShutdown::message`] as a WARN event (target `shutdown`) when there is
-    /// one, with its facts as fields of their own: `previous_pid`, `verdict` ([`Self::kind`]),
-    /// `last_record_s`, `previous_phase`, and where a killed stop was stuck, `stuck_span` and
+    /// one, with its facts as fields of their own: `previous_phase`, `previous_pid`, `verdict`
+    /// ([`Self::kind`]), `last_record_s`, and where a killed stop was stuck, `stuck_span` and
     /// `stuck_peer` (each only when known). Call it after the subscriber is installed.
     pub fn log(&self) {
         let Some(message) = self.message() else {
@@ -358,10 +358,10 @@ impl PreviousShutdown {
         let peer = stuck.and_then(|f| f.peer.as_deref()).map(TextField::new);
         tracing::warn!(
             target: PHASE_TARGET,
+            previous_phase = self.phase(),
             previous_pid = self.pid(),
             verdict = tracing::field::display(self.kind()),
             last_record_s = self.last_record().map(|d| d.as_secs_f64()),
-            previous_phase = self.phase(),
             stuck_span = span.as_ref().map(TextField::value),
             stuck_peer = peer.as_ref().map(TextField::value),
             "{message}"

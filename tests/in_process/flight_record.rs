@@ -132,7 +132,8 @@ fn a_killed_run_names_the_phase_and_the_next_start_warns_exactly() {
     assert_eq!(
         capture.lines(),
         [format!(
-            " WARN shutdown: Previous shutdown did not complete: pid {} was killed during phase drain (entered +2.10s, last record +89.95s, 87.85s into drain) previous_phase=\"drain\"",
+            " WARN shutdown: Previous shutdown did not complete: pid {} was killed during phase drain (entered +2.10s, last record +89.95s, 87.85s into drain) previous_phase=\"drain\" previous_pid={} verdict=killed last_record_s=89.95",
+            std::process::id(),
             std::process::id()
         )]
     );
