@@ -69,36 +69,33 @@ impl Bytes {
         self.as_slice().len()
     }
 
-    fn extend(&mut self, more: &[u8]) {
+    /// `n` more bytes at the end (zeroed), to be filled in: inline while they fit.
+    fn grow(&mut self, n: usize) -> &mut [u8] {
+        if let Self::Inline { len, buf } = self {
+            let at = usize::from(*len);
+            if at + n > INLINE {
+                let mut v = Vec::with_capacity((at + n).max(2 * INLINE));
+                v.extend_from_slice(&buf[..at]);
+                *self = Self::Heap(v);
+            }
+        }
         match self {
             Self::Inline { len, buf } => {
                 let at = usize::from(*len);
-                match buf.get_mut(at..at + more.len()) {
-                    Some(dst) => {
-                        dst.copy_from_slice(more);
-                        // At most INLINE (< 256): fits.
-                        *len = u8::try_from(at + more.len()).unwrap_or(u8::MAX);
-                    }
-                    None => {
-                        let mut v = Vec::with_capacity((at + more.len()).max(2 * INLINE));
-                        v.extend_from_slice(&buf[..at]);
-                        v.extend_from_slice(more);
-                        *self = Self::Heap(v);
-                    }
-                }
+                // At most INLINE (< 256): fits.
+                *len = (at + n) as u8;
+                &mut buf[at..at + n]
             }
-            Self::Heap(v) => v.extend_from_slice(more),
+            Self::Heap(v) => {
+                let at = v.len();
+                v.resize(at + n, 0);
+                &mut v[at..]
+            }
         }
     }
 
-    fn set(&mut self, at: usize, b: u8) {
-        let slot = match self {
-            Self::Inline { buf, .. } => buf.get_mut(at),
-            Self::Heap(v) => v.get_mut(at),
-        };
-        if let Some(slot) = slot {
-            *slot = b;
-        }
+    fn extend(&mut self, more: &[u8]) {
+        self.grow(more.len()).copy_from_slice(more);
     }
 
     /// Removes `range` (an entry being replaced).
@@ -110,33 +107,56 @@ impl Bytes {
     }
 }
 
-/// Writes a value into the buffer, at most `room` bytes, cut on a character boundary.
-struct Capped<'a> {
-    bytes: &'a mut Bytes,
-    room: usize,
-    written: usize,
+/// A value formatted on the stack, at most [`VALUE_MAX`] bytes, cut on a character boundary.
+struct Scratch {
+    buf: [u8; VALUE_MAX],
+    len: usize,
     cut: bool,
 }
 
-impl fmt::Write for Capped<'_> {
+impl Scratch {
+    fn new() -> Self {
+        Self {
+            buf: [0; VALUE_MAX],
+            len: 0,
+            cut: false,
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for Scratch {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        let left = self.room - self.written;
-        if s.len() <= left && !self.cut {
-            self.bytes.extend(s.as_bytes());
-            self.written += s.len();
+        let at = self.len;
+        if let Some(dst) = self.buf.get_mut(at..at + s.len()).filter(|_| !self.cut) {
+            dst.copy_from_slice(s.as_bytes());
+            self.len += s.len();
             return Ok(());
         }
-        let mut end = left;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.bytes.extend(&s.as_bytes()[..end]);
-        self.written += end;
-        self.room = self.written;
+        let (kept, _) = cap(s.as_bytes(), if self.cut { 0 } else { VALUE_MAX - at });
+        self.buf[at..at + kept.len()].copy_from_slice(kept);
+        self.len += kept.len();
         self.cut = true;
-        // Not an error: a `Debug` impl that unwraps its writes must not panic here.
+        // Not an error past the cap: a `Debug` impl that unwraps its writes must not panic.
         Ok(())
     }
+}
+
+/// The first `max` bytes of UTF-8 text `s`, cut on a character boundary, and whether it was
+/// cut.
+fn cap(s: &[u8], max: usize) -> (&[u8], bool) {
+    if s.len() <= max {
+        return (s, false);
+    }
+    let mut end = max;
+    // Back over continuation bytes (`10xxxxxx`) to the start of a character.
+    while end > 0 && s[end] & 0xC0 == 0x80 {
+        end -= 1;
+    }
+    (&s[..end], true)
 }
 
 impl SpanFields {
@@ -179,7 +199,9 @@ impl SpanFields {
         })
     }
 
-    fn push(&mut self, name: &str, write: impl FnOnce(&mut Capped<'_>), replace: bool) {
+    /// Appends one field (replacing an earlier value of the same name when `replace`), cut to
+    /// what the caps leave. `value` is UTF-8 text.
+    fn push(&mut self, name: &str, value: &[u8], cut: bool, replace: bool) {
         if replace {
             let old = self.entries().find(|e| e.0 == name).map(|e| e.3);
             if let Some(range) = old {
@@ -187,34 +209,29 @@ impl SpanFields {
                 self.count = self.count.saturating_sub(1);
             }
         }
-        let mut name_end = name.len().min(usize::from(u8::MAX));
-        while !name.is_char_boundary(name_end) {
-            name_end -= 1;
-        }
-        let name = &name[..name_end];
-        let used = self.bytes.len();
-        let room = TOTAL_MAX.saturating_sub(used + 1 + name.len() + 2);
+        let (name, _) = cap(name.as_bytes(), usize::from(u8::MAX));
+        let room = TOTAL_MAX.saturating_sub(self.bytes.len() + 1 + name.len() + 2);
         if usize::from(self.count) >= MAX_FIELDS || room == 0 {
             self.dropped = self.dropped.saturating_add(1);
             return;
         }
-        self.bytes.extend(&[name.len() as u8]); // <= u8::MAX (cut above)
-        self.bytes.extend(name.as_bytes());
-        let len_at = self.bytes.len();
-        self.bytes.extend(&[0, 0]);
-        let mut w = Capped {
-            bytes: &mut self.bytes,
-            room: room.min(VALUE_MAX),
-            written: 0,
-            cut: false,
-        };
-        write(&mut w);
+        let (value, more_cut) = cap(value, room.min(VALUE_MAX));
         // At most VALUE_MAX (< CUT): fits in the low 15 bits.
-        let word = (w.written as u16) | if w.cut { CUT } else { 0 };
-        let [lo, hi] = word.to_le_bytes();
-        self.bytes.set(len_at, lo);
-        self.bytes.set(len_at + 1, hi);
+        let word = (value.len() as u16) | if cut || more_cut { CUT } else { 0 };
+        let dst = self.bytes.grow(1 + name.len() + 2 + value.len());
+        let (head, rest) = dst.split_at_mut(1 + name.len());
+        head[0] = name.len() as u8; // <= u8::MAX (cut above)
+        head[1..].copy_from_slice(name);
+        rest[..2].copy_from_slice(&word.to_le_bytes());
+        rest[2..].copy_from_slice(value);
         self.count += 1;
+    }
+
+    /// Appends a value formatted on the stack (whole characters only: UTF-8).
+    fn push_formatted(&mut self, name: &str, write: impl FnOnce(&mut Scratch), replace: bool) {
+        let mut s = Scratch::new();
+        write(&mut s);
+        self.push(name, s.bytes(), s.cut, replace);
     }
 
     /// An owned copy, for a snapshot (taken under the span's extensions lock, used after).
@@ -236,19 +253,36 @@ struct Recorder<'a> {
 
 impl Visit for Recorder<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.fields.push(
-            field.name(),
-            |w| {
-                let _ = w.write_str(value);
-            },
-            self.replace,
-        );
+        self.fields
+            .push(field.name(), value.as_bytes(), false, self.replace);
     }
 
-    // Numbers, booleans, `%display` and `?debug` values: as `fmt` shows them (Debug of the
-    // value; `%x` arrives as a Debug that prints its Display).
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        let value: &[u8] = if value { b"true" } else { b"false" };
+        self.fields.push(field.name(), value, false, self.replace);
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let mut digits = [0u8; 20];
+        let text = decimal(value, &mut digits);
+        self.fields.push(field.name(), text, false, self.replace);
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        let mut digits = [0u8; 21];
+        let at = decimal(value.unsigned_abs(), &mut digits[1..]).len();
+        let start = 21 - at - usize::from(value < 0);
+        if value < 0 {
+            digits[start] = b'-';
+        }
+        self.fields
+            .push(field.name(), &digits[start..], false, self.replace);
+    }
+
+    // `%display`, `?debug`, floats and the rest: as `fmt` shows them (the value's `Debug`;
+    // `%x` arrives as a `Debug` that prints its `Display`).
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.fields.push(
+        self.fields.push_formatted(
             field.name(),
             |w| {
                 let _ = write!(w, "{value:?}");
@@ -256,6 +290,20 @@ impl Visit for Recorder<'_> {
             self.replace,
         );
     }
+}
+
+/// `n` in decimal, written at the end of `buf` (at least 20 bytes); the digits.
+fn decimal(mut n: u64, buf: &mut [u8]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    &buf[at..]
 }
 
 /// A span's fields as a snapshot reads them: names, raw values, and whether each was cut.

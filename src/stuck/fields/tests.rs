@@ -169,3 +169,29 @@ fn joins_use_known_keys_or_whole_values_never_words_of_free_text() {
     cut.pairs[0].2 = true;
     assert!(cut.addresses().is_empty());
 }
+
+#[test]
+fn numbers_render_as_fmt_shows_them() {
+    let ((), fields, _) = with_span(|| {
+        let span = tracing::info_span!(
+            "n",
+            zero = 0u64,
+            neg = -42i64,
+            min = i64::MIN,
+            max = u64::MAX,
+            pos = 7i64,
+            half = 0.5f64,
+            whole = 2.0f64,
+            no = false
+        );
+        ((), span)
+    });
+    assert_eq!(
+        fields.unwrap().render(),
+        format!(
+            "zero=0 neg=-42 min={} max={} pos=7 half=0.5 whole=2.0 no=false",
+            i64::MIN,
+            u64::MAX
+        )
+    );
+}
