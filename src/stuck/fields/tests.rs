@@ -195,3 +195,11 @@ fn numbers_render_as_fmt_shows_them() {
         )
     );
 }
+
+#[test]
+fn the_extension_stays_small() {
+    // One allocation of this size per span with fields (the registry boxes extensions: with
+    // glibc's 8-byte header, one 128-byte chunk); more only when the values outgrow the inline
+    // bytes.
+    assert!(std::mem::size_of::<SpanFields>() <= 120, "{}", std::mem::size_of::<SpanFields>());
+}
