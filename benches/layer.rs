@@ -442,7 +442,9 @@ fn main() {
 fn span_with_fields(n: usize, i: u64, addr: &std::net::SocketAddr) {
     let span = match n {
         0 => tracing::info_span!(target: "app", "request"),
-        3 => tracing::info_span!(target: "app", "request", method = "POST", path = "/upload", peer = %addr),
+        3 => {
+            tracing::info_span!(target: "app", "request", method = "POST", path = "/upload", peer = %addr)
+        }
         _ => tracing::info_span!(
             target: "app",
             "request",

@@ -105,7 +105,12 @@ impl<S> Layer<S> for Recorder
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
 {
-    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
         let mut fields = Typed::default();
         attrs.record(&mut fields);
         if let Some(span) = ctx.span(id) {
@@ -426,7 +431,11 @@ fn same_facts_under(format: Format) -> (Run, Facts) {
     if format != Format::None {
         let stuck = the_line(&run.log, "drain stuck (on demand)");
         let verdict_line = the_line(&lines, "Previous shutdown did not complete");
-        assert_eq!(facts(format, stuck, verdict_line), want, "{format:?}:\n{stuck}\n{verdict_line}");
+        assert_eq!(
+            facts(format, stuck, verdict_line),
+            want,
+            "{format:?}:\n{stuck}\n{verdict_line}"
+        );
     }
     (run, want)
 }
@@ -441,13 +450,23 @@ fn assert_the_request(run: &Run, facts: &Facts) {
         .find(|s| s["name"] == "request")
         .expect("the request span")
         .clone();
-    let fields = span["fields"].as_str().expect("fields without any formatter's help");
-    let peer = facts.peer.as_deref().expect("joined to its client's connection");
+    let fields = span["fields"]
+        .as_str()
+        .expect("fields without any formatter's help");
+    let peer = facts
+        .peer
+        .as_deref()
+        .expect("joined to its client's connection");
     assert!(
-        fields.starts_with(&format!("method=POST path=/upload peer={peer} ua=\"curl/8.5 (x=127.0.0.1:")),
+        fields.starts_with(&format!(
+            "method=POST path=/upload peer={peer} ua=\"curl/8.5 (x=127.0.0.1:"
+        )),
         "{fields}"
     );
-    assert!(!fields.contains('\u{1b}') && !fields.contains('{'), "{fields}");
+    assert!(
+        !fields.contains('\u{1b}') && !fields.contains('{'),
+        "{fields}"
+    );
     assert_eq!(facts.span, format!("request{{{fields}}}"));
     assert_eq!(facts.stuck_span, facts.span);
     assert_eq!(facts.stuck_peer, facts.peer);
@@ -460,7 +479,8 @@ fn assert_the_request(run: &Run, facts: &Facts) {
     assert_ne!(Some(db_peer), facts.peer.as_deref());
     let first = report["stuck"][0]["findings"][0].as_str().unwrap();
     assert!(
-        first.starts_with(&format!("request{{{fields}}} idle ")) && first.contains(&format!("; {peer} ESTABLISHED")),
+        first.starts_with(&format!("request{{{fields}}} idle "))
+            && first.contains(&format!("; {peer} ESTABLISHED")),
         "{first}"
     );
     assert!(!first.contains(&format!("; {db_peer} ")), "{first}");
@@ -472,7 +492,10 @@ fn text_without_colour_carries_the_facts() {
     assert_the_request(&run, &facts);
     // The line users read: the span, its peer and the silence in the message too.
     let stuck = the_line(&run.log, "drain stuck (on demand)");
-    assert!(stuck.contains(&format!(": {} idle ", facts.span)), "{stuck}");
+    assert!(
+        stuck.contains(&format!(": {} idle ", facts.span)),
+        "{stuck}"
+    );
 }
 
 #[test]
@@ -481,7 +504,10 @@ fn text_with_colour_carries_the_same_facts_and_no_escape_in_the_span() {
     assert_the_request(&run, &facts);
     let stuck = the_line(&run.log, "drain stuck (on demand)");
     assert!(stuck.contains('\u{1b}'), "colours on: {stuck:?}");
-    assert!(stuck.contains(&format!(": {} idle ", facts.span)), "{stuck:?}");
+    assert!(
+        stuck.contains(&format!(": {} idle ", facts.span)),
+        "{stuck:?}"
+    );
 }
 
 #[test]
@@ -524,7 +550,9 @@ fn a_span_field_crafted_like_a_finding_cannot_forge_the_verdict() {
         let span = r#"request{method=GET ua="x} idle 0.1s; 10.9.9.9:5432 ESTABLISHED no data for 999.0s; "}"#;
         assert_eq!(parts.span.as_deref(), Some(span));
         assert!(
-            stuck.as_deref().is_some_and(|s| s.starts_with(&format!("{span} idle "))),
+            stuck
+                .as_deref()
+                .is_some_and(|s| s.starts_with(&format!("{span} idle "))),
             "{stuck:?}"
         );
         let message = verdict.message().unwrap();
@@ -567,7 +595,9 @@ fn journald_carries_the_same_facts_under_a_real_systemd() {
     assert!(snapped, "{}", ns.status("stuck.service"));
     let pid: u64 = ns.show("stuck.service", "MainPID").parse().unwrap();
     // A real SIGKILL, from systemd.
-    ns.systemctl(&["kill", "--signal=SIGKILL", "stuck.service"]).ok().unwrap();
+    ns.systemctl(&["kill", "--signal=SIGKILL", "stuck.service"])
+        .ok()
+        .unwrap();
     ns.wait_until(Duration::from_secs(30), || {
         ns.show("stuck.service", "ActiveState") != "active"
     });
@@ -619,8 +649,13 @@ fn journald_carries_the_same_facts_under_a_real_systemd() {
         },
         "{stuck}\n{verdict}"
     );
-    assert!(span.starts_with("request{method=POST path=/upload peer=127.0.0.1:"), "{span}");
-    eprintln!("--- the journal's stuck entry:\n{stuck:#}\n--- the next start's verdict:\n{verdict:#}");
+    assert!(
+        span.starts_with("request{method=POST path=/upload peer=127.0.0.1:"),
+        "{span}"
+    );
+    eprintln!(
+        "--- the journal's stuck entry:\n{stuck:#}\n--- the next start's verdict:\n{verdict:#}"
+    );
     ns.teardown().expect("clean teardown");
 }
 

@@ -94,7 +94,10 @@ fn a_request_waiting_on_a_silent_peer_is_named_with_its_thread_syscall_and_peer(
         .iter()
         .find(|s| s.name == "request")
         .expect("request span");
-    let fields = span.fields.as_deref().expect("fields captured by the layer");
+    let fields = span
+        .fields
+        .as_deref()
+        .expect("fields captured by the layer");
     assert_eq!(fields, format!("method=POST path=/upload peer={peer}"));
     assert_eq!(span.idle_s, None, "entered: running, not idle");
     assert!(span.age_s >= 0.2, "{span:?}");

@@ -309,12 +309,19 @@ fn fuzz_flight_record() {
         never_clean_without_evidence(&verdict, &text);
         // The stuck finding's parts are read from the record, never trusted for their size.
         if let PreviousShutdown::Killed {
-            stuck, stuck_finding, ..
+            stuck,
+            stuck_finding,
+            ..
         } = &verdict
         {
             assert!(stuck.as_ref().is_none_or(|s| s.chars().count() <= 400));
             if let Some(f) = stuck_finding {
-                for part in [Some(&f.text), f.span.as_ref(), f.peer.as_ref(), f.thread.as_ref()] {
+                for part in [
+                    Some(&f.text),
+                    f.span.as_ref(),
+                    f.peer.as_ref(),
+                    f.thread.as_ref(),
+                ] {
                     assert!(part.is_none_or(|p| p.chars().count() <= 400));
                 }
                 assert!(f.path.len() <= 8);

@@ -355,11 +355,7 @@ impl Captured {
         let mut out = String::new();
         let mut omitted = self.dropped > 0;
         for (k, v, cut) in &self.pairs {
-            let value = if *cut {
-                format!("{v}...")
-            } else {
-                v.clone()
-            };
+            let value = if *cut { format!("{v}...") } else { v.clone() };
             let pair = format!("{}={}", name(k), SpanValue(&value));
             let sep = usize::from(!out.is_empty());
             if out.chars().count() + sep + pair.chars().count() > RENDER_MAX {

@@ -15,15 +15,13 @@ const SILENT_PEER: Duration = Duration::from_secs(1);
 
 /// The parts a socket adds: its peer (or local path) and how long the peer has been silent.
 fn sock_parts(f: &mut StuckFinding, sock: &Sock) {
-    f.peer = sock
-        .state
-        .peer
-        .clone()
-        .or_else(|| sock.state.local.clone().filter(|_| sock.state.kind == "unix"));
-    f.no_data_s = sock
-        .last_recv
-        .filter(|_| sock.established)
-        .map(round1);
+    f.peer = sock.state.peer.clone().or_else(|| {
+        sock.state
+            .local
+            .clone()
+            .filter(|_| sock.state.kind == "unix")
+    });
+    f.no_data_s = sock.last_recv.filter(|_| sock.established).map(round1);
 }
 
 /// The parts a thread adds: its name, id and system call.

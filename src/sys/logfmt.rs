@@ -69,7 +69,11 @@ pub(crate) struct SpanValue<'a>(pub(crate) &'a str);
 impl fmt::Display for SpanValue<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = self.0;
-        if !s.is_empty() && !s.chars().any(|c| is_unsafe(c) || matches!(c, ';' | '{' | '}')) {
+        if !s.is_empty()
+            && !s
+                .chars()
+                .any(|c| is_unsafe(c) || matches!(c, ';' | '{' | '}'))
+        {
             return f.write_str(s);
         }
         write!(f, "\"{}\"", Escaped(s))
@@ -211,7 +215,15 @@ mod tests {
         let raw = |s: &str| matches!(TextField::new(s), TextField::Raw(_));
         // Bare in logfmt: shown as is (Display), which JSON gets unquoted too.
         assert!(!raw("drain"));
-        for s in ["x y", "say \"hi\"", "a\nb", "\u{1b}[2J", "k=v", "it's x", ""] {
+        for s in [
+            "x y",
+            "say \"hi\"",
+            "a\nb",
+            "\u{1b}[2J",
+            "k=v",
+            "it's x",
+            "",
+        ] {
             assert!(raw(s), "{s:?}");
             assert_eq!(format!("{s:?}"), r(s));
         }

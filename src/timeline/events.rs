@@ -216,9 +216,8 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot) {
         .count();
     // The first finding's parts as fields of their own (a JSON pipeline queries them).
     let first = snapshot.first_finding.as_ref();
-    let part = |get: fn(&StuckFinding) -> Option<&String>| {
-        first.and_then(get).map(|s| TextField::new(s))
-    };
+    let part =
+        |get: fn(&StuckFinding) -> Option<&String>| first.and_then(get).map(|s| TextField::new(s));
     let span = part(|f| f.span.as_ref());
     let peer = part(|f| f.peer.as_ref());
     let thread = part(|f| f.thread.as_ref());

@@ -577,7 +577,7 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
             "stuck" => {
                 let phase = r.get("phase").and_then(Value::as_str).map(str::to_owned);
                 // The first finding's parts, when recorded: the summary is built from them.
-                let first = r.get("first").and_then(|f| finding_parts(f));
+                let first = r.get("first").and_then(finding_parts);
                 let summary = match &first {
                     Some(f) => Some(f.summary()),
                     None => r.get("summary").and_then(Value::as_str).map(str::to_owned),

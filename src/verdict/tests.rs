@@ -470,7 +470,10 @@ fn the_stuck_summary_is_built_from_the_recorded_parts_never_from_the_sentence() 
 #[test]
 fn every_verdict_has_a_kind() {
     assert_eq!(PreviousShutdown::None.kind(), "none");
-    assert_eq!(parse_records("{\"kind\":\"run\",\"pid\":1}\n").kind(), "no_shutdown");
+    assert_eq!(
+        parse_records("{\"kind\":\"run\",\"pid\":1}\n").kind(),
+        "no_shutdown"
+    );
     assert_eq!(
         parse_records("{\"kind\":\"begin\",\"t\":0}\n{\"kind\":\"complete\",\"t\":1}\n").kind(),
         "clean"

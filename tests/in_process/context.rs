@@ -351,7 +351,11 @@ fn log_event_has_fields_in_design_order() {
     for (e, l) in event_pairs.iter().zip(&line_pairs) {
         match (e.strip_prefix("loadavg_1m="), l.strip_prefix("loadavg_1m=")) {
             (Some(a), Some(b)) if b != "unknown" => {
-                assert_eq!(a.parse::<f64>().unwrap(), b.parse::<f64>().unwrap(), "{out}");
+                assert_eq!(
+                    a.parse::<f64>().unwrap(),
+                    b.parse::<f64>().unwrap(),
+                    "{out}"
+                );
             }
             _ => assert_eq!(e, l, "{out}"),
         }
@@ -415,11 +419,14 @@ fn a_json_subscriber_gets_numbers_as_numbers_and_booleans_as_booleans() {
     let cap = crate::support::Capture::default();
     tracing::subscriber::with_default(crate::support::subscriber(&cap), || ctx.log());
     assert!(
-        cap.text().contains(
-            "sender_pid=unknown sender_name=unknown sender_uid=unknown cause=unknown "
-        ),
+        cap.text()
+            .contains("sender_pid=unknown sender_name=unknown sender_uid=unknown cause=unknown "),
         "{}",
         cap.text()
     );
-    assert!(cap.text().contains(" loadavg_1m=unknown "), "{}", cap.text());
+    assert!(
+        cap.text().contains(" loadavg_1m=unknown "),
+        "{}",
+        cap.text()
+    );
 }

@@ -16,7 +16,11 @@ fn with_span<T>(f: impl FnOnce() -> (T, tracing::Span)) -> (T, Option<Captured>,
         let inline = ext
             .get::<SpanFields>()
             .is_some_and(|f| matches!(f.bytes, Bytes::Inline { .. }));
-        (out, ext.get::<SpanFields>().map(SpanFields::captured), inline)
+        (
+            out,
+            ext.get::<SpanFields>().map(SpanFields::captured),
+            inline,
+        )
     })
 }
 
@@ -110,13 +114,32 @@ fn values_names_and_counts_are_bounded() {
     let ((), fields, _) = with_span(|| ((), tracing::info_span!("request", body = %long)));
     let fields = fields.unwrap();
     let (_, v, cut) = &fields.pairs[0];
-    assert!(*cut && v.len() <= VALUE_MAX && v.chars().all(|c| c == 'é'), "{v}");
+    assert!(
+        *cut && v.len() <= VALUE_MAX && v.chars().all(|c| c == 'é'),
+        "{v}"
+    );
     assert_eq!(fields.render(), format!("body={v}..."));
 
     let ((), many, _) = with_span(|| {
         let span = tracing::info_span!(
-            "many", a0 = 0, a1 = 1, a2 = 2, a3 = 3, a4 = 4, a5 = 5, a6 = 6, a7 = 7, a8 = 8,
-            a9 = 9, a10 = 10, a11 = 11, a12 = 12, a13 = 13, a14 = 14, a15 = 15, a16 = 16,
+            "many",
+            a0 = 0,
+            a1 = 1,
+            a2 = 2,
+            a3 = 3,
+            a4 = 4,
+            a5 = 5,
+            a6 = 6,
+            a7 = 7,
+            a8 = 8,
+            a9 = 9,
+            a10 = 10,
+            a11 = 11,
+            a12 = 12,
+            a13 = 13,
+            a14 = 14,
+            a15 = 15,
+            a16 = 16,
             a17 = 17
         );
         ((), span)
@@ -136,7 +159,11 @@ fn values_names_and_counts_are_bounded() {
         ((), span)
     });
     let big = big.unwrap();
-    let kept: usize = big.pairs.iter().map(|(k, v, _)| k.len() + v.len() + 3).sum();
+    let kept: usize = big
+        .pairs
+        .iter()
+        .map(|(k, v, _)| k.len() + v.len() + 3)
+        .sum();
     assert!(kept <= TOTAL_MAX, "{kept}");
     assert!(big.dropped > 0);
     assert!(big.render().chars().count() <= RENDER_MAX + 4);
@@ -149,17 +176,25 @@ fn joins_use_known_keys_or_whole_values_never_words_of_free_text() {
     // A client-controlled header holding an address inside free text names no socket.
     let ua = captured(&[("method", "GET"), ("ua", "curl/8.5 (x=10.0.0.7:5432)")]);
     assert!(ua.addresses().is_empty());
-    assert!(captured(&[("path", "/x:y"), ("msg", "to 10.0.0.7:5432 now")])
-        .addresses()
-        .is_empty());
+    assert!(
+        captured(&[("path", "/x:y"), ("msg", "to 10.0.0.7:5432 now")])
+            .addresses()
+            .is_empty()
+    );
     // A known key: its whole value.
-    let peer = captured(&[("ua", "curl/8.5 (x=10.0.0.7:5432)"), ("peer", "127.0.0.1:5555")]);
+    let peer = captured(&[
+        ("ua", "curl/8.5 (x=10.0.0.7:5432)"),
+        ("peer", "127.0.0.1:5555"),
+    ]);
     assert_eq!(peer.addresses(), vec![addr("127.0.0.1:5555")]);
     // A known key wins over another field whose whole value is an address (a Host header).
     let host = captured(&[("host", "10.0.0.7:5432"), ("remote_addr", "[::1]:80")]);
     assert_eq!(host.addresses(), vec![addr("[::1]:80")]);
     // OpenTelemetry's address and port in two fields; IPv4-mapped addresses canonical.
-    let otel = captured(&[("client.address", "::ffff:10.1.2.3"), ("client.port", "443")]);
+    let otel = captured(&[
+        ("client.address", "::ffff:10.1.2.3"),
+        ("client.port", "443"),
+    ]);
     assert_eq!(otel.addresses(), vec![addr("10.1.2.3:443")]);
     // No known key: any field whose whole value is an address (quoted by `?`, too).
     let whole = captured(&[("db", "\"10.0.0.7:5432\""), ("upstream_name", "x")]);
@@ -201,5 +236,9 @@ fn the_extension_stays_small() {
     // One allocation of this size per span with fields (the registry boxes extensions: with
     // glibc's 8-byte header, one 128-byte chunk); more only when the values outgrow the inline
     // bytes.
-    assert!(std::mem::size_of::<SpanFields>() <= 120, "{}", std::mem::size_of::<SpanFields>());
+    assert!(
+        std::mem::size_of::<SpanFields>() <= 120,
+        "{}",
+        std::mem::size_of::<SpanFields>()
+    );
 }
