@@ -725,3 +725,27 @@ fn a_phase_that_overruns_as_it_closes_still_gets_exactly_one_snapshot() {
         );
     }
 }
+
+#[test]
+fn spans_the_layer_cannot_read_are_named_without_fields_and_the_snapshot_says_why() {
+    // tracing-subscriber's `Option<L>` does not pass `on_register_dispatch` on: the layer never
+    // learns its subscriber, so the snapshot cannot read fields and parents. It says so.
+    let layer = ShutdownLayer::new();
+    let handle = layer.handle();
+    use tracing_subscriber::layer::SubscriberExt;
+    let d = Dispatch::new(tracing_subscriber::registry().with(Some(layer)));
+    let snap = tracing::dispatcher::with_default(&d, || {
+        let _request = tracing::info_span!("request", method = "GET");
+        handle.begin();
+        handle.stuck_snapshot()
+    });
+    let span = snap.spans.iter().find(|s| s.name == "request").unwrap();
+    assert_eq!(span.fields, None);
+    assert!(
+        snap.unknown
+            .iter()
+            .any(|u| u.starts_with("span fields and parents: the layer cannot read")),
+        "{:?}",
+        snap.unknown
+    );
+}

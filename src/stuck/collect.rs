@@ -163,8 +163,9 @@ pub(crate) fn take(
         && !spans.is_empty()
     {
         unknown.push(
-            "span fields and parents: the layer's subscriber is not tracing-subscriber's \
-             Registry (or is gone), so spans show by name only"
+            "span fields and parents: the layer cannot read its subscriber's spans (not \
+             tracing-subscriber's Registry, gone, or the layer never learned it: an \
+             Option<ShutdownLayer> does not pass it on), so spans show by name only"
                 .to_owned(),
         );
     }
