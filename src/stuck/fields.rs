@@ -11,11 +11,16 @@
 //! Bounded: at most [`MAX_FIELDS`] fields, [`VALUE_MAX`] bytes of a value, [`TOTAL_MAX`] in all.
 
 use std::fmt::{self, Write as _};
-use std::net::{IpAddr, SocketAddr};
 
 use tracing_core::field::{Field, Visit};
+use tracing_core::span::{Attributes, Id, Record};
+use tracing_core::{Metadata, Subscriber};
+use tracing_subscriber::layer::Context;
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::sys::logfmt::{escape_hidden, SpanValue};
+mod captured;
+
+pub(crate) use captured::Captured;
 
 /// Fields kept per span; later ones are counted, not kept.
 pub(crate) const MAX_FIELDS: usize = 16;
@@ -25,8 +30,6 @@ pub(crate) const VALUE_MAX: usize = 128;
 pub(crate) const TOTAL_MAX: usize = 1024;
 /// Bytes held inline: `method=POST path=/upload peer=10.0.0.7:55512` takes 49.
 const INLINE: usize = 104;
-/// Longest rendering of a span's fields, in characters; whole fields are left out past it.
-const RENDER_MAX: usize = 400;
 /// Set in an entry's length word when the value was cut.
 const CUT: u16 = 0x8000;
 
@@ -166,7 +169,7 @@ impl SpanFields {
     }
 
     /// Records `values` as a span's first values (`on_new_span`).
-    pub(crate) fn record_new(&mut self, values: &tracing_core::span::Attributes<'_>) {
+    pub(crate) fn record_new(&mut self, values: &Attributes<'_>) {
         values.record(&mut Recorder {
             fields: self,
             replace: false,
@@ -174,7 +177,7 @@ impl SpanFields {
     }
 
     /// Records later values (`on_record`): a field recorded again replaces its old value.
-    pub(crate) fn record_more(&mut self, values: &tracing_core::span::Record<'_>) {
+    pub(crate) fn record_more(&mut self, values: &Record<'_>) {
         values.record(&mut Recorder {
             fields: self,
             replace: true,
@@ -306,133 +309,48 @@ fn decimal(mut n: u64, buf: &mut [u8]) -> &[u8] {
     &buf[at..]
 }
 
-/// A span's fields as a snapshot reads them: names, raw values, and whether each was cut.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Captured {
-    pub(crate) pairs: Vec<(String, String, bool)>,
-    /// Fields the span had beyond the caps.
-    pub(crate) dropped: usize,
+/// A tracked span's fields, captured as it opens (`on_new_span`).
+#[inline(never)]
+pub(crate) fn capture_new<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let mut fields = SpanFields::default();
+    fields.record_new(attrs);
+    if fields.is_empty() {
+        return; // every field `Empty` for now: `capture_recorded` takes them
+    }
+    if let Some(span) = ctx.span(id) {
+        span.extensions_mut().insert(fields);
+    }
 }
 
-/// Field names whose value is the peer's address (`10.0.0.7:5432`): the server side of a
-/// request names its client, the client side of a call its server. OpenTelemetry's semantic
-/// conventions (`client.address`, `server.address`, `network.peer.address`, and the older
-/// `net.peer.*` / `net.sock.peer.*`) and the names apps commonly use.
-const PEER_KEYS: [&str; 16] = [
-    "peer",
-    "peer_addr",
-    "peer.addr",
-    "remote",
-    "remote_addr",
-    "remote.addr",
-    "client_addr",
-    "client.addr",
-    "client.address",
-    "server.address",
-    "network.peer.address",
-    "net.peer.addr",
-    "net.peer.ip",
-    "net.peer.name",
-    "net.sock.peer.addr",
-    "upstream",
-];
-
-/// Where a known key holds only the host, the key holding the port.
-const PORT_KEYS: [(&str, &str); 6] = [
-    ("client.address", "client.port"),
-    ("server.address", "server.port"),
-    ("network.peer.address", "network.peer.port"),
-    ("net.peer.ip", "net.peer.port"),
-    ("net.peer.name", "net.peer.port"),
-    ("net.sock.peer.addr", "net.sock.peer.port"),
-];
-
-impl Captured {
-    /// `method=POST path=/upload ua="curl/8.5 (x=10.0.0.7:5432)"`: each value quoted when it
-    /// holds a space, `=`, `;`, `{`, `}` or a quote, escaped, `...` where it was cut; at most
-    /// [`RENDER_MAX`] characters of whole fields (` ...` when some were left out).
-    pub(crate) fn render(&self) -> String {
-        let mut out = String::new();
-        let mut omitted = self.dropped > 0;
-        for (k, v, cut) in &self.pairs {
-            let value = if *cut { format!("{v}...") } else { v.clone() };
-            let pair = format!("{}={}", name(k), SpanValue(&value));
-            let sep = usize::from(!out.is_empty());
-            if out.chars().count() + sep + pair.chars().count() > RENDER_MAX {
-                omitted = true;
-                continue;
+/// Values recorded after a span opened (`span.record(..)`, `on_record`), kept with the others;
+/// for a span without captured fields yet, only when `tracked` says the tracker keeps it.
+#[inline(never)]
+pub(crate) fn capture_recorded<S>(
+    id: &Id,
+    values: &Record<'_>,
+    ctx: &Context<'_, S>,
+    tracked: impl FnOnce(&Metadata<'_>) -> bool,
+) where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    let Some(span) = ctx.span(id) else {
+        return;
+    };
+    let mut ext = span.extensions_mut();
+    match ext.get_mut::<SpanFields>() {
+        Some(fields) => fields.record_more(values),
+        None if tracked(span.metadata()) => {
+            let mut fields = SpanFields::default();
+            fields.record_more(values);
+            if !fields.is_empty() {
+                ext.insert(fields);
             }
-            if sep == 1 {
-                out.push(' ');
-            }
-            out.push_str(&pair);
         }
-        if omitted {
-            out.push_str(if out.is_empty() { "..." } else { " ..." });
-        }
-        out
+        None => {}
     }
-
-    fn get(&self, key: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(k, _, cut)| k == key && !cut)
-            .map(|(_, v, _)| v.as_str())
-    }
-
-    /// The socket addresses these fields name, for joining a span to its socket: the values
-    /// of the known peer keys ([`PEER_KEYS`], with their port keys), else any value that is a
-    /// socket address as a whole. Never a word inside free text: a client's
-    /// `User-Agent: curl/8.5 (x=10.0.0.7:5432)` names no socket.
-    pub(crate) fn addresses(&self) -> Vec<SocketAddr> {
-        let known: Vec<SocketAddr> = PEER_KEYS
-            .iter()
-            .filter_map(|key| {
-                let value = self.get(key)?;
-                whole_address(value).or_else(|| {
-                    let (_, port_key) = PORT_KEYS.iter().find(|(k, _)| k == key)?;
-                    let ip: IpAddr = unquote(value).parse().ok()?;
-                    let port: u16 = unquote(self.get(port_key)?).parse().ok()?;
-                    Some(SocketAddr::new(ip.to_canonical(), port))
-                })
-            })
-            .collect();
-        if !known.is_empty() {
-            return known;
-        }
-        self.pairs
-            .iter()
-            .filter(|(_, _, cut)| !cut)
-            .filter_map(|(_, v, _)| whole_address(v))
-            .take(8)
-            .collect()
-    }
-}
-
-/// A field name as rendered: escaped, and the characters that would end it (space, `=`,
-/// braces, quotes, `;`) replaced (names are the app's own, but `"any text" = 1` is allowed).
-fn name(k: &str) -> String {
-    escape_hidden(k, 64)
-        .chars()
-        .map(|c| match c {
-            ' ' | '=' | '{' | '}' | '"' | ';' => '_',
-            c => c,
-        })
-        .collect()
-}
-
-/// A `Debug`-recorded string arrives quoted: `"10.0.0.7:5432"`.
-fn unquote(v: &str) -> &str {
-    let v = v.trim();
-    v.strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(v)
-}
-
-/// The value as a socket address, when the whole of it is one (`10.0.0.7:5432`, `[::1]:80`).
-fn whole_address(v: &str) -> Option<SocketAddr> {
-    let a: SocketAddr = unquote(v).parse().ok()?;
-    Some(SocketAddr::new(a.ip().to_canonical(), a.port()))
 }
 
 #[cfg(test)]

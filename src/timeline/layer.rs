@@ -11,7 +11,7 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::record::flight_record::FlightRecord;
 use crate::record::lock::RecordLock;
-use crate::stuck::fields::SpanFields;
+use crate::stuck::fields;
 use crate::stuck::spans::{coarse_now, coarse_since, SpanFilter, SpanTracker, TrackedSpan};
 use crate::sys::clock::{Clock, ManualClock};
 use crate::sys::target::PHASE_TARGET;
@@ -368,7 +368,8 @@ where
                 && self.shared.spans.open(id.into_u64(), meta)
                 && !meta.fields().is_empty()
             {
-                capture_fields(attrs, id, &ctx);
+                // A snapshot names it the same whatever formats the app's logs.
+                fields::capture_new(attrs, id, &ctx);
             }
             return;
         }
@@ -392,7 +393,10 @@ where
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if self.shared.track_spans {
-            self.record_fields(id, values, &ctx);
+            let spans = &self.shared.spans;
+            fields::capture_recorded(id, values, &ctx, |meta| {
+                meta.target() != PHASE_TARGET && spans.wants(meta)
+            });
         }
         if self.maybe_phase(id) {
             self.recorded(id, values, &ctx);
@@ -405,52 +409,6 @@ where
         }
         if self.maybe_phase(&id) {
             self.closed(id, &ctx);
-        }
-    }
-}
-
-/// A tracked span's fields, captured as it opens (`stuck/fields.rs`): a snapshot names it the
-/// same whatever formats the app's logs.
-#[inline(never)]
-fn capture_fields<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
-where
-    S: Subscriber + for<'a> LookupSpan<'a>,
-{
-    let mut fields = SpanFields::default();
-    fields.record_new(attrs);
-    if fields.is_empty() {
-        return; // every field `Empty` for now: `on_record` captures them
-    }
-    if let Some(span) = ctx.span(id) {
-        span.extensions_mut().insert(fields);
-    }
-}
-
-impl ShutdownLayer {
-    /// Values recorded after a tracked span opened (`span.record(..)`): kept with the others.
-    #[inline(never)]
-    fn record_fields<S>(&self, id: &Id, values: &Record<'_>, ctx: &Context<'_, S>)
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        let Some(span) = ctx.span(id) else {
-            return;
-        };
-        let meta = span.metadata();
-        if meta.target() == PHASE_TARGET {
-            return;
-        }
-        let mut ext = span.extensions_mut();
-        match ext.get_mut::<SpanFields>() {
-            Some(fields) => fields.record_more(values),
-            None if self.shared.spans.wants(meta) => {
-                let mut fields = SpanFields::default();
-                fields.record_more(values);
-                if !fields.is_empty() {
-                    ext.insert(fields);
-                }
-            }
-            None => {}
         }
     }
 }

@@ -192,3 +192,37 @@ fn strings_reach_json_as_themselves_while_the_text_line_stays_logfmt() {
         assert_eq!(json["fields"]["who"], expected, "{value:?}");
     }
 }
+
+#[test]
+fn oldest_abandoned_reaches_json_as_the_crates_own_rendering_unquoted() {
+    let layer = ShutdownLayer::new();
+    let handle = layer.handle();
+    let capture = Capture::default();
+    let json = tracing_subscriber::fmt::layer()
+        .json()
+        .without_time()
+        .with_writer(capture.clone());
+    let dispatch = tracing::Dispatch::new(tracing_subscriber::registry().with(json).with(layer));
+    tracing::dispatcher::with_default(&dispatch, || {
+        // A request that began before the stop and outlives the drain.
+        let _request = tracing::info_span!("request", method = "POST", path = "/upload");
+        handle.begin();
+        phase!("drain").in_scope(|| {});
+    });
+    let lines = json_lines(&capture);
+    let done = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(" done ("))
+        })
+        .expect("a done line");
+    assert_eq!(done["fields"]["abandoned_spans"], 1, "{done}");
+    // Not the JSON formatter's `{"method":"POST",...}`, not logfmt-quoted.
+    let oldest = done["fields"]["oldest_abandoned"].as_str().unwrap();
+    assert!(
+        oldest.starts_with("request{method=POST path=/upload} age "),
+        "{oldest}"
+    );
+}

@@ -1,5 +1,7 @@
+use super::captured::RENDER_MAX;
 use super::*;
 use crate::timeline::layer::ShutdownLayer;
+use std::net::SocketAddr;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::registry::LookupSpan;
 
