@@ -6,8 +6,9 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::sys::logfmt::{escape_hidden, SpanValue};
 
-/// Longest rendering of a span's fields, in characters; whole fields are left out past it.
-pub(crate) const RENDER_MAX: usize = 400;
+/// Longest rendering of a span's fields, in characters; whole fields are left out past it
+/// (so that a span with a short name fits a flight-record string, 256 characters, uncut).
+pub(crate) const RENDER_MAX: usize = 240;
 
 /// A span's fields as a snapshot reads them: names, raw values, and whether each was cut.
 #[derive(Debug, Clone, Default, PartialEq)]
