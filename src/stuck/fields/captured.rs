@@ -54,12 +54,20 @@ const PORT_KEYS: [(&str, &str); 6] = [
 impl Captured {
     /// `method=POST path=/upload ua="curl/8.5 (x=10.0.0.7:5432)"`: each value quoted when it
     /// holds a space, `=`, `;`, `{`, `}` or a quote, escaped, `...` where it was cut; at most
-    /// [`RENDER_MAX`] characters of whole fields (` ...` when some were left out).
+    /// [`RENDER_MAX`] characters of whole fields (` ...` when some were left out). A field
+    /// whose name says it holds a secret (`password`, `token`, `authorization`, `cookie`, ...)
+    /// shows `<redacted>`: the snapshot goes to the log and to files an operator shares.
     pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         let mut omitted = self.dropped > 0;
         for (k, v, cut) in &self.pairs {
-            let value = if *cut { format!("{v}...") } else { v.clone() };
+            let value = if secret(k) {
+                "<redacted>".to_owned()
+            } else if *cut {
+                format!("{v}...")
+            } else {
+                v.clone()
+            };
             let pair = format!("{}={}", name(k), SpanValue(&value));
             let sep = usize::from(!out.is_empty());
             if out.chars().count() + sep + pair.chars().count() > RENDER_MAX {
@@ -111,6 +119,25 @@ impl Captured {
             .take(8)
             .collect()
     }
+}
+
+/// Words that, in a field's name, mark its value as a secret (matched case-insensitively
+/// anywhere in the name: `access_token`, `http.request.header.authorization`).
+const SECRET_WORDS: [&str; 9] = [
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "authorization",
+    "cookie",
+    "api_key",
+    "apikey",
+    "credential",
+];
+
+fn secret(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    SECRET_WORDS.iter().any(|w| name.contains(w))
 }
 
 /// A field name as rendered: escaped, and the characters that would end it (space, `=`,

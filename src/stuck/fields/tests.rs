@@ -244,3 +244,23 @@ fn the_extension_stays_small() {
         std::mem::size_of::<SpanFields>()
     );
 }
+
+#[test]
+fn values_of_fields_named_like_secrets_are_never_rendered() {
+    let f = captured(&[
+        ("user", "alice"),
+        ("password", "hunter2"),
+        ("access_token", "eyJhbGciOi"),
+        ("http.request.header.authorization", "Bearer abc"),
+        ("Cookie", "sid=1"),
+    ]);
+    let shown = f.render();
+    assert_eq!(
+        shown,
+        "user=alice password=<redacted> access_token=<redacted> \
+         http.request.header.authorization=<redacted> Cookie=<redacted>"
+    );
+    for secret in ["hunter2", "eyJhbGciOi", "Bearer", "sid=1"] {
+        assert!(!shown.contains(secret), "{shown}");
+    }
+}
