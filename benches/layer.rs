@@ -11,11 +11,16 @@
 //!    one thread and entered, exited and closed on another (the cross-thread path of the span
 //!    tracker, as with tasks that move between a runtime's workers).
 //!
+//! 4. Per span with 0, 3 and 8 fields, layer on against a bare registry: what capturing a
+//!    span's fields (`stuck/fields.rs`) costs on top of tracking it.
+//!
 //! Run: `cargo bench -p shutdown-forensics-benches --bench layer`. For profilers, one
 //! configuration alone: `LAYER_BENCH_LOOP=base|off|filtered|on|on_phase|file_base|file_on` runs 10 x `LAYER_BENCH_LOOP_N` requests
 //! (e.g. under `valgrind --tool=cachegrind` to count instructions per request, which code
 //! layout does not move); `LAYER_BENCH_REQUEST_ONLY=1` runs only the interleaved ratios (151
-//! rounds); `LAYER_BENCH_PER_SPAN_ONLY=1` only the per-span figures.
+//! rounds); `LAYER_BENCH_PER_SPAN_ONLY=1` only the per-span figures;
+//! `LAYER_BENCH_FIELDS_ONLY=1` only the 0/3/8-field figures, and
+//! `LAYER_BENCH_FIELDS_LOOP=<0|3|8>:<base|on|fmt>` 200 000 such spans for cachegrind.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -328,6 +333,33 @@ fn main() {
         );
         return;
     }
+    // For cachegrind: `LAYER_BENCH_FIELDS_LOOP=<0|3|8>:<base|on|fmt>` runs 200 000 spans with
+    // that many fields through a bare registry, with the layer (`on`), without (`base`), or
+    // with an fmt layer instead (`fmt`, for scale).
+    if let Some(which) = std::env::var_os("LAYER_BENCH_FIELDS_LOOP") {
+        let which = which.to_string_lossy().into_owned();
+        let (n, mode) = which.split_once(':').unwrap_or(("3", "on"));
+        let n: usize = n.parse().unwrap_or(3);
+        let d = match mode {
+            "base" => Dispatch::new(tracing_subscriber::registry()),
+            // For scale: what an fmt layer pays to format the same span's fields.
+            "fmt" => Dispatch::new(tracing_subscriber::registry().with(fmt_layer())),
+            _ => Dispatch::new(tracing_subscriber::registry().with(ShutdownLayer::new())),
+        };
+        let addr: std::net::SocketAddr = "10.0.0.7:55512".parse().expect("an address");
+        tracing::dispatcher::with_default(&d, || {
+            for i in 0..200_000 {
+                span_with_fields(n, i, &addr);
+            }
+        });
+        return;
+    }
+    if std::env::var_os("LAYER_BENCH_FIELDS_ONLY").is_some() {
+        for (n, base, on) in fields_per_span_ns(101) {
+            println!("{n} fields: bare registry {base:.1} ns per span, the layer adds {on:.1} ns");
+        }
+        return;
+    }
     if std::env::var_os("LAYER_BENCH_PER_SPAN_ONLY").is_some() {
         per_span_report();
         return;
@@ -404,7 +436,67 @@ fn main() {
     );
 }
 
+/// One span (open, enter, exit, close) with `n` fields (0, 3 or 8; as a request span has
+/// them: strings, a `%` address, numbers).
+#[inline(never)]
+fn span_with_fields(n: usize, i: u64, addr: &std::net::SocketAddr) {
+    let span = match n {
+        0 => tracing::info_span!(target: "app", "request"),
+        3 => {
+            tracing::info_span!(target: "app", "request", method = "POST", path = "/upload", peer = %addr)
+        }
+        _ => tracing::info_span!(
+            target: "app",
+            "request",
+            method = "POST",
+            path = "/upload",
+            peer = %addr,
+            id = i,
+            user = "alice",
+            ua = "curl/8.5.0",
+            bytes = 1_048_576_u64,
+            tls = true
+        ),
+    };
+    let _g = black_box(span.enter());
+}
+
+/// Nanoseconds the layer (tracking on) adds per span with 0, 3 and 8 fields, through a bare
+/// registry (no fmt): median of interleaved rounds, as [`per_span_ns`]. What the fields add is
+/// the difference to the 0-field row (capturing them: `stuck/fields.rs`).
+fn fields_per_span_ns(rounds: usize) -> Vec<(usize, f64, f64)> {
+    let bare = Dispatch::new(tracing_subscriber::registry());
+    let on = Dispatch::new(tracing_subscriber::registry().with(ShutdownLayer::new()));
+    let addr: std::net::SocketAddr = "10.0.0.7:55512".parse().expect("an address");
+    const N: u32 = 20_000;
+    [0, 3, 8]
+        .into_iter()
+        .map(|n| {
+            let block = |d: &Dispatch| {
+                tracing::dispatcher::with_default(d, || {
+                    let t = Instant::now();
+                    for i in 0..N {
+                        span_with_fields(n, u64::from(i), &addr);
+                    }
+                    t.elapsed().as_secs_f64() * 1e9 / f64::from(N)
+                })
+            };
+            let (base, with_on, _) = medians(
+                (0..rounds)
+                    .map(|_| (block(&bare), block(&on), 0.0))
+                    .collect(),
+            );
+            (n, base, with_on)
+        })
+        .collect()
+}
+
 fn per_span_report() {
+    for (n, base, on) in fields_per_span_ns(101) {
+        println!(
+            "per span with {n} fields (open, enter, exit, close) through a bare registry: {base:.1} ns; the layer adds {on:.1} ns (tracking on; median of 101 interleaved rounds x 20000 spans)"
+        );
+    }
     let (base, on, off) = per_span_ns(201);
     println!(
         "per span (open, enter, exit, close) through a bare registry: {base:.1} ns; the layer adds {on:.1} ns with span tracking on, {off:.1} ns with it off (median of 201 interleaved rounds x 20000 spans)"

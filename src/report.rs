@@ -34,7 +34,10 @@
 //! takes a [`StuckSnapshot`]: the open spans ([`OpenSpan`], including requests that began
 //! before the stop), every thread and the system call it waits in ([`ThreadState`]), and the
 //! sockets with how long their peers have been silent ([`SocketState`]), joined into findings
-//! such as `request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 no data for 29.8s`.
+//! such as `request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 no data for 29.8s`,
+//! the first also in parts ([`StuckFinding`]: span, peer, thread, system call, how long). A
+//! span's fields are captured by the layer itself, so they read the same whatever formats the
+//! app's logs.
 //! Everything is read from what a process may read about itself without privileges, on the
 //! watchdog thread, never on the async runtime. Snapshots land in
 //! [`ShutdownReport::stuck`], in one WARN line each, and in the flight record, so the next
@@ -56,7 +59,9 @@
 //! [`write_private_file`] writes a rendered report (or any file of yours) the way the crate
 //! writes its own: mode 0600, never through a symlink, replaced atomically.
 
-pub use crate::stuck::snapshot::{OpenSpan, SocketState, StuckReason, StuckSnapshot, ThreadState};
+pub use crate::stuck::snapshot::{
+    OpenSpan, SocketState, StuckFinding, StuckReason, StuckSnapshot, ThreadState,
+};
 pub use crate::sys::clock::{ManualClock, Offset};
 pub use crate::sys::private_file::write_private_file;
 pub use crate::timeline::hook::{PhaseChange, PhaseEvent};

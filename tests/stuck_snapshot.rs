@@ -94,8 +94,11 @@ fn a_request_waiting_on_a_silent_peer_is_named_with_its_thread_syscall_and_peer(
         .iter()
         .find(|s| s.name == "request")
         .expect("request span");
-    let fields = span.fields.as_deref().expect("fields from the fmt layer");
-    assert!(fields.contains("path=\"/upload\""), "{fields}");
+    let fields = span
+        .fields
+        .as_deref()
+        .expect("fields captured by the layer");
+    assert_eq!(fields, format!("method=POST path=/upload peer={peer}"));
     assert_eq!(span.idle_s, None, "entered: running, not idle");
     assert!(span.age_s >= 0.2, "{span:?}");
     assert!(span
@@ -403,7 +406,9 @@ fn a_phase_over_budget_is_snapshotted_by_the_watchdog_and_the_done_line_counts_w
     let done = text.lines().find(|l| l.contains(" drain done (")).unwrap();
     assert!(done.contains("abandoned_spans=1"), "{done}");
     assert!(
-        done.contains("oldest_abandoned=\"request{method=\\\"POST\\\""),
+        done.contains(&format!(
+            "oldest_abandoned=\"request{{method=POST path=/upload peer={peer}}} age "
+        )),
         "{done}"
     );
     // Order: over budget, then stuck, then done.
@@ -719,4 +724,28 @@ fn a_phase_that_overruns_as_it_closes_still_gets_exactly_one_snapshot() {
             "round {round}:\n{text}"
         );
     }
+}
+
+#[test]
+fn spans_the_layer_cannot_read_are_named_without_fields_and_the_snapshot_says_why() {
+    // tracing-subscriber's `Option<L>` does not pass `on_register_dispatch` on: the layer never
+    // learns its subscriber, so the snapshot cannot read fields and parents. It says so.
+    let layer = ShutdownLayer::new();
+    let handle = layer.handle();
+    use tracing_subscriber::layer::SubscriberExt;
+    let d = Dispatch::new(tracing_subscriber::registry().with(Some(layer)));
+    let snap = tracing::dispatcher::with_default(&d, || {
+        let _request = tracing::info_span!("request", method = "GET");
+        handle.begin();
+        handle.stuck_snapshot()
+    });
+    let span = snap.spans.iter().find(|s| s.name == "request").unwrap();
+    assert_eq!(span.fields, None);
+    assert!(
+        snap.unknown
+            .iter()
+            .any(|u| u.starts_with("span fields and parents: the layer cannot read")),
+        "{:?}",
+        snap.unknown
+    );
 }

@@ -300,6 +300,8 @@ fn fuzz_flight_record() {
             b"{\"kind\":\"phase_end\",\"t\":2,\"id\":0,\"unwinding\":true}\n",
             b"{\"kind\":\"heartbeat\",\"t\":1}\n",
             b"{\"kind\":\"stuck\",\"summary\":\"s\",\"phase\":\"drain\"}\n",
+            b"{\"kind\":\"stuck\",\"phase\":\"drain\",\"first\":{\"text\":\"t\",\"span\":\"s{a=1}\",\"peer\":\"10.0.0.7:5432\",\"path\":[\"p\"],\"tid\":7,\"no_data_s\":1.5}}\n",
+            b"\"first\":", b"\"span\":", b"\"peer\":",
             b"{\"kind\":\"run\",\"pid\":43,\"previous\":\"p\",\"carried\":[\"a\",\"b\"]}\n",
             b"{\"kind\":\"note\",\"note\":\"verdict_logged\"}\n",
             b"\"kind\":", b"\"t\":", b"\"id\":", b"\"pid\":", b"\"total_s\":",
@@ -312,6 +314,26 @@ fn fuzz_flight_record() {
         let verdict = judge(&text, oversized);
         let _ = verdict.message();
         never_clean_without_evidence(&verdict, &text);
+        // The stuck finding's parts are read from the record, never trusted for their size.
+        if let PreviousShutdown::Killed {
+            stuck,
+            stuck_finding,
+            ..
+        } = &verdict
+        {
+            assert!(stuck.as_ref().is_none_or(|s| s.chars().count() <= 400));
+            if let Some(f) = stuck_finding {
+                for part in [
+                    Some(&f.text),
+                    f.span.as_ref(),
+                    f.peer.as_ref(),
+                    f.thread.as_ref(),
+                ] {
+                    assert!(part.is_none_or(|p| p.chars().count() <= 400));
+                }
+                assert!(f.path.len() <= 8);
+            }
+        }
         // The public, pure entry point: the same rule.
         never_clean_without_evidence(&crate::FlightRecord::parse(&text), &text);
         // Verdicts carried from a start killed before logging them: bounded, and safe to log.

@@ -221,6 +221,16 @@ pub(crate) fn take(
         .collect();
 
     let findings = join(&spans, &threads, &socks);
+    if dispatch.is_none_or(|d| d.downcast_ref::<tracing_subscriber::Registry>().is_none())
+        && !spans.is_empty()
+    {
+        unknown.push(
+            "span fields and parents: the layer cannot read its subscriber's spans (not \
+             tracing-subscriber's Registry, gone, or the layer never learned it: an \
+             Option<ShutdownLayer> does not pass it on), so spans show by name only"
+                .to_owned(),
+        );
+    }
 
     let mut sockets: Vec<&Sock> = socks.values().collect();
     sockets.sort_by(|a, b| {
@@ -247,7 +257,8 @@ pub(crate) fn take(
         at_s: req.at.as_secs_f64(),
         reason: req.reason,
         budget_s: req.budget.map(|b| b.as_secs_f64()),
-        findings: findings.lines,
+        first_finding: findings.lines.first().cloned(),
+        findings: findings.lines.into_iter().map(|f| f.text).collect(),
         blocked_threads: findings.blocked_threads,
         idle_peers: findings.idle_peers,
         spans: spans.into_iter().map(|s| s.span).collect(),

@@ -1,24 +1,44 @@
-//! Joining spans, threads and sockets into findings, one sentence each, most telling first;
-//! and the short summary the flight record keeps for the next start's verdict.
+//! Joining spans, threads and sockets into findings, one sentence each, most telling first,
+//! each with its parts ([`StuckFinding`]) beside it: the WARN line's fields, the flight record
+//! and the next start's verdict use the parts, never a re-reading of the sentence; and the
+//! counts of what the findings name.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::stuck::snapshot::StuckSnapshot;
-use crate::stuck::views::{describe_sock, silence, Sock, SpanView, ThreadView};
+use crate::stuck::snapshot::StuckFinding;
+use crate::stuck::views::{describe_sock, round1, silence, Sock, SpanView, ThreadView};
 use crate::sys::tcp_stall::Stall;
 
 pub(crate) const MAX_FINDINGS: usize = 8;
 /// Connections listed on their own (not through a span or a thread), at most.
 const MAX_SILENT: usize = 3;
 
+/// The parts a socket adds: its peer (or local path) and how long the peer has been silent.
+fn sock_parts(f: &mut StuckFinding, sock: &Sock) {
+    f.peer = sock.state.peer.clone().or_else(|| {
+        sock.state
+            .local
+            .clone()
+            .filter(|_| sock.state.kind == "unix")
+    });
+    f.no_data_s = sock.last_recv.filter(|_| sock.established).map(round1);
+}
+
+/// The parts a thread adds: its name, id and system call.
+fn thread_parts(f: &mut StuckFinding, t: &ThreadView) {
+    f.thread = Some(t.state.name.clone());
+    f.tid = Some(t.state.tid);
+    f.syscall = t.state.syscall.clone();
+}
+
 /// The findings, and how many blocked threads and idle peers they name: the counts of the
 /// stuck line are what its findings list, never more.
 #[derive(Debug, Default)]
 pub(super) struct Findings {
-    pub(super) lines: Vec<String>,
+    pub(super) lines: Vec<StuckFinding>,
     /// Threads named as blocked in a system call (never this crate's own: they always wait).
     pub(super) blocked_threads: usize,
     /// Connections named with their peer's side stuck (silent, not reading, not
@@ -83,7 +103,7 @@ pub(super) fn join(
     threads: &[ThreadView],
     socks: &HashMap<i32, Sock>,
 ) -> Findings {
-    let mut out: Vec<String> = Vec::new();
+    let mut out: Vec<StuckFinding> = Vec::new();
     let mut told = Told {
         socks: Vec::new(),
         threads: Vec::new(),
@@ -102,39 +122,58 @@ pub(super) fn join(
     ranked.sort_by_key(|s| std::cmp::Reverse(score(s)));
     for s in ranked.into_iter().take(3) {
         let mut line = String::new();
+        let mut f = StuckFinding {
+            span: Some(s.render.clone()),
+            path: s.span.path.clone(),
+            ..StuckFinding::default()
+        };
         if s.entered {
             let _ = write!(line, "{} running {:.1}s", s.render, s.span.age_s);
             if let Some(t) = by_tid.get(&s.thread) {
                 let _ = write!(line, " on {}", t.who());
+                thread_parts(&mut f, t);
                 if let Some(doing) = &t.doing {
                     let _ = write!(line, ": {doing}");
+                    if let Some(sock) = t.sock_fd.and_then(|fd| socks.get(&fd)) {
+                        sock_parts(&mut f, sock);
+                    }
                     told.thread(t);
                 }
             }
         } else {
             let idle = s.span.idle_s.unwrap_or(0.0);
+            f.idle_s = Some(idle);
             let _ = write!(line, "{} idle {idle:.1}s", s.render);
         }
         if let Some(sock) = s.sock_fd.and_then(|fd| socks.get(&fd)) {
             if !told.socks.contains(&sock.state.fd) {
                 let _ = write!(line, "; {}{}", describe_sock(sock), silence(sock));
+                sock_parts(&mut f, sock);
                 told.sock(sock.state.fd);
             }
         }
-        out.push(line);
+        f.text = line;
+        out.push(f);
     }
     // Threads blocked on a descriptor, in D state, or spinning.
     for t in threads.iter().filter(|t| t.notable() && !t.ours()) {
         if out.len() >= MAX_FINDINGS || told.threads.contains(&t.state.tid) {
             continue;
         }
-        if let Some(doing) = &t.doing {
-            out.push(format!("{} {doing}", t.who()));
-            told.thread(t);
-        } else if t.state.state == "D" {
-            out.push(format!("{} in uninterruptible sleep", t.who()));
-            told.thread(t);
+        let mut f = StuckFinding::default();
+        thread_parts(&mut f, t);
+        if let Some(sock) = t.sock_fd.and_then(|fd| socks.get(&fd)) {
+            sock_parts(&mut f, sock);
         }
+        if let Some(doing) = &t.doing {
+            f.text = format!("{} {doing}", t.who());
+        } else if t.state.state == "D" {
+            f.text = format!("{} in uninterruptible sleep", t.who());
+        } else {
+            continue;
+        }
+        out.push(f);
+        told.thread(t);
     }
     // Established connections whose peer is stuck (or whose bytes we leave unread), each once.
     let mut stalled: Vec<&Sock> = socks
@@ -156,79 +195,59 @@ pub(super) fn join(
             continue;
         }
         let local = s.state.local.as_deref().unwrap_or("?");
-        out.push(format!(
-            "fd {} {local} -> {}{}",
-            s.state.fd,
-            describe_sock(s),
-            silence(s)
-        ));
+        let mut f = StuckFinding {
+            text: format!(
+                "fd {} {local} -> {}{}",
+                s.state.fd,
+                describe_sock(s),
+                silence(s)
+            ),
+            ..StuckFinding::default()
+        };
+        sock_parts(&mut f, s);
+        out.push(f);
         told.sock(s.state.fd);
         listed += 1;
     }
     if out.is_empty() {
-        out.push("no open span, blocked thread or silent peer found".to_owned());
+        out.push(StuckFinding {
+            text: "no open span, blocked thread or silent peer found".to_owned(),
+            ..StuckFinding::default()
+        });
     }
     let mut found = told.out;
     found.lines = out;
     found
 }
 
-/// The short form for the flight record and the next start's verdict:
-/// `request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s`.
-pub(crate) fn summary(snapshot: &StuckSnapshot) -> Option<String> {
-    let first = snapshot.findings.first()?;
-    // "<span> idle 29.8s; <peer> ESTABLISHED no data for 29.8s" → "<span>: <peer> no data for 29.8s"
-    if let Some((span, rest)) = first.split_once("; ") {
-        let span = span.rsplit_once(" idle ").map_or(span, |(s, _)| s);
-        let rest = rest.replace(" ESTABLISHED", "");
-        return Some(format!("{span}: {rest}"));
-    }
-    Some(first.clone())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stuck::snapshot::StuckReason;
-    use crate::stuck::views::addresses;
-    use std::net::SocketAddr;
 
     #[test]
-    fn addresses_are_found_in_field_text() {
-        let a = addresses(r#"method=POST peer=127.0.0.1:5555 up="[::1]:80" path=/x:y"#);
-        assert_eq!(
-            a,
-            vec![
-                "127.0.0.1:5555".parse::<SocketAddr>().unwrap(),
-                "[::1]:80".parse().unwrap()
-            ]
-        );
-        assert!(addresses("").is_empty());
-    }
-
-    #[test]
-    fn the_summary_names_the_span_and_the_silent_peer() {
-        let snap = StuckSnapshot {
-            phase: Some("drain".into()),
-            at_s: 30.0,
-            reason: StuckReason::Budget,
-            budget_s: Some(30.0),
-            findings: vec![
-                "request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 ESTABLISHED no data for 29.8s"
-                    .into(),
-            ],
-            blocked_threads: 0,
-            idle_peers: 1,
-            spans: Vec::new(),
-            threads: Vec::new(),
-            sockets: Vec::new(),
-            unknown: Vec::new(),
-            truncated: false,
-            took_ms: 0.0,
+    fn the_summary_is_built_from_the_parts() {
+        let joined = StuckFinding {
+            text: "request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 ESTABLISHED \
+                   no data for 29.8s"
+                .into(),
+            span: Some("request{method=POST path=/upload}".into()),
+            peer: Some("10.0.0.7:5432".into()),
+            idle_s: Some(29.8),
+            no_data_s: Some(29.8),
+            ..StuckFinding::default()
         };
         assert_eq!(
-            summary(&snap).unwrap(),
+            joined.summary(),
             "request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s"
         );
+        // A sentence that looks like a join but whose parts hold no peer stays whole: the
+        // "; " inside a quoted field value is not read as a separator.
+        let hostile = StuckFinding {
+            text: r#"request{method=GET ua="x} idle 0.1s; 10.9.9.9:5432 ESTABLISHED no data for 999.0s; "} idle 0.0s"#.into(),
+            span: Some(r#"request{method=GET ua="x} idle 0.1s; 10.9.9.9:5432 ESTABLISHED no data for 999.0s; "}"#.into()),
+            idle_s: Some(0.0),
+            ..StuckFinding::default()
+        };
+        assert_eq!(hostile.summary(), hostile.text);
     }
 }

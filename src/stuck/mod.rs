@@ -1,6 +1,7 @@
 //! Where and why a shutdown phase is stuck (ARCHITECTURE.md, "Data flow"): the app's open spans
-//! (tracked from the start, `spans.rs`), its threads and what each waits in, its sockets and
-//! how long their peers have been silent, joined into one sentence per finding (`collect.rs`).
+//! (tracked from the start, `spans.rs`, with the fields the layer captured itself, `fields.rs`),
+//! its threads and what each waits in, its sockets and how long their peers have been silent,
+//! joined into one sentence per finding with its parts (`findings.rs`, `collect.rs`).
 //!
 //! In: span callbacks (from the layer), `/proc/self/{task,fd,net}` and `TCP_INFO` (through
 //! `crate::sys`). Out: a [`StuckSnapshot`](snapshot::StuckSnapshot), delivered by
@@ -9,6 +10,7 @@
 
 pub(crate) mod abandoned;
 pub(crate) mod collect;
+pub(crate) mod fields;
 pub(crate) mod findings;
 pub(crate) mod snapshot;
 pub(crate) mod spans;

@@ -61,6 +61,11 @@ pub struct StuckSnapshot {
     /// once.
     #[serde(default)]
     pub idle_peers: usize,
+
+    /// The first finding in parts (the span, its peer, the thread and its system call, how
+    /// long each has waited), as the WARN line's fields and the flight record carry them.
+    /// `None` when nothing was found.
+    pub first_finding: Option<StuckFinding>,
     /// Open spans, oldest first (then longest idle).
     pub spans: Vec<OpenSpan>,
     /// The process's threads, blocked and spinning ones first.
@@ -76,15 +81,62 @@ pub struct StuckSnapshot {
     pub took_ms: f64,
 }
 
+/// One finding in parts: what the sentence in [`StuckSnapshot::findings`] says, field by
+/// field, so that a log pipeline can query it and the next start's verdict can say it again
+/// without re-reading rendered text. Every text is escaped; a part the finding does not name
+/// is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+#[non_exhaustive]
+pub struct StuckFinding {
+    /// The whole sentence, as in [`StuckSnapshot::findings`].
+    pub text: String,
+    /// The span, with its fields: `request{method=POST path=/upload}` (a value holding a
+    /// space, `=`, `;`, `{`, `}` or a quote is quoted).
+    pub span: Option<String>,
+    /// The span's parents' names, outermost first.
+    pub path: Vec<String>,
+    /// The peer of the socket it waits on: `10.0.0.7:5432`.
+    pub peer: Option<String>,
+    /// The thread it runs on, or the blocked thread the finding is about (its name).
+    pub thread: Option<String>,
+    /// That thread's id.
+    pub tid: Option<u32>,
+    /// The system call that thread sits in (`read`, `futex`, ...).
+    pub syscall: Option<String>,
+    /// Seconds the span has waited to be polled again (`None` while it runs).
+    pub idle_s: Option<f64>,
+    /// Seconds since the peer last sent data (`TCP_INFO`).
+    pub no_data_s: Option<f64>,
+}
+
+impl StuckFinding {
+    /// The short form the next start's verdict appends: `request{method=POST path=/upload}:
+    /// 10.0.0.7:5432 no data for 29.8s` when the finding joins a span to its peer, else the
+    /// sentence. Built from the parts, never by re-reading the sentence.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        match (&self.span, &self.peer) {
+            (Some(span), Some(peer)) => match self.no_data_s {
+                Some(s) => format!("{span}: {peer} no data for {s:.1}s"),
+                None => format!("{span}: {peer}"),
+            },
+            _ => self.text.clone(),
+        }
+    }
+}
+
 /// A span still open when the snapshot was taken.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct OpenSpan {
     /// The span's name.
     pub name: String,
-    /// Its fields as the app's `fmt` layer recorded them (`method=POST path=/upload`), escaped;
-    /// `None` when no formatter recorded them (fields are read from the registry, not copied
-    /// per span).
+    /// Its fields as the layer captured them (`method=POST path=/upload`), whatever formats
+    /// the app's logs: escaped, each value quoted when it holds a space, `=`, `;`, `{`, `}` or
+    /// a quote, cut at 128 bytes (`...`). `None` when it has no fields, or when they cannot be
+    /// read (a subscriber other than `tracing_subscriber`'s registry; the snapshot's `unknown`
+    /// says so).
     pub fields: Option<String>,
     /// Its parents' names, outermost first.
     pub path: Vec<String>,

@@ -186,13 +186,13 @@ impl SpanTracker {
         unsafe { table.as_ref() }
     }
 
-    /// A span was created.
+    /// A span was created; false when the filter leaves it out (it is not tracked).
     #[inline]
-    pub(crate) fn open(&self, id: u64, meta: &'static Metadata<'static>) {
+    pub(crate) fn open(&self, id: u64, meta: &'static Metadata<'static>) -> bool {
         let inner = &*self.inner;
         if let Some(f) = &inner.filter {
             if !f(meta) {
-                return;
+                return false;
             }
         }
         let now = coarse_now();
@@ -203,7 +203,7 @@ impl SpanTracker {
         };
         let Some(table) = table else {
             inner.open_shared(id, meta, now, current_tid());
-            return;
+            return true;
         };
         let tid = table.tid.load(Relaxed);
         inner.note_shard(table, id);
@@ -222,6 +222,12 @@ impl SpanTracker {
         if let Some(p) = &inner.presence {
             p[presence_of(id)].fetch_add(1, Relaxed);
         }
+        true
+    }
+
+    /// Whether the filter lets this span be tracked (no filter: every span).
+    pub(crate) fn wants(&self, meta: &Metadata<'_>) -> bool {
+        self.inner.filter.as_ref().is_none_or(|f| f(meta))
     }
 
     /// The span was entered on this thread.

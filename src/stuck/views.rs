@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use tracing_core::span::Id;
 use tracing_core::Dispatch;
-use tracing_subscriber::fmt::format::{DefaultFields, JsonFields};
-use tracing_subscriber::fmt::FormattedFields;
 use tracing_subscriber::registry::{LookupSpan, Registry, SpanRef};
 
+use crate::stuck::fields::{Captured, SpanFields};
 use crate::stuck::snapshot::{OpenSpan, SocketState, ThreadState};
 use crate::stuck::spans::{coarse_since, TrackedSpan};
 use crate::sys::fd::{self, FdTarget};
@@ -245,11 +244,14 @@ impl SpanView {
         // `names` holds the kernel's names, unescaped: `Logfmt` below escapes them once.
         let (fields, path) = registry_details(dispatch, t.id);
         let name = escape_hidden(t.slot.meta.name(), TEXT_MAX);
-        let render = render_span(t.slot.meta.name(), fields.as_deref());
+        let render = render_span(t.slot.meta.name(), fields.as_ref());
         // A socket whose peer the fields name (the server's end of a request), else one whose
         // local address they name; the lowest descriptor when several match.
-        let sock_fd = fields.as_deref().and_then(|f| {
-            let addrs = addresses(f);
+        let sock_fd = fields.as_ref().and_then(|f| {
+            let addrs = f.addresses();
+            if addrs.is_empty() {
+                return None;
+            }
             let find = |pick: fn(&Sock) -> Option<SocketAddr>| {
                 socks
                     .iter()
@@ -268,7 +270,10 @@ impl SpanView {
         Self {
             span: OpenSpan {
                 name,
-                fields,
+                fields: fields
+                    .as_ref()
+                    .map(Captured::render)
+                    .filter(|f| !f.is_empty()),
                 path,
                 age_s: round1(coarse_since(t.slot.opened, now_c)),
                 idle_s: (!entered).then(|| round1(coarse_since(t.slot.active, now_c))),
@@ -286,11 +291,11 @@ pub(super) fn round1(d: Duration) -> f64 {
     (d.as_secs_f64() * 10.0).round() / 10.0
 }
 
-/// The span's fields as the app's formatter recorded them, and its parents' names.
+/// The span's fields as the layer captured them, and its parents' names.
 pub(super) fn registry_details(
     dispatch: Option<&Dispatch>,
     id: u64,
-) -> (Option<String>, Vec<String>) {
+) -> (Option<Captured>, Vec<String>) {
     let Some(registry) = dispatch.and_then(|d| d.downcast_ref::<Registry>()) else {
         return (None, Vec::new());
     };
@@ -311,36 +316,20 @@ pub(super) fn registry_details(
     (fields, path)
 }
 
-/// `request{method=POST path=/upload}` (or the bare name without fields), escaped: how a
-/// span is named in findings and in the `done` line's `oldest_abandoned`.
-pub(crate) fn render_span(name: &str, fields: Option<&str>) -> String {
+/// `request{method=POST path=/upload}` (or the bare name without fields), escaped, each value
+/// quoted when it holds a separator: how a span is named in findings and in the `done` line's
+/// `oldest_abandoned`.
+pub(crate) fn render_span(name: &str, fields: Option<&Captured>) -> String {
     let name = escape_hidden(name, TEXT_MAX);
-    match fields {
+    match fields.map(Captured::render) {
         Some(f) if !f.is_empty() => format!("{name}{{{f}}}"),
         _ => name,
     }
 }
 
-/// The span's fields as the app's `fmt` layer recorded them (default or JSON field formatter),
-/// escaped and capped; `None` when no formatter recorded them.
-pub(crate) fn fields_of<'a, R: LookupSpan<'a>>(span: &SpanRef<'a, R>) -> Option<String> {
+/// The span's fields as the layer captured them (`stuck/fields.rs`); `None` when it has none.
+pub(crate) fn fields_of<'a, R: LookupSpan<'a>>(span: &SpanRef<'a, R>) -> Option<Captured> {
     let ext = span.extensions();
-    let raw = ext
-        .get::<FormattedFields<DefaultFields>>()
-        .map(|f| f.fields.as_str())
-        .or_else(|| {
-            ext.get::<FormattedFields<JsonFields>>()
-                .map(|f| f.fields.as_str())
-        })?;
-    Some(escape_hidden(raw.trim(), TEXT_MAX))
-}
-
-/// Socket addresses written in a field string (`peer=10.0.0.7:5432`, `addr="[::1]:80"`).
-pub(super) fn addresses(fields: &str) -> Vec<SocketAddr> {
-    fields
-        .split(|c: char| c.is_whitespace() || matches!(c, '=' | '"' | ',' | '{' | '}' | '(' | ')'))
-        .filter(|w| w.contains(':'))
-        .filter_map(|w| w.parse().ok().map(canonical))
-        .take(8)
-        .collect()
+    let fields = ext.get::<SpanFields>()?;
+    (!fields.is_empty()).then(|| fields.captured())
 }

@@ -6,6 +6,8 @@
 
 use std::fmt::{self, Write as _};
 
+use tracing_core::field::{display, DisplayValue, Value};
+
 /// A value rendered as logfmt: bare when it holds only safe characters, else double-quoted with
 /// `\"`, `\\`, `\n`, `\r`, `\t` and `\u{..}` escapes.
 #[derive(Debug, Clone, Copy)]
@@ -29,20 +31,7 @@ impl fmt::Display for Logfmt<'_> {
         if !s.is_empty() && !s.chars().any(is_unsafe) {
             return f.write_str(s);
         }
-        f.write_char('"')?;
-        for c in s.chars() {
-            match c {
-                '"' => f.write_str("\\\"")?,
-                '\\' => f.write_str("\\\\")?,
-                '\n' => f.write_str("\\n")?,
-                '\r' => f.write_str("\\r")?,
-                '\t' => f.write_str("\\t")?,
-                ' ' => f.write_char(' ')?,
-                c if c.is_whitespace() || is_hidden(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
-                c => f.write_char(c)?,
-            }
-        }
-        f.write_char('"')
+        write!(f, "\"{}\"", Escaped(s))
     }
 }
 
@@ -69,6 +58,81 @@ pub(crate) fn escape_hidden(s: &str, max: usize) -> String {
         }
     }
     out
+}
+
+/// A value inside a span's braces (`request{method=POST ua="curl/8.5 (x)"}`): logfmt, and
+/// quoted also when it holds `;`, `{` or `}`, so that field text cannot close the braces or
+/// pass for the next finding (`ua="x} idle 0.1s; 10.9.9.9:5432 ..."` stays one quoted value).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SpanValue<'a>(pub(crate) &'a str);
+
+impl fmt::Display for SpanValue<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.0;
+        if !s.is_empty()
+            && !s
+                .chars()
+                .any(|c| is_unsafe(c) || matches!(c, ';' | '{' | '}'))
+        {
+            return f.write_str(s);
+        }
+        write!(f, "\"{}\"", Escaped(s))
+    }
+}
+
+/// The inside of a quoted logfmt value.
+struct Escaped<'a>(&'a str);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '"' => f.write_str("\\\"")?,
+                '\\' => f.write_str("\\\\")?,
+                '\n' => f.write_str("\\n")?,
+                '\r' => f.write_str("\\r")?,
+                '\t' => f.write_str("\\t")?,
+                ' ' => f.write_char(' ')?,
+                c if c.is_whitespace() || is_hidden(c) => write!(f, "\\u{{{:x}}}", c as u32)?,
+                c => f.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A string as an event field: a text formatter shows exactly what [`Logfmt`] renders (the
+/// lines users grep stay the same), while a structured one (JSON, journald) gets the string
+/// itself whenever the text formatter's rendering of a plain string (Rust's `Debug`, quoted)
+/// is the same as the logfmt one. Only text with characters the two escape differently (NUL:
+/// `\0` against `\u{0}`, some invisible ones) reaches a structured subscriber logfmt-quoted.
+#[derive(Debug)]
+pub(crate) enum TextField<'a> {
+    /// Rendered through [`Logfmt`] (bare when safe, quoted otherwise).
+    Shown(DisplayValue<Logfmt<'a>>),
+    /// The string itself (recorded with `record_str`).
+    Raw(&'a str),
+}
+
+impl<'a> TextField<'a> {
+    pub(crate) fn new(s: &'a str) -> Self {
+        let quoted = s.is_empty() || s.chars().any(is_unsafe);
+        // Compared whole (a few short strings per event, never on a span's path): which
+        // characters `Debug` escapes depends on Unicode tables std keeps to itself.
+        if quoted && format!("{s:?}") == Logfmt(s).to_string() {
+            Self::Raw(s)
+        } else {
+            Self::Shown(display(Logfmt(s)))
+        }
+    }
+
+    /// The value to give tracing.
+    pub(crate) fn value(&self) -> &dyn Value {
+        match self {
+            Self::Shown(d) => d,
+            Self::Raw(s) => s,
+        }
+    }
 }
 
 /// Appends ` key=value` (or `key=value` at the start) to `out`.
@@ -132,6 +196,39 @@ mod tests {
         for s in ["\n", "\r\n", "a\u{7}b", "\u{2028}", "x\u{0}y"] {
             let out = r(s);
             assert!(!out.chars().any(|c| c.is_control()), "{out:?}");
+        }
+    }
+
+    #[test]
+    fn span_values_quote_separators_too() {
+        let v = |s: &str| SpanValue(s).to_string();
+        assert_eq!(v("POST"), "POST");
+        assert_eq!(v("/a:b"), "/a:b");
+        assert_eq!(v("x}y"), "\"x}y\"");
+        assert_eq!(v("a;b"), "\"a;b\"");
+        assert_eq!(v("{"), "\"{\"");
+        assert_eq!(v("a\n\u{1b}"), "\"a\\n\\u{1b}\"");
+    }
+
+    #[test]
+    fn text_fields_are_raw_only_where_debug_renders_them_as_logfmt() {
+        let raw = |s: &str| matches!(TextField::new(s), TextField::Raw(_));
+        // Bare in logfmt: shown as is (Display), which JSON gets unquoted too.
+        assert!(!raw("drain"));
+        for s in [
+            "x y",
+            "say \"hi\"",
+            "a\nb",
+            "\u{1b}[2J",
+            "k=v",
+            "it's x",
+            "",
+        ] {
+            assert!(raw(s), "{s:?}");
+            assert_eq!(format!("{s:?}"), r(s));
+        }
+        for s in ["a\0b", "\u{301}x y"] {
+            assert!(!raw(s), "{s:?}: Debug {:?} vs logfmt {}", s, r(s));
         }
     }
 

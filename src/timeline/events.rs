@@ -7,10 +7,10 @@ use serde_json::Value;
 use tracing_core::field::{display, DisplayValue};
 
 use crate::stuck::abandoned::Abandoned;
-use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
+use crate::stuck::snapshot::{StuckFinding, StuckReason, StuckSnapshot};
 use crate::sys::clock::{secs, Offset, Secs};
 use crate::sys::dyn_event;
-use crate::sys::logfmt::Logfmt;
+use crate::sys::logfmt::{Logfmt, TextField};
 use crate::sys::target::PHASE_TARGET;
 use crate::timeline::phase_fields::PhaseFields;
 use crate::timeline::state::Timeline;
@@ -34,8 +34,9 @@ pub(crate) fn started(shared: &Timeline, label: &str, at: Duration) {
 ///
 /// The span's recorded fields are fields of the event (before `phase`, `offset_s`,
 /// `duration_s`), so a text formatter prints the line above while a JSON one gets
-/// `"active_now":0` as a field. Numbers and booleans keep their type; strings arrive
-/// logfmt-rendered (quoted and escaped only when they need it). Where that is not possible (a
+/// `"active_now":0` as a field. Numbers and booleans keep their type; strings arrive as
+/// themselves, except the rare ones a text formatter would show differently from logfmt
+/// (`sys/logfmt.rs`, `TextField`), which arrive logfmt-rendered. Where that is not possible (a
 /// field named like one of ours, too many fields or distinct field sets) they stay in the
 /// message, as text.
 pub(crate) fn done(
@@ -71,7 +72,7 @@ enum Carried<'a> {
     U64(u64),
     I64(i64),
     F64(f64),
-    Text(DisplayValue<Logfmt<'a>>),
+    Text(TextField<'a>),
     Other(DisplayValue<String>),
 }
 
@@ -85,7 +86,7 @@ impl<'a> Carried<'a> {
                 (None, None, Some(f)) => Self::F64(f),
                 _ => Self::Other(display(n.to_string())),
             },
-            Value::String(s) => Self::Text(display(Logfmt(s))),
+            Value::String(s) => Self::Text(TextField::new(s)),
             Value::Null => Self::Other(display("null".to_owned())),
             other => Self::Other(display(other.to_string())),
         }
@@ -97,7 +98,7 @@ impl<'a> Carried<'a> {
             Self::U64(u) => u,
             Self::I64(i) => i,
             Self::F64(f) => f,
-            Self::Text(t) => t,
+            Self::Text(t) => t.value(),
             Self::Other(o) => o,
         }
     }
@@ -244,9 +245,12 @@ pub(crate) fn ran_before_install(shared: &Timeline, labels: &[String]) {
 }
 
 /// `+30.00s drain stuck (budget 30.00s): request{method=POST path=/upload} idle 29.8s; ...`
-/// with the findings (each already escaped) and counts as fields. `logged_late` is when it is
-/// logged, given when other lines came out since it was taken (`+30.00s drain stuck (budget
-/// 30.00s), logged +30.12s: ...`): a reader sees why it follows later lines.
+/// with the findings (each already escaped) in the text; counts and the first finding's parts
+/// (`stuck_span`, `stuck_path`, `stuck_peer`, `stuck_thread`, `stuck_tid`, `stuck_syscall`,
+/// `stuck_idle_s`, `stuck_no_data_s`, each only when the finding names it) as fields.
+/// `logged_late` is when it is logged, given when other lines came out since it was taken
+/// (`+30.00s drain stuck (budget 30.00s), logged +30.12s: ...`): a reader sees why it follows
+/// later lines.
 pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot, logged_late: Option<Duration>) {
     let at = Duration::try_from_secs_f64(snapshot.at_s).unwrap_or_default();
     let label = snapshot.phase.as_deref().unwrap_or("shutdown");
@@ -260,6 +264,16 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot, logged_late: Op
     let findings = snapshot.findings.join("; ");
     let (blocked, idle_peers) = (snapshot.blocked_threads, snapshot.idle_peers);
     let late = logged_late.map_or_else(String::new, |l| format!(", logged {}", Offset(l)));
+    // The first finding's parts as fields of their own (a JSON pipeline queries them).
+    let first = snapshot.first_finding.as_ref();
+    let part =
+        |get: fn(&StuckFinding) -> Option<&String>| first.and_then(get).map(|s| TextField::new(s));
+    let span = part(|f| f.span.as_ref());
+    let peer = part(|f| f.peer.as_ref());
+    let thread = part(|f| f.thread.as_ref());
+    let syscall = part(|f| f.syscall.as_ref());
+    let path = first.map(|f| f.path.join("/")).filter(|p| !p.is_empty());
+    let path = path.as_deref().map(TextField::new);
     shared.emit(|| {
         tracing::warn!(
             target: PHASE_TARGET,
@@ -270,6 +284,14 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot, logged_late: Op
             open_spans = snapshot.spans.len(),
             blocked_threads = blocked,
             idle_peers = idle_peers,
+            stuck_span = span.as_ref().map(TextField::value),
+            stuck_path = path.as_ref().map(TextField::value),
+            stuck_peer = peer.as_ref().map(TextField::value),
+            stuck_thread = thread.as_ref().map(TextField::value),
+            stuck_tid = first.and_then(|f| f.tid),
+            stuck_syscall = syscall.as_ref().map(TextField::value),
+            stuck_idle_s = first.and_then(|f| f.idle_s),
+            stuck_no_data_s = first.and_then(|f| f.no_data_s),
             "{} {} stuck ({why}){late}: {findings}",
             Offset(at),
             Logfmt(label),

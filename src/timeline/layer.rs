@@ -12,6 +12,7 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::record::flight_record::FlightRecord;
 use crate::record::lock::RecordLock;
 use crate::stuck::abandoned::{self, Abandoned};
+use crate::stuck::fields;
 use crate::stuck::spans::{SpanFilter, SpanTracker};
 use crate::sys::clock::{Clock, ManualClock};
 use crate::sys::target::PHASE_TARGET;
@@ -327,7 +328,7 @@ impl ShutdownLayer {
             let fields = ctx
                 .span(&Id::from_u64(id))
                 .and_then(|s| crate::stuck::views::fields_of(&s));
-            crate::stuck::views::render_span(meta.name(), fields.as_deref())
+            crate::stuck::views::render_span(meta.name(), fields.as_ref())
         };
         abandoned::find(&self.shared.spans, before, scope, &reported, render)
     }
@@ -370,8 +371,12 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let meta = attrs.metadata();
         if meta.target() != PHASE_TARGET {
-            if self.shared.track_spans {
-                self.shared.spans.open(id.into_u64(), meta);
+            if self.shared.track_spans
+                && self.shared.spans.open(id.into_u64(), meta)
+                && !meta.fields().is_empty()
+            {
+                // A snapshot names it the same whatever formats the app's logs.
+                fields::capture_new(attrs, id, &ctx);
             }
             return;
         }
@@ -394,6 +399,12 @@ where
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if self.shared.track_spans {
+            let spans = &self.shared.spans;
+            fields::capture_recorded(id, values, &ctx, |meta| {
+                meta.target() != PHASE_TARGET && spans.wants(meta)
+            });
+        }
         if self.maybe_phase(id) {
             self.recorded(id, values, &ctx);
         }

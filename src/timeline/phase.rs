@@ -302,7 +302,7 @@ impl Timeline {
             let fields = registry
                 .span(&Id::from_u64(id))
                 .and_then(|s| crate::stuck::views::fields_of(&s));
-            crate::stuck::views::render_span(meta.name(), fields.as_deref())
+            crate::stuck::views::render_span(meta.name(), fields.as_ref())
         };
         abandoned::find(&self.spans, before, scope, &reported, render)
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::stuck::collect::{self, FirstSample, Request};
-use crate::stuck::snapshot::{StuckReason, StuckSnapshot};
+use crate::stuck::snapshot::{StuckFinding, StuckReason, StuckSnapshot};
 use crate::sys::clock::secs;
 use crate::timeline::events;
 use crate::timeline::state::Timeline;
@@ -118,8 +118,9 @@ impl Timeline {
                 "t": snapshot.at_s,
                 "phase": snapshot.phase.as_deref().map(|p| cap(p, RECORD_TEXT_MAX)),
                 "reason": snapshot.reason,
-                "summary": crate::stuck::findings::summary(snapshot).map(|s| cap(&s, RECORD_TEXT_MAX)),
+                "summary": snapshot.first_finding.as_ref().map(|f| cap(&f.summary(), RECORD_TEXT_MAX)),
                 "findings": findings,
+                "first": snapshot.first_finding.as_ref().map(record_parts),
             }),
             true,
         );
@@ -142,6 +143,23 @@ impl Timeline {
     pub(crate) fn heartbeat(&self, at: Duration) {
         self.write(&json!({"kind": "heartbeat", "t": secs(at)}), false);
     }
+}
+
+/// The first finding's parts for the record (each text capped), so that the next start's
+/// verdict names the span and peer from them, not from the sentence.
+fn record_parts(f: &StuckFinding) -> serde_json::Value {
+    let text = |s: &Option<String>| s.as_deref().map(|s| cap(s, RECORD_TEXT_MAX));
+    json!({
+        "text": cap(&f.text, RECORD_TEXT_MAX),
+        "span": text(&f.span),
+        "path": f.path.iter().take(8).map(|p| cap(p, 100)).collect::<Vec<_>>(),
+        "peer": text(&f.peer),
+        "thread": text(&f.thread),
+        "tid": f.tid,
+        "syscall": text(&f.syscall),
+        "idle_s": f.idle_s,
+        "no_data_s": f.no_data_s,
+    })
 }
 
 /// Longest text appended to the diagnostic file per snapshot.

@@ -1,6 +1,6 @@
 //! What a record shows beyond phases: a last line that cannot be read (torn by a full disk,
-//! or too large for the reader's window), recorded panics and whether one ended the run, and
-//! the exit note. Pure, like the parser.
+//! or too large for the reader's window), recorded panics and whether one ended the run, the
+//! exit note, and a stuck snapshot's first finding in parts. Pure, like the parser.
 
 use std::fmt;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::stuck::snapshot::StuckFinding;
 use crate::sys::clock::{Offset, Secs};
 use crate::sys::logfmt::Logfmt;
 
@@ -390,4 +391,30 @@ pub(crate) fn panic_message(p: &PanicLine<'_>) -> String {
             )
         }
     }
+}
+
+/// The first `max` characters of `s`.
+pub(super) fn cap_chars(s: &str, max: usize) -> String {
+    s.chars().take(max).collect()
+}
+
+/// A stuck line's `first` object as parts, every text capped (the record is the crate's own
+/// file, but a verdict never trusts its sizes).
+pub(super) fn finding_parts(v: &Value) -> Option<StuckFinding> {
+    let mut f: StuckFinding = serde_json::from_value(v.clone()).ok()?;
+    let cap = |s: &mut Option<String>| {
+        if let Some(t) = s {
+            *t = cap_chars(t, 400);
+        }
+    };
+    f.text = cap_chars(&f.text, 400);
+    cap(&mut f.span);
+    cap(&mut f.peer);
+    cap(&mut f.thread);
+    cap(&mut f.syscall);
+    f.path.truncate(8);
+    for p in &mut f.path {
+        *p = cap_chars(p, 100);
+    }
+    Some(f)
 }

@@ -40,13 +40,14 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::context::trigger::TriggerInfo;
-use crate::sys::target::PHASE_TARGET;
+use crate::stuck::snapshot::StuckFinding;
 
+mod event;
 mod evidence;
 mod message;
 pub(crate) mod unconfirmed;
 
-use evidence::{ExitNote, PanicRecord, Panics};
+use evidence::{cap_chars, finding_parts, ExitNote, PanicRecord, Panics};
 pub use evidence::{RecordedPanic, UnknownReason};
 
 /// How the previous run ended, according to its flight record.
@@ -106,8 +107,12 @@ pub enum PreviousShutdown {
         /// What started the shutdown, when recorded.
         trigger: Option<TriggerInfo>,
         /// Where it was stuck, from the last stuck snapshot the record holds:
-        /// `request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s`.
+        /// `request{method=POST path=/upload}: 10.0.0.7:5432 no data for 29.8s` (built from
+        /// [`stuck_finding`](Self::Killed::stuck_finding) when the record has its parts).
         stuck: Option<String>,
+        /// That snapshot's first finding in parts (span, peer, thread, ...), when the record
+        /// holds them (records of versions before 0.2 hold only the summary above).
+        stuck_finding: Option<StuckFinding>,
         /// True when the record holds heartbeat lines: the last record is then within about a
         /// second of the kill (without them, the kill may have come long after it).
         heartbeat: bool,
@@ -235,22 +240,6 @@ impl PreviousShutdown {
     #[must_use]
     pub fn is_clean(&self) -> bool {
         matches!(self, Self::None | Self::Clean { .. })
-    }
-
-    /// Logs [`PreviousShutdown::message`] as a WARN event (target `shutdown`) when there is
-    /// one. Call it after the subscriber is installed.
-    pub fn log(&self) {
-        let Some(message) = self.message() else {
-            return;
-        };
-        match self {
-            Self::Killed { phase, .. } | Self::ExitedEarly { phase, .. } => tracing::warn!(
-                target: PHASE_TARGET,
-                previous_phase = phase.as_deref(),
-                "{message}"
-            ),
-            _ => tracing::warn!(target: PHASE_TARGET, "{message}"),
-        }
     }
 }
 
@@ -385,7 +374,7 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
     let mut exited_before_begin = false;
     // The latest offset recorded after the last exit note.
     let mut alive_after_exit: Option<Duration> = None;
-    let mut stuck: Option<(Option<String>, String)> = None;
+    let mut stuck: Option<(Option<String>, String, Option<StuckFinding>)> = None;
     let mut heartbeat = false;
     let mut panics = Panics::default();
     for r in &records[run_start..] {
@@ -469,10 +458,15 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
                 last_heartbeat = offset(r).max(last_heartbeat);
             }
             "stuck" => {
-                let summary = r.get("summary").and_then(Value::as_str);
+                let phase = r.get("phase").and_then(Value::as_str).map(str::to_owned);
+                // The first finding's parts, when recorded: the summary is built from them.
+                let first = r.get("first").and_then(finding_parts);
+                let summary = match &first {
+                    Some(f) => Some(f.summary()),
+                    None => r.get("summary").and_then(Value::as_str).map(str::to_owned),
+                };
                 if let Some(summary) = summary {
-                    let phase = r.get("phase").and_then(Value::as_str).map(str::to_owned);
-                    stuck = Some((phase, summary.chars().take(400).collect()));
+                    stuck = Some((phase, cap_chars(&summary, 400), first));
                 }
             }
             "phase_start" => {
@@ -594,9 +588,13 @@ pub(crate) fn parse_records(text: &str) -> PreviousShutdown {
         last_ended: last_ended.map(|(_, n, _)| n),
         trigger,
         // A snapshot of a phase that ended since then says nothing about the kill.
+        stuck_finding: stuck
+            .as_ref()
+            .filter(|(p, _, _)| p.is_none() || p.as_deref() == current.map(|(_, n, _)| n.as_str()))
+            .and_then(|(_, _, f)| f.clone()),
         stuck: stuck
-            .filter(|(p, _)| p.is_none() || p.as_deref() == current.map(|(_, n, _)| n.as_str()))
-            .map(|(_, s)| s),
+            .filter(|(p, _, _)| p.is_none() || p.as_deref() == current.map(|(_, n, _)| n.as_str()))
+            .map(|(_, s, _)| s),
         heartbeat,
         killed_by,
     }

@@ -755,3 +755,100 @@ fn phases_before_a_reset_are_not_a_shutdown() {
         "{v:?}"
     );
 }
+
+#[test]
+fn the_stuck_summary_is_built_from_the_recorded_parts_never_from_the_sentence() {
+    let head = "{\"kind\":\"run\",\"pid\":7}\n{\"kind\":\"begin\",\"t\":0}\n\
+        {\"kind\":\"phase_start\",\"t\":0.5,\"id\":0,\"phase\":\"drain\"}\n";
+    // Parts joining a span to its peer: the short form, and the parts for the event's fields.
+    let joined = format!(
+        "{head}{}\n",
+        r#"{"kind":"stuck","t":3,"phase":"drain","summary":"ignored when parts exist","first":{"text":"request{method=POST} idle 2.5s; 10.0.0.7:5432 ESTABLISHED no data for 2.9s","span":"request{method=POST}","peer":"10.0.0.7:5432","idle_s":2.5,"no_data_s":2.9}}"#
+    );
+    let v = parse_records(&joined);
+    let PreviousShutdown::Killed {
+        stuck,
+        stuck_finding,
+        ..
+    } = &v
+    else {
+        panic!("{v:?}");
+    };
+    assert_eq!(
+        stuck.as_deref(),
+        Some("request{method=POST}: 10.0.0.7:5432 no data for 2.9s")
+    );
+    let parts = stuck_finding.as_ref().unwrap();
+    assert_eq!(parts.peer.as_deref(), Some("10.0.0.7:5432"));
+    assert_eq!(v.kind(), "killed");
+    assert!(v
+        .message()
+        .unwrap()
+        .ends_with("; stuck in request{method=POST}: 10.0.0.7:5432 no data for 2.9s"));
+
+    // A span whose quoted field text holds "; <address> ... no data for": no peer in the parts,
+    // so the sentence stays whole; no address is made up.
+    let forged = format!(
+        "{head}{}\n",
+        r#"{"kind":"stuck","t":3,"phase":"drain","first":{"text":"request{ua=\"x} idle 0.1s; 10.9.9.9:5432 ESTABLISHED no data for 999.0s; \"} idle 2.5s","span":"request{ua=\"x} idle 0.1s; 10.9.9.9:5432 ESTABLISHED no data for 999.0s; \"}","idle_s":2.5}}"#
+    );
+    let v = parse_records(&forged);
+    let message = v.message().unwrap();
+    assert!(
+        message.ends_with(
+            r#"; stuck in request{ua="x} idle 0.1s; 10.9.9.9:5432 ESTABLISHED no data for 999.0s; "} idle 2.5s"#
+        ),
+        "{message}"
+    );
+    assert!(!message.contains("}: 10.9.9.9"), "{message}");
+
+    // A record of an earlier version (a summary, no parts): its summary, no parts.
+    let old = format!(
+        "{head}{}\n",
+        r#"{"kind":"stuck","t":3,"phase":"drain","summary":"request{a=1}: 10.0.0.7:5432 no data for 2.9s"}"#
+    );
+    let PreviousShutdown::Killed {
+        stuck,
+        stuck_finding,
+        ..
+    } = parse_records(&old)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        stuck.as_deref(),
+        Some("request{a=1}: 10.0.0.7:5432 no data for 2.9s")
+    );
+    assert_eq!(stuck_finding, None);
+
+    // Oversized parts are cut.
+    let long = "x".repeat(5000);
+    let big = format!(
+        "{head}{{\"kind\":\"stuck\",\"t\":3,\"phase\":\"drain\",\"first\":{{\"text\":\"{long}\",\"span\":\"{long}\",\"peer\":\"{long}\",\"path\":[{}]}}}}\n",
+        vec!["\"p\""; 50].join(",")
+    );
+    let PreviousShutdown::Killed {
+        stuck,
+        stuck_finding: Some(parts),
+        ..
+    } = parse_records(&big)
+    else {
+        panic!()
+    };
+    assert!(stuck.unwrap().chars().count() <= 400);
+    assert!(parts.span.unwrap().chars().count() <= 400);
+    assert_eq!(parts.path.len(), 8);
+}
+
+#[test]
+fn every_verdict_has_a_kind() {
+    assert_eq!(PreviousShutdown::None.kind(), "none");
+    assert_eq!(
+        parse_records("{\"kind\":\"run\",\"pid\":1}\n").kind(),
+        "no_shutdown"
+    );
+    assert_eq!(
+        parse_records("{\"kind\":\"begin\",\"t\":0}\n{\"kind\":\"complete\",\"t\":1}\n").kind(),
+        "clean"
+    );
+}

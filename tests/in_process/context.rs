@@ -343,10 +343,90 @@ fn log_event_has_fields_in_design_order() {
         "{out}"
     );
     assert!(out.contains("takeover_marker_present=self"), "{out}");
-    // The event and to_log_line carry the same pairs.
+    // The event and to_log_line carry the same pairs; `loadavg_1m` is a number in the event
+    // (`0.4` where the line has the kernel's `0.40`).
+    let event_pairs = pairs_after(&out, "parent_pid");
+    let line_pairs = pairs_after(&ctx.to_log_line(), "parent_pid");
+    assert_eq!(event_pairs.len(), line_pairs.len(), "{out}");
+    for (e, l) in event_pairs.iter().zip(&line_pairs) {
+        match (e.strip_prefix("loadavg_1m="), l.strip_prefix("loadavg_1m=")) {
+            (Some(a), Some(b)) if b != "unknown" => {
+                assert_eq!(
+                    a.parse::<f64>().unwrap(),
+                    b.parse::<f64>().unwrap(),
+                    "{out}"
+                );
+            }
+            _ => assert_eq!(e, l, "{out}"),
+        }
+    }
+}
+
+/// The space-separated `key=value` words of `line` from `key` on.
+fn pairs_after(line: &str, key: &str) -> Vec<String> {
+    let line = line.trim_end();
+    line[line.find(key).unwrap()..]
+        .split(' ')
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_json_subscriber_gets_numbers_as_numbers_and_booleans_as_booleans() {
+    let me = std::process::id();
+    let mut ctx = ShutdownContext::capture_with_sender(
+        &ContextOptions::default(),
+        Some(15),
+        Some(SignalSender::from_siginfo(me as i32, 0, libc::SI_USER)),
+    );
+    ctx.loadavg_1m = Some(0.4);
+    ctx.parent.name = Some("my supervisor".to_owned());
+    let cap = crate::support::Capture::default();
+    let json = tracing_subscriber::fmt()
+        .json()
+        .without_time()
+        .with_writer(cap.clone())
+        .finish();
+    tracing::subscriber::with_default(json, || ctx.log());
+    let event: serde_json::Value = serde_json::from_str(cap.text().trim()).unwrap();
+    let f = &event["fields"];
+    assert_eq!(f["message"], "Shutdown context");
+    assert_eq!(f["signal"], "SIGTERM");
+    assert_eq!(f["sender_pid"], serde_json::json!(me));
+    assert_eq!(f["sender_uid"], 0);
+    assert_eq!(f["parent_pid"], serde_json::json!(ctx.ppid));
+    assert_eq!(f["loadavg_1m"], 0.4);
+    assert_eq!(f["under_systemd"], ctx.under_systemd);
+    assert_eq!(f["cause"], "kill");
+    // A string that needs quotes in text is itself in JSON.
+    assert_eq!(f["parent_name"], "my supervisor");
+
+    // Facts that could not be had stay `unknown` (a string), as in the text line.
+    ctx.sender = None;
+    ctx.loadavg_1m = None;
+    let cap = crate::support::Capture::default();
+    let json = tracing_subscriber::fmt()
+        .json()
+        .without_time()
+        .with_writer(cap.clone())
+        .finish();
+    tracing::subscriber::with_default(json, || ctx.log());
+    let event: serde_json::Value = serde_json::from_str(cap.text().trim()).unwrap();
+    assert_eq!(event["fields"]["sender_pid"], "unknown");
+    assert_eq!(event["fields"]["loadavg_1m"], "unknown");
+
+    // The text formatter's line is the one users grep: unchanged.
+    let cap = crate::support::Capture::default();
+    tracing::subscriber::with_default(crate::support::subscriber(&cap), || ctx.log());
     assert!(
-        out.trim_end()
-            .ends_with(&ctx.to_log_line()[ctx.to_log_line().find("parent_pid").unwrap()..]),
-        "{out}"
+        cap.text()
+            .contains("sender_pid=unknown sender_name=unknown sender_uid=unknown cause=unknown "),
+        "{}",
+        cap.text()
+    );
+    assert!(
+        cap.text().contains(" loadavg_1m=unknown "),
+        "{}",
+        cap.text()
     );
 }

@@ -5,7 +5,8 @@ use std::fmt;
 use super::ShutdownContext;
 use crate::context::markers::{MarkerInfo, MarkerStatus};
 use crate::context::signal::SignalSender;
-use crate::sys::logfmt::{push_pair, push_str_pair, Logfmt};
+use crate::sys::logfmt::{push_pair, push_str_pair, TextField};
+use tracing_core::field::{display, Value};
 
 impl ShutdownContext {
     fn log_fields(&self) -> LogFields<'_> {
@@ -100,29 +101,45 @@ impl ShutdownContext {
     }
 
     /// Emits the ONE `Shutdown context` WARN event (target `shutdown`) with the context's facts
-    /// as structured fields, in the order of [`Self::to_log_line`].
+    /// as structured fields, in the order of [`Self::to_log_line`]. A text formatter shows
+    /// what `to_log_line` renders, except `loadavg_1m`, a number: `0.4` where the line has
+    /// `0.40`. A structured one (JSON, journald) gets numbers as numbers (`unknown`, a string,
+    /// where a number could not be had), booleans as booleans, and strings as themselves.
     pub fn log(&self) {
         let f = self.log_fields();
+        let unknown = display("unknown");
+        let sender_pid: &dyn Value = f.sender_pid.0.as_ref().map_or(&unknown, |p| p);
+        let sender_uid: &dyn Value = f.sender_uid.0.as_ref().map_or(&unknown, |u| u);
+        // Two decimals, as the kernel gives it (`/proc/loadavg`).
+        let load = f.loadavg_1m.0.map(|l| (l.0 * 100.0).round() / 100.0);
+        let loadavg_1m: &dyn Value = load.as_ref().map_or(&unknown, |l| l);
+        let text = TextField::new;
+        let (signal, sender_name, unit) = (text(f.signal), text(f.sender_name), text(f.unit));
+        let parent_name = text(f.parent_name);
+        let invocation_id = f.invocation_id.map(text);
+        let correlation_id = f.correlation_id.map(text);
+        let parent_cmdline = f.parent_cmdline.map(text);
         tracing::warn!(
             target: crate::sys::target::PHASE_TARGET,
-            signal = display(Logfmt(f.signal)),
-            sender_pid = display(f.sender_pid),
-            sender_name = display(Logfmt(f.sender_name)),
-            sender_uid = display(f.sender_uid),
+            signal = signal.value(),
+            sender_pid,
+            sender_name = sender_name.value(),
+            sender_uid,
+            // Fixed words: bare in text (a `&str` would be quoted), the same in JSON.
             cause = display(f.cause),
             under_systemd = f.under_systemd,
-            unit = display(Logfmt(f.unit)),
+            unit = unit.value(),
             parent_pid = f.parent_pid,
-            parent_name = display(Logfmt(f.parent_name)),
-            loadavg_1m = display(f.loadavg_1m),
+            parent_name = parent_name.value(),
+            loadavg_1m,
             takeover_marker_present = f.takeover.map(display),
             planned_stop_marker_present = f.planned_stop.map(display),
             tracer_pid = f.tracer_pid,
             supervisor = display(f.supervisor),
-            invocation_id = f.invocation_id.map(|i| display(Logfmt(i))),
+            invocation_id = invocation_id.as_ref().map(TextField::value),
             stop = display(f.stop),
-            correlation_id = f.correlation_id.map(|c| display(Logfmt(c))),
-            parent_cmdline = f.parent_cmdline.map(|c| display(Logfmt(c))),
+            correlation_id = correlation_id.as_ref().map(TextField::value),
+            parent_cmdline = parent_cmdline.as_ref().map(TextField::value),
             "Shutdown context"
         );
     }
