@@ -149,13 +149,14 @@ pub(crate) fn complete(shared: &Timeline, total: Duration, left_open: Option<&Ab
     let Some(a) = left_open else {
         return shared.emit(|| complete_line(total));
     };
-    let oldest = a.oldest.as_deref().map(|o| display(Logfmt(o)));
+    // The text line shows it logfmt-quoted; a structured subscriber gets the string itself.
+    let oldest = a.oldest.as_deref().map(TextField::new);
     shared.emit(|| {
         tracing::info!(
             target: PHASE_TARGET,
             parent: None,
             abandoned_spans = a.count,
-            oldest_abandoned = oldest,
+            oldest_abandoned = oldest.as_ref().map(TextField::value),
             abandoned_scan_cut = a.cut.then_some(true),
             offset_s = secs(total),
             total_s = secs(total),

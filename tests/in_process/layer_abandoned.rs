@@ -39,7 +39,7 @@ fn the_phase_that_ran_out_of_budget_reports_what_it_left_open_and_no_other_phase
     let drain = line_with(&lines, " drain done (");
     assert!(drain.contains(" abandoned_spans=1 "), "{drain}");
     assert!(
-        drain.contains("oldest_abandoned=\"request{method=\\\"POST\\\"} age "),
+        drain.contains("oldest_abandoned=\"request{method=POST} age "),
         "{drain}"
     );
     for quiet_one in [
