@@ -5,7 +5,7 @@ use std::fs::{self, File, Permissions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde_json::{json, Value};
 
@@ -49,6 +49,9 @@ pub struct FlightRecord {
     path: PathBuf,
     written: AtomicU64,
     next_checkpoint: AtomicU64,
+    /// A write failed or was cut short (a full disk): the file may end inside a line, so the
+    /// next line starts with a newline of its own rather than being glued to the fragment.
+    torn: AtomicBool,
     previous: PreviousShutdown,
     /// Verdicts earlier starts read and never confirmed as logged (oldest first).
     unconfirmed: Vec<String>,
@@ -89,6 +92,7 @@ impl FlightRecord {
                 path: path.to_path_buf(),
                 written: AtomicU64::new(0),
                 next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
+                torn: AtomicBool::new(false),
                 previous,
                 unconfirmed,
                 takeovers: Vec::new(),
@@ -156,6 +160,7 @@ impl FlightRecord {
             path: path.clone(),
             written: AtomicU64::new(0),
             next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
+            torn: AtomicBool::new(false),
             previous,
             unconfirmed: carried.iter().map(|m| shown(m)).collect(),
         };
@@ -216,6 +221,10 @@ impl FlightRecord {
                     Error::io(format!("truncate flight record {}", path.display()), e)
                 })?;
             }
+            // An earlier run's last write may have been cut short: our `run` line must not be
+            // glued to its fragment.
+            let reread = crate::sys::private_file::open_read(&path).ok().flatten();
+            record.torn = AtomicBool::new(reread.is_some_and(|f| ends_mid_line(&f)));
             record.file = Some(file);
             record.written = AtomicU64::new(0);
             record.append(&header).map_err(|e| write_error(e, &path))?;
@@ -341,14 +350,28 @@ impl FlightRecord {
     }
 
     fn append(&self, value: &Value) -> io::Result<()> {
-        let mut line = crate::record::line_caps::line(value);
-        line.push(b'\n');
-        // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
-        // buffer in one write(2), so a concurrent line never lands inside this one.
         let Some(mut file) = self.file.as_ref() else {
             return Ok(());
         };
-        file.write_all(&line)?;
+        // After a failed or short write (a full disk, for a moment) the file may end in a
+        // fragment: this line starts on a line of its own, so the reader skips only the
+        // fragment (a blank line, when the failed write wrote nothing, is skipped too).
+        let torn = self.torn.load(Ordering::Relaxed);
+        let mut line = Vec::new();
+        if torn {
+            line.push(b'\n');
+        }
+        line.extend_from_slice(&crate::record::line_caps::line(value));
+        line.push(b'\n');
+        // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
+        // buffer in one write(2), so a concurrent line never lands inside this one.
+        if let Err(e) = file.write_all(&line) {
+            self.torn.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        if torn {
+            self.torn.store(false, Ordering::Relaxed);
+        }
         self.written.fetch_add(line.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -432,6 +455,17 @@ fn boot_id() -> Option<String> {
     let bytes = crate::sys::private_file::read_bounded(path, 64).ok()??;
     let id = String::from_utf8(bytes).ok()?.trim().to_owned();
     (!id.is_empty()).then_some(id)
+}
+
+/// Whether the file's last byte is not a newline (an earlier write was cut short); false for
+/// an empty file or when it cannot be read.
+fn ends_mid_line(file: &File) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Some(last) = file.metadata().ok().and_then(|m| m.len().checked_sub(1)) else {
+        return false;
+    };
+    let mut byte = [0u8];
+    matches!(file.read_at(&mut byte, last), Ok(1) if byte[0] != b'\n')
 }
 
 /// Narrows an open file to 0600 when it has group or other bits (`fchmod`, no path race).
