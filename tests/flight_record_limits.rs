@@ -192,7 +192,10 @@ fn a_line_torn_by_a_full_disk_for_a_moment_leaves_the_next_line_whole() {
         .filter(|l| serde_json::from_str::<Value>(l).is_err())
         .collect();
     assert_eq!(fragment.len(), 1, "{text}");
-    assert!(fragment[0].starts_with('{') && fragment[0].len() <= 20, "{text}");
+    assert!(
+        fragment[0].starts_with('{') && fragment[0].len() <= 20,
+        "{text}"
+    );
     // ... and every whole line after it is readable: the completion is not lost to it.
     let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
     assert_eq!(last["kind"], "complete", "{text}");

@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::record::replace::{self, Aside};
+use crate::record::start_lock::StartLock;
 use crate::record::takeover::{judge_takeovers, takeover_path};
 use crate::sys::clock::unix_secs;
 use crate::verdict::unconfirmed::{pieces, shown, unconfirmed};
@@ -72,6 +73,9 @@ impl FlightRecord {
     /// refuse to start without a record.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
+        // The lock is in the record's directory; a failure here is `open_locked`'s to report.
+        let _ = crate::sys::private_file::create_parent_dirs(path);
+        let _start = StartLock::acquire(path);
         // Read first: a failed open may have moved the old record aside already.
         let (previous, unconfirmed) = match read_tail(path) {
             Ok(Some((_, text, oversized))) => {
@@ -85,7 +89,7 @@ impl FlightRecord {
             }
             _ => (PreviousShutdown::None, Vec::new()),
         };
-        Self::open_strict(path).or_else(|e| {
+        Self::open_locked(path).or_else(|e| {
             Ok(Self {
                 file: None,
                 disabled: Some(e),
@@ -112,7 +116,18 @@ impl FlightRecord {
     /// file, or the new one (or a directory above it) cannot be created or written; the
     /// message names the path and the reason.
     pub fn open_strict(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        crate::sys::private_file::create_parent_dirs(path)
+            .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
+        let _start = StartLock::acquire(path);
+        Self::open_locked(path)
+    }
+
+    /// [`Self::open_strict`] once the caller holds the record's [`StartLock`]: recovering an
+    /// interrupted start, reading, putting aside, renaming and judging takeovers are one
+    /// critical section, so racing starts each judge a different run.
+    fn open_locked(path: &Path) -> Result<Self, Error> {
+        let path = path.to_path_buf();
         let open_error = |e| Error::io(format!("open flight record {}", path.display()), e);
         crate::sys::private_file::create_parent_dirs(&path).map_err(open_error)?;
         // A start killed before it put its record in place: finish or clear that first.
