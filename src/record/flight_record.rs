@@ -111,6 +111,10 @@ impl FlightRecord {
     /// leaves a whole record at `path`. Missing parent directories are created (mode 0700).
     /// A symlink, FIFO or other non-regular file at `path` is refused at once.
     ///
+    /// Starts on one path take turns: each holds an `flock(2)` on `<path>.lock` (a 0600 file
+    /// created next to the record and left there) from reading the old record to putting the
+    /// new one in place, so racing starts each judge a different run, exactly once.
+    ///
     /// # Errors
     /// When the previous record cannot be read (other than "not found"), is not a regular
     /// file, or the new one (or a directory above it) cannot be created or written; the
