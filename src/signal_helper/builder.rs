@@ -17,7 +17,8 @@ use crate::timeline::handle::ShutdownHandle;
 /// A kill deadline longer than this (systemd's `infinity`) is not watched for.
 const MAX_KILL_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long [`Forensics::finish`] waits for the signal path's context event (a stuck log
-/// sink holds it; the shutdown must not wait for that).
+/// sink holds it; the shutdown must not wait for that), or with a layer only for its place in
+/// the log order (taken within milliseconds of the signal).
 const CONTEXT_EVENT_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Configures and installs the signal helper. Every setting has a working default.
@@ -160,8 +161,13 @@ impl Forensics {
         let handle = self.shared.config.handle.as_ref();
         let signals = self.signal().signal_count();
         if signals > 0 {
-            // The context event comes last on the signal path: let it out before ours.
-            self.shared.wait_handled(CONTEXT_EVENT_PATIENCE);
+            // The context event comes last on the signal path: ours must follow it. With a
+            // layer, the completion line is logged after it by the log order (and recorded at
+            // once, whatever the sink does); without one, wait for it to be out.
+            match handle {
+                Some(_) => self.shared.wait_ordered(CONTEXT_EVENT_PATIENCE),
+                None => self.shared.wait_handled(CONTEXT_EVENT_PATIENCE),
+            }
         }
         let mut total = None;
         if let Some(handle) = handle {

@@ -258,6 +258,8 @@ impl ShutdownLayerBuilder {
                 config: self.config,
                 state: Mutex::new(State::default()),
                 record_lock: RecordLock::default(),
+                log_order: Default::default(),
+                log_thread: Default::default(),
                 record: self.record,
                 dispatch: OnceLock::new(),
                 hook: self.hook,

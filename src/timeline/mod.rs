@@ -12,6 +12,8 @@ pub(crate) mod events;
 pub(crate) mod handle;
 pub(crate) mod hook;
 pub(crate) mod layer;
+pub(crate) mod log_order;
+pub(crate) mod log_thread;
 pub(crate) mod phase;
 pub(crate) mod phase_fields;
 pub(crate) mod phase_ids;

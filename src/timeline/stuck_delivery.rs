@@ -2,6 +2,7 @@
 //! line (synchronous, so the next start's verdict can say where it was stuck after a SIGKILL),
 //! and the report's `stuck` list.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,6 +19,15 @@ pub(crate) const MAX_KEPT: usize = 8;
 const RECORD_FINDINGS: usize = 3;
 const RECORD_TEXT_MAX: usize = 400;
 
+/// Where a snapshot's WARN line is emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// On the calling thread (a snapshot the app asked for).
+    Inline,
+    /// On the log thread (the watchdog's: a blocked sink must not stop it).
+    LogThread,
+}
+
 impl Timeline {
     /// The innermost open phase (the most recently opened one still open), with its budget.
     fn current_phase(&self) -> Option<(String, Option<Duration>)> {
@@ -29,15 +39,15 @@ impl Timeline {
             .map(|p| (p.label.clone(), p.budget))
     }
 
-    /// Takes a snapshot now (blocks ~150 ms: CPU is sampled twice) and delivers it.
-    /// `phase` is the stuck phase with its budget; `None` means the innermost open one.
+    /// Takes a snapshot now (blocks ~150 ms: CPU is sampled twice) and delivers it on this
+    /// thread. `phase` is the stuck phase with its budget; `None` means the innermost open one.
     pub(crate) fn stuck_snapshot(
-        &self,
+        self: &Arc<Self>,
         reason: StuckReason,
         phase: Option<(String, Option<Duration>)>,
     ) -> StuckSnapshot {
         self.reserve_snapshots(1);
-        self.take_reserved_snapshot(reason, phase)
+        self.take_reserved_snapshot(reason, phase, Delivery::Inline)
     }
 
     /// Announces `n` snapshots about to be taken, so that a completion arriving meanwhile
@@ -48,9 +58,10 @@ impl Timeline {
 
     /// [`Self::stuck_snapshot`] for a snapshot reserved with [`Self::reserve_snapshots`].
     pub(crate) fn take_reserved_snapshot(
-        &self,
+        self: &Arc<Self>,
         reason: StuckReason,
         phase: Option<(String, Option<Duration>)>,
+        delivery: Delivery,
     ) -> StuckSnapshot {
         let phase = phase.or_else(|| self.current_phase());
         let at = {
@@ -66,7 +77,7 @@ impl Timeline {
             cpu_gap: self.config.cpu_sample_gap,
         };
         let snapshot = collect::take(&req, &self.spans, dispatch.as_ref());
-        self.deliver(&snapshot);
+        self.deliver(&snapshot, delivery);
         {
             let mut n = self.in_flight();
             *n = n.saturating_sub(1);
@@ -96,8 +107,8 @@ impl Timeline {
         *self.in_flight() > 0
     }
 
-    fn deliver(&self, snapshot: &StuckSnapshot) {
-        let _order = self.record_lock.lock();
+    fn deliver(self: &Arc<Self>, snapshot: &StuckSnapshot, delivery: Delivery) {
+        let order = self.record_lock.lock();
         let findings: Vec<String> = snapshot
             .findings
             .iter()
@@ -115,8 +126,15 @@ impl Timeline {
             }),
             true,
         );
-        events::stuck(self, snapshot);
-        drop(_order);
+        let turn = self.log_order.take();
+        drop(order);
+        match delivery {
+            Delivery::Inline => turn.emit(|| events::stuck(self, snapshot)),
+            Delivery::LogThread => {
+                let snapshot = snapshot.clone();
+                self.emit_later(turn, move |t| events::stuck(t, &snapshot));
+            }
+        }
         {
             let mut st = self.lock();
             if st.stuck.len() < MAX_KEPT {

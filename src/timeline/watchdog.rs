@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use crate::stuck::snapshot::StuckReason;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
+use crate::timeline::log_order::Turn;
 use crate::timeline::state::Timeline;
+use crate::timeline::stuck_delivery::Delivery;
 
 /// Longest sleep between checks, so a dropped layer or a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -97,15 +99,14 @@ fn run(weak: &Weak<Timeline>) {
         let Some(shared) = weak.upgrade() else {
             return;
         };
-        // Held from claiming a warning to logging it, so a phase closing meanwhile logs its
-        // `done` after this warning, not before.
+        // Held from claiming a warning to recording it (and taking its turn in the log), so
+        // a phase closing meanwhile has its `done` after this warning, not before.
         let order = shared.record_lock.lock();
         let Some((due, sleep)) = check(&shared, &mut next_progress, &mut next_heartbeat) else {
             return;
         };
         for o in &due.overruns {
             shared.write_over_budget(o.index, &o.label, o.at, o.budget);
-            crate::timeline::events::over_budget(&shared, &o.label, o.at, o.budget);
         }
         let phase_snapshots = if shared.config.stuck_on_budget {
             due.overruns.iter().filter(|o| o.index.is_some()).count()
@@ -113,7 +114,13 @@ fn run(weak: &Weak<Timeline>) {
             0
         };
         shared.reserve_snapshots(phase_snapshots + usize::from(due.kill_snapshot));
-        drop(order);
+        if due.overruns.is_empty() {
+            drop(order);
+        } else {
+            let turn = shared.log_order.take();
+            drop(order);
+            warn_later(&shared, turn, &due.overruns);
+        }
         if let Some(at) = due.heartbeat {
             shared.heartbeat(at);
         }
@@ -121,13 +128,14 @@ fn run(weak: &Weak<Timeline>) {
         let overruns = due.overruns.iter().filter(|o| o.index.is_some());
         for o in overruns.take(phase_snapshots) {
             let phase = Some((o.label.clone(), Some(o.budget)));
-            shared.take_reserved_snapshot(StuckReason::Budget, phase);
+            shared.take_reserved_snapshot(StuckReason::Budget, phase, Delivery::LogThread);
         }
         for (label, budget) in due.pending {
-            shared.take_reserved_snapshot(StuckReason::Budget, Some((label, Some(budget))));
+            let phase = Some((label, Some(budget)));
+            shared.take_reserved_snapshot(StuckReason::Budget, phase, Delivery::LogThread);
         }
         if due.kill_snapshot {
-            shared.take_reserved_snapshot(StuckReason::KillDeadline, None);
+            shared.take_reserved_snapshot(StuckReason::KillDeadline, None, Delivery::LogThread);
         }
         if let Some(change) = due.progress {
             shared.notify(|| change);
@@ -137,6 +145,19 @@ fn run(weak: &Weak<Timeline>) {
         // Wake just past the next deadline: "over" means strictly longer than the budget.
         clock.sleep(sleep + Duration::from_millis(1));
     }
+}
+
+/// The over-budget lines of one check, in `turn`, on the log thread: a blocked sink must not
+/// stop the heartbeats and snapshots.
+fn warn_later(shared: &Arc<Timeline>, turn: Turn<'_>, overruns: &[Overrun]) {
+    let lines: Vec<(String, Duration, Duration)> = (overruns.iter())
+        .map(|o| (o.label.clone(), o.at, o.budget))
+        .collect();
+    shared.emit_later(turn, move |t| {
+        for (label, at, budget) in &lines {
+            crate::timeline::events::over_budget(t, label, *at, *budget);
+        }
+    });
 }
 
 /// Finds overruns (marking them warned) under the lock; `None` when the watchdog should exit.
