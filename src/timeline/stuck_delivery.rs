@@ -19,6 +19,17 @@ pub(crate) const MAX_KEPT: usize = 8;
 const RECORD_FINDINGS: usize = 3;
 const RECORD_TEXT_MAX: usize = 400;
 
+/// A snapshot's CPU gap takes at most this share of the time left before a known kill (a
+/// quarter): the rest is for reading `/proc`, writing the record line, and a loaded machine.
+const GAP_SHARE_OF_TIME_LEFT: u32 = 4;
+
+/// The CPU gap for a snapshot taken with `left` until the kill (`None`: no kill deadline):
+/// `gap`, shortened so that the snapshot is recorded before the kill comes. A snapshot that
+/// waited its whole gap with 250 ms left was never recorded.
+pub(crate) fn fit_cpu_gap(gap: Duration, left: Option<Duration>) -> Duration {
+    left.map_or(gap, |left| gap.min(left / GAP_SHARE_OF_TIME_LEFT))
+}
+
 /// Where a snapshot's WARN line is emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Delivery {
@@ -64,9 +75,13 @@ impl Timeline {
         delivery: Delivery,
     ) -> StuckSnapshot {
         let phase = phase.or_else(|| self.current_phase());
-        let at = {
+        let (at, left) = {
             let st = self.lock();
-            st.offset(self.clock.now())
+            let at = st.offset(self.clock.now());
+            let left = (st.kill_deadline)
+                .filter(|_| st.origin.is_some() && st.finished.is_none())
+                .map(|d| d.saturating_sub(at));
+            (at, left)
         };
         let dispatch = self.dispatch.get().and_then(|d| d.upgrade());
         let req = Request {
@@ -74,7 +89,7 @@ impl Timeline {
             phase: phase.map(|(p, _)| p),
             at,
             reason,
-            cpu_gap: self.config.cpu_sample_gap,
+            cpu_gap: fit_cpu_gap(self.config.cpu_sample_gap, left),
         };
         let snapshot = collect::take(&req, &self.spans, dispatch.as_ref());
         self.deliver(&snapshot, delivery);
@@ -84,6 +99,18 @@ impl Timeline {
         }
         self.snapshot_done.notify_all();
         snapshot
+    }
+
+    /// Ends `n` reservations without a snapshot of their own (one snapshot covered them).
+    pub(crate) fn release_snapshots(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        {
+            let mut in_flight = self.in_flight();
+            *in_flight = in_flight.saturating_sub(n);
+        }
+        self.snapshot_done.notify_all();
     }
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, usize> {
