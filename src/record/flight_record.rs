@@ -6,6 +6,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use serde_json::{json, Value};
 
@@ -54,6 +55,9 @@ pub struct FlightRecord {
     /// next line starts with a newline of its own rather than being glued to the fragment.
     torn: AtomicBool,
     previous: PreviousShutdown,
+    /// The previous run's record (its tail), kept only when it did not end well, until the
+    /// signal helper rebuilds that stop's report from it (`timeline/recovered.rs`).
+    previous_text: Mutex<Option<String>>,
     /// Verdicts earlier starts read and never confirmed as logged (oldest first).
     unconfirmed: Vec<String>,
     takeovers: Vec<PreviousShutdown>,
@@ -77,7 +81,7 @@ impl FlightRecord {
         let _ = crate::sys::private_file::create_parent_dirs(path);
         let _start = StartLock::acquire(path);
         // Read first: a failed open may have moved the old record aside already.
-        let (previous, unconfirmed) = match read_tail(path) {
+        let (previous, unconfirmed, previous_text) = match read_tail(path) {
             Ok(Some((_, text, oversized))) => {
                 let previous = judge(&text, oversized);
                 // A live predecessor's own verdicts are its to log (as in `open_strict`).
@@ -85,9 +89,10 @@ impl FlightRecord {
                     PreviousShutdown::StillRunning { .. } => Vec::new(),
                     _ => unconfirmed(&text).iter().map(|m| shown(m)).collect(),
                 };
-                (previous, carried)
+                let kept = previous.message().is_some().then_some(text);
+                (previous, carried, kept)
             }
-            _ => (PreviousShutdown::None, Vec::new()),
+            _ => (PreviousShutdown::None, Vec::new(), None),
         };
         Self::open_locked(path).or_else(|e| {
             Ok(Self {
@@ -98,6 +103,7 @@ impl FlightRecord {
                 next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
                 torn: AtomicBool::new(false),
                 previous,
+                previous_text: Mutex::new(previous_text),
                 unconfirmed,
                 takeovers: Vec::new(),
             })
@@ -141,6 +147,7 @@ impl FlightRecord {
         let ctx = || format!("read flight record {}", path.display());
         let mut carried = Vec::new();
         let mut old = None;
+        let mut previous_text = None;
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
             Some((file, text, oversized)) => {
                 let previous = judge(&text, oversized);
@@ -148,6 +155,7 @@ impl FlightRecord {
                     carried = unconfirmed(&text);
                 }
                 old = Some(file);
+                previous_text = previous.message().is_some().then_some(text);
                 previous
             }
             None => PreviousShutdown::None,
@@ -181,6 +189,7 @@ impl FlightRecord {
             next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
             torn: AtomicBool::new(false),
             previous,
+            previous_text: Mutex::new(previous_text),
             unconfirmed: carried.iter().map(|m| shown(m)).collect(),
         };
         let mut placed = false;
@@ -281,6 +290,13 @@ impl FlightRecord {
     #[must_use]
     pub fn previous_shutdown(&self) -> &PreviousShutdown {
         &self.previous
+    }
+
+    /// The previous run's record tail, once, when it did not end well (see the field).
+    pub(crate) fn take_previous_text(&self) -> Option<String> {
+        (self.previous_text.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Verdicts that earlier starts read from this record and never confirmed as logged

@@ -330,7 +330,12 @@ impl ForensicsBuilder {
 
     /// Writes `{"report": <ShutdownReport>, "context": <ShutdownContext>}` to `path` (mode
     /// 0600, replaced atomically, synced) when [`Forensics::finish`] runs, on the thread that
-    /// calls it. Default: not written.
+    /// calls it. A stop that never got there (SIGKILLed, crashed, exited early) has its report
+    /// written by the next start, at [`install`](Self::install), rebuilt from the flight
+    /// record of the handle ([`Self::with_handle`]): `"complete": false`, the phases so far
+    /// (one still running is `open`), the stuck snapshots' findings, the context, and a
+    /// `"recovered"` object with the record's path and the verdict; so the file always
+    /// describes the last stop. Default: not written.
     pub fn with_report_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.report_path = Some(path.into());
         self
@@ -389,10 +394,23 @@ impl ForensicsBuilder {
             // The signal starts the clock: a phase before it (a helper reused at startup) must
             // not turn a 0.1 s stop into "+3.02s ... total teardown 3.12s".
             timeline.startup.set_begin_explicit();
+            // The report file describes the last stop: when that one never finished (killed,
+            // crashed), its report is rebuilt from the record now.
+            let report_error = (self.report_path.as_deref())
+                .and_then(|path| crate::timeline::recovered::write_previous(handle, path).err());
             // The subscriber may not exist yet (install before `init()`): the verdict and the
             // filter check wait for it, or go to stderr if it never comes (at drop).
             let shared = std::sync::Arc::clone(&handle.shared);
             let startup_messages = move |subscribed: bool| {
+                if let Some(e) = &report_error {
+                    let line = format!("shutdown report of the previous stop not written: {e}");
+                    if tracing::enabled!(target: crate::sys::target::PHASE_TARGET, tracing::Level::WARN)
+                    {
+                        tracing::warn!(target: crate::sys::target::PHASE_TARGET, error = %e, "{line}");
+                    } else {
+                        eprintln!("shutdown-forensics: {line}");
+                    }
+                }
                 if let Some(record) = &shared.record {
                     // Each goes to stderr when no subscriber takes it (never to nowhere).
                     record.log_previous();

@@ -17,6 +17,7 @@ pub(crate) mod log_thread;
 pub(crate) mod phase;
 pub(crate) mod phase_fields;
 pub(crate) mod phase_ids;
+pub(crate) mod recovered;
 pub(crate) mod report;
 pub(crate) mod startup;
 pub(crate) mod state;

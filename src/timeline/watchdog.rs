@@ -32,6 +32,9 @@ pub(crate) fn kill_snapshot_at(deadline: Duration, lead_cap: Option<Duration>) -
 /// less than this before that one is due (it would delay it): the kill's is taken now.
 const SNAPSHOT_MARGIN: Duration = Duration::from_millis(50);
 
+/// A phase a snapshot is about, with its budget.
+type StuckPhase = (String, Option<Duration>);
+
 /// What one check found to do. At most one snapshot per check: the one before the kill when it
 /// is due, else one for every phase that ran out of budget since the last check (each taken
 /// alone used to take its ~150 ms, one after another, while the kill came closer).
@@ -53,10 +56,7 @@ impl Due {
 
     /// The one snapshot of this check, if any: its reason and phase (`None`: the innermost
     /// open one). For overruns, the phase opened last of those that ran out of budget.
-    fn snapshot(
-        &self,
-        stuck_on_budget: bool,
-    ) -> Option<(StuckReason, Option<(String, Option<Duration>)>)> {
+    fn snapshot(&self, stuck_on_budget: bool) -> Option<(StuckReason, Option<StuckPhase>)> {
         if self.kill_snapshot {
             return Some((StuckReason::KillDeadline, None));
         }
