@@ -72,8 +72,8 @@ fn role_service() {
 }
 
 /// One run: the service stopped with SIGTERM and SIGKILLed `deadline` later. Returns the
-/// record it left.
-fn run(deadline: Duration, phases: u64) -> String {
+/// record it left and when the SIGTERM was sent (Unix seconds).
+fn run(deadline: Duration, phases: u64) -> (String, f64) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("flight.jsonl");
     let mut child = rerun_as("role_service")
@@ -89,12 +89,23 @@ fn run(deadline: Duration, phases: u64) -> String {
     assert!(out.any(|l| l.is_ok_and(|l| l == "ready")));
     std::thread::spawn(move || out.for_each(drop));
     let pid = libc::pid_t::try_from(child.id()).unwrap();
+    let sent = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     // SAFETY: kill(2) with a valid pid and signal number.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     std::thread::sleep(deadline);
     child.kill().unwrap(); // SIGKILL at the deadline
     child.wait().unwrap();
-    std::fs::read_to_string(&path).unwrap()
+    (std::fs::read_to_string(&path).unwrap(), sent)
+}
+
+/// How long after it was sent the service took the signal (its origin), in milliseconds: the
+/// service's own deadline runs that much past the kill.
+fn signal_lag_ms(text: &str, sent: f64) -> Option<f64> {
+    let begin = records(text).into_iter().find(|r| r["kind"] == "begin")?;
+    Some((begin["trigger"]["wall_unix_s"].as_f64()? - sent) * 1000.0)
 }
 
 fn records(text: &str) -> Vec<Value> {
@@ -131,10 +142,12 @@ fn the_snapshot_before_a_kill_is_recorded_before_the_kill() {
             let mut ok = 0;
             let mut example = None;
             for _ in 0..runs {
-                let text = run(deadline, phases);
+                let (text, sent) = run(deadline, phases);
                 if snapshot_recorded(&text, deadline) {
                     ok += 1;
                 } else {
+                    let lag = signal_lag_ms(&text, sent);
+                    eprintln!("  missed: signal taken {lag:.1?} ms after it was sent");
                     example.get_or_insert(text);
                 }
             }

@@ -90,6 +90,8 @@ impl Timeline {
             at,
             reason,
             cpu_gap: fit_cpu_gap(self.config.cpu_sample_gap, left),
+            // Half the time left: the socket tables must not make the snapshot late.
+            socket_read_limit: left.map(|l| l / 2),
         };
         let snapshot = collect::take(&req, &self.spans, dispatch.as_ref());
         self.deliver(&snapshot, delivery);
