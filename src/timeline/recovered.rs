@@ -8,7 +8,9 @@
 //! their offsets, durations, fields and budgets as recorded (a phase still open at the last
 //! line is `open`, its duration counted to that line), the stuck snapshots' findings (their
 //! spans, threads and sockets are not recorded, and their `unknown` list says so), the trigger
-//! and the context. The whole-shutdown budget is not recorded: `budget_s` is `null`.
+//! and the context. The whole-shutdown budget is not recorded: `budget_s` is `null`. A run
+//! that reached `finish` but whose `complete` line a full disk cut short keeps the complete
+//! report it wrote itself.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -226,6 +228,9 @@ pub(crate) fn write_previous(handle: &ShutdownHandle, path: &Path) -> Result<boo
     let Some((report, context)) = from_record(&text) else {
         return Ok(false);
     };
+    if written_by_itself(path, report.pid) {
+        return Ok(false);
+    }
     let body = json!({
         "report": report,
         "context": context,
@@ -237,6 +242,20 @@ pub(crate) fn write_previous(handle: &ShutdownHandle, path: &Path) -> Result<boo
     crate::sys::private_file::write_atomic(path, body.to_string().as_bytes())
         .map_err(|e| Error::io(format!("write shutdown report {}", path.display()), e))?;
     Ok(true)
+}
+
+/// Largest report file read back (the whole report and context are far smaller).
+const REPORT_READ_LIMIT: u64 = 4 << 20;
+
+/// Whether the file at `path` already is the complete report of run `pid`: a run that reached
+/// `finish` but whose `complete` line a full disk cut short wrote its own, truer report.
+fn written_by_itself(path: &Path, pid: u32) -> bool {
+    let Ok(Some(bytes)) = crate::sys::private_file::read_bounded(path, REPORT_READ_LIMIT) else {
+        return false;
+    };
+    serde_json::from_slice::<Value>(&bytes).is_ok_and(|v| {
+        v["report"]["pid"].as_u64() == Some(u64::from(pid)) && v["report"]["complete"] == true
+    })
 }
 
 #[cfg(test)]
@@ -311,6 +330,20 @@ mod tests {
         // Only the last run counts.
         let next = format!("{KILLED}{{\"kind\":\"run\",\"pid\":8}}\n");
         assert!(from_record(&next).is_none());
+    }
+
+    #[test]
+    fn a_complete_report_of_the_same_run_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("last-shutdown.json");
+        assert!(!written_by_itself(&path, 7), "no file");
+        std::fs::write(&path, r#"{"report":{"pid":7,"complete":true}}"#).unwrap();
+        assert!(written_by_itself(&path, 7));
+        assert!(!written_by_itself(&path, 8), "another run's");
+        std::fs::write(&path, r#"{"report":{"pid":7,"complete":false}}"#).unwrap();
+        assert!(!written_by_itself(&path, 7));
+        std::fs::write(&path, "not json").unwrap();
+        assert!(!written_by_itself(&path, 7));
     }
 
     #[test]
