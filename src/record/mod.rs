@@ -12,4 +12,5 @@ pub(crate) mod line_caps;
 pub(crate) mod lock;
 pub(crate) mod replace;
 pub(crate) mod start_lock;
+pub(crate) mod tail;
 pub(crate) mod takeover;
