@@ -304,7 +304,9 @@ impl ForensicsBuilder {
     /// When the supervisor will SIGKILL the process, counted from the stop signal: Kubernetes'
     /// `terminationGracePeriodSeconds`, docker's `stop -t` (10 s by default), which cannot be
     /// read from inside. Shortly before it (1 s, or half the time if less) a stuck snapshot is
-    /// taken and written to the flight record, so the next start says where the stop was stuck.
+    /// taken and written to the flight record, so the next start says where the stop was stuck
+    /// (earlier when a phase runs out of budget just before that: the snapshot then is the
+    /// kill's; its CPU sampling and socket reads are cut to fit the time left).
     /// Needs a handle ([`Self::with_handle`]). Default: under systemd, the unit's
     /// `TimeoutStopUSec` as read by the startup check, moved by every `EXTEND_TIMEOUT_USEC`
     /// the helper sends ([`Self::with_extend_timeout`]); elsewhere none.
