@@ -306,6 +306,43 @@ fn a_record_whose_directory_cannot_be_written_still_records_in_place() {
     assert_eq!(text.matches("\"kind\":\"run\"").count(), 2, "{text}");
 }
 
+#[test]
+fn a_record_torn_by_a_full_disk_gets_the_next_run_line_on_a_line_of_its_own_in_place() {
+    // As above, but the evidence ends in a fragment (a write cut short by a full disk): the
+    // next run's `run` line must not be glued to it.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root to drop to another uid");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let path = state.join("flight.jsonl");
+    let torn = format!("{KILLED_IN_DRAIN}{{\"kind\":\"phase_e");
+    std::fs::write(&path, &torn).unwrap();
+    std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
+    let out = rerun_as("role_opens_as_nobody")
+        .env(PATH_ENV, &path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("record enabled"), "{stdout}");
+    assert!(stdout.contains("may not have completed"), "{stdout}");
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.starts_with(&torn), "the evidence is kept: {text}");
+    let last: serde_json::Value = serde_json::from_str(text.lines().last().unwrap())
+        .unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(last["kind"], "run", "{text}");
+    // The next start judges this run (it never began a shutdown), not the torn one.
+    assert!(
+        matches!(
+            FlightRecord::previous(&path).unwrap(),
+            PreviousShutdown::NoShutdown { .. }
+        ),
+        "{text}"
+    );
+}
+
 /// Opens the record as uid 65534 and says whether it works and what it read.
 #[test]
 #[ignore = "a role of a_record_whose_directory_cannot_be_written_still_records_in_place"]

@@ -5,7 +5,10 @@
 //!   counted (the listener thread never dies, nothing on it prints with `eprintln!`);
 //! - stderr is a **full pipe** nobody reads, so every log line blocks: `begin` and the context
 //!   are still recorded, the app is woken and the diagnostic runs, so that after a SIGKILL the
-//!   next start says the shutdown was killed, not that it never started.
+//!   next start says the shutdown was killed, not that it never started;
+//! - the same full pipe while the app drains and a kill deadline nears: the app's phase lines,
+//!   the heartbeats and the snapshot before the kill are recorded at once, not after the
+//!   blocked context event (issue 18, item 7).
 //!
 //! Each role runs as a child process (this test binary re-run), because signal handlers and
 //! the global subscriber are process-wide and stderr must be the child's own.
@@ -171,5 +174,88 @@ fn a_stuck_log_sink_does_not_hide_the_shutdown() {
     assert!(
         matches!(verdict, PreviousShutdown::Killed { pid: Some(p), .. } if p == child.id()),
         "{verdict:?}"
+    );
+}
+
+#[test]
+#[ignore = "run by a_stuck_log_sink_delays_no_record_line"]
+fn role_stuck_sink_in_drain() {
+    let Some(dir) = std::env::var_os(DIR_ENV).map(std::path::PathBuf::from) else {
+        return;
+    };
+    let record = FlightRecord::open(dir.join("flight.jsonl")).unwrap();
+    let layer = ShutdownLayer::builder().with_flight_record(record).build();
+    let handle = layer.handle();
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(io::stderr)
+        .with_ansi(false);
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(layer).with(fmt))
+        .unwrap();
+    let forensics = Forensics::builder()
+        .with_handle(handle)
+        .with_stop_budget(None, Duration::ZERO)
+        .with_kill_deadline(Duration::from_secs(3))
+        .install()
+        .unwrap();
+    fill_stderr_pipe();
+    say("ready");
+    // The parent sends SIGTERM, and SIGKILL 3 s later.
+    let woken = signal_woken(&forensics);
+    say(&format!("woken={woken}"));
+    // The app drains (over its budget after 1 s): every line it logs blocks for good.
+    let _drain = shutdown_forensics::phase!("drain", budget_s = 1.0).entered();
+    std::thread::sleep(Duration::from_secs(600));
+}
+
+#[test]
+fn a_stuck_log_sink_delays_no_record_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = rerun_as("role_stuck_sink_in_drain")
+        .env(DIR_ENV, dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kept open and never read: the child's stderr fills up and stays full.
+    let _stderr = child.stderr.take();
+    let mut out = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(out.any(|l| l.is_ok_and(|l| l == "ready")));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) with a valid pid and signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    std::thread::sleep(Duration::from_secs(3));
+    child.kill().unwrap(); // SIGKILL at the deadline, as the supervisor would
+    let _ = child.wait();
+    let text = std::fs::read_to_string(dir.path().join("flight.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let first = |kind: &str| records.iter().find(|r| r["kind"] == kind);
+    // The phase is recorded as it starts (it used to wait 5 s for the context event).
+    let start = first("phase_start").unwrap_or_else(|| panic!("no phase_start:\n{text}"));
+    assert!(start["t"].as_f64().unwrap() < 1.0, "{text}");
+    // The watchdog kept going: the warning, heartbeats to the end, the snapshot before the kill.
+    assert!(first("over_budget").is_some(), "{text}");
+    let last_beat = records
+        .iter()
+        .filter(|r| r["kind"] == "heartbeat")
+        .filter_map(|r| r["t"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(
+        last_beat >= 1.5,
+        "heartbeats stopped at +{last_beat}s:\n{text}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r["kind"] == "stuck" && r["reason"] == "kill_deadline"),
+        "no snapshot before the kill:\n{text}"
+    );
+    let verdict = FlightRecord::previous(dir.path().join("flight.jsonl")).unwrap();
+    assert!(
+        matches!(&verdict, PreviousShutdown::Killed { phase: Some(p), .. } if p == "drain"),
+        "{verdict:?}\n{text}"
     );
 }

@@ -275,7 +275,7 @@ fn never_clean_without_evidence(verdict: &PreviousShutdown, text: &str) {
 
 #[test]
 fn fuzz_flight_record() {
-    use crate::record::flight_record::{judge, window_text, READ_LIMIT};
+    use crate::record::tail::{judge, window_text, READ_LIMIT};
     let window = READ_LIMIT as usize;
     let target = Target {
         name: "flight_record",

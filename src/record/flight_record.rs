@@ -2,23 +2,25 @@
 //! on an `O_APPEND` file, so a SIGKILL at any instant leaves whole lines behind.
 
 use std::fs::{self, File, Permissions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::record::replace::{self, Aside};
+use crate::record::start_lock::StartLock;
+use crate::record::tail::{boot_id, ends_mid_line, own_start_time, read_tail};
+use crate::record::tail::{judge, READ_LIMIT};
 use crate::record::takeover::{judge_takeovers, takeover_path};
 use crate::sys::clock::unix_secs;
 use crate::sys::logfmt::Logfmt;
 use crate::verdict::unconfirmed::{pieces, shown, unconfirmed};
-use crate::verdict::{parse_records, parse_tail, PreviousShutdown};
+use crate::verdict::{parse_records, PreviousShutdown};
 
-/// How much of the previous run's record is read at startup.
-pub(crate) const READ_LIMIT: u64 = 64 * 1024;
 /// Past this size, one run stops appending notes (phase lines are bounded by the phase
 /// limit): the record is a black box, not a log, and must not fill the disk.
 const RUN_LIMIT: u64 = 4 * 1024 * 1024;
@@ -50,7 +52,13 @@ pub struct FlightRecord {
     path: PathBuf,
     written: AtomicU64,
     next_checkpoint: AtomicU64,
+    /// A write failed or was cut short (a full disk): the file may end inside a line, so the
+    /// next line starts with a newline of its own rather than being glued to the fragment.
+    torn: AtomicBool,
     previous: PreviousShutdown,
+    /// The previous run's record (its tail), kept only when it did not end well, until the
+    /// signal helper rebuilds that stop's report from it (`timeline/recovered.rs`).
+    previous_text: Mutex<Option<String>>,
     /// Verdicts earlier starts read and never confirmed as logged (oldest first).
     unconfirmed: Vec<String>,
     takeovers: Vec<PreviousShutdown>,
@@ -70,8 +78,11 @@ impl FlightRecord {
     /// refuse to start without a record.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let path = path.as_ref();
+        // The lock is in the record's directory; a failure here is `open_locked`'s to report.
+        let _ = crate::sys::private_file::create_parent_dirs(path);
+        let _start = StartLock::acquire(path);
         // Read first: a failed open may have moved the old record aside already.
-        let (previous, unconfirmed) = match read_tail(path) {
+        let (previous, unconfirmed, previous_text) = match read_tail(path) {
             Ok(Some((_, text, oversized))) => {
                 let previous = judge(&text, oversized);
                 // A live predecessor's own verdicts are its to log (as in `open_strict`).
@@ -79,18 +90,21 @@ impl FlightRecord {
                     PreviousShutdown::StillRunning { .. } => Vec::new(),
                     _ => unconfirmed(&text).iter().map(|m| shown(m)).collect(),
                 };
-                (previous, carried)
+                let kept = previous.message().is_some().then_some(text);
+                (previous, carried, kept)
             }
-            _ => (PreviousShutdown::None, Vec::new()),
+            _ => (PreviousShutdown::None, Vec::new(), None),
         };
-        Self::open_strict(path).or_else(|e| {
+        Self::open_locked(path).or_else(|e| {
             Ok(Self {
                 file: None,
                 disabled: Some(e),
                 path: path.to_path_buf(),
                 written: AtomicU64::new(0),
                 next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
+                torn: AtomicBool::new(false),
                 previous,
+                previous_text: Mutex::new(previous_text),
                 unconfirmed,
                 takeovers: Vec::new(),
             })
@@ -104,12 +118,27 @@ impl FlightRecord {
     /// leaves a whole record at `path`. Missing parent directories are created (mode 0700).
     /// A symlink, FIFO or other non-regular file at `path` is refused at once.
     ///
+    /// Starts on one path take turns: each holds an `flock(2)` on `<path>.lock` (a 0600 file
+    /// created next to the record and left there) from reading the old record to putting the
+    /// new one in place, so racing starts each judge a different run, exactly once.
+    ///
     /// # Errors
     /// When the previous record cannot be read (other than "not found"), is not a regular
     /// file, or the new one (or a directory above it) cannot be created or written; the
     /// message names the path and the reason.
     pub fn open_strict(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref().to_path_buf();
+        let path = path.as_ref();
+        crate::sys::private_file::create_parent_dirs(path)
+            .map_err(|e| Error::io(format!("open flight record {}", path.display()), e))?;
+        let _start = StartLock::acquire(path);
+        Self::open_locked(path)
+    }
+
+    /// [`Self::open_strict`] once the caller holds the record's [`StartLock`]: recovering an
+    /// interrupted start, reading, putting aside, renaming and judging takeovers are one
+    /// critical section, so racing starts each judge a different run.
+    fn open_locked(path: &Path) -> Result<Self, Error> {
+        let path = path.to_path_buf();
         let open_error = |e| Error::io(format!("open flight record {}", path.display()), e);
         crate::sys::private_file::create_parent_dirs(&path).map_err(open_error)?;
         // A start killed before it put its record in place: finish or clear that first.
@@ -119,6 +148,7 @@ impl FlightRecord {
         let ctx = || format!("read flight record {}", path.display());
         let mut carried = Vec::new();
         let mut old = None;
+        let mut previous_text = None;
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
             Some((file, text, oversized)) => {
                 let previous = judge(&text, oversized);
@@ -126,6 +156,7 @@ impl FlightRecord {
                     carried = unconfirmed(&text);
                 }
                 old = Some(file);
+                previous_text = previous.message().is_some().then_some(text);
                 previous
             }
             None => PreviousShutdown::None,
@@ -157,7 +188,9 @@ impl FlightRecord {
             path: path.clone(),
             written: AtomicU64::new(0),
             next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
+            torn: AtomicBool::new(false),
             previous,
+            previous_text: Mutex::new(previous_text),
             unconfirmed: carried.iter().map(|m| shown(m)).collect(),
         };
         let mut placed = false;
@@ -217,6 +250,10 @@ impl FlightRecord {
                     Error::io(format!("truncate flight record {}", path.display()), e)
                 })?;
             }
+            // An earlier run's last write may have been cut short: our `run` line must not be
+            // glued to its fragment.
+            let reread = crate::sys::private_file::open_read(&path).ok().flatten();
+            record.torn = AtomicBool::new(reread.is_some_and(|f| ends_mid_line(&f)));
             record.file = Some(file);
             record.written = AtomicU64::new(0);
             record.append(&header).map_err(|e| write_error(e, &path))?;
@@ -254,6 +291,13 @@ impl FlightRecord {
     #[must_use]
     pub fn previous_shutdown(&self) -> &PreviousShutdown {
         &self.previous
+    }
+
+    /// The previous run's record tail, once, when it did not end well (see the field).
+    pub(crate) fn take_previous_text(&self) -> Option<String> {
+        (self.previous_text.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
     }
 
     /// Verdicts that earlier starts read from this record and never confirmed as logged
@@ -373,14 +417,28 @@ impl FlightRecord {
     }
 
     fn append(&self, value: &Value) -> io::Result<()> {
-        let mut line = crate::record::line_caps::line(value);
-        line.push(b'\n');
-        // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
-        // buffer in one write(2), so a concurrent line never lands inside this one.
         let Some(mut file) = self.file.as_ref() else {
             return Ok(());
         };
-        file.write_all(&line)?;
+        // After a failed or short write (a full disk, for a moment) the file may end in a
+        // fragment: this line starts on a line of its own, so the reader skips only the
+        // fragment (a blank line, when the failed write wrote nothing, is skipped too).
+        let torn = self.torn.load(Ordering::Relaxed);
+        let mut line = Vec::new();
+        if torn {
+            line.push(b'\n');
+        }
+        line.extend_from_slice(&crate::record::line_caps::line(value));
+        line.push(b'\n');
+        // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
+        // buffer in one write(2), so a concurrent line never lands inside this one.
+        if let Err(e) = file.write_all(&line) {
+            self.torn.store(true, Ordering::Relaxed);
+            return Err(e);
+        }
+        if torn {
+            self.torn.store(false, Ordering::Relaxed);
+        }
         self.written.fetch_add(line.len() as u64, Ordering::Relaxed);
         Ok(())
     }
@@ -389,81 +447,6 @@ impl FlightRecord {
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.as_ref().map_or(Ok(()), File::sync_data)
     }
-}
-
-/// The verdict on a record's tail: a live predecessor first, then the lines.
-pub(crate) fn judge(text: &str, oversized: bool) -> PreviousShutdown {
-    still_running(text).unwrap_or_else(|| parse_tail(text, oversized))
-}
-
-/// The last [`READ_LIMIT`] bytes of the regular file at `path` (from its first whole line),
-/// with the open file, and whether the window held no whole line at all (its last line is
-/// larger than the window). Never follows a symlink nor blocks on a FIFO; `Ok(None)` when
-/// absent.
-fn read_tail(path: &Path) -> io::Result<Option<(File, String, bool)>> {
-    let Some(mut file) = crate::sys::private_file::open_read(path)? else {
-        return Ok(None);
-    };
-    let meta = file.metadata()?;
-    let start = meta.len().saturating_sub(READ_LIMIT);
-    file.seek(SeekFrom::Start(start))?;
-    let mut buf = Vec::new();
-    (&mut file).take(READ_LIMIT).read_to_end(&mut buf)?;
-    let (text, oversized) = window_text(&buf, start > 0);
-    Ok(Some((file, text, oversized)))
-}
-
-/// The records in a window of a record's bytes, and whether it held no whole line. When the
-/// window starts `mid_line` (not at the file's start), its first partial line is not a record.
-pub(crate) fn window_text(window: &[u8], mid_line: bool) -> (String, bool) {
-    let mut text = String::from_utf8_lossy(window).into_owned();
-    if mid_line {
-        let cut = text.find('\n').map_or(text.len(), |i| i + 1);
-        text.drain(..cut);
-    }
-    let oversized = mid_line && text.trim().is_empty();
-    (text, oversized)
-}
-
-/// Our start time in clock ticks after boot: with the pid, it names this process uniquely.
-fn own_start_time() -> Option<u64> {
-    crate::sys::proc::ProcRoot::default()
-        .stat(None, &mut Vec::new())
-        .map(|s| s.start_time)
-}
-
-/// [`PreviousShutdown::StillRunning`] when the recorded process is alive: same pid, same
-/// start time, and not us.
-///
-/// After a reboot, pids and start times (ticks since boot) repeat: a record that names another
-/// boot (its `boot_id` differs from ours) is never "still running".
-fn still_running(text: &str) -> Option<PreviousShutdown> {
-    let (pid, start) = crate::verdict::run_identity(text)?;
-    if pid == std::process::id() {
-        return None;
-    }
-    let recorded_boot = text
-        .lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|r| r.get("kind").and_then(Value::as_str) == Some("run"))
-        .and_then(|r| r.get("boot_id")?.as_str().map(str::to_owned));
-    if let (Some(recorded), Some(now)) = (recorded_boot, boot_id()) {
-        if recorded != now {
-            return None;
-        }
-    }
-    let alive = crate::sys::proc::ProcRoot::default().stat(Some(pid), &mut Vec::new())?;
-    (alive.start_time == start && alive.state != 'Z')
-        .then_some(PreviousShutdown::StillRunning { pid })
-}
-
-/// This boot's id (`/proc/sys/kernel/random/boot_id`), when the kernel offers one.
-fn boot_id() -> Option<String> {
-    let path = Path::new("/proc/sys/kernel/random/boot_id");
-    let bytes = crate::sys::private_file::read_bounded(path, 64).ok()??;
-    let id = String::from_utf8(bytes).ok()?.trim().to_owned();
-    (!id.is_empty()).then_some(id)
 }
 
 /// Narrows an open file to 0600 when it has group or other bits (`fchmod`, no path race).

@@ -1,11 +1,14 @@
-//! The record lock: orders a step's flight-record lines and log line across threads (see
-//! `state.rs` for the locking rule), and never lets a stalled writer hang a shutdown.
+//! The record lock: orders a step's bookkeeping and flight-record lines across threads (see
+//! `state.rs` for the locking rule; log lines keep that order by the log order,
+//! `timeline/log_order.rs`, so this lock is never held across an event), and never lets a
+//! stalled writer hang a shutdown.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-/// How long a thread waits for the [`RecordLock`] before it writes unordered: a stalled log
-/// writer must delay a shutdown, never hang it.
+/// How long a thread waits for the [`RecordLock`] before it writes unordered: a `write(2)`
+/// stalled by the disk must delay a shutdown, never hang it (the app's log sink cannot stall
+/// it: no event is emitted under it).
 const RECORD_LOCK_PATIENCE: Duration = Duration::from_secs(5);
 
 /// A re-entrant lock (an event emitted under it may reach this layer again on the same

@@ -17,7 +17,8 @@ use crate::timeline::handle::ShutdownHandle;
 /// A kill deadline longer than this (systemd's `infinity`) is not watched for.
 const MAX_KILL_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 /// How long [`Forensics::finish`] waits for the signal path's context event (a stuck log
-/// sink holds it; the shutdown must not wait for that).
+/// sink holds it; the shutdown must not wait for that), or with a layer only for its place in
+/// the log order (taken within milliseconds of the signal).
 const CONTEXT_EVENT_PATIENCE: Duration = Duration::from_secs(2);
 
 /// Configures and installs the signal helper. Every setting has a working default.
@@ -170,8 +171,13 @@ impl Forensics {
         let handle = self.shared.config.handle.as_ref();
         let signals = self.signal().signal_count();
         if signals > 0 {
-            // The context event comes last on the signal path: let it out before ours.
-            self.shared.wait_handled(CONTEXT_EVENT_PATIENCE);
+            // The context event comes last on the signal path: ours must follow it. With a
+            // layer, the completion line is logged after it by the log order (and recorded at
+            // once, whatever the sink does); without one, wait for it to be out.
+            match handle {
+                Some(_) => self.shared.wait_ordered(CONTEXT_EVENT_PATIENCE),
+                None => self.shared.wait_handled(CONTEXT_EVENT_PATIENCE),
+            }
         }
         let mut total = None;
         if let Some(handle) = handle {
@@ -320,7 +326,9 @@ impl ForensicsBuilder {
     /// When the supervisor will SIGKILL the process, counted from the stop signal: Kubernetes'
     /// `terminationGracePeriodSeconds`, docker's `stop -t` (10 s by default), which cannot be
     /// read from inside. Shortly before it (1 s, or half the time if less) a stuck snapshot is
-    /// taken and written to the flight record, so the next start says where the stop was stuck.
+    /// taken and written to the flight record, so the next start says where the stop was stuck
+    /// (earlier when a phase runs out of budget just before that: the snapshot then is the
+    /// kill's; its CPU sampling and socket reads are cut to fit the time left).
     /// Needs a handle ([`Self::with_handle`]). Default: under systemd, the unit's
     /// `TimeoutStopUSec` as read by the startup check, moved by every `EXTEND_TIMEOUT_USEC`
     /// the helper sends ([`Self::with_extend_timeout`]); elsewhere none.
@@ -346,7 +354,12 @@ impl ForensicsBuilder {
 
     /// Writes `{"report": <ShutdownReport>, "context": <ShutdownContext>}` to `path` (mode
     /// 0600, replaced atomically, synced) when [`Forensics::finish`] runs, on the thread that
-    /// calls it. Default: not written.
+    /// calls it. A stop that never got there (SIGKILLed, crashed, exited early) has its report
+    /// written by the next start, at [`install`](Self::install), rebuilt from the flight
+    /// record of the handle ([`Self::with_handle`]): `"complete": false`, the phases so far
+    /// (one still running is `open`), the stuck snapshots' findings, the context, and a
+    /// `"recovered"` object with the record's path and the verdict; so the file always
+    /// describes the last stop. Default: not written.
     pub fn with_report_path(mut self, path: impl Into<PathBuf>) -> Self {
         self.report_path = Some(path.into());
         self
@@ -413,10 +426,23 @@ impl ForensicsBuilder {
             if let Some(labels) = timeline.void_phase_begin() {
                 crate::timeline::events::ran_before_install(timeline, &labels);
             }
+            // The report file describes the last stop: when that one never finished (killed,
+            // crashed), its report is rebuilt from the record now.
+            let report_error = (self.report_path.as_deref())
+                .and_then(|path| crate::timeline::recovered::write_previous(handle, path).err());
             // The subscriber may not exist yet (install before `init()`): the verdict and the
             // filter check wait for it, or go to stderr if it never comes (at drop).
             let shared = std::sync::Arc::clone(&handle.shared);
             let startup_messages = move |subscribed: bool| {
+                if let Some(e) = &report_error {
+                    let line = format!("shutdown report of the previous stop not written: {e}");
+                    if tracing::enabled!(target: crate::sys::target::PHASE_TARGET, tracing::Level::WARN)
+                    {
+                        tracing::warn!(target: crate::sys::target::PHASE_TARGET, error = %e, "{line}");
+                    } else {
+                        eprintln!("shutdown-forensics: {line}");
+                    }
+                }
                 if let Some(record) = &shared.record {
                     // Each goes to stderr when no subscriber takes it (never to nowhere).
                     record.log_previous();

@@ -42,12 +42,21 @@ pub(crate) struct ListenerState {
     pub(crate) guards: Mutex<Vec<tracing_appender::non_blocking::WorkerGuard>>,
     pub(crate) config: Config,
     first_at: Mutex<Option<Instant>>,
-    /// Set once the first signal's handling (its context event included) is over.
-    handled: Mutex<bool>,
-    handled_cv: Condvar,
+    /// How far the first signal's handling got.
+    progress: Mutex<Progress>,
+    progress_cv: Condvar,
     /// Cancelled with the wake-up; handed out as child tokens.
     #[cfg(feature = "tokio-util")]
     pub(crate) token: tokio_util::sync::CancellationToken,
+}
+
+/// How far the first signal's handling got (see [`ListenerState::wait_ordered`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Progress {
+    /// The context event has its turn in the log order: later lines follow it.
+    ordered: bool,
+    /// The handling is over, its context event included.
+    handled: bool,
 }
 
 /// The listener's settings, fixed at install.
@@ -81,8 +90,8 @@ impl ListenerState {
             guards: Mutex::new(Vec::new()),
             config,
             first_at: Mutex::new(None),
-            handled: Mutex::new(false),
-            handled_cv: Condvar::new(),
+            progress: Mutex::new(Progress::default()),
+            progress_cv: Condvar::new(),
             #[cfg(feature = "tokio-util")]
             token: tokio_util::sync::CancellationToken::new(),
         }
@@ -137,11 +146,27 @@ impl ListenerState {
     /// Waits (at most `limit`) until the first signal's handling is over, so that its context
     /// event is written before the app's last lines and the process's exit.
     pub(crate) fn wait_handled(&self, limit: Duration) {
-        let done = self.handled.lock().unwrap_or_else(PoisonError::into_inner);
+        self.wait_progress(limit, |p| p.handled);
+    }
+
+    /// Waits (at most `limit`) until the first signal's context event has its turn in the
+    /// log order (the capture is done, the record lines are written): from then on a line of
+    /// the layer is logged after it, and none of its record lines waits for it.
+    pub(crate) fn wait_ordered(&self, limit: Duration) {
+        self.wait_progress(limit, |p| p.ordered || p.handled);
+    }
+
+    fn wait_progress(&self, limit: Duration, reached: impl Fn(&Progress) -> bool) {
+        let progress = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
         let _ = self
-            .handled_cv
-            .wait_timeout_while(done, limit, |done| !*done)
+            .progress_cv
+            .wait_timeout_while(progress, limit, |p| !reached(p))
             .map_err(PoisonError::into_inner);
+    }
+
+    fn advance(&self, step: impl FnOnce(&mut Progress)) {
+        step(&mut self.progress.lock().unwrap_or_else(PoisonError::into_inner));
+        self.progress_cv.notify_all();
     }
 
     /// Walks the first signal's path once on the listener thread before it first waits, so
@@ -197,14 +222,12 @@ impl ListenerState {
             });
         }
         let ctx = Arc::new(ctx);
-        // The record lock from before the app is woken until the context event is out: the
-        // app's first phase lines wait for it, so they follow the context line in the log
-        // (a stalled sink delays them by the lock's bounded patience, never for good).
-        let order = self
-            .config
-            .handle
-            .as_ref()
-            .map(|h| h.shared.record_lock.lock());
+        // The context event's turn in the log order, from before the app is woken: the app's
+        // first phase lines are logged after it (a stalled sink delays them by the log order's
+        // bounded patience). Their record lines never wait for it: a blocked sink must not
+        // keep a phase out of the record.
+        let turn = (self.config.handle.as_ref()).map(|h| h.shared.log_order.take());
+        self.advance(|p| p.ordered = true);
         match self.slot.lock() {
             Ok(mut slot) => *slot = Some(Arc::clone(&ctx)),
             Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&ctx)),
@@ -227,7 +250,10 @@ impl ListenerState {
         }
         // The ONE context event, last: a log sink that blocks (stderr a full pipe) holds only
         // this thread, after the app was woken and the diagnostic started.
-        self.isolated("the context event", || ctx.log());
+        self.isolated("the context event", || match turn {
+            Some(turn) => turn.emit(|| ctx.log()),
+            None => ctx.log(),
+        });
         if self.config.handle.is_none() {
             self.isolated("the handle check", || {
                 if let Some(h) = crate::timeline::layer::in_current_subscriber() {
@@ -247,7 +273,6 @@ impl ListenerState {
                 });
             }
         }
-        drop(order);
         if let Some((path, e)) = diagnostic_error {
             self.isolated("the diagnostic warning", || {
                 tracing::warn!(
@@ -258,8 +283,7 @@ impl ListenerState {
                 );
             });
         }
-        *self.handled.lock().unwrap_or_else(PoisonError::into_inner) = true;
-        self.handled_cv.notify_all();
+        self.advance(|p| p.handled = true);
     }
 
     /// Runs one step of the first signal's handling; a panic in it is contained and noted.

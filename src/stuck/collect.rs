@@ -40,6 +40,9 @@ pub(crate) struct Request {
     pub(crate) budget: Option<Duration>,
     /// Gap between the two CPU samples; zero takes one sample (no CPU figures).
     pub(crate) cpu_gap: Duration,
+    /// How long the socket tables may take to read (a kill is near); past it the snapshot
+    /// goes on without them and says so. `None`: no bound.
+    pub(crate) socket_read_limit: Option<Duration>,
 }
 
 /// The first of a snapshot's two samples of every thread (state, CPU time, system call).
@@ -158,7 +161,10 @@ pub(crate) fn take(
         }
     };
     let fd_targets: HashMap<i32, FdTarget> = fds.iter().cloned().collect();
-    let socks = sockets(&fds, &mut unknown);
+    let socks = match req.socket_read_limit {
+        None => sockets(&fds, &mut unknown),
+        Some(limit) => sockets_within(&fds, limit.saturating_sub(started.elapsed()), &mut unknown),
+    };
 
     // Threads, second sample: CPU over the gap, and the syscall as it is now.
     let gap = req.cpu_gap.saturating_sub(first_done.elapsed());
@@ -270,31 +276,97 @@ pub(crate) fn take(
     }
 }
 
-/// Every socket among our descriptors, by descriptor.
-fn sockets(fds: &[(i32, FdTarget)], unknown: &mut Vec<String>) -> HashMap<i32, Sock> {
-    let ours: Vec<(i32, u64)> = fds
-        .iter()
+/// Our sockets: descriptor and inode.
+fn our_sockets(fds: &[(i32, FdTarget)]) -> Vec<(i32, u64)> {
+    fds.iter()
         .filter_map(|(fd, t)| match t {
             FdTarget::Socket { inode } => Some((*fd, *inode)),
             _ => None,
         })
-        .collect();
+        .collect()
+}
+
+/// [`sockets`], given at most `limit` (the kill is near): the tables are read on a thread of
+/// their own, and when they are not read in time the sockets are listed by descriptor only,
+/// with the reason in `unknown` (the thread finishes unobserved).
+fn sockets_within(
+    fds: &[(i32, FdTarget)],
+    limit: Duration,
+    unknown: &mut Vec<String>,
+) -> HashMap<i32, Sock> {
+    if our_sockets(fds).is_empty() {
+        return HashMap::new();
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = fds.to_vec();
+    let spawned = std::thread::Builder::new()
+        .name("shutdown-snapshot-net".to_owned())
+        .spawn(move || {
+            let mut unknown = Vec::new();
+            let socks = sockets(&owned, &mut unknown);
+            let _ = tx.send((socks, unknown));
+        });
+    if spawned.is_err() {
+        return sockets(fds, unknown);
+    }
+    match rx.recv_timeout(limit) {
+        Ok((socks, more)) => {
+            unknown.extend(more);
+            socks
+        }
+        Err(_) => {
+            unknown.push(format!(
+                "sockets: /proc/self/net tables not read within {} ms (the kill is near): \
+                 addresses, states and queues unknown",
+                limit.as_millis()
+            ));
+            (our_sockets(fds).into_iter())
+                .map(|(fd, _)| (fd, Sock::without_address(fd, "socket")))
+                .collect()
+        }
+    }
+}
+
+/// Every socket among our descriptors, by descriptor. Only the tables our sockets can be in
+/// are read (by `SO_DOMAIN` and `SO_TYPE`): reading `tcp` costs tens of milliseconds on a busy
+/// host even for a process with no TCP socket.
+fn sockets(fds: &[(i32, FdTarget)], unknown: &mut Vec<String>) -> HashMap<i32, Sock> {
+    let ours = our_sockets(fds);
     if ours.is_empty() {
         return HashMap::new();
     }
-    let inet: HashMap<u64, InetSocket> = match net::read_inet_sockets(NET_READ_LIMIT) {
-        Ok(v) => v.into_iter().map(|s| (s.inode, s)).collect(),
-        Err(e) => {
-            unknown.push(format!("TCP sockets: /proc/self/net/tcp: {e}"));
-            HashMap::new()
+    let (mut v4, mut v6, mut unix_too) = (false, false, false);
+    for (fd, _) in &ours {
+        match net::socket_kind(*fd) {
+            Some((libc::AF_INET, libc::SOCK_STREAM)) => v4 = true,
+            Some((libc::AF_INET6, libc::SOCK_STREAM)) => v6 = true,
+            Some((libc::AF_UNIX, _)) => unix_too = true,
+            // UDP, netlink, ...: in no table read here.
+            Some(_) => {}
+            None => (v4, v6, unix_too) = (true, true, true),
         }
+    }
+    let inet: HashMap<u64, InetSocket> = if v4 || v6 {
+        match net::read_inet_sockets_of(NET_READ_LIMIT, v4, v6) {
+            Ok(v) => v.into_iter().map(|s| (s.inode, s)).collect(),
+            Err(e) => {
+                unknown.push(format!("TCP sockets: /proc/self/net/tcp: {e}"));
+                HashMap::new()
+            }
+        }
+    } else {
+        HashMap::new()
     };
-    let unix: HashMap<u64, UnixSocket> = match net::read_unix_sockets(NET_READ_LIMIT) {
-        Ok(v) => v.into_iter().map(|s| (s.inode, s)).collect(),
-        Err(e) => {
-            unknown.push(format!("Unix sockets: /proc/self/net/unix: {e}"));
-            HashMap::new()
+    let unix: HashMap<u64, UnixSocket> = if unix_too {
+        match net::read_unix_sockets(NET_READ_LIMIT) {
+            Ok(v) => v.into_iter().map(|s| (s.inode, s)).collect(),
+            Err(e) => {
+                unknown.push(format!("Unix sockets: /proc/self/net/unix: {e}"));
+                HashMap::new()
+            }
         }
+    } else {
+        HashMap::new()
     };
     let mut out = HashMap::new();
     for (fd, inode) in ours {
@@ -331,4 +403,44 @@ fn sockets(fds: &[(i32, FdTarget)], unknown: &mut Vec<String>) -> HashMap<i32, S
         out.insert(fd, sock);
     }
     out
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    /// Each socket is found in the table of its family (only those tables are read now).
+    #[test]
+    fn sockets_of_each_family_are_found_in_their_table() {
+        let v4 = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let v6 = std::net::TcpListener::bind("[::1]:0").ok();
+        let v6_client = v6
+            .as_ref()
+            .map(|l| std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap());
+        let (unix, _other) = std::os::unix::net::UnixStream::pair().unwrap();
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let fds = fd::list_fds(MAX_FDS).unwrap();
+        let mut unknown = Vec::new();
+        let socks = sockets(&fds, &mut unknown);
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let kind = |fd: i32| socks.get(&fd).map(|s| s.state.kind.clone());
+        assert_eq!(kind(v4.as_raw_fd()).as_deref(), Some("tcp"));
+        assert_eq!(
+            socks[&v4.as_raw_fd()].state.state.as_deref(),
+            Some("LISTEN")
+        );
+        if let Some(c) = &v6_client {
+            assert_eq!(kind(c.as_raw_fd()).as_deref(), Some("tcp6"));
+            assert!(socks[&c.as_raw_fd()].state.peer.is_some());
+        }
+        assert_eq!(kind(unix.as_raw_fd()).as_deref(), Some("unix"));
+        // UDP is in none of the tables read: known by descriptor only.
+        assert_eq!(kind(udp.as_raw_fd()).as_deref(), Some("socket"));
+        // Within a bound it comes out the same (the bound is generous here).
+        let mut unknown = Vec::new();
+        let bounded = sockets_within(&fds, Duration::from_secs(30), &mut unknown);
+        assert_eq!(bounded.len(), socks.len());
+        assert!(unknown.is_empty(), "{unknown:?}");
+    }
 }

@@ -282,22 +282,76 @@ fn dedup_by_inode<T>(items: &mut Vec<T>, inode: impl Fn(&T) -> u64) {
 /// The TCP sockets of this network namespace from `/proc/self/net/tcp` and `tcp6` (each read
 /// to at most `max_bytes`; `tcp6` may be absent when IPv6 is off). Join with our descriptors
 /// by inode.
-#[cfg(target_os = "linux")]
+#[cfg(test)]
 pub(crate) fn read_inet_sockets(max_bytes: usize) -> io::Result<Vec<InetSocket>> {
+    read_inet_sockets_of(max_bytes, true, true)
+}
+
+/// [`read_inet_sockets`] of the tables asked for only: `tcp` for IPv4 (`v4`), `tcp6` for IPv6
+/// (`v6`). Each read walks the whole namespace's socket hash in the kernel (tens of
+/// milliseconds on a busy host, more under load): a table none of our sockets can be in is
+/// not read.
+#[cfg(target_os = "linux")]
+pub(crate) fn read_inet_sockets_of(
+    max_bytes: usize,
+    v4: bool,
+    v6: bool,
+) -> io::Result<Vec<InetSocket>> {
     let dir = std::path::Path::new("/proc/self/net");
-    let mut out = parse_proc_net_tcp(&read_net_table(&dir.join("tcp"), max_bytes)?, false);
-    match read_net_table(&dir.join("tcp6"), max_bytes) {
-        Ok(text) => out.extend(parse_proc_net_tcp(&text, true)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+    let mut out = Vec::new();
+    if v4 {
+        out = parse_proc_net_tcp(&read_net_table(&dir.join("tcp"), max_bytes)?, false);
+    }
+    if v6 {
+        match read_net_table(&dir.join("tcp6"), max_bytes) {
+            Ok(text) => out.extend(parse_proc_net_tcp(&text, true)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
     dedup_by_inode(&mut out, |s| s.inode);
     Ok(out)
 }
 
 #[cfg(not(target_os = "linux"))]
-pub(crate) fn read_inet_sockets(_max_bytes: usize) -> io::Result<Vec<InetSocket>> {
+pub(crate) fn read_inet_sockets_of(
+    _max_bytes: usize,
+    _v4: bool,
+    _v6: bool,
+) -> io::Result<Vec<InetSocket>> {
     Err(io::ErrorKind::Unsupported.into())
+}
+
+/// The address family (`SO_DOMAIN`: `AF_INET`, `AF_INET6`, `AF_UNIX`, ...) and type
+/// (`SO_TYPE`: `SOCK_STREAM`, ...) of our socket `fd`, so that a snapshot reads only the
+/// tables that can hold it. `None` when it cannot be had (the descriptor was closed since it
+/// was listed, or not Linux): the caller then reads every table.
+pub(crate) fn socket_kind(fd: i32) -> Option<(i32, i32)> {
+    #[cfg(target_os = "linux")]
+    {
+        let int_opt = |name: libc::c_int| {
+            let mut value: libc::c_int = 0;
+            let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: `value` is valid for writes of `len` bytes (one c_int) and `len` holds
+            // that size; a bad `fd` is an error, not undefined behaviour.
+            let rc = unsafe {
+                libc::getsockopt(
+                    fd,
+                    libc::SOL_SOCKET,
+                    name,
+                    (&raw mut value).cast(),
+                    &mut len,
+                )
+            };
+            (rc == 0).then_some(value)
+        };
+        Some((int_opt(libc::SO_DOMAIN)?, int_opt(libc::SO_TYPE)?))
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        None
+    }
 }
 
 /// The Unix sockets of this network namespace from `/proc/self/net/unix` (at most `max_bytes`).

@@ -1,6 +1,7 @@
 //! The log lines (reference: `docs/operators.md`, "Log lines"). Every event has target [`PHASE_TARGET`], no parent
 //! span (lines stay the same whatever span is current), the text, and structured fields.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -12,8 +13,36 @@ use crate::sys::clock::{secs, Offset, Secs};
 use crate::sys::dyn_event;
 use crate::sys::logfmt::{Logfmt, TextField};
 use crate::sys::target::PHASE_TARGET;
+use crate::timeline::log_order::{LogOrder, Turn};
+use crate::timeline::log_thread::{Job, NotQueued};
 use crate::timeline::phase_fields::PhaseFields;
 use crate::timeline::state::Timeline;
+
+impl Timeline {
+    /// Emits `event` in `turn` on the log thread (`log_thread.rs`): the caller, the watchdog,
+    /// never waits for the app's log sink. Where no thread can be started it is emitted here.
+    pub(crate) fn emit_later(
+        self: &Arc<Self>,
+        turn: Turn<'_>,
+        event: impl FnOnce(&Timeline) + Send + 'static,
+    ) {
+        let n = LogOrder::into_number(turn);
+        let weak = Arc::downgrade(self);
+        let job: Job = Box::new(move || {
+            if let Some(shared) = weak.upgrade() {
+                (shared.log_order).emit_numbered(n, || shared.emit(|| event(&shared)));
+            }
+        });
+        match self.log_thread.send(job) {
+            Ok(()) => {}
+            // The sink is stuck behind a full queue: this line would only wait there too.
+            Err(NotQueued::Full) => self.log_order.skip_numbered(n),
+            Err(NotQueued::NoThread(job)) => {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        }
+    }
+}
 
 /// `+0.02s drain started`
 pub(crate) fn started(shared: &Timeline, label: &str, at: Duration) {

@@ -251,8 +251,9 @@ impl ShutdownLayerBuilder {
 
     /// The gap between a stuck snapshot's two samples of every thread's CPU time, which tell
     /// a spinning thread from a blocked one; the snapshot takes at least this long. Zero takes
-    /// one sample: no CPU figures, and a thread sleeping in a call counts as blocked.
-    /// Default: 150 ms.
+    /// one sample: no CPU figures, and a thread sleeping in a call counts as blocked. With a
+    /// kill deadline near, the gap is cut to a quarter of the time left, so that the snapshot
+    /// is recorded before the kill. Default: 150 ms.
     pub fn with_stuck_cpu_sample_gap(mut self, gap: Duration) -> Self {
         self.config.cpu_sample_gap = gap.min(Duration::from_secs(2));
         self
@@ -267,6 +268,8 @@ impl ShutdownLayerBuilder {
                 config: self.config,
                 state: Mutex::new(State::default()),
                 record_lock: RecordLock::default(),
+                log_order: Default::default(),
+                log_thread: Default::default(),
                 record: self.record,
                 dispatch: OnceLock::new(),
                 hook: self.hook,

@@ -139,11 +139,12 @@ impl Timeline {
             line["abandoned_spans"] = json!(a.count);
         }
         self.write(&line, true);
-        crate::timeline::events::complete(self, total, abandoned.as_ref());
+        let turn = self.log_order.take();
+        drop(order);
+        turn.emit(|| crate::timeline::events::complete(self, total, abandoned.as_ref()));
         for line in self.budgets_never_applied() {
             crate::timeline::events::budget_never_applied(self, &line);
         }
-        drop(order);
         self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
         self.wake_watchdog();
         Some(total)
@@ -227,8 +228,9 @@ impl Timeline {
         };
         let (label, parent, at, change) = started;
         self.write_start(index, &label, parent, at);
-        crate::timeline::events::started(self, &label, at);
+        let turn = self.log_order.take();
         drop(order);
+        turn.emit(|| crate::timeline::events::started(self, &label, at));
         if let Some(change) = change {
             self.notify(|| change);
         }
@@ -310,8 +312,8 @@ impl Timeline {
     /// At a phase's close: the over-budget warning if the watchdog has not given it yet,
     /// then the `done` record, line and hook call.
     pub(crate) fn close_phase(&self, index: usize, abandoned: Option<Abandoned>) {
-        // Held from the check of `warned` to the `done` line: a warning the watchdog claimed
-        // is logged (and recorded) before this phase's end, never after it.
+        // Held from the check of `warned` to the `phase_end` line: a warning the watchdog
+        // claimed is recorded (and, by its turn, logged) before this phase's end.
         let order = self.record_lock.lock();
         let now = self.clock.now();
         let closed = {
@@ -372,11 +374,9 @@ impl Timeline {
             closed;
         if !was_started {
             self.write_start(index, &label, parent, at_open);
-            crate::timeline::events::started(self, &label, at_open);
         }
         if let Some(budget) = over {
             self.write_over_budget(Some(index), &label, at, budget);
-            crate::timeline::events::over_budget(self, &label, at, budget);
         }
         let mut end = json!({"kind": "phase_end", "t": secs(at), "id": index, "phase": label,
                              "duration_s": secs(took), "fields": fields});
@@ -389,7 +389,6 @@ impl Timeline {
             end["unwinding"] = json!(true);
         }
         self.write(&end, true);
-        crate::timeline::events::done(self, &label, at, took, &recorded);
         if let (Some(budget), true) = (over, self.config.stuck_on_budget) {
             // It ran out of budget as it closed (a timeout equal to the budget): the watchdog
             // did not see it open. It still gets its snapshot (of what it left behind), taken
@@ -397,7 +396,18 @@ impl Timeline {
             self.reserve_snapshots(1);
             self.lock().pending_snapshots.push((label.clone(), budget));
         }
+        // The lines in the record's order, once the record lock is free.
+        let turn = self.log_order.take();
         drop(order);
+        turn.emit(|| {
+            if !was_started {
+                crate::timeline::events::started(self, &label, at_open);
+            }
+            if let Some(budget) = over {
+                crate::timeline::events::over_budget(self, &label, at, budget);
+            }
+            crate::timeline::events::done(self, &label, at, took, &recorded);
+        });
         if over.is_some() {
             self.wake_watchdog();
         }

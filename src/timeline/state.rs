@@ -4,10 +4,13 @@
 //! flight-record write and hook call happens after it is released, so an event that reaches
 //! this layer again (or a writer that logs) can never deadlock on it.
 //!
-//! Order: the [`RecordLock`] is taken before the state mutex, around a step's bookkeeping,
-//! its record lines and its log line, so readers see every phase's lines in the order the
-//! bookkeeping changed (never `over budget` after `done`), and a checkpoint lists exactly
-//! what the lines before it left open. Hooks are called after both are released.
+//! Order: the [`RecordLock`] is taken before the state mutex, around a step's bookkeeping and
+//! its record lines, so the record has every phase's lines in the order the bookkeeping
+//! changed (never `over budget` after `done`), and a checkpoint lists exactly what the lines
+//! before it left open. It is never held across an event: the app's log sink may block, and
+//! a record line must not wait for it. The step's log line keeps the same order through a
+//! turn of the [`LogOrder`], taken under the record lock and used after it is released
+//! (`log_order.rs`). Hooks are called after both are released.
 
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
@@ -24,6 +27,8 @@ use crate::stuck::snapshot::StuckSnapshot;
 use crate::stuck::spans::SpanTracker;
 use crate::sys::clock::{secs, unix_secs, Clock};
 use crate::timeline::hook::PhaseChange;
+use crate::timeline::log_order::LogOrder;
+use crate::timeline::log_thread::LogThread;
 use crate::timeline::phase_fields::PhaseFields;
 
 /// At most this many phases are tracked per process; more are ignored (phases are meant to
@@ -57,8 +62,12 @@ pub(crate) struct Timeline {
     pub(crate) clock: Clock,
     pub(crate) config: Config,
     pub(crate) state: Mutex<State>,
-    /// Orders record lines and phase log lines (see the module docs).
+    /// Orders record lines (see the module docs).
     pub(crate) record_lock: RecordLock,
+    /// Orders log lines as the record lines are (see the module docs).
+    pub(crate) log_order: LogOrder,
+    /// Emits the watchdog's events, so that a blocked log sink never stalls the watchdog.
+    pub(crate) log_thread: LogThread,
     pub(crate) record: Option<FlightRecord>,
     pub(crate) dispatch: OnceLock<WeakDispatch>,
     pub(crate) hook: Option<Hook>,

@@ -2,6 +2,7 @@
 //! line (synchronous, so the next start's verdict can say where it was stuck after a SIGKILL),
 //! and the report's `stuck` list.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
@@ -18,6 +19,26 @@ pub(crate) const MAX_KEPT: usize = 8;
 const RECORD_FINDINGS: usize = 3;
 const RECORD_TEXT_MAX: usize = 400;
 
+/// A snapshot's CPU gap takes at most this share of the time left before a known kill (a
+/// quarter): the rest is for reading `/proc`, writing the record line, and a loaded machine.
+const GAP_SHARE_OF_TIME_LEFT: u32 = 4;
+
+/// The CPU gap for a snapshot taken with `left` until the kill (`None`: no kill deadline):
+/// `gap`, shortened so that the snapshot is recorded before the kill comes. A snapshot that
+/// waited its whole gap with 250 ms left was never recorded.
+pub(crate) fn fit_cpu_gap(gap: Duration, left: Option<Duration>) -> Duration {
+    left.map_or(gap, |left| gap.min(left / GAP_SHARE_OF_TIME_LEFT))
+}
+
+/// Where a snapshot's WARN line is emitted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Delivery {
+    /// On the calling thread (a snapshot the app asked for).
+    Inline,
+    /// On the log thread (the watchdog's: a blocked sink must not stop it).
+    LogThread,
+}
+
 impl Timeline {
     /// The innermost open phase (the most recently opened one still open), with its budget.
     fn current_phase(&self) -> Option<(String, Option<Duration>)> {
@@ -29,15 +50,15 @@ impl Timeline {
         current
     }
 
-    /// Takes a snapshot now (blocks ~150 ms: CPU is sampled twice) and delivers it.
-    /// `phase` is the stuck phase with its budget; `None` means the innermost open one.
+    /// Takes a snapshot now (blocks ~150 ms: CPU is sampled twice) and delivers it on this
+    /// thread. `phase` is the stuck phase with its budget; `None` means the innermost open one.
     pub(crate) fn stuck_snapshot(
-        &self,
+        self: &Arc<Self>,
         reason: StuckReason,
         phase: Option<(String, Option<Duration>)>,
     ) -> StuckSnapshot {
         self.reserve_snapshots(1);
-        self.take_reserved_snapshot(reason, phase, None)
+        self.take_reserved_snapshot(reason, phase, None, Delivery::Inline)
     }
 
     /// Announces `n` snapshots about to be taken, so that a completion arriving meanwhile
@@ -49,16 +70,21 @@ impl Timeline {
     /// [`Self::stuck_snapshot`] for a snapshot reserved with [`Self::reserve_snapshots`];
     /// `early` is a first CPU sample this thread took ahead of time.
     pub(crate) fn take_reserved_snapshot(
-        &self,
+        self: &Arc<Self>,
         reason: StuckReason,
         phase: Option<(String, Option<Duration>)>,
         early: Option<FirstSample>,
+        delivery: Delivery,
     ) -> StuckSnapshot {
         let phase = phase.or_else(|| self.current_phase());
         let emitted = self.emitted.load(std::sync::atomic::Ordering::Relaxed);
-        let at = {
+        let (at, left) = {
             let st = self.lock();
-            st.offset(self.clock.now())
+            let at = st.offset(self.clock.now());
+            let left = (st.kill_deadline)
+                .filter(|_| st.origin.is_some() && st.finished.is_none())
+                .map(|d| d.saturating_sub(at));
+            (at, left)
         };
         let dispatch = self.dispatch.get().and_then(|d| d.upgrade());
         let req = Request {
@@ -66,16 +92,30 @@ impl Timeline {
             phase: phase.map(|(p, _)| p),
             at,
             reason,
-            cpu_gap: self.config.cpu_sample_gap,
+            cpu_gap: fit_cpu_gap(self.config.cpu_sample_gap, left),
+            // Half the time left: the socket tables must not make the snapshot late.
+            socket_read_limit: left.map(|l| l / 2),
         };
         let snapshot = collect::take(&req, &self.spans, dispatch.as_ref(), early);
-        self.deliver(&snapshot, emitted);
+        self.deliver(&snapshot, emitted, delivery);
         {
             let mut n = self.in_flight();
             *n = n.saturating_sub(1);
         }
         self.snapshot_done.notify_all();
         snapshot
+    }
+
+    /// Ends `n` reservations without a snapshot of their own (one snapshot covered them).
+    pub(crate) fn release_snapshots(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        {
+            let mut in_flight = self.in_flight();
+            *in_flight = in_flight.saturating_sub(n);
+        }
+        self.snapshot_done.notify_all();
     }
 
     fn in_flight(&self) -> std::sync::MutexGuard<'_, usize> {
@@ -102,8 +142,8 @@ impl Timeline {
     /// Writes the record line and logs the WARN line; `emitted` is the count of events before
     /// the snapshot was taken: when other lines came out meanwhile (the app's next phases go
     /// on while it is taken), the line says when it was logged, so that its order is plain.
-    fn deliver(&self, snapshot: &StuckSnapshot, emitted: u64) {
-        let _order = self.record_lock.lock();
+    fn deliver(self: &Arc<Self>, snapshot: &StuckSnapshot, emitted: u64, delivery: Delivery) {
+        let order = self.record_lock.lock();
         let logged_late = (self.emitted.load(std::sync::atomic::Ordering::Relaxed) != emitted)
             .then(|| self.lock().offset(self.clock.now()));
         let findings: Vec<String> = snapshot
@@ -124,8 +164,15 @@ impl Timeline {
             }),
             true,
         );
-        events::stuck(self, snapshot, logged_late);
-        drop(_order);
+        let turn = self.log_order.take();
+        drop(order);
+        match delivery {
+            Delivery::Inline => turn.emit(|| events::stuck(self, snapshot, logged_late)),
+            Delivery::LogThread => {
+                let snapshot = snapshot.clone();
+                self.emit_later(turn, move |t| events::stuck(t, &snapshot, logged_late));
+            }
+        }
         {
             let mut st = self.lock();
             if st.stuck.len() < MAX_KEPT {

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use crate::stuck::collect::FirstSample;
 use crate::stuck::snapshot::StuckReason;
 use crate::timeline::hook::{PhaseChange, PhaseEvent};
+use crate::timeline::log_order::Turn;
 use crate::timeline::state::Timeline;
+use crate::timeline::stuck_delivery::{fit_cpu_gap, Delivery};
 
 /// Longest sleep between checks, so a dropped layer or a missed wake-up costs at most this.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
@@ -27,7 +29,16 @@ pub(crate) fn kill_snapshot_at(deadline: Duration, lead_cap: Option<Duration>) -
     deadline.saturating_sub(lead_cap.map_or(lead, |c| lead.min(c)))
 }
 
-/// What one check found to do.
+/// A snapshot for a budget is taken in place of the one before the kill when it would end
+/// less than this before that one is due (it would delay it): the kill's is taken now.
+const SNAPSHOT_MARGIN: Duration = Duration::from_millis(50);
+
+/// A phase a snapshot is about, with its budget.
+type StuckPhase = (String, Option<Duration>);
+
+/// What one check found to do. At most one snapshot per check: the one before the kill when it
+/// is due, else one for every phase that ran out of budget since the last check (each taken
+/// alone used to take its ~150 ms, one after another, while the kill came closer).
 #[derive(Default)]
 struct Due {
     overruns: Vec<Overrun>,
@@ -38,6 +49,28 @@ struct Due {
     heartbeat: Option<Duration>,
     /// A budget ends within the CPU sample gap: take the snapshot's first sample now.
     first_sample: bool,
+}
+
+impl Due {
+    /// Whether a phase still open ran out of budget and gets a snapshot.
+    fn budget_snapshot(&self, stuck_on_budget: bool) -> bool {
+        stuck_on_budget && self.overruns.iter().any(|o| o.index.is_some())
+    }
+
+    /// The one snapshot of this check, if any: its reason and phase (`None`: the innermost
+    /// open one). For overruns, the phase opened last of those that ran out of budget.
+    fn snapshot(&self, stuck_on_budget: bool) -> Option<(StuckReason, Option<StuckPhase>)> {
+        if self.kill_snapshot {
+            return Some((StuckReason::KillDeadline, None));
+        }
+        let overrun = (self.overruns.iter().rev())
+            .filter(|o| o.index.is_some() && stuck_on_budget)
+            .map(|o| (o.label.clone(), Some(o.budget)))
+            .next();
+        let pending = (self.pending.first()).map(|(label, budget)| (label.clone(), Some(*budget)));
+        let phase = overrun.or(pending)?;
+        Some((StuckReason::Budget, Some(phase)))
+    }
 }
 
 impl Timeline {
@@ -104,8 +137,8 @@ fn run(weak: &Weak<Timeline>) {
         };
         let gap = shared.config.cpu_sample_gap;
         early = early.filter(|e| e.age() <= gap + MAX_SLEEP);
-        // Held from claiming a warning to logging it, so a phase closing meanwhile logs its
-        // `done` after this warning, not before.
+        // Held from claiming a warning to recording it (and taking its turn in the log), so
+        // a phase closing meanwhile has its `done` after this warning, not before.
         let order = shared.record_lock.lock();
         let checked = check(
             &shared,
@@ -118,30 +151,35 @@ fn run(weak: &Weak<Timeline>) {
         };
         for o in &due.overruns {
             shared.write_over_budget(o.index, &o.label, o.at, o.budget);
-            crate::timeline::events::over_budget(&shared, &o.label, o.at, o.budget);
         }
-        let phase_snapshots = if shared.config.stuck_on_budget {
-            due.overruns.iter().filter(|o| o.index.is_some()).count()
+        let stuck_on_budget = shared.config.stuck_on_budget;
+        let snapshot = due.snapshot(stuck_on_budget);
+        // Reserved under the record lock, so a completion arriving meanwhile waits for it.
+        // Phases that closed over budget reserved theirs already; this one snapshot covers them.
+        let reserved_now = usize::from(due.kill_snapshot || due.budget_snapshot(stuck_on_budget));
+        shared.reserve_snapshots(reserved_now);
+        if due.overruns.is_empty() {
+            drop(order);
         } else {
-            0
-        };
-        shared.reserve_snapshots(phase_snapshots + usize::from(due.kill_snapshot));
-        drop(order);
+            let turn = shared.log_order.take();
+            drop(order);
+            warn_later(&shared, turn, &due.overruns);
+        }
+        // Before the snapshot: the record shows the watchdog alive while it is taken.
         if let Some(at) = due.heartbeat {
             shared.heartbeat(at);
         }
-        // Snapshots sample CPU for ~150 ms: taken with no lock held.
-        let overruns = due.overruns.iter().filter(|o| o.index.is_some());
-        for o in overruns.take(phase_snapshots) {
-            let phase = Some((o.label.clone(), Some(o.budget)));
-            shared.take_reserved_snapshot(StuckReason::Budget, phase, early.take());
-        }
-        for (label, budget) in due.pending {
-            let phase = Some((label, Some(budget)));
-            shared.take_reserved_snapshot(StuckReason::Budget, phase, early.take());
-        }
-        if due.kill_snapshot {
-            shared.take_reserved_snapshot(StuckReason::KillDeadline, None, None);
+        // The snapshot samples CPU over a gap fitted to the time left: taken with no lock held.
+        // A budget's uses the first sample taken ahead of the budget's end; a kill's fits its
+        // own gap to the time left.
+        if let Some((reason, phase)) = snapshot {
+            let first = if reason == StuckReason::Budget {
+                early.take()
+            } else {
+                None
+            };
+            shared.take_reserved_snapshot(reason, phase, first, Delivery::LogThread);
+            shared.release_snapshots((reserved_now + due.pending.len()).saturating_sub(1));
         }
         if due.first_sample && early.is_none() {
             early = Some(FirstSample::take());
@@ -154,6 +192,19 @@ fn run(weak: &Weak<Timeline>) {
         // Wake just past the next deadline: "over" means strictly longer than the budget.
         clock.sleep(sleep + Duration::from_millis(1));
     }
+}
+
+/// The over-budget lines of one check, in `turn`, on the log thread: a blocked sink must not
+/// stop the heartbeats and snapshots.
+fn warn_later(shared: &Arc<Timeline>, turn: Turn<'_>, overruns: &[Overrun]) {
+    let lines: Vec<(String, Duration, Duration)> = (overruns.iter())
+        .map(|o| (o.label.clone(), o.at, o.budget))
+        .collect();
+    shared.emit_later(turn, move |t| {
+        for (label, at, budget) in &lines {
+            crate::timeline::events::over_budget(t, label, *at, *budget);
+        }
+    });
 }
 
 /// Finds overruns (marking them warned) under the lock; `None` when the watchdog should exit.
@@ -226,7 +277,17 @@ fn check(
         st.origin,
     ) {
         let when = kill_snapshot_at(deadline, st.kill_lead_cap);
-        if at >= when {
+        // A snapshot for a budget now would still be under way when the kill's is due: take
+        // the kill's now instead (it shows the same process), so that it is never late.
+        let budget_snapshot = (shared.config.stuck_on_budget
+            && overruns.iter().any(|o| o.index.is_some()))
+            || !due.pending.is_empty();
+        let gap = fit_cpu_gap(
+            shared.config.cpu_sample_gap,
+            Some(deadline.saturating_sub(at)),
+        );
+        let early = budget_snapshot && when.saturating_sub(at) < gap + SNAPSHOT_MARGIN;
+        if at >= when || early {
             st.kill_snapshot_taken = true;
             due.kill_snapshot = true;
         } else {
@@ -278,5 +339,53 @@ mod tests {
         // Extensions of 2 s every second: a quarter step, after the next one is due.
         assert_eq!(kill_snapshot_at(s(12.0), Some(s(0.5))), s(11.5));
         assert_eq!(kill_snapshot_at(s(12.0), Some(s(5.0))), s(11.0));
+    }
+
+    #[test]
+    fn the_cpu_gap_fits_the_time_left_before_a_kill() {
+        let gap = s(0.15);
+        assert_eq!(fit_cpu_gap(gap, None), gap);
+        assert_eq!(fit_cpu_gap(gap, Some(s(30.0))), gap);
+        // 250 ms deadline, snapshot at half time: 125 ms left, a quarter of it.
+        assert_eq!(fit_cpu_gap(gap, Some(s(0.125))), s(0.125) / 4);
+        assert_eq!(fit_cpu_gap(gap, Some(Duration::ZERO)), Duration::ZERO);
+    }
+
+    fn overrun(index: Option<usize>, label: &str) -> Overrun {
+        Overrun {
+            index,
+            label: label.to_owned(),
+            at: s(1.0),
+            budget: s(0.5),
+        }
+    }
+
+    #[test]
+    fn one_check_takes_one_snapshot_the_kills_first() {
+        let mut due = Due {
+            overruns: (0..20)
+                .map(|i| overrun(Some(i), &format!("p{i}")))
+                .collect(),
+            ..Due::default()
+        };
+        due.overruns.push(overrun(None, "shutdown"));
+        // Twenty phases over budget: one snapshot, of the one opened last.
+        let (reason, phase) = due.snapshot(true).unwrap();
+        assert_eq!(reason, StuckReason::Budget);
+        assert_eq!(phase.unwrap().0, "p19");
+        assert!(due.snapshot(false).is_none(), "snapshots on budget off");
+        // The kill's is due too: it is the one taken.
+        due.kill_snapshot = true;
+        assert_eq!(due.snapshot(true), Some((StuckReason::KillDeadline, None)));
+        // Only phases that closed over budget (already reserved): one for them all.
+        let due = Due {
+            pending: vec![("a".into(), s(1.0)), ("b".into(), s(2.0))],
+            ..Due::default()
+        };
+        let (reason, phase) = due.snapshot(true).unwrap();
+        assert_eq!(
+            (reason, phase.unwrap().0),
+            (StuckReason::Budget, "a".to_owned())
+        );
     }
 }

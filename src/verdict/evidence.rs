@@ -400,7 +400,7 @@ pub(super) fn cap_chars(s: &str, max: usize) -> String {
 
 /// A stuck line's `first` object as parts, every text capped (the record is the crate's own
 /// file, but a verdict never trusts its sizes).
-pub(super) fn finding_parts(v: &Value) -> Option<StuckFinding> {
+pub(crate) fn finding_parts(v: &Value) -> Option<StuckFinding> {
     let mut f: StuckFinding = serde_json::from_value(v.clone()).ok()?;
     let cap = |s: &mut Option<String>| {
         if let Some(t) = s {

@@ -44,6 +44,7 @@ use crate::stuck::snapshot::StuckFinding;
 
 mod event;
 mod evidence;
+pub(crate) use evidence::finding_parts as recorded_finding;
 mod message;
 pub(crate) mod unconfirmed;
 
