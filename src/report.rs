@@ -56,6 +56,8 @@
 //! [`write_private_file`] writes a rendered report (or any file of yours) the way the crate
 //! writes its own: mode 0600, never through a symlink, replaced atomically.
 
+pub use crate::connections::HttpState;
+pub use crate::stuck::connections::ConnectionState;
 pub use crate::stuck::snapshot::{OpenSpan, SocketState, StuckReason, StuckSnapshot, ThreadState};
 pub use crate::sys::clock::{ManualClock, Offset};
 pub use crate::sys::private_file::write_private_file;

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use tracing_core::Dispatch;
 
-use crate::stuck::findings::join;
+use crate::stuck::connections;
+use crate::stuck::findings::{join, MAX_FINDINGS, NOTHING_FOUND};
 use crate::stuck::snapshot::{SocketState, StuckReason, StuckSnapshot};
 use crate::stuck::spans::{coarse_now, SpanTracker};
 use crate::stuck::views::{canonical, show, Sock, SpanView, ThreadView, TEXT_MAX};
@@ -158,7 +159,23 @@ pub(crate) fn take(
         .map(|t| SpanView::new(t, now_c, dispatch, &names, &socks))
         .collect();
 
-    let findings = join(&spans, &threads, &socks);
+    // HTTP connections (feature `axum`) first: each names what holds the drain. Their
+    // sockets and spans are told there, not again as silent peers and idle spans.
+    let conns = connections::read(&socks, &mut unknown);
+    truncated |= conns.truncated;
+    let (app_spans, http_spans) = connections::split_http(spans, &tracked);
+    let app_socks: HashMap<i32, Sock> = socks
+        .iter()
+        .filter(|(fd, _)| !conns.fds.contains(fd))
+        .map(|(fd, s)| (*fd, s.clone()))
+        .collect();
+    let mut findings = conns.findings;
+    let rest = join(&app_spans, &threads, &app_socks);
+    if findings.is_empty() || rest.iter().any(|f| f != NOTHING_FOUND) {
+        findings.extend(rest);
+    }
+    findings.truncate(MAX_FINDINGS);
+    let spans = connections::restore(app_spans, http_spans);
 
     let mut sockets: Vec<&Sock> = socks.values().collect();
     sockets.sort_by(|a, b| {
@@ -189,6 +206,7 @@ pub(crate) fn take(
         spans: spans.into_iter().map(|s| s.span).collect(),
         threads,
         sockets,
+        connections: conns.list,
         unknown,
         truncated,
         took_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -9,6 +9,8 @@ use crate::stuck::snapshot::StuckSnapshot;
 use crate::stuck::views::{describe_sock, silence, Sock, SpanView, ThreadView};
 
 pub(crate) const MAX_FINDINGS: usize = 8;
+/// The one finding when nothing was found.
+pub(crate) const NOTHING_FOUND: &str = "no open span, blocked thread or silent peer found";
 /// A peer silent for at least this long is worth a finding.
 const SILENT_PEER: Duration = Duration::from_secs(1);
 
@@ -86,7 +88,7 @@ pub(super) fn join(
         ));
     }
     if out.is_empty() {
-        out.push("no open span, blocked thread or silent peer found".to_owned());
+        out.push(NOTHING_FOUND.to_owned());
     }
     out.truncate(MAX_FINDINGS);
     out
@@ -139,6 +141,7 @@ mod tests {
             spans: Vec::new(),
             threads: Vec::new(),
             sockets: Vec::new(),
+            connections: Vec::new(),
             unknown: Vec::new(),
             truncated: false,
             took_ms: 0.0,

@@ -8,6 +8,7 @@
 //! Read `collect.rs` first.
 
 pub(crate) mod collect;
+pub(crate) mod connections;
 pub(crate) mod findings;
 pub(crate) mod snapshot;
 pub(crate) mod spans;
