@@ -108,6 +108,11 @@ pub(crate) struct Entry {
     in_flight: AtomicU32,
     /// The request body is still being received.
     receiving: AtomicBool,
+    /// Responses whose body the server took whole but may not have written yet: they end
+    /// at the next flush that completes (hyper buffers a body's frames).
+    unflushed: AtomicU32,
+    /// Their request spans, closed when they have been written.
+    unflushed_spans: Mutex<Vec<tracing::Span>>,
     pub(crate) requests: AtomicU64,
     /// `bytes_in` / `bytes_out` when the last request ended / the response began.
     in_at_idle: AtomicU64,
@@ -132,6 +137,8 @@ impl Entry {
             state_since: AtomicU64::new(now),
             in_flight: AtomicU32::new(0),
             receiving: AtomicBool::new(false),
+            unflushed: AtomicU32::new(0),
+            unflushed_spans: Mutex::new(Vec::new()),
             requests: AtomicU64::new(0),
             in_at_idle: AtomicU64::new(0),
             out_at_response: AtomicU64::new(0),
@@ -198,6 +205,36 @@ impl Entry {
         }
     }
 
+    /// The server took the response body whole: the request ends once it has been written
+    /// ([`Self::flushed`]).
+    pub(crate) fn body_taken(&self, span: tracing::Span) {
+        if !span.is_none() {
+            self.unflushed_spans
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(span);
+        }
+        self.unflushed.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A flush of the socket completed: every response taken whole has been written.
+    #[inline]
+    pub(crate) fn flushed(&self) {
+        if self.unflushed.load(Ordering::Acquire) > 0 {
+            let spans = std::mem::take(
+                &mut *self
+                    .unflushed_spans
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            for _ in 0..self.unflushed.swap(0, Ordering::AcqRel) {
+                self.request_ended();
+            }
+            // Closed with no lock held: a subscriber's close callback may log.
+            drop(spans);
+        }
+    }
+
     /// Bytes read from the peer.
     #[inline]
     pub(crate) fn read(&self, n: usize) {
@@ -240,11 +277,11 @@ impl Entry {
             ns => Some(since(ns, now)),
         };
         let request = (stored != IDLE).then(|| {
-                self.request
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .clone()
-            });
+            self.request
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
+        });
         let bytes_out = self.bytes_out.load(Ordering::Relaxed);
         ConnSample {
             peer: self.peer,
@@ -443,8 +480,15 @@ mod tests {
         let s = e.sample(now_ns());
         assert_eq!(s.state, HttpState::Upgraded);
         let r = s.request.unwrap();
-        assert_eq!((r.path.as_str(), r.upgrade.as_deref()), ("/ws", Some("websocket")));
-        assert!(table().entries(usize::MAX).0.iter().any(|x| Arc::ptr_eq(x, e)));
+        assert_eq!(
+            (r.path.as_str(), r.upgrade.as_deref()),
+            ("/ws", Some("websocket"))
+        );
+        assert!(table()
+            .entries(usize::MAX)
+            .0
+            .iter()
+            .any(|x| Arc::ptr_eq(x, e)));
         let kept = Arc::clone(e);
         drop(reg);
         assert!(!table()

@@ -64,7 +64,6 @@ where
         let entry = self.conn.entry();
         let receiving = !req.body().is_end_stream();
         entry.request_started(req.method().as_str(), req.uri().path(), receiving);
-        let guard = RequestGuard(Arc::clone(entry));
         let span = tracing::info_span!(
             target: HTTP_TARGET,
             parent: self.conn.span(),
@@ -88,19 +87,33 @@ where
         };
         ResponseFuture {
             inner,
-            span,
-            guard: Some(guard),
+            guard: Some(RequestGuard {
+                entry: Arc::clone(entry),
+                taken: false,
+                span,
+            }),
         }
     }
 }
 
-/// Ends the request in the table however it ends: body sent, failed, or dropped.
+/// Ends the request in the table however it ends: its body taken whole (then it ends when
+/// written), failed, or dropped.
 #[derive(Debug)]
-struct RequestGuard(Arc<Entry>);
+struct RequestGuard {
+    entry: Arc<Entry>,
+    taken: bool,
+    /// The request's span, kept open until the response has been written.
+    span: Span,
+}
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0.request_ended();
+        if self.taken {
+            self.entry
+                .body_taken(std::mem::replace(&mut self.span, Span::none()));
+        } else {
+            self.entry.request_ended();
+        }
     }
 }
 
@@ -110,7 +123,6 @@ pin_project_lite::pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         inner: F,
-        span: Span,
         guard: Option<RequestGuard>,
     }
 }
@@ -126,11 +138,15 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = {
-            let _in = this.span.enter();
+            let _in = this.guard.as_ref().map(|g| g.span.enter());
             ready!(this.inner.poll(cx))
         };
-        let guard = this.guard.take();
+        let mut guard = this.guard.take();
         Poll::Ready(result.map(|resp| {
+            if let Some(g) = guard.as_mut() {
+                // hyper never polls an empty body: taken whole as it is.
+                g.taken = resp.body().is_end_stream();
+            }
             let upgraded = (resp.status() == StatusCode::SWITCHING_PROTOCOLS).then(|| {
                 resp.headers()
                     .get(UPGRADE)
@@ -138,26 +154,18 @@ where
                     .unwrap_or("unknown protocol")
             });
             if let Some(g) = &guard {
-                g.0.response_started(upgraded);
+                g.entry.response_started(upgraded);
             }
-            let span = std::mem::replace(this.span, Span::none());
-            resp.map(|inner| {
-                Body::new(TrackedBody {
-                    inner,
-                    span,
-                    guard,
-                })
-            })
+            resp.map(|inner| Body::new(TrackedBody { inner, guard }))
         }))
     }
 }
 
 pin_project_lite::pin_project! {
-    /// A response body that holds its request's span and ends the request when sent.
+    /// A response body that holds its request (and its span) until it has been sent.
     struct TrackedBody<B> {
         #[pin]
         inner: B,
-        span: Span,
         guard: Option<RequestGuard>,
     }
 }
@@ -170,15 +178,22 @@ impl<B: HttpBody> HttpBody for TrackedBody<B> {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
         let frame = {
-            let _in = this.span.enter();
-            ready!(this.inner.poll_frame(cx))
+            let _in = this.guard.as_ref().map(|g| g.span.enter());
+            ready!(this.inner.as_mut().poll_frame(cx))
         };
         if !matches!(frame, Some(Ok(_))) {
-            // The end, or an error that ends it: the request is over.
-            this.guard.take();
-            *this.span = Span::none();
+            // The end (the request ends once it has been written), or an error that ends it.
+            if let Some(mut g) = this.guard.take() {
+                g.taken = frame.is_none();
+            }
+        } else if this.inner.is_end_stream() {
+            // The last frame: hyper may drop the body without polling it again (a body of
+            // known length), which is not an abort.
+            if let Some(g) = this.guard.as_mut() {
+                g.taken = true;
+            }
         }
         Poll::Ready(frame)
     }

@@ -190,7 +190,13 @@ fn sentence(c: &ConnectionState, s: &ConnSample) -> String {
     };
     match c.state {
         HttpState::Streaming => {
-            let _ = write!(line, "{} streaming {:.1}s to {}", what(c), c.state_s, c.peer);
+            let _ = write!(
+                line,
+                "{} streaming {:.1}s to {}",
+                what(c),
+                c.state_s,
+                c.peer
+            );
             match (s.write_blocked.filter(|d| *d >= NOT_READING), c.send_q) {
                 (Some(_), Some(q)) => {
                     let _ = write!(line, ", client not reading ({} queued)", bytes(q));
