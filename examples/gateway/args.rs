@@ -22,6 +22,12 @@ pub struct Args {
     pub extend_ceiling: Option<Duration>,
     /// Start a client that uploads slowly and then stalls (`--slow-upload`).
     pub slow_upload: bool,
+    /// Start a client of `GET /events` that stays connected (`--sse-client`).
+    pub sse_client: bool,
+    /// `GET /events` ends when the shutdown begins (`--sse-fix`), as a real service's should.
+    pub sse_fix: bool,
+    /// Added to every upload chunk the database writes (`--db-write-delay S`): a slow disk.
+    pub db_write_delay: Duration,
     /// When the supervisor sends SIGKILL after SIGTERM, when it is known from outside (a
     /// Kubernetes grace period, `docker stop -t`): `--kill-deadline S` or the environment's
     /// `SHUTDOWN_KILL_DEADLINE_SECS`.
@@ -32,6 +38,7 @@ const USAGE: &str = "usage: gateway [--log-dir DIR] [--state-dir DIR] [--port N]
                [--sessions N] [--drain-secs S] [--drain-timeout S]
                [--self-signal-after S | --wait] [--escalate-after N] [--kill-deadline S]
                [--journald] [--extend-timeout STEP [--extend-ceiling S]] [--slow-upload]
+               [--sse-client [--sse-fix]] [--db-write-delay S]
 environment: SHUTDOWN_KILL_DEADLINE_SECS=S (as --kill-deadline; --kill-after S is an alias)";
 
 /// Longest duration any flag accepts: one day (keeps every sum of budgets far from overflow).
@@ -60,6 +67,9 @@ impl Args {
             extend_step: None,
             extend_ceiling: None,
             slow_upload: false,
+            sse_client: false,
+            sse_fix: false,
+            db_write_delay: Duration::ZERO,
             kill_deadline: None,
         };
         if let Ok(v) = std::env::var("SHUTDOWN_KILL_DEADLINE_SECS") {
@@ -78,6 +88,14 @@ impl Args {
             }
             if flag == "--slow-upload" {
                 a.slow_upload = true;
+                continue;
+            }
+            if flag == "--sse-client" {
+                a.sse_client = true;
+                continue;
+            }
+            if flag == "--sse-fix" {
+                a.sse_fix = true;
                 continue;
             }
             if flag == "-h" || flag == "--help" {
@@ -120,6 +138,9 @@ impl Args {
                 "--extend-ceiling" => {
                     a.extend_ceiling = Some(Duration::from_secs_f64(secs(&flag, &v)?));
                 }
+                "--db-write-delay" => {
+                    a.db_write_delay = Duration::from_secs_f64(secs(&flag, &v)?);
+                }
                 "--kill-deadline" | "--kill-after" => {
                     a.kill_deadline = Some(Duration::from_secs_f64(secs(&flag, &v)?))
                 }
@@ -129,7 +150,7 @@ impl Args {
         if a.extend_ceiling.is_some() && a.extend_step.is_none() {
             return Err(format!("--extend-ceiling needs --extend-timeout\n{USAGE}"));
         }
-        if a.slow_upload && !drain_timeout_given {
+        if (a.slow_upload || a.sse_client) && !drain_timeout_given {
             // The demo of a stuck drain should not take the default 30 s.
             a.drain_timeout = Duration::from_secs(3);
         }

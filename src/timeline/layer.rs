@@ -325,6 +325,13 @@ impl ShutdownLayer {
             if t.id == 0 || ancestors.iter().any(|a| a.into_u64() == t.id) {
                 continue;
             }
+            // A connection's span (`shutdown_forensics::http`) lives as long as the connection:
+            // a container, not work left behind; its requests are counted.
+            if t.slot.meta.target() == crate::connections::HTTP_TARGET
+                && t.slot.meta.name() == "connection"
+            {
+                continue;
+            }
             // Within the coarse clock's resolution counts as before: it cannot tell them apart.
             let before_stop =
                 origin.is_some_and(|o| t.slot.opened <= o.saturating_add(COARSE_SLACK_NS));
