@@ -15,8 +15,8 @@ use crate::http::stream::TrackedListener;
 /// tracked (the [module docs](crate::http)).
 ///
 /// It returns axum's own [`Serve`], so `.with_graceful_shutdown(..)` and `.await` work as
-/// usual. Handlers can extract `ConnectInfo<SocketAddr>` without
-/// `into_make_service_with_connect_info`.
+/// usual. Requests do not carry `ConnectInfo<SocketAddr>` (an allocation per request): the
+/// peer is in the `connection` span and the snapshot.
 ///
 /// ```no_run
 /// use axum::{routing::get, Router};

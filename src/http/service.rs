@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::header::UPGRADE;
 use axum::http::{Request, Response, StatusCode};
 use bytes::Bytes;
@@ -27,9 +26,7 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// the inner service is called and polled inside it, so the spans of tower layers such as
 /// tower-http's `TraceLayer` and of handlers become its children. The response body is
 /// wrapped so that the span, and the connection's state (`streaming`), last until it has been
-/// sent or dropped; a `101 Switching Protocols` response marks the connection upgraded. The
-/// request carries `ConnectInfo<SocketAddr>` (the peer), as with axum's
-/// `into_make_service_with_connect_info::<SocketAddr>()`.
+/// sent or dropped; a `101 Switching Protocols` response marks the connection upgraded.
 #[derive(Debug, Clone)]
 pub struct TrackedService<S> {
     inner: S,
@@ -71,8 +68,7 @@ where
             method = %req.method(),
             path = %req.uri().path()
         );
-        let (mut parts, body) = req.into_parts();
-        parts.extensions.insert(ConnectInfo(self.conn.peer()));
+        let (parts, body) = req.into_parts();
         let body = if receiving {
             Body::new(RequestBody {
                 inner: body,
@@ -179,10 +175,9 @@ impl<B: HttpBody> HttpBody for TrackedBody<B> {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let mut this = self.project();
-        let frame = {
-            let _in = this.guard.as_ref().map(|g| g.span.enter());
-            ready!(this.inner.as_mut().poll_frame(cx))
-        };
+        // Not entered: the body's frames are the response's own work, and entering a span costs
+        // two subscriber calls per frame (the snapshot's state says what the body does).
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
         if !matches!(frame, Some(Ok(_))) {
             // The end (the request ends once it has been written), or an error that ends it.
             if let Some(mut g) = this.guard.take() {
