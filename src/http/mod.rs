@@ -4,7 +4,7 @@
 //! SSE stream that never ends, a client that stopped reading a download, a slow upload, a
 //! WebSocket. Serve through this module and every accepted connection gets a
 //! `connection{peer local}` span and an entry the stuck snapshot reads: its state
-//! ([`HttpState`](crate::report::HttpState): idle keep-alive, request head half received,
+//! ([`HttpState`]: idle keep-alive, request head half received,
 //! request in flight or receiving its body, response streaming, upgraded), the request's
 //! method and path, bytes in and out, and when the peer last sent or took data. A stuck
 //! `drain` then says, for each connection, what holds it:
@@ -59,6 +59,7 @@
 //! # async fn run(signal: shutdown_forensics::ShutdownSignal) -> std::io::Result<()> {
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
 //! let graceful = GracefulShutdown::new();
+//! let builder = Builder::new(TokioExecutor::new());
 //! let app = tower::service_fn(|_req: Request<Body>| async {
 //!     Ok::<_, std::convert::Infallible>(Response::new(Body::from("ok")))
 //! });
@@ -70,8 +71,7 @@
 //!             let service = TrackedService::new(app.clone(), stream.connection().clone());
 //!             // hyper gives `Request<Incoming>`: the tracked service takes any body.
 //!             let service = TowerToHyperService::new(service);
-//!             let conn = Builder::new(TokioExecutor::new())
-//!                 .serve_connection_with_upgrades(TokioIo::new(stream), service);
+//!             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
 //!             let conn = graceful.watch(conn.into_owned());
 //!             tokio::spawn(conn);
 //!         }
