@@ -35,6 +35,9 @@
 //! before the stop), every thread and the system call it waits in ([`ThreadState`]), and the
 //! sockets with how long their peers have been silent ([`SocketState`]), joined into findings
 //! such as `request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 no data for 29.8s`.
+//! With the feature `axum`, the HTTP connections served through `shutdown_forensics::http`
+//! come first ([`ConnectionState`], [`HttpState`]):
+//! `GET /events streaming 29.8s to 10.0.0.7:51234, client not reading (3.7 MB queued)`.
 //! Everything is read from what a process may read about itself without privileges, on the
 //! watchdog thread, never on the async runtime. Snapshots land in
 //! [`ShutdownReport::stuck`], in one WARN line each, and in the flight record, so the next
@@ -57,7 +60,7 @@
 //! writes its own: mode 0600, never through a symlink, replaced atomically.
 
 pub use crate::connections::HttpState;
-pub use crate::stuck::connections::ConnectionState;
+pub use crate::stuck::connection_state::ConnectionState;
 pub use crate::stuck::snapshot::{OpenSpan, SocketState, StuckReason, StuckSnapshot, ThreadState};
 pub use crate::sys::clock::{ManualClock, Offset};
 pub use crate::sys::private_file::write_private_file;

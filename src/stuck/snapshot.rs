@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stuck::connections::ConnectionState;
+use crate::stuck::connection_state::ConnectionState;
 
 /// Why a [`StuckSnapshot`] was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
