@@ -68,6 +68,13 @@ where
             method = %req.method(),
             path = %req.uri().path()
         );
+        // From here the request ends in the table however it ends (a panicking inner service
+        // included): the guard is dropped then.
+        let guard = RequestGuard {
+            entry: Arc::clone(entry),
+            taken: false,
+            span,
+        };
         let (parts, body) = req.into_parts();
         let body = if receiving {
             Body::new(RequestBody {
@@ -78,16 +85,12 @@ where
             Body::new(body)
         };
         let inner = {
-            let _in = span.enter();
+            let _in = guard.span.enter();
             self.inner.call(Request::from_parts(parts, body))
         };
         ResponseFuture {
             inner,
-            guard: Some(RequestGuard {
-                entry: Arc::clone(entry),
-                taken: false,
-                span,
-            }),
+            guard: Some(guard),
         }
     }
 }
