@@ -135,8 +135,10 @@ pub(crate) struct Entry {
     /// Responses whose body the server took whole but may not have written yet: they end
     /// at the next flush that completes (hyper buffers a body's frames).
     unflushed: AtomicU32,
-    /// Their request spans, closed when they have been written.
+    /// Their request spans, closed when they have been written (with a flag, so that a
+    /// flush without spans to close takes no lock).
     unflushed_spans: Mutex<Vec<tracing::Span>>,
+    has_unflushed_spans: AtomicBool,
     pub(crate) requests: AtomicU64,
     /// `bytes_in` / `bytes_out` when the last request ended / the response began.
     in_at_idle: AtomicU64,
@@ -163,6 +165,7 @@ impl Entry {
             receiving: AtomicBool::new(false),
             unflushed: AtomicU32::new(0),
             unflushed_spans: Mutex::new(Vec::new()),
+            has_unflushed_spans: AtomicBool::new(false),
             requests: AtomicU64::new(0),
             in_at_idle: AtomicU64::new(0),
             out_at_response: AtomicU64::new(0),
@@ -237,6 +240,7 @@ impl Entry {
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .push(span);
+            self.has_unflushed_spans.store(true, Ordering::Release);
         }
         self.unflushed.fetch_add(1, Ordering::AcqRel);
     }
@@ -247,6 +251,9 @@ impl Entry {
         if self.unflushed.load(Ordering::Acquire) > 0 {
             for _ in 0..self.unflushed.swap(0, Ordering::AcqRel) {
                 self.request_ended();
+            }
+            if !self.has_unflushed_spans.swap(false, Ordering::AcqRel) {
+                return;
             }
             // One at a time, each closed with no lock held (a subscriber's close callback may
             // log); the list keeps its capacity for the next request.
