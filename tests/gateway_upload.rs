@@ -2,7 +2,8 @@
 //! the cap is refused with 413 (at once when its `Content-Length` says so, else once it crosses
 //! the cap), and the queue to the database thread is bounded, so a client uploading faster
 //! than the database writes is slowed down (backpressure reaches its TCP window) instead of the
-//! gateway's memory growing with the upload.
+//! gateway's memory growing with the upload; a drain stuck on it says the server is the one
+//! not reading.
 
 mod gateway_support;
 
@@ -101,6 +102,8 @@ fn a_fast_upload_is_slowed_to_the_databases_pace_and_memory_stays_bounded() {
             "0",
             "--db-write-delay",
             "0.2",
+            "--drain-timeout",
+            "2",
         ],
     );
     let addr = addr(&mut gw);
@@ -138,7 +141,19 @@ fn a_fast_upload_is_slowed_to_the_databases_pace_and_memory_stays_bounded() {
         grown < 32 << 20,
         "the gateway's peak memory grew by {grown} bytes during the upload"
     );
+    // Stopped now, the drain is stuck on the upload, and the snapshot says who is slow: the
+    // server (its handler waits for the database), not the client.
+    let peer = s.local_addr().unwrap();
+    let mut kill = gateway_support::kill_from_other_process("-TERM", gw.pid());
+    let stuck = gw.wait_for("drain stuck (budget 2.00s)", Duration::from_secs(30));
+    let _ = kill.wait();
+    assert!(
+        stuck.contains(&format!(
+            "POST /upload receiving from {peer}, server not reading ("
+        )),
+        "{stuck}"
+    );
     let _ = s.shutdown(std::net::Shutdown::Both);
-    drop(gw);
+    assert!(gw.wait_exit(Duration::from_secs(60)).success());
     let _ = writer.join();
 }

@@ -121,7 +121,7 @@ fn state_of(s: &ConnSample, sock: Option<&Sock>) -> ConnectionState {
         recv_q: sock.and_then(|k| k.state.recv_q),
         summary: String::new(),
     };
-    c.summary = sentence(&c, s);
+    c.summary = sentence(&c, s, sock);
     c
 }
 
@@ -133,14 +133,26 @@ fn what(c: &ConnectionState) -> String {
     }
 }
 
-fn sentence(c: &ConnectionState, s: &ConnSample) -> String {
+fn sentence(c: &ConnectionState, s: &ConnSample, sock: Option<&Sock>) -> String {
     let mut line = String::new();
-    let silent = |line: &mut String| match s.since_read {
-        Some(d) => {
-            let _ = write!(line, ", client silent for {:.1}s", d.as_secs_f64());
-        }
-        None => line.push_str(", client sent nothing"),
-    };
+    // Bytes the kernel received that the server has not read: the server is the one not
+    // reading (a handler waiting on something else), not the client being silent. Otherwise
+    // the client's silence: when data last arrived (TCP_INFO), else when we last read.
+    let silent =
+        |line: &mut String| match (c.recv_q.filter(|q| *q > 0), sock.and_then(|k| k.last_recv)) {
+            (Some(q), _) => {
+                let _ = write!(line, ", server not reading ({} queued)", bytes(q));
+            }
+            (None, Some(d)) => {
+                let _ = write!(line, ", client silent for {:.1}s", d.as_secs_f64());
+            }
+            (None, None) => match s.since_read {
+                Some(d) => {
+                    let _ = write!(line, ", client silent for {:.1}s", d.as_secs_f64());
+                }
+                None => line.push_str(", client sent nothing"),
+            },
+        };
     match c.state {
         HttpState::Streaming => {
             let _ = write!(
