@@ -147,6 +147,7 @@ fn a_fast_upload_is_slowed_to_the_databases_pace_and_memory_stays_bounded() {
     let mut kill = gateway_support::kill_from_other_process("-TERM", gw.pid());
     let stuck = gw.wait_for("drain stuck (budget 2.00s)", Duration::from_secs(30));
     let _ = kill.wait();
+    eprintln!("{stuck}");
     assert!(
         stuck.contains(&format!(
             "POST /upload receiving from {peer}, server not reading ("
