@@ -509,9 +509,10 @@ fn idle_keep_alive_connections_are_named_when_the_server_was_not_told_to_stop() 
     );
     server.stop();
     let (line, snap) = server.stuck();
+    eprintln!("{line}");
     let expect = [
         format!("1 idle keep-alive connection ({kept}), idle up to "),
-        format!("1 open without a request connection ({silent}), idle up to "),
+        format!("1 connection open without a request ({silent}), idle up to "),
     ];
     for e in &expect {
         assert!(line.contains(e.as_str()), "{e:?} not in\n{line}");

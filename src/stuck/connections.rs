@@ -251,7 +251,7 @@ fn findings(states: &[ConnectionState]) -> Vec<String> {
         .iter()
         .filter(|c| c.state == HttpState::Idle)
         .collect();
-    for (kept_alive, label) in [(true, "idle keep-alive"), (false, "open without a request")] {
+    for kept_alive in [true, false] {
         let group: Vec<&&ConnectionState> = idle
             .iter()
             .filter(|c| (c.requests > 0) == kept_alive)
@@ -267,8 +267,13 @@ fn findings(states: &[ConnectionState]) -> Vec<String> {
         let more = if group.len() > MAX_PEERS { ", ..." } else { "" };
         let longest = group.iter().map(|c| c.state_s).fold(0.0, f64::max);
         let (n, s) = (group.len(), if group.len() == 1 { "" } else { "s" });
+        let what = if kept_alive {
+            format!("{n} idle keep-alive connection{s}")
+        } else {
+            format!("{n} connection{s} open without a request")
+        };
         out.push(format!(
-            "{n} {label} connection{s} ({}{more}), idle up to {longest:.1}s",
+            "{what} ({}{more}), idle up to {longest:.1}s",
             peers.join(", ")
         ));
     }
@@ -335,6 +340,56 @@ pub(super) fn restore(app: Vec<SpanView>, http: Vec<(usize, SpanView)>) -> Vec<S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn conn(peer: &str, state: HttpState, requests: u64, state_s: f64) -> ConnectionState {
+        ConnectionState {
+            peer: peer.to_owned(),
+            local: "127.0.0.1:80".to_owned(),
+            fd: None,
+            state,
+            method: None,
+            path: None,
+            upgrade: None,
+            age_s: state_s,
+            state_s,
+            requests,
+            bytes_in: 0,
+            bytes_out: 0,
+            response_bytes: None,
+            last_read_s: None,
+            last_write_s: None,
+            write_blocked_s: None,
+            send_q: None,
+            recv_q: None,
+            summary: format!("busy {peer}"),
+        }
+    }
+
+    #[test]
+    fn busy_connections_come_first_and_idle_ones_are_grouped_with_a_few_peers() {
+        let mut states: Vec<ConnectionState> = (1..=7)
+            .map(|i| conn(&format!("10.0.0.{i}:1"), HttpState::Streaming, 1, 9.0))
+            .collect();
+        for (i, s) in [1.0, 3.0, 2.0, 0.5].into_iter().enumerate() {
+            states.push(conn(&format!("10.0.1.{i}:1"), HttpState::Idle, 2, s));
+        }
+        states.push(conn("10.0.2.1:1", HttpState::Idle, 0, 4.0));
+        let f = findings(&states);
+        assert_eq!(f.len(), MAX_FINDINGS + 2, "{f:#?}");
+        assert_eq!(f[0], "busy 10.0.0.1:1");
+        assert_eq!(
+            f[MAX_FINDINGS - 1],
+            "busy 10.0.0.5:1 (and 2 more busy connections)"
+        );
+        assert_eq!(
+            f[MAX_FINDINGS],
+            "4 idle keep-alive connections (10.0.1.0:1, 10.0.1.1:1, 10.0.1.2:1, ...), idle up to 3.0s"
+        );
+        assert_eq!(
+            f[MAX_FINDINGS + 1],
+            "1 connection open without a request (10.0.2.1:1), idle up to 4.0s"
+        );
+    }
 
     #[test]
     fn sizes_read_as_people_write_them() {
