@@ -1,59 +1,13 @@
-//! The process-wide table of the HTTP connections the app serves (ARCHITECTURE.md, "Data
-//! flow"): written by `http/` (feature `axum`) as connections open, requests start and responses
-//! end; read by a stuck snapshot (`stuck/connections.rs`) and by the `drain` phase's counts
-//! (`timeline/phase.rs`). It imports nothing of the crate, so every reader can sit above it.
-//!
-//! Writers touch only atomics on the hot path (a read, a write, a request): the table's mutex is
-//! taken once when a connection opens and once when it closes. Readers copy the entries' `Arc`s
-//! under the mutex and read the atomics after letting go. Without the feature nothing registers
-//! and every reader sees an empty table ([`counts`] is `None`).
-
-// Without the feature nothing writes the table (its readers still compile, and see it empty).
-#![cfg_attr(not(feature = "axum"), allow(dead_code))]
+//! One connection's entry: written by `http/` on every read, write and request (atomics, and
+//! a short lock for the request's method and path), sampled by readers.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-
-/// What an HTTP connection is doing, as a stuck snapshot reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum HttpState {
-    /// Open, no request in flight, nothing of a next request received: a keep-alive connection
-    /// (or one that never sent a request).
-    Idle,
-    /// Bytes of a request head arrived but the head is not complete.
-    ReadingHead,
-    /// A request is in flight: its handler runs and the request body has been read.
-    InFlight,
-    /// A request is in flight and its body is still being received.
-    Receiving,
-    /// The response head was sent and its body is still being sent.
-    Streaming,
-    /// The connection was upgraded (`101 Switching Protocols`, e.g. a WebSocket).
-    Upgraded,
-}
-
-impl HttpState {
-    /// `idle`, `reading_head`, `in_flight`, `receiving`, `streaming` or `upgraded`, as in the JSON.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Idle => "idle",
-            Self::ReadingHead => "reading_head",
-            Self::InFlight => "in_flight",
-            Self::Receiving => "receiving",
-            Self::Streaming => "streaming",
-            Self::Upgraded => "upgraded",
-        }
-    }
-}
+use crate::connections::clock::{now_ns, since};
+use crate::connections::state::HttpState;
 
 // The stored state; `Idle` splits into idle and reading-head when read (bytes since the last
 // request), `InFlight` into in flight and receiving (the request body's flag).
@@ -62,44 +16,8 @@ const IN_FLIGHT: u8 = 1;
 const STREAMING: u8 = 2;
 const UPGRADED: u8 = 3;
 
-/// The target of the `connection` and `request` spans of `http/`.
-pub(crate) const HTTP_TARGET: &str = "shutdown_forensics::http";
-
-/// Monotonic nanoseconds, coarse (a scheduler tick, 1-10 ms, is plenty for "silent for
-/// 29.8s" and costs a fraction of a precise read on every socket read and write); never 0.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-pub(crate) fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    if unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) } != 0 {
-        return 1;
-    }
-    let ns = u64::try_from(ts.tv_sec)
-        .unwrap_or(0)
-        .saturating_mul(1_000_000_000)
-        .saturating_add(u64::try_from(ts.tv_nsec).unwrap_or(0));
-    ns.max(1)
-}
-
-/// Monotonic nanoseconds since the first call; never 0.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub(crate) fn now_ns() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    let base = *BASE.get_or_init(Instant::now);
-    u64::try_from(base.elapsed().as_nanos())
-        .unwrap_or(u64::MAX)
-        .max(1)
-}
-
-fn since(ns: u64, now: u64) -> Duration {
-    Duration::from_nanos(now.saturating_sub(ns))
-}
-
 /// Longest request path kept, in bytes (a path is chosen by the client).
-const PATH_MAX: usize = 200;
+pub(super) const PATH_MAX: usize = 200;
 
 /// The request a connection serves now (or served last).
 #[derive(Debug, Clone, Default)]
@@ -144,10 +62,17 @@ pub(crate) struct Entry {
     in_at_idle: AtomicU64,
     out_at_response: AtomicU64,
     request: Mutex<RequestInfo>,
+    /// The table's count of requests in flight (process-wide).
+    requests_in_flight: &'static AtomicUsize,
 }
 
 impl Entry {
-    fn new(peer: SocketAddr, local: SocketAddr, fd: Option<i32>) -> Self {
+    pub(crate) fn new(
+        peer: SocketAddr,
+        local: SocketAddr,
+        fd: Option<i32>,
+        requests_in_flight: &'static AtomicUsize,
+    ) -> Self {
         let now = now_ns();
         Self {
             peer,
@@ -170,6 +95,7 @@ impl Entry {
             in_at_idle: AtomicU64::new(0),
             out_at_response: AtomicU64::new(0),
             request: Mutex::new(RequestInfo::default()),
+            requests_in_flight,
         }
     }
 
@@ -195,7 +121,7 @@ impl Entry {
         if self.in_flight.fetch_add(1, Ordering::AcqRel) == 0 {
             self.set_state(IN_FLIGHT);
         }
-        table().requests.fetch_add(1, Ordering::AcqRel);
+        self.requests_in_flight.fetch_add(1, Ordering::AcqRel);
     }
 
     /// The request body was received whole (or dropped).
@@ -221,7 +147,7 @@ impl Entry {
 
     /// A request ended (its response body was sent, failed or was dropped).
     pub(crate) fn request_ended(&self) {
-        table().requests.fetch_sub(1, Ordering::AcqRel);
+        self.requests_in_flight.fetch_sub(1, Ordering::AcqRel);
         if self.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.receiving.store(false, Ordering::Release);
             self.in_at_idle
@@ -365,112 +291,8 @@ pub(crate) struct ConnSample {
     pub(crate) write_blocked: Option<Duration>,
 }
 
-/// Counts for the app and the `drain` phase.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Counts {
-    /// Open connections.
-    pub(crate) connections: usize,
-    /// Requests in flight (until their response body was sent or dropped).
-    pub(crate) requests: usize,
-}
-
-/// The table itself: slots of open connections.
-#[derive(Debug, Default)]
-pub(crate) struct Table {
-    slots: Mutex<Slots>,
-    open: AtomicUsize,
-    requests: AtomicUsize,
-    /// Set once a connection source (a tracked listener or stream) was created.
-    used: AtomicBool,
-}
-
-#[derive(Debug, Default)]
-struct Slots {
-    entries: Vec<Option<Arc<Entry>>>,
-    free: Vec<usize>,
-}
-
-pub(crate) fn table() -> &'static Table {
-    static TABLE: OnceLock<Table> = OnceLock::new();
-    TABLE.get_or_init(Table::default)
-}
-
-/// A registered connection: removed from the table when dropped.
-#[derive(Debug)]
-pub(crate) struct Registration {
-    pub(crate) entry: Arc<Entry>,
-    slot: usize,
-}
-
-impl Table {
-    /// Marks that the app serves through tracked connections (its counts mean something).
-    pub(crate) fn mark_used(&self) {
-        self.used.store(true, Ordering::Release);
-    }
-
-    /// Registers a connection accepted now.
-    pub(crate) fn register(
-        &self,
-        peer: SocketAddr,
-        local: SocketAddr,
-        fd: Option<i32>,
-    ) -> Registration {
-        self.mark_used();
-        let entry = Arc::new(Entry::new(peer, local, fd));
-        let mut s = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let slot = match s.free.pop() {
-            Some(i) => {
-                s.entries[i] = Some(Arc::clone(&entry));
-                i
-            }
-            None => {
-                s.entries.push(Some(Arc::clone(&entry)));
-                s.entries.len() - 1
-            }
-        };
-        drop(s);
-        self.open.fetch_add(1, Ordering::AcqRel);
-        Registration { entry, slot }
-    }
-
-    /// Copies (at most `max`) open entries, oldest slot first.
-    pub(crate) fn entries(&self, max: usize) -> (Vec<Arc<Entry>>, bool) {
-        let s = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut out: Vec<Arc<Entry>> = s.entries.iter().flatten().take(max).cloned().collect();
-        let cut = out.len() == max && s.entries.iter().flatten().count() > max;
-        drop(s);
-        out.sort_by_key(|e| e.opened);
-        (out, cut)
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let t = table();
-        let mut s = t.slots.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = s.entries.get_mut(self.slot) {
-            if slot.as_ref().is_some_and(|e| Arc::ptr_eq(e, &self.entry)) {
-                *slot = None;
-                s.free.push(self.slot);
-            }
-        }
-        drop(s);
-        t.open.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-/// Open connections and requests in flight; `None` until the app served through a tracked
-/// listener or stream (the counts would be a misleading zero).
-pub(crate) fn counts() -> Option<Counts> {
-    let t = table();
-    t.used.load(Ordering::Acquire).then(|| Counts {
-        connections: t.open.load(Ordering::Acquire),
-        requests: t.requests.load(Ordering::Acquire),
-    })
-}
-
 /// `s` cut to at most `max` bytes at a character boundary.
-fn cap(s: &str, max: usize) -> &str {
+pub(super) fn cap(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }
@@ -479,67 +301,4 @@ fn cap(s: &str, max: usize) -> &str {
         end -= 1;
     }
     &s[..end]
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn addr(p: u16) -> SocketAddr {
-        SocketAddr::from(([127, 0, 0, 1], p))
-    }
-
-    #[test]
-    fn a_connection_walks_through_its_states_and_leaves_the_table() {
-        let before = table().open.load(Ordering::Acquire);
-        let reg = table().register(addr(1), addr(2), None);
-        let e = &reg.entry;
-        assert_eq!(e.sample(now_ns()).state, HttpState::Idle);
-        e.read(10);
-        assert_eq!(e.sample(now_ns()).state, HttpState::ReadingHead);
-        e.request_started("POST", "/upload", true);
-        let s = e.sample(now_ns());
-        assert_eq!(s.state, HttpState::Receiving);
-        assert_eq!(s.request.unwrap().path, "/upload");
-        e.body_received();
-        assert_eq!(e.sample(now_ns()).state, HttpState::InFlight);
-        e.response_started(None);
-        e.wrote(100);
-        let s = e.sample(now_ns());
-        assert_eq!(s.state, HttpState::Streaming);
-        assert_eq!(s.response_bytes, Some(100));
-        e.request_ended();
-        assert_eq!(e.sample(now_ns()).state, HttpState::Idle);
-        e.request_started("GET", "/ws", false);
-        e.response_started(Some("websocket"));
-        e.request_ended();
-        let s = e.sample(now_ns());
-        assert_eq!(s.state, HttpState::Upgraded);
-        let r = s.request.unwrap();
-        assert_eq!(
-            (r.path.as_str(), r.upgrade.as_deref()),
-            ("/ws", Some("websocket"))
-        );
-        assert!(table()
-            .entries(usize::MAX)
-            .0
-            .iter()
-            .any(|x| Arc::ptr_eq(x, e)));
-        let kept = Arc::clone(e);
-        drop(reg);
-        assert!(!table()
-            .entries(usize::MAX)
-            .0
-            .iter()
-            .any(|x| Arc::ptr_eq(x, &kept)));
-        assert!(table().open.load(Ordering::Acquire) <= before + 1);
-        assert!(counts().is_some());
-    }
-
-    #[test]
-    fn a_long_path_is_cut_at_a_character_boundary() {
-        let long = "é".repeat(300);
-        let c = cap(&long, PATH_MAX);
-        assert!(c.len() <= PATH_MAX && c.chars().all(|ch| ch == 'é'));
-    }
 }
