@@ -37,7 +37,9 @@
 //! such as `request{method=POST path=/upload} idle 29.8s; 10.0.0.7:5432 no data for 29.8s`,
 //! the first also in parts ([`StuckFinding`]: span, peer, thread, system call, how long). A
 //! span's fields are captured by the layer itself, so they read the same whatever formats the
-//! app's logs.
+//! app's logs. With the feature `axum`, the HTTP connections served through
+//! `shutdown_forensics::http` come first ([`ConnectionState`], [`HttpState`]):
+//! `GET /events streaming 29.8s to 10.0.0.7:51234, client not reading (3.7 MB queued)`.
 //! Everything is read from what a process may read about itself without privileges, on the
 //! watchdog thread, never on the async runtime. Snapshots land in
 //! [`ShutdownReport::stuck`], in one WARN line each, and in the flight record, so the next
@@ -59,6 +61,8 @@
 //! [`write_private_file`] writes a rendered report (or any file of yours) the way the crate
 //! writes its own: mode 0600, never through a symlink, replaced atomically.
 
+pub use crate::connections::HttpState;
+pub use crate::stuck::connection_state::ConnectionState;
 pub use crate::stuck::snapshot::{
     OpenSpan, SocketState, StuckFinding, StuckReason, StuckSnapshot, ThreadState,
 };

@@ -1,6 +1,8 @@
-//! The gateway example with a client that uploads slowly and stalls (`--slow-upload`): the
-//! drain is stuck on that upload, and the crate says so in the log, the done line, the
-//! waterfall, the report, and (after a SIGKILL) the next start's verdict.
+//! The gateway example with a client that uploads slowly and stalls (`--slow-upload`), and
+//! one that stays on its server-sent events (`--sse-client`): the drain is stuck on that
+//! connection, and the crate names it in the log, the done line, the waterfall, the report,
+//! and (after a SIGKILL) the next start's verdict. With `--sse-fix` (streams end on the
+//! shutdown signal, the fix docs/http.md shows) the same client no longer holds the drain.
 
 mod gateway_support;
 
@@ -25,12 +27,12 @@ fn a_drain_stuck_on_a_stalled_upload_is_named_in_the_log_the_waterfall_and_the_r
     );
     let stuck = gw.wait_for("drain stuck (budget 3.00s)", Duration::from_secs(60));
     assert!(stuck.contains("WARN"), "{stuck}");
+    // The connection (shutdown_forensics::http), what it does, and its silent client.
     assert!(
-        stuck.contains("request{method=POST path=/upload peer=127.0.0.1:"),
+        stuck.contains("POST /upload receiving from 127.0.0.1:"),
         "{stuck}"
     );
-    assert!(stuck.contains(" idle "), "{stuck}");
-    assert!(stuck.contains("ESTABLISHED no data for"), "{stuck}");
+    assert!(stuck.contains(", client silent for "), "{stuck}");
     let done = gw.wait_for(" drain done (", Duration::from_secs(30));
     assert!(done.contains("timed_out=true"), "{done}");
     assert!(done.contains("abandoned_spans=1"), "{done}");
@@ -51,7 +53,9 @@ fn a_drain_stuck_on_a_stalled_upload_is_named_in_the_log_the_waterfall_and_the_r
     assert!(snap["findings"][0]
         .as_str()
         .unwrap()
-        .starts_with("request{method=POST path=/upload"));
+        .starts_with("POST /upload receiving from 127.0.0.1:"));
+    assert_eq!(snap["connections"][0]["state"], "receiving");
+    assert_eq!(snap["connections"][0]["path"], "/upload");
     let trace = std::fs::read_to_string(dir.path().join("logs/shutdown-trace.json")).unwrap();
     assert!(trace.contains("\"drain stuck\""));
     // The diagnostic file has the whole snapshot as text.
@@ -91,10 +95,7 @@ fn killed_while_stuck_the_next_start_says_where_it_was_stuck_and_how_long_it_ran
     let _ = kill.wait();
     // The kill deadline is 3 s after the signal: the snapshot comes 1 s before it.
     let stuck = gw.wait_for("drain stuck (kill deadline near)", Duration::from_secs(30));
-    assert!(
-        stuck.contains("request{method=POST path=/upload"),
-        "{stuck}"
-    );
+    assert!(stuck.contains("POST /upload receiving from "), "{stuck}");
     std::thread::sleep(Duration::from_millis(1500)); // a heartbeat or two more
     gw.child.kill().unwrap(); // SIGKILL, as the supervisor would
     gw.child.wait().unwrap();
@@ -106,8 +107,42 @@ fn killed_while_stuck_the_next_start_says_where_it_was_stuck_and_how_long_it_ran
     );
     assert!(verdict.contains("s into drain)"), "{verdict}");
     assert!(
-        verdict.contains("; stuck in request{method=POST path=/upload peer=127.0.0.1:"),
+        verdict.contains("; stuck in POST /upload receiving from 127.0.0.1:"),
         "{verdict}"
     );
-    assert!(verdict.contains(" no data for "), "{verdict}");
+    assert!(verdict.contains(", client silent for "), "{verdict}");
+}
+
+#[test]
+fn a_drain_stuck_on_an_sse_client_names_the_stream_and_the_fix_frees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = [
+        "--sse-client",
+        "--self-signal-after",
+        "1",
+        "--adapters",
+        "slack",
+        "--drain-secs",
+        "0.2",
+    ];
+    let mut gw = Gateway::start(dir.path(), &args);
+    let stuck = gw.wait_for("drain stuck (budget 3.00s)", Duration::from_secs(60));
+    assert!(stuck.contains(": GET /events streaming "), "{stuck}");
+    assert!(stuck.contains("s to 127.0.0.1:"), "{stuck}");
+    let done = gw.wait_for(" drain done (", Duration::from_secs(30));
+    // Counted by the crate: 3 sessions and the stream at the start, the stream at the end.
+    assert!(done.contains("active_at_start=4 "), "{done}");
+    assert!(done.contains("timed_out=true active_now=1"), "{done}");
+    assert!(gw.wait_exit(Duration::from_secs(60)).success());
+
+    let fixed = tempfile::tempdir().unwrap();
+    let mut gw = Gateway::start(fixed.path(), &[&args[..], &["--sse-fix"]].concat());
+    let done = gw.wait_for(" drain done (", Duration::from_secs(30));
+    assert!(done.contains("timed_out=false active_now=0"), "{done}");
+    assert!(gw.wait_exit(Duration::from_secs(60)).success());
+    assert!(
+        !gw.seen.iter().any(|l| l.contains("drain stuck")),
+        "{:#?}",
+        gw.seen
+    );
 }

@@ -22,6 +22,13 @@ pub struct Args {
     pub extend_ceiling: Option<Duration>,
     /// Start a client that uploads slowly and then stalls (`--slow-upload`).
     pub slow_upload: bool,
+    /// Start a client of `GET /events` that stays connected (`--sse-client`).
+    pub sse_client: bool,
+    /// `GET /events` ends when the shutdown begins (`--sse-fix`), as a real service's should.
+    pub sse_fix: bool,
+    /// Each database write waits this long (`--db-write-delay`): a slow disk, so that the
+    /// bounded upload queue pushes back on the client.
+    pub db_write_delay: Duration,
     /// When the supervisor sends SIGKILL after SIGTERM, when it is known from outside (a
     /// Kubernetes grace period, `docker stop -t`): `--kill-deadline S` or the environment's
     /// `SHUTDOWN_KILL_DEADLINE_SECS`.
@@ -43,7 +50,8 @@ usage: gateway [FLAGS]
   --adapters a,b,c         chat adapters, one TCP peer each (default: slack,telegram,discord)
   --sessions N             long requests in flight when the stop comes (default: 3)
   --drain-secs S           how long each of them still works after the stop (default: 1)
-  --drain-timeout S        the drain phase's budget (default: 30; 3 with --slow-upload)
+  --drain-timeout S        the drain phase's budget (default: 30; 3 with --slow-upload
+                           or --sse-client)
   --self-signal-after S    have SIGTERM sent to us after S seconds (default: 2)
   --wait                   wait for a real signal instead (kill -TERM <pid>, systemctl stop)
   --escalate-after N       exit with code 130 on the Nth signal, N >= 2 (default: log only)
@@ -54,11 +62,24 @@ usage: gateway [FLAGS]
   --extend-timeout STEP    under systemd: EXTEND_TIMEOUT_USEC=STEP while phases progress
   --extend-ceiling S       no extension past S after the stop began (default: budget + 30 s)
   --slow-upload            start a client whose upload stalls, so the drain gets stuck
+  --sse-client             start a client of GET /events (server-sent events) that stays
+                           connected, so the drain waits on the stream
+  --sse-fix                end GET /events when the shutdown begins (the fix for the above)
+  --db-write-delay S       each database write takes S more seconds (a slow disk: uploads
+                           feel the bounded queue's backpressure; default: 0)
   -h, --help               this text
 ";
 
 /// Flags that stand alone.
-const SWITCHES: &[&str] = &["--wait", "--journald", "--slow-upload", "-h", "--help"];
+const SWITCHES: &[&str] = &[
+    "--wait",
+    "--journald",
+    "--slow-upload",
+    "--sse-client",
+    "--sse-fix",
+    "-h",
+    "--help",
+];
 
 /// Flags followed by a value.
 const WITH_VALUE: &[&str] = &[
@@ -75,6 +96,7 @@ const WITH_VALUE: &[&str] = &[
     "--kill-after",
     "--extend-timeout",
     "--extend-ceiling",
+    "--db-write-delay",
 ];
 
 /// What the command line asks for.
@@ -158,6 +180,9 @@ impl Args {
             extend_step: None,
             extend_ceiling: None,
             slow_upload: false,
+            sse_client: false,
+            sse_fix: false,
+            db_write_delay: Duration::ZERO,
             kill_deadline: None,
         };
         let mut kill_deadline_given = false;
@@ -168,6 +193,8 @@ impl Args {
                 "--wait" => a.self_signal_after = None,
                 "--journald" => a.journald = true,
                 "--slow-upload" => a.slow_upload = true,
+                "--sse-client" => a.sse_client = true,
+                "--sse-fix" => a.sse_fix = true,
                 // Known before its value is taken: a mistyped flag must not swallow the next.
                 f if WITH_VALUE.contains(&f) => {
                     let v = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
@@ -187,7 +214,7 @@ impl Args {
         if a.extend_ceiling.is_some() && a.extend_step.is_none() {
             return Err("--extend-ceiling needs --extend-timeout".to_owned());
         }
-        if a.slow_upload && !drain_timeout_given {
+        if (a.slow_upload || a.sse_client) && !drain_timeout_given {
             // The demo of a stuck drain should not take the default 30 s.
             a.drain_timeout = Duration::from_secs(3);
         }
@@ -225,6 +252,7 @@ impl Args {
             "--extend-ceiling" => {
                 self.extend_ceiling = Some(Duration::from_secs_f64(secs(flag, v)?));
             }
+            "--db-write-delay" => self.db_write_delay = Duration::from_secs_f64(secs(flag, v)?),
             "--kill-deadline" | "--kill-after" => {
                 self.kill_deadline = Some(Duration::from_secs_f64(secs(flag, v)?));
             }

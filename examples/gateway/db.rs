@@ -1,11 +1,18 @@
-//! The session database: SQLite (WAL) owned by one thread, fed through a channel so that no
-//! blocking database call runs on the async runtime.
+//! The session database: SQLite (WAL) owned by one thread, fed through a bounded channel so
+//! that no blocking database call runs on the async runtime, and so that a client uploading
+//! faster than the disk writes is slowed down (backpressure reaches its TCP window) instead of
+//! the queue growing in memory (issue 20: a 1.5 GiB upload took an unbounded queue to 1.36 GB).
 
 use std::path::Path;
-use std::sync::mpsc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use rusqlite::Connection;
+use tokio::sync::mpsc;
+
+/// Operations queued at most: a few chunks of an upload (a chunk is at most ~400 KiB, as hyper
+/// reads them).
+const QUEUE: usize = 16;
 
 enum Op {
     Event { session: u64, what: &'static str },
@@ -25,7 +32,9 @@ pub struct DbThread {
     thread: JoinHandle<rusqlite::Result<u64>>,
 }
 
-pub fn open(path: &Path) -> rusqlite::Result<(Db, DbThread)> {
+/// Opens the database; `write_delay` is added to every chunk written (`--db-write-delay`, a
+/// slow disk for demos and tests).
+pub fn open(path: &Path, write_delay: Duration) -> rusqlite::Result<(Db, DbThread)> {
     // Not through a symlink planted at the path.
     let flags = rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW;
     let conn = Connection::open_with_flags(path, flags)?;
@@ -37,17 +46,17 @@ pub fn open(path: &Path) -> rusqlite::Result<(Db, DbThread)> {
          CREATE TABLE IF NOT EXISTS upload_chunks (
              id INTEGER PRIMARY KEY, upload INTEGER NOT NULL, data BLOB NOT NULL);",
     )?;
-    let (tx, rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel(QUEUE);
     let thread = std::thread::Builder::new()
         .name("gateway-db".into())
-        .spawn(move || run(conn, rx))
+        .spawn(move || run(conn, rx, write_delay))
         .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
     Ok((Db { tx: tx.clone() }, DbThread { tx, thread }))
 }
 
-fn run(conn: Connection, rx: mpsc::Receiver<Op>) -> rusqlite::Result<u64> {
+fn run(conn: Connection, mut rx: mpsc::Receiver<Op>, delay: Duration) -> rusqlite::Result<u64> {
     let mut written = 0;
-    while let Ok(op) = rx.recv() {
+    while let Some(op) = rx.blocking_recv() {
         match op {
             Op::Event { session, what } => {
                 conn.execute(
@@ -57,6 +66,9 @@ fn run(conn: Connection, rx: mpsc::Receiver<Op>) -> rusqlite::Result<u64> {
                 written += 1;
             }
             Op::Chunk { upload, data } => {
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
                 conn.execute(
                     "INSERT INTO upload_chunks (upload, data) VALUES (?1, ?2)",
                     (upload as i64, data),
@@ -73,20 +85,20 @@ fn run(conn: Connection, rx: mpsc::Receiver<Op>) -> rusqlite::Result<u64> {
 }
 
 impl Db {
-    pub fn event(&self, session: u64, what: &'static str) {
-        let _ = self.tx.send(Op::Event { session, what });
+    pub async fn event(&self, session: u64, what: &'static str) {
+        let _ = self.tx.send(Op::Event { session, what }).await;
     }
 
-    /// Stores one chunk of an upload's body as it arrives.
-    pub fn chunk(&self, upload: u64, data: Vec<u8>) {
-        let _ = self.tx.send(Op::Chunk { upload, data });
+    /// Stores one chunk of an upload's body; waits while the queue is full (backpressure).
+    pub async fn chunk(&self, upload: u64, data: Vec<u8>) {
+        let _ = self.tx.send(Op::Chunk { upload, data }).await;
     }
 }
 
 impl DbThread {
     /// Phase `db_close`: blocking; call it from `spawn_blocking`.
     pub fn close(self) -> rusqlite::Result<u64> {
-        let _ = self.tx.send(Op::Close);
+        let _ = self.tx.blocking_send(Op::Close);
         self.thread
             .join()
             .unwrap_or_else(|_| Err(rusqlite::Error::InvalidQuery))

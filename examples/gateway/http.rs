@@ -1,25 +1,32 @@
 //! The HTTP side: `/health`; `/session/{id}`, a long-running request that stays open until
-//! the shutdown begins and then takes `--drain-secs` to finish its work; and `POST /upload`,
-//! which streams its body into SQLite chunk by chunk. Every request runs in a
-//! `request{method path peer}` span, so a stuck snapshot can name the request a drain waits
-//! for and join it to its silent peer.
+//! the shutdown begins and then takes `--drain-secs` to finish its work; `POST /upload`, which
+//! streams its body into SQLite chunk by chunk (at most `MAX_UPLOAD` bytes, and no faster than
+//! the database writes: the queue to it is bounded); and `GET /events`, server-sent events, one
+//! a second, until the client goes (or, with `--sse-fix`, until the shutdown begins).
+//!
+//! It serves through `shutdown_forensics::http::serve`: every connection has a
+//! `connection{peer local}` span and every request a `request{method path}` span inside it
+//! that lasts until the response body was sent, so a stuck snapshot names the connection a
+//! drain waits for, what it is doing, and its peer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use shutdown_forensics::ShutdownSignal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
-use tracing::Instrument;
 
 use crate::args::Args;
 use crate::db::Db;
@@ -32,7 +39,13 @@ struct AppState {
     drain: Duration,
     served: Arc<AtomicU64>,
     uploads: Arc<AtomicU64>,
+    /// `/events` ends when the shutdown begins (`--sse-fix`).
+    sse_fix: bool,
 }
+
+/// The largest upload accepted, in bytes: a larger one gets `413 Payload Too Large` (at once
+/// when its `Content-Length` says so, else when the limit is crossed).
+pub const MAX_UPLOAD: usize = 64 << 20;
 
 pub struct Server {
     pub addr: SocketAddr,
@@ -52,52 +65,78 @@ impl Drop for Active {
 async fn session(State(st): State<AppState>, Path(id): Path<u64>) -> String {
     st.active.fetch_add(1, Ordering::SeqCst);
     let _active = Active(Arc::clone(&st.active));
-    st.db.event(id, "start");
+    st.db.event(id, "start").await;
     st.signal.recv().await;
     // The session's last work after the stop began: what `drain` waits for.
     tokio::time::sleep(st.drain).await;
-    st.db.event(id, "end");
+    st.db.event(id, "end").await;
     st.served.fetch_add(1, Ordering::SeqCst);
     format!("session {id} done\n")
 }
 
-/// `POST /upload`: stores the body as it arrives; the request ends when the body does.
-async fn upload(State(st): State<AppState>, body: Body) -> String {
+/// `POST /upload`: stores the body as it arrives; the request ends when the body does. At most
+/// [`MAX_UPLOAD`] bytes, and no faster than the database takes them.
+async fn upload(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_UPLOAD as u64) {
+        return too_large();
+    }
     st.active.fetch_add(1, Ordering::SeqCst);
     let _active = Active(Arc::clone(&st.active));
     let id = st.uploads.fetch_add(1, Ordering::SeqCst);
-    let mut body = body;
+    let mut body = Limited::new(body, MAX_UPLOAD);
     let mut total = 0usize;
     while let Some(frame) = body.frame().await {
         match frame.map(|f| f.into_data()) {
             Ok(Ok(data)) => {
                 total += data.len();
-                st.db.chunk(id, data.to_vec());
+                // Waits while the database's queue is full: the client is slowed down.
+                st.db.chunk(id, data.to_vec()).await;
             }
             Ok(Err(_trailers)) => {}
+            Err(e) if e.is::<LengthLimitError>() => return too_large(),
             Err(e) => {
                 tracing::warn!(upload = id, error = %e, "upload body failed");
-                return format!("upload {id} failed after {total} bytes\n");
+                return format!("upload {id} failed after {total} bytes\n").into_response();
             }
         }
     }
     st.served.fetch_add(1, Ordering::SeqCst);
-    format!("upload {id}: {total} bytes\n")
+    format!("upload {id}: {total} bytes\n").into_response()
 }
 
-/// One `request` span per request, with the peer's address.
-async fn request_span(
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let span = tracing::info_span!(
-        "request",
-        method = %req.method(),
-        path = %req.uri().path(),
-        peer = %peer
-    );
-    next.run(req).instrument(span).await
+fn too_large() -> Response {
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        format!("uploads are limited to {MAX_UPLOAD} bytes\n"),
+    )
+        .into_response()
+}
+
+/// `GET /events`: one event a second until the client goes. A graceful shutdown waits for
+/// it forever (the common pitfall); with `--sse-fix` it ends when the shutdown begins.
+async fn events(State(st): State<AppState>) -> impl IntoResponse {
+    let stream = futures_util::stream::unfold(0u64, |n| async move {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        let event = Event::default().data(format!("tick {n}"));
+        Some((Ok::<_, Infallible>(event), n + 1))
+    });
+    let stream: futures_util::stream::BoxStream<'static, Result<Event, Infallible>> = if st.sse_fix
+    {
+        // The fix: the stream ends on the shutdown signal, so the connection can drain.
+        let signal = st.signal.clone();
+        Box::pin(futures_util::StreamExt::take_until(stream, async move {
+            signal.recv().await;
+        }))
+    } else {
+        Box::pin(stream)
+    };
+    Sse::new(stream)
 }
 
 impl Server {
@@ -110,24 +149,23 @@ impl Server {
             drain: Duration::from_secs_f64(args.drain_secs),
             served: Arc::new(AtomicU64::new(0)),
             uploads: Arc::new(AtomicU64::new(0)),
+            sse_fix: args.sse_fix,
         };
         let app = Router::new()
             .route("/health", get(|| async { "ok\n" }))
             .route("/session/{id}", get(session))
             .route("/upload", post(upload))
-            .layer(axum::middleware::from_fn(request_span))
+            .route("/events", get(events))
             .with_state(state);
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
         let addr = listener.local_addr()?;
         let task = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(async move {
-                signal.recv().await;
-            })
-            .await
+            // axum's own `Serve`, with every connection and request tracked.
+            shutdown_forensics::http::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    signal.recv().await;
+                })
+                .await
         });
         Ok(Self { addr, active, task })
     }
@@ -186,4 +224,27 @@ pub async fn start_slow_upload(addr: SocketAddr) {
         let _keep = s;
         std::future::pending::<()>().await;
     });
+}
+
+/// A client of `/events` that stays connected and reads every event (`--sse-client`), as a
+/// browser's `EventSource` does: a graceful shutdown waits for it.
+pub async fn start_sse_client(addr: SocketAddr) {
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        tracing::warn!("sse client: could not connect");
+        return;
+    };
+    let req = format!("GET /events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 4096];
+    let mut seen = Vec::new();
+    while !String::from_utf8_lossy(&seen).contains("data: tick 0") {
+        match s.read(&mut buf).await {
+            Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    }
+    tracing::info!(local = ?s.local_addr().ok(), "sse client: connected to /events");
+    tokio::spawn(async move { while s.read(&mut buf).await.is_ok_and(|n| n > 0) {} });
 }

@@ -18,6 +18,8 @@
 //! cargo run --example gateway
 //! cargo run --example gateway -- --wait --drain-secs 5   # then: kill -TERM <pid>
 //! cargo run --example gateway -- --slow-upload            # a drain stuck on a stalled upload
+//! cargo run --example gateway -- --sse-client             # a drain stuck on an SSE stream, named
+//! cargo run --example gateway -- --sse-client --sse-fix   # the fix: streams end on the signal
 //! ```
 //!
 //! Under systemd (`gateway.service`): `--journald` sends the logs to the journal as structured
@@ -32,7 +34,6 @@ mod http;
 use std::io::IsTerminal;
 use std::io::Write as _;
 use std::process::ExitCode;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use shutdown_forensics::context::{ContextOptions, Escalation};
@@ -211,7 +212,7 @@ async fn serve(
     handle: &ShutdownHandle,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let signal = forensics.signal();
-    let (db, db_thread) = db::open(&args.state_dir.join("gateway.db"))?;
+    let (db, db_thread) = db::open(&args.state_dir.join("gateway.db"), args.db_write_delay)?;
     let mut adapters = Vec::new();
     for name in &args.adapters {
         let (addr, _peer) = adapters::start_peer(name.clone()).await?;
@@ -229,6 +230,9 @@ async fn serve(
     http::start_sessions(server.addr, args.sessions, &server.active).await;
     if args.slow_upload {
         http::start_slow_upload(server.addr).await;
+    }
+    if args.sse_client {
+        http::start_sse_client(server.addr).await;
     }
     tracing::info!(addr = %server.addr, adapters = args.adapters.len(), "gateway started");
     forensics.ready(); // READY=1 for the Type=notify unit
@@ -265,14 +269,10 @@ async fn serve(
     .instrument(notify)
     .await;
 
-    // drain: in-flight sessions finish (the server stopped accepting at the signal).
-    let active_at_start = server.active.load(Ordering::SeqCst);
-    let drain = phase!(
-        "drain",
-        active_at_start,
-        active_now = Empty,
-        timed_out = Empty
-    );
+    // drain: in-flight requests finish (the server stopped accepting at the signal). The
+    // crate records `active_at_start` and `active_now` (requests in flight, responses still
+    // streaming included) from the connections `shutdown_forensics::http` tracks.
+    let drain = phase!("drain", timed_out = Empty);
     let timed_out = async {
         tokio::time::timeout(args.drain_timeout, server.task)
             .await
@@ -280,7 +280,6 @@ async fn serve(
     }
     .instrument(drain.clone())
     .await;
-    drain.record("active_now", server.active.load(Ordering::SeqCst));
     drain.record("timed_out", timed_out);
     drop(drain);
 

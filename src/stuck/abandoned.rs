@@ -79,6 +79,12 @@ pub(crate) fn find(
             && !reported.contains(&id)
     });
     cut |= deeper;
+    // A connection's span (`shutdown_forensics::http`) lives as long as the connection: a
+    // container, not work left behind; its requests are counted.
+    left.retain(|t| {
+        !(t.slot.meta.target() == crate::connections::HTTP_TARGET
+            && t.slot.meta.name() == "connection")
+    });
     left.sort_by_key(|t| (t.slot.opened, t.id));
     if left.len() > MAX_FOUND {
         // The oldest is kept (it is named); one of the others goes.

@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 
 use tracing_core::Dispatch;
 
-use crate::stuck::findings::join;
-use crate::stuck::snapshot::{SocketState, StuckReason, StuckSnapshot};
+use crate::stuck::connections;
+use crate::stuck::findings::{join, Findings, MAX_FINDINGS, NOTHING_FOUND};
+use crate::stuck::snapshot::{SocketState, StuckFinding, StuckReason, StuckSnapshot};
 use crate::stuck::spans::{coarse_now, SpanTracker};
 use crate::stuck::views::{canonical, cap_chars, show, Sock, SpanView, ThreadView, TEXT_MAX};
 use crate::sys::fd::{self, FdTarget};
@@ -226,7 +227,24 @@ pub(crate) fn take(
         .map(|t| SpanView::new(t, now_c, dispatch, &names, &socks))
         .collect();
 
-    let findings = join(&spans, &threads, &socks);
+    // HTTP connections (feature `axum`) first: each names what holds the drain. Their
+    // sockets and spans are told there, not again as silent peers and idle spans.
+    let conns = connections::read(&socks, &mut unknown);
+    truncated |= conns.truncated;
+    let (app_spans, http_spans) = connections::split_http(spans, &tracked);
+    let app_socks: HashMap<i32, Sock> = socks
+        .iter()
+        .filter(|(fd, _)| !conns.fds.contains(fd))
+        .map(|(fd, s)| (*fd, s.clone()))
+        .collect();
+    let rest = join(&app_spans, &threads, &app_socks);
+    let mut lines: Vec<StuckFinding> = conns.findings;
+    if lines.is_empty() || rest.lines.iter().any(|f| f.text != NOTHING_FOUND) {
+        lines.extend(rest.lines);
+    }
+    lines.truncate(MAX_FINDINGS);
+    let findings = Findings { lines, ..rest };
+    let spans = connections::restore(app_spans, http_spans);
     if dispatch.is_none_or(|d| d.downcast_ref::<tracing_subscriber::Registry>().is_none())
         && !spans.is_empty()
     {
@@ -270,6 +288,7 @@ pub(crate) fn take(
         spans: spans.into_iter().map(|s| s.span).collect(),
         threads,
         sockets,
+        connections: conns.list,
         unknown,
         truncated,
         took_ms: started.elapsed().as_secs_f64() * 1000.0,

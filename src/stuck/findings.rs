@@ -15,6 +15,8 @@ use crate::sys::tcp_stall::Stall;
 pub(crate) const MAX_FINDINGS: usize = 8;
 /// Connections listed on their own (not through a span or a thread), at most.
 const MAX_SILENT: usize = 3;
+/// The one finding when nothing was found.
+pub(crate) const NOTHING_FOUND: &str = "no open span, blocked thread or silent peer found";
 
 /// The parts a socket adds: its peer (or local path) and how long the peer has been silent.
 fn sock_parts(f: &mut StuckFinding, sock: &Sock) {
@@ -211,7 +213,7 @@ pub(super) fn join(
     }
     if out.is_empty() {
         out.push(StuckFinding {
-            text: "no open span, blocked thread or silent peer found".to_owned(),
+            text: NOTHING_FOUND.to_owned(),
             ..StuckFinding::default()
         });
     }

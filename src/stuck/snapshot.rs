@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::stuck::connection_state::ConnectionState;
+
 /// Why a [`StuckSnapshot`] was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,6 +74,10 @@ pub struct StuckSnapshot {
     pub threads: Vec<ThreadState>,
     /// The process's sockets, the longest-silent established peers first.
     pub sockets: Vec<SocketState>,
+    /// The HTTP connections served through `shutdown_forensics::http` (feature `axum`), the
+    /// ones holding a request first; empty without it.
+    #[serde(default)]
+    pub connections: Vec<ConnectionState>,
     /// Reads that failed, each with its reason (for example `thread 812 syscall: Permission
     /// denied`): what the snapshot cannot tell.
     pub unknown: Vec<String>,

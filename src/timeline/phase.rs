@@ -28,6 +28,18 @@ fn label(name: &str, fields: &PhaseFields) -> String {
     }
 }
 
+/// A `drain` phase gets the requests in flight of `shutdown_forensics::http` as `key`
+/// (`active_at_start` when it opens, `active_now` when it closes) unless the app recorded it.
+/// Nothing without tracked connections: a zero would claim a fact nobody counted.
+fn drain_counts(name: &str, fields: &mut PhaseFields, key: &str) {
+    if name != "drain" || fields.get(key).is_some() {
+        return;
+    }
+    if let Some(c) = crate::connections::counts() {
+        fields.set(key, json!(c.requests));
+    }
+}
+
 fn budget_field(fields: &PhaseFields) -> Option<Duration> {
     let s = fields.get("budget_s")?.as_f64()?;
     Duration::try_from_secs_f64(s).ok()
@@ -154,10 +166,11 @@ impl Timeline {
     pub(crate) fn open_phase(
         self: &Arc<Self>,
         name: &'static str,
-        fields: PhaseFields,
+        mut fields: PhaseFields,
         parent: Option<usize>,
     ) -> Option<usize> {
         let now = self.clock.now();
+        drain_counts(name, &mut fields, "active_at_start");
         let label = label(name, &fields);
         let budget = budget_field(&fields).or_else(|| self.config.budget_for(&label, name));
         let order = self.record_lock.lock();
@@ -337,6 +350,7 @@ impl Timeline {
             p.warned |= over.is_some();
             let was_started = std::mem::replace(&mut p.started, true);
             let (label, parent, at_open) = (p.label.clone(), p.parent, offset(p.open));
+            drain_counts(p.name, &mut p.fields, "active_now");
             let mut recorded = p.fields.clone();
             if let Some(a) = &abandoned {
                 set_abandoned(&mut recorded, a);

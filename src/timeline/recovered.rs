@@ -27,7 +27,7 @@ use crate::timeline::report::{PhaseOutcome, PhaseRecord, ShutdownReport};
 /// What a recovered snapshot cannot tell.
 const SNAPSHOT_NOT_RECORDED: &str = "recovered from the flight record after the process \
      ended: only the findings (and the first one's parts) were recorded; its spans, threads, \
-     sockets, their counts (blocked_threads and idle_peers are 0 here, not counted) and the \
+     sockets, HTTP connections, their counts (blocked_threads and idle_peers are 0 here, not counted) and the \
      time it took are unknown";
 
 /// A phase as the record shows it.
@@ -213,6 +213,7 @@ fn snapshot(r: &Value) -> StuckSnapshot {
         spans: Vec::new(),
         threads: Vec::new(),
         sockets: Vec::new(),
+        connections: Vec::new(),
         unknown: vec![SNAPSHOT_NOT_RECORDED.to_owned()],
         truncated: false,
         took_ms: 0.0,
