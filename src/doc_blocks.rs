@@ -12,3 +12,6 @@ pub struct Operators;
 
 #[doc = include_str!("../docs/kubernetes.md")]
 pub struct Kubernetes;
+
+#[doc = include_str!("../docs/http.md")]
+pub struct Http;

@@ -232,9 +232,19 @@ pub(crate) fn take(
     let conns = connections::read(&socks, &mut unknown);
     truncated |= conns.truncated;
     let (app_spans, http_spans) = connections::split_http(spans, &tracked);
+    // A connection's socket, and its other end when that is ours too (a client in this
+    // process): told by the connection's finding, not again as a silent peer.
+    let conn_ends: Vec<_> = (conns.fds.iter().filter_map(|fd| socks.get(fd)))
+        .filter_map(|s| Some((s.local_addr?, s.peer_addr?)))
+        .collect();
     let app_socks: HashMap<i32, Sock> = socks
         .iter()
         .filter(|(fd, _)| !conns.fds.contains(fd))
+        .filter(|(_, s)| {
+            !conn_ends
+                .iter()
+                .any(|(local, peer)| s.local_addr == Some(*peer) && s.peer_addr == Some(*local))
+        })
         .map(|(fd, s)| (*fd, s.clone()))
         .collect();
     let rest = join(&app_spans, &threads, &app_socks);

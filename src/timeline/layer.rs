@@ -283,7 +283,6 @@ impl ShutdownLayerBuilder {
                 snapshots_in_flight: Mutex::new(0),
                 snapshot_done: Condvar::new(),
                 startup: Default::default(),
-                emitted: Default::default(),
             }),
         }
     }

@@ -87,6 +87,13 @@ impl LogOrder {
         Turn { order: self, n }
     }
 
+    /// How many turns have been handed out so far: a turn numbered at or above it was taken
+    /// later (a stuck line whose turn comes after lines ordered while its snapshot was taken
+    /// says when it was logged).
+    pub(crate) fn handed_out(&self) -> u64 {
+        self.turns().next
+    }
+
     /// The number of a turn, to hand to another thread ([`Self::emit_numbered`]).
     pub(crate) fn into_number(turn: Turn<'_>) -> u64 {
         let n = turn.n;
@@ -114,6 +121,11 @@ impl LogOrder {
 }
 
 impl Turn<'_> {
+    /// This turn's place in the order.
+    pub(crate) fn number(&self) -> u64 {
+        self.n
+    }
+
     /// Waits until the turns before this one are over (at most the patience), then runs
     /// `emit` and ends this turn.
     pub(crate) fn emit<R>(self, emit: impl FnOnce() -> R) -> R {

@@ -89,8 +89,6 @@ pub(crate) struct Timeline {
     pub(crate) snapshot_done: Condvar,
     /// What the signal helper asked for at install (deferred messages, explicit begin).
     pub(crate) startup: crate::timeline::startup::Startup,
-    /// Events emitted so far (a stuck line that comes after later lines says so).
-    pub(crate) emitted: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Timeline {
@@ -182,8 +180,6 @@ impl Timeline {
     /// Runs `f` with this layer's subscriber as the default, so events emitted from the
     /// watchdog or a signal thread reach it too.
     pub(crate) fn emit(&self, f: impl FnOnce()) {
-        self.emitted
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         match self.dispatch.get().and_then(WeakDispatch::upgrade) {
             Some(d) => dispatcher::with_default(&d, f),
             None => f(),

@@ -77,7 +77,8 @@ impl Timeline {
         delivery: Delivery,
     ) -> StuckSnapshot {
         let phase = phase.or_else(|| self.current_phase());
-        let emitted = self.emitted.load(std::sync::atomic::Ordering::Relaxed);
+        // Lines ordered from now on come after the moment the snapshot is of.
+        let turns_before = self.log_order.handed_out();
         let (at, left) = {
             let st = self.lock();
             let at = st.offset(self.clock.now());
@@ -97,7 +98,7 @@ impl Timeline {
             socket_read_limit: left.map(|l| l / 2),
         };
         let snapshot = collect::take(&req, &self.spans, dispatch.as_ref(), early);
-        self.deliver(&snapshot, emitted, delivery);
+        self.deliver(&snapshot, turns_before, delivery);
         {
             let mut n = self.in_flight();
             *n = n.saturating_sub(1);
@@ -139,13 +140,13 @@ impl Timeline {
         *self.in_flight() > 0
     }
 
-    /// Writes the record line and logs the WARN line; `emitted` is the count of events before
-    /// the snapshot was taken: when other lines came out meanwhile (the app's next phases go
-    /// on while it is taken), the line says when it was logged, so that its order is plain.
-    fn deliver(self: &Arc<Self>, snapshot: &StuckSnapshot, emitted: u64, delivery: Delivery) {
+    /// Writes the record line and logs the WARN line; `turns_before` is how many log turns had
+    /// been handed out when the snapshot was taken: when lines were ordered meanwhile (the
+    /// app's next phases go on while it is taken), they come out first, and the line says
+    /// when it was logged, so that its order is plain. Lines ordered before the snapshot
+    /// (its phase's `over budget`) are not that.
+    fn deliver(self: &Arc<Self>, snapshot: &StuckSnapshot, turns_before: u64, delivery: Delivery) {
         let order = self.record_lock.lock();
-        let logged_late = (self.emitted.load(std::sync::atomic::Ordering::Relaxed) != emitted)
-            .then(|| self.lock().offset(self.clock.now()));
         let findings: Vec<String> = snapshot
             .findings
             .iter()
@@ -165,6 +166,8 @@ impl Timeline {
             true,
         );
         let turn = self.log_order.take();
+        let logged_late =
+            (turn.number() > turns_before).then(|| self.lock().offset(self.clock.now()));
         drop(order);
         match delivery {
             Delivery::Inline => turn.emit(|| events::stuck(self, snapshot, logged_late)),

@@ -85,7 +85,7 @@ impl PreviousShutdown {
             previous_phase = self.phase(),
             previous_pid = self.pid(),
             verdict = tracing::field::display(self.kind()),
-            last_record_s = self.last_record().map(|d| d.as_secs_f64()),
+            last_record_s = self.last_record().map(crate::sys::clock::secs),
             stuck_span = span.as_ref().map(TextField::value),
             stuck_peer = peer.as_ref().map(TextField::value),
             "{message}"
