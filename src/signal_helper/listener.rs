@@ -248,6 +248,15 @@ impl ListenerState {
                 }
             });
         }
+        // Under systemd, for the manager's signal: a stop job or not (bounded; decides the
+        // event's level). See manager_job.rs.
+        let asked = catch_unwind(AssertUnwindSafe(|| {
+            crate::signal_helper::manager_job::with_manager_job(self, Arc::clone(&ctx), received)
+        }));
+        let ctx = asked.unwrap_or_else(|_| {
+            self.contained("the stop job query");
+            ctx
+        });
         // The ONE context event, last: a log sink that blocks (stderr a full pipe) holds only
         // this thread, after the app was woken and the diagnostic started.
         self.isolated("the context event", || match turn {

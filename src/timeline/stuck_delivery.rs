@@ -76,6 +76,31 @@ impl Timeline {
         early: Option<FirstSample>,
         delivery: Delivery,
     ) -> StuckSnapshot {
+        self.take_fitted(reason, phase, early, delivery, None)
+    }
+
+    /// A snapshot the process dies right after (the service manager's `SIGABRT`), delivered
+    /// on this thread: its CPU gap and socket reads fitted to `limit` as a kill deadline's
+    /// are to the time left, so that it is recorded within about `limit`.
+    pub(crate) fn snapshot_before_death(
+        self: &Arc<Self>,
+        reason: StuckReason,
+        limit: Duration,
+    ) -> StuckSnapshot {
+        self.reserve_snapshots(1);
+        self.take_fitted(reason, None, None, Delivery::Inline, Some(limit))
+    }
+
+    /// Takes and delivers a reserved snapshot; `limit` bounds the time it may take, beside the
+    /// time left before a known kill.
+    fn take_fitted(
+        self: &Arc<Self>,
+        reason: StuckReason,
+        phase: Option<(String, Option<Duration>)>,
+        early: Option<FirstSample>,
+        delivery: Delivery,
+        limit: Option<Duration>,
+    ) -> StuckSnapshot {
         let phase = phase.or_else(|| self.current_phase());
         // Lines ordered from now on come after the moment the snapshot is of.
         let turns_before = self.log_order.handed_out();
@@ -86,6 +111,10 @@ impl Timeline {
                 .filter(|_| st.origin.is_some() && st.finished.is_none())
                 .map(|d| d.saturating_sub(at));
             (at, left)
+        };
+        let left = match (left, limit) {
+            (Some(l), Some(m)) => Some(l.min(m)),
+            (l, m) => l.or(m),
         };
         let dispatch = self.dispatch.get().and_then(|d| d.upgrade());
         let req = Request {
