@@ -193,6 +193,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(kill) => builder.with_kill_deadline(kill),
         None => builder,
     };
+    // Kubernetes shows it under the container's Last State (docs/kubernetes.md).
+    let builder = match &args.termination_message {
+        Some(path) => builder.with_termination_message(path),
+        None => builder,
+    };
     let forensics = builder.install()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -245,14 +250,9 @@ async fn serve(
     }
 
     let ctx = signal.recv().await;
-    tracing::info!(
-        stop = if ctx.is_planned() {
-            "planned"
-        } else {
-            "unexpected"
-        },
-        "stopping gateway"
-    );
+    // How the stop came (`stop=planned|supervisor|unexpected`) is on the crate's context
+    // line: under systemd it asks the manager first, after this wake-up.
+    tracing::info!(planned = ctx.is_planned(), "stopping gateway");
 
     // notify: tell every adapter's peer we are going down.
     let notify = phase!("notify", adapters = adapters.len());

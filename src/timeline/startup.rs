@@ -31,6 +31,8 @@ pub(crate) struct Startup {
     /// Span callsites outside the `shutdown` target named like a budgeted phase: `(name,
     /// target)`, at most [`MAX_MISNAMED`].
     misnamed: Mutex<Vec<(&'static str, &'static str)>>,
+    /// Where the signal helper writes the termination message (`termination_message.rs`).
+    pub(crate) termination_message: OnceLock<std::path::PathBuf>,
 }
 
 /// Misnamed span callsites kept at most.

@@ -128,6 +128,13 @@ impl Timeline {
         };
         let snapshot = collect::take(&req, &self.spans, dispatch.as_ref(), early);
         self.deliver(&snapshot, turns_before, delivery);
+        // After the record line: what the container's last state shows if the kill comes.
+        if matches!(
+            reason,
+            StuckReason::KillDeadline | StuckReason::SupervisorAbort
+        ) {
+            self.termination_message_before_kill(&snapshot);
+        }
         {
             let mut n = self.in_flight();
             *n = n.saturating_sub(1);
