@@ -134,6 +134,128 @@ mod tests {
         );
     }
 
+    /// A fake `systemctl`: logs its arguments to `argv.log`, then runs `body`.
+    fn fake(dir: &std::path::Path, body: &str) -> std::path::PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let log = dir.join("argv.log");
+        let path = dir.join("systemctl");
+        let script = format!("#!/bin/sh\necho \"$*\" >> '{}'\n{body}\n", log.display());
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    #[test]
+    fn the_query_names_the_manager_and_puts_options_before_the_unit() {
+        let dir = tempfile::tempdir().unwrap();
+        let program = fake(dir.path(), "echo '11 -x.service stop running'");
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        let job = ask(
+            program.as_os_str(),
+            SystemdManager::User,
+            "-x.service",
+            deadline,
+        );
+        assert_eq!(
+            job,
+            ManagerJob::Stop {
+                job_type: "stop".into(),
+                job_id: 11
+            }
+        );
+        let argv = std::fs::read_to_string(dir.path().join("argv.log")).unwrap();
+        assert_eq!(argv, "--user list-jobs --no-legend --full -- -x.service\n");
+    }
+
+    #[test]
+    fn a_hanging_failing_missing_or_garbled_systemctl_is_unknown_within_the_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let limit = std::time::Duration::from_millis(300);
+        for (body, why) in [
+            ("sleep 30", "timed out"),
+            ("exit 1", "non-zero exit"),
+            (
+                "echo 'Failed to connect to bus'",
+                "unexpected list-jobs output",
+            ),
+        ] {
+            let program = fake(dir.path(), body);
+            let started = Instant::now();
+            let job = ask(
+                program.as_os_str(),
+                SystemdManager::System,
+                "gw.service",
+                started + limit,
+            );
+            assert_eq!(job, unknown(why), "{body}");
+            // Loose: the bound is 300 ms; a hang past it would take the 30 s sleep.
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{body}"
+            );
+        }
+        let missing = dir.path().join("no-such-systemctl");
+        let job = ask(
+            missing.as_os_str(),
+            SystemdManager::System,
+            "gw.service",
+            Instant::now() + limit,
+        );
+        assert_eq!(job, unknown("no systemctl"));
+    }
+
+    fn context(supervisor: Supervisor, sender_pid: u32, ppid: u32) -> ShutdownContext {
+        let capturer =
+            crate::context::ContextCapturer::new(crate::context::ContextOptions::default());
+        let mut ctx = capturer.capture(Some(libc::SIGTERM), None);
+        ctx.supervisor = supervisor;
+        ctx.ppid = ppid;
+        ctx.sender = Some(crate::context::SignalSender::from_raw(
+            i32::try_from(sender_pid).unwrap(),
+            0,
+            libc::SI_USER,
+        ));
+        ctx
+    }
+
+    #[test]
+    fn only_the_managers_own_signal_is_asked_about() {
+        let system = Supervisor::Systemd {
+            manager: SystemdManager::System,
+            unit: Some("gw.service".into()),
+        };
+        let user = Supervisor::Systemd {
+            manager: SystemdManager::User,
+            unit: Some("gw.service".into()),
+        };
+        let c = context(system.clone(), 1, 1);
+        assert_eq!(
+            manager_signal(&c),
+            Some((SystemdManager::System, "gw.service"))
+        );
+        // `kill` from a shell under systemd: no stop job sends from there.
+        assert_eq!(manager_signal(&context(system, 4242, 1)), None);
+        // A user manager is our parent.
+        let c = context(user.clone(), 900, 900);
+        assert_eq!(
+            manager_signal(&c),
+            Some((SystemdManager::User, "gw.service"))
+        );
+        assert_eq!(manager_signal(&context(user, 1, 900)), None);
+        // No unit, not systemd, or a name systemd would not have made.
+        let no_unit = Supervisor::Systemd {
+            manager: SystemdManager::System,
+            unit: None,
+        };
+        assert_eq!(manager_signal(&context(no_unit, 1, 1)), None);
+        assert_eq!(manager_signal(&context(Supervisor::Terminal, 1, 1)), None);
+        let odd = Supervisor::Systemd {
+            manager: SystemdManager::System,
+            unit: Some("a b.service".into()),
+        };
+        assert_eq!(manager_signal(&context(odd, 1, 1)), None);
+    }
+
     #[test]
     fn output_that_is_not_systemctls_is_unknown() {
         for garbage in [

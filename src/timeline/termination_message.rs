@@ -194,7 +194,14 @@ impl Timeline {
             (report, st.kill_deadline)
         };
         let text = before_kill(&report, snapshot, deadline);
-        self.write_termination_message(path, &text);
+        let written_final = self.termination_lock();
+        if !*written_final {
+            self.write_termination_message(path, &text);
+        }
+    }
+
+    fn termination_lock(&self) -> std::sync::MutexGuard<'_, bool> {
+        (self.startup.termination_final.lock()).unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Writes the message at `finish`.
@@ -207,6 +214,8 @@ impl Timeline {
             let st = self.lock();
             ShutdownReport::from_state(&st, now, self.config.total_budget)
         };
+        let mut written_final = self.termination_lock();
+        *written_final = true;
         self.write_termination_message(path, &complete(&report));
     }
 

@@ -206,3 +206,29 @@ fn untrusted_text_is_escaped_and_the_message_never_exceeds_4_kib() {
     let short = cap("ok".to_owned());
     assert_eq!(short, "ok");
 }
+
+#[test]
+fn a_message_before_a_kill_taken_after_finish_never_replaces_the_final_one() {
+    use crate::context::trigger::ShutdownTrigger;
+    let layer = crate::ShutdownLayer::new();
+    let handle = layer.handle();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("termination-log");
+    let _ = handle.shared.startup.termination_message.set(path.clone());
+    assert!(handle.begin_with(ShutdownTrigger::now().with_signal(libc::SIGTERM)));
+    // The watchdog's snapshot comes first: its message is written.
+    let s = snapshot(StuckReason::KillDeadline, 1.0, vec!["x".into()]);
+    handle.shared.termination_message_before_kill(&s);
+    let first = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        first.starts_with("shutdown not finished at +1.00s"),
+        "{first}"
+    );
+    assert!(handle.finish().is_some());
+    handle.shared.termination_message_at_finish();
+    // A snapshot that was still being delivered as the shutdown finished comes too late.
+    handle.shared.termination_message_before_kill(&s);
+    let last = std::fs::read_to_string(&path).unwrap();
+    assert!(last.starts_with("shutdown complete in "), "{last}");
+    assert!(last.contains("\nstop: SIGTERM\n"), "{last}");
+}
