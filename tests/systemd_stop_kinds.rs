@@ -47,6 +47,16 @@ fn nth_context_line(ns: &SystemdNs, n: usize) -> String {
     lines[n - 1].clone()
 }
 
+/// The `manager_job` note of the last run's flight record.
+fn manager_job_note(ns: &SystemdNs) -> serde_json::Value {
+    let record = std::fs::read_to_string(ns.path(STATE_DIR).join("flight.jsonl"))
+        .expect("the flight record");
+    (record.lines())
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|r| r["kind"] == "note" && r["note"] == "manager_job")
+        .unwrap_or_else(|| panic!("no manager_job note:\n{record}"))
+}
+
 #[test]
 fn a_stop_job_is_routine_and_systemctl_kill_is_unexpected() {
     let Some(mut ns) =
@@ -66,6 +76,13 @@ fn a_stop_job_is_routine_and_systemctl_kill_is_unexpected() {
             && line.contains(" stop=supervisor stop_job=stop "),
         "{line}"
     );
+    // The answer is in the flight record too, stamped when it came (from the signal's receipt).
+    let asked = manager_job_note(&ns);
+    assert_eq!(asked["value"]["kind"], "stop", "{asked}");
+    let took = asked["t"].as_f64().unwrap_or(f64::MAX);
+    // The query's own bound, 0.75 s after the signal (loose: it is the crate's deadline).
+    assert!(took < 1.0, "{asked}");
+    eprintln!("the manager answered {:.1} ms after the signal", took * 1e3);
 
     // `systemctl restart`: a restart job, also routine.
     start(&ns);
