@@ -25,6 +25,8 @@
 //! Under systemd (`gateway.service`): `--journald` sends the logs to the journal as structured
 //! fields (prefix `SHUTDOWN_`: `journalctl -u gateway SHUTDOWN_PHASE=drain`) instead of stderr;
 //! `--extend-timeout STEP` sends `EXTEND_TIMEOUT_USEC` heartbeats while the phases progress.
+//! Under Kubernetes (`kubernetes/gateway.yaml`): `--termination-message /dev/termination-log`
+//! writes the stop's summary where `kubectl describe pod` shows it.
 
 mod adapters;
 mod args;
