@@ -149,6 +149,24 @@ fn at_an_abort_timeout_the_snapshot_is_recorded_before_the_sigabrt_ends_the_proc
         "died of the SIGABRT, not of a later SIGKILL:\n{journal}"
     );
     assert_eq!(ns.show(UNIT, "ExecMainStatus"), "6", "{journal}");
+    // (TimeoutAbortSec defaults to TimeoutStopSec: a process still alive 2 s after the SIGABRT
+    // would have died of systemd's SIGKILL instead, status=9/KILL.)
+    let stamps = ns.journalctl(&["-u", UNIT, "-o", "short-monotonic"]);
+    let at = |needle: &str| -> Option<f64> {
+        let line = stamps.lines().find(|l| l.contains(needle))?;
+        line.trim_start_matches('[')
+            .split(']')
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    if let (Some(sent), Some(died)) = (at("with signal SIGABRT"), at("Main process exited")) {
+        eprintln!(
+            "SIGABRT sent to main process exit (journal stamps): {:.1} ms",
+            (died - sent) * 1e3
+        );
+    }
 
     // Before it died: the snapshot, in the log and (first) in the flight record.
     let log = gateway_log(&ns);

@@ -91,8 +91,8 @@ impl Timeline {
         self.take_fitted(reason, None, None, Delivery::Inline, Some(limit))
     }
 
-    /// Takes and delivers a reserved snapshot; `limit` bounds the time it may take, beside the
-    /// time left before a known kill.
+    /// Takes and delivers a reserved snapshot, fitted to `limit` when given, else to the time
+    /// left before a known kill.
     fn take_fitted(
         self: &Arc<Self>,
         reason: StuckReason,
@@ -112,10 +112,9 @@ impl Timeline {
                 .map(|d| d.saturating_sub(at));
             (at, left)
         };
-        let left = match (left, limit) {
-            (Some(l), Some(m)) => Some(l.min(m)),
-            (l, m) => l.or(m),
-        };
+        // A snapshot before death has its own limit: the kill deadline that brought the
+        // manager's SIGABRT has just passed, and the manager now waits `TimeoutAbortSec`.
+        let left = limit.or(left);
         let dispatch = self.dispatch.get().and_then(|d| d.upgrade());
         let req = Request {
             budget: phase.as_ref().and_then(|(_, b)| *b),
