@@ -19,6 +19,9 @@
 //! Installed only under systemd (`INVOCATION_ID` set), with a handle, and only when `SIGABRT`
 //! had its default action: a handler of the app's own is left alone.
 
+// Elsewhere than Linux the handler is never installed: its parts are unused there.
+#![cfg_attr(not(target_os = "linux"), allow(dead_code))]
+
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
