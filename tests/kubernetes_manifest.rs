@@ -1,7 +1,9 @@
 //! `examples/kubernetes/gateway.yaml` (docs/kubernetes.md): its grace period covers the preStop
 //! sleep plus the kill deadline it passes in, that deadline covers the gateway's shutdown
 //! budget (as the gateway itself computes it), and the gateway run with the manifest's args and
-//! environment takes the deadline as its total budget without a warning.
+//! environment takes the deadline as its total budget without a warning; the termination
+//! message it is told to write is where the pod's `terminationMessagePath` says Kubernetes
+//! reads it, and holds the stop's summary afterwards.
 
 use std::process::Command;
 use std::time::Duration;
@@ -20,6 +22,8 @@ struct Manifest {
     deadline_s: f64,
     args: Vec<String>,
     command: Vec<String>,
+    termination_message_path: String,
+    termination_message_policy: String,
 }
 
 fn value_after<'a>(lines: &[&'a str], key: &str) -> &'a str {
@@ -74,6 +78,8 @@ fn read_manifest() -> Manifest {
         deadline_s,
         args: list("args:"),
         command: list("command:"),
+        termination_message_path: value_after(&lines, "terminationMessagePath:").to_owned(),
+        termination_message_policy: value_after(&lines, "terminationMessagePolicy:").to_owned(),
     }
 }
 
@@ -109,17 +115,35 @@ fn the_manifest_gives_the_shutdown_budget_its_time_and_the_gateway_the_deadline(
         "the deadline passed in is the grace period minus the preStop sleep"
     );
 
-    // The manifest's args, with the directories moved to a scratch dir.
+    // The gateway writes its summary where Kubernetes reads it.
+    let flag = m.args.iter().position(|a| a == "--termination-message");
+    let told = flag.and_then(|i| m.args.get(i + 1));
+    assert_eq!(
+        told,
+        Some(&m.termination_message_path),
+        "--termination-message and terminationMessagePath agree: {:?}",
+        m.args
+    );
+    assert_eq!(m.termination_message_path, "/dev/termination-log");
+    // File or FallbackToLogsOnError; the latter shows the log's tail when nothing was written.
+    assert_eq!(m.termination_message_policy, "FallbackToLogsOnError");
+
+    // The manifest's args, with the directories and the termination message moved to a
+    // scratch dir.
+    let dir = tempfile::tempdir().unwrap();
+    let term = dir.path().join("termination-log");
     let mut args: Vec<&str> = Vec::new();
     let mut it = m.args.iter();
     while let Some(a) = it.next() {
         if a == "--log-dir" || a == "--state-dir" {
             it.next();
+        } else if a == "--termination-message" {
+            it.next();
+            args.extend(["--termination-message", term.to_str().unwrap()]);
         } else {
             args.push(a);
         }
     }
-    let dir = tempfile::tempdir().unwrap();
     let budget_s = gateway_budget_s(&dir.path().join("probe"), &args);
     assert!(budget_s > 0.0);
     assert!(
@@ -148,5 +172,18 @@ fn the_manifest_gives_the_shutdown_budget_its_time_and_the_gateway_the_deadline(
     assert!(
         waterfall.contains(&format!("budget {:.2}s, margin ", m.deadline_s)),
         "{waterfall}"
+    );
+    // What `kubectl describe pod` would show under Last State.
+    let message = std::fs::read_to_string(&term).expect("the termination message");
+    assert!(message.len() <= 4096, "{} bytes", message.len());
+    assert!(
+        message.starts_with("shutdown complete in ")
+            && message.contains("; slowest phase drain ")
+            && message.contains(&format!("; budget {:.2}s, margin ", m.deadline_s)),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("\nstop: SIGTERM from pid {} (kill)\n", kill.id())),
+        "{message}"
     );
 }

@@ -33,6 +33,9 @@ pub struct Args {
     /// Kubernetes grace period, `docker stop -t`): `--kill-deadline S` or the environment's
     /// `SHUTDOWN_KILL_DEADLINE_SECS`.
     pub kill_deadline: Option<Duration>,
+    /// Where the summary of the stop goes for Kubernetes' `Last State`
+    /// (`--termination-message PATH`, the pod's `terminationMessagePath`).
+    pub termination_message: Option<PathBuf>,
 }
 
 /// What `--help` prints (on stdout, exit code 0). A new flag gets a line here, an entry in
@@ -58,6 +61,9 @@ usage: gateway [FLAGS]
   --kill-deadline S        when the supervisor sends SIGKILL after SIGTERM (a Kubernetes
                            grace period, docker stop -t); alias --kill-after S; or the
                            environment's SHUTDOWN_KILL_DEADLINE_SECS=S
+  --termination-message PATH
+                           write a summary of the stop there, before the kill deadline's
+                           SIGKILL and at the end (Kubernetes: /dev/termination-log)
   --journald               log to the systemd journal with structured fields, not to stderr
   --extend-timeout STEP    under systemd: EXTEND_TIMEOUT_USEC=STEP while phases progress
   --extend-ceiling S       no extension past S after the stop began (default: budget + 30 s)
@@ -97,13 +103,14 @@ const WITH_VALUE: &[&str] = &[
     "--extend-timeout",
     "--extend-ceiling",
     "--db-write-delay",
+    "--termination-message",
 ];
 
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Parsed {
-    /// Run the gateway.
-    Run(Args),
+    /// Run the gateway (boxed: the flags are many, `Help` is nothing).
+    Run(Box<Args>),
     /// Print [`HELP`] and exit 0.
     Help,
 }
@@ -184,6 +191,7 @@ impl Args {
             sse_fix: false,
             db_write_delay: Duration::ZERO,
             kill_deadline: None,
+            termination_message: None,
         };
         let mut kill_deadline_given = false;
         let mut drain_timeout_given = false;
@@ -218,7 +226,7 @@ impl Args {
             // The demo of a stuck drain should not take the default 30 s.
             a.drain_timeout = Duration::from_secs(3);
         }
-        Ok(Parsed::Run(a))
+        Ok(Parsed::Run(Box::new(a)))
     }
 
     /// Sets the value of one of [`WITH_VALUE`].
@@ -253,6 +261,7 @@ impl Args {
                 self.extend_ceiling = Some(Duration::from_secs_f64(secs(flag, v)?));
             }
             "--db-write-delay" => self.db_write_delay = Duration::from_secs_f64(secs(flag, v)?),
+            "--termination-message" => self.termination_message = Some(v.into()),
             "--kill-deadline" | "--kill-after" => {
                 self.kill_deadline = Some(Duration::from_secs_f64(secs(flag, v)?));
             }

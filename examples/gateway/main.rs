@@ -25,6 +25,8 @@
 //! Under systemd (`gateway.service`): `--journald` sends the logs to the journal as structured
 //! fields (prefix `SHUTDOWN_`: `journalctl -u gateway SHUTDOWN_PHASE=drain`) instead of stderr;
 //! `--extend-timeout STEP` sends `EXTEND_TIMEOUT_USEC` heartbeats while the phases progress.
+//! Under Kubernetes (`kubernetes/gateway.yaml`): `--termination-message /dev/termination-log`
+//! writes the stop's summary where `kubectl describe pod` shows it.
 
 mod adapters;
 mod args;
@@ -62,7 +64,7 @@ const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 fn main() -> ExitCode {
     let args = match Args::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(a)) => a,
+        Ok(Parsed::Run(a)) => *a,
         Ok(Parsed::Help) => {
             let _ = std::io::stdout().write_all(args::HELP.as_bytes());
             return ExitCode::SUCCESS;
@@ -193,6 +195,11 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(kill) => builder.with_kill_deadline(kill),
         None => builder,
     };
+    // Kubernetes shows it under the container's Last State (docs/kubernetes.md).
+    let builder = match &args.termination_message {
+        Some(path) => builder.with_termination_message(path),
+        None => builder,
+    };
     let forensics = builder.install()?;
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -245,14 +252,9 @@ async fn serve(
     }
 
     let ctx = signal.recv().await;
-    tracing::info!(
-        stop = if ctx.is_planned() {
-            "planned"
-        } else {
-            "unexpected"
-        },
-        "stopping gateway"
-    );
+    // How the stop came (`stop=planned|supervisor|unexpected`) is on the crate's context
+    // line: under systemd it asks the manager first, after this wake-up.
+    tracing::info!(planned = ctx.is_planned(), "stopping gateway");
 
     // notify: tell every adapter's peer we are going down.
     let notify = phase!("notify", adapters = adapters.len());

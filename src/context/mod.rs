@@ -43,6 +43,7 @@
 
 pub(crate) mod capture;
 pub(crate) mod escalation;
+mod manager_job;
 pub mod markers;
 pub(crate) mod signal;
 pub(crate) mod trigger;
@@ -50,5 +51,6 @@ pub(crate) mod trigger;
 pub use crate::sys::proc::ProcSummary;
 pub use capture::{ContextCapturer, ContextOptions, ShutdownContext, Supervisor};
 pub use escalation::{Escalation, DEFAULT_SIGNALS};
+pub use manager_job::ManagerJob;
 pub use signal::{signal_name, signal_name_or_unknown, signal_number, SignalCause, SignalSender};
 pub use trigger::{ShutdownTrigger, TriggerInfo};

@@ -43,6 +43,10 @@ fn fuzz_systemd_duration() {
         b"TimeoutStopUSec=",
         b"LoadState=loaded\n",
         b"LoadState=not-found\n",
+        b"gw.service",
+        b" stop running\n",
+        b" restart waiting\n",
+        b"No jobs running.\n",
     ];
     let target = Target {
         name: "systemd_duration",
@@ -62,6 +66,24 @@ fn fuzz_systemd_duration() {
         }
         // The same values behind `TimeoutStopUSec=` in `systemctl show` output.
         let _ = crate::systemd::systemctl::parse_show_output(&t);
+        // `systemctl list-jobs` output: a stop job is only ever one of our unit's, of a type
+        // that stops it, and only from a line of four words.
+        if let crate::context::ManagerJob::Stop { job_type, job_id } =
+            crate::systemd::stop_job::parse_list_jobs(&t, "gw.service")
+        {
+            assert!(
+                ["stop", "restart", "try-restart"].contains(&job_type.as_str()),
+                "{t:?}"
+            );
+            let of_ours = |l: &str| {
+                let w: Vec<&str> = l.split_whitespace().collect();
+                w.len() == 4
+                    && w[0].parse::<u32>() == Ok(job_id)
+                    && w[1] == "gw.service"
+                    && w[2] == job_type
+            };
+            assert!(t.lines().any(of_ours), "{t:?}");
+        }
         parsed.is_some()
     });
     assert!(summary.accepted > 0);

@@ -12,7 +12,9 @@ use crate::diagnostic::DiagnosticOptions;
 use crate::error::Error;
 use crate::signal_helper::listener::{self, Config, ListenerState};
 use crate::signal_helper::signal::ShutdownSignal;
+use crate::sys::private_file;
 use crate::timeline::handle::ShutdownHandle;
+use crate::timeline::termination_message;
 
 /// A kill deadline longer than this (systemd's `infinity`) is not watched for.
 const MAX_KILL_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -58,6 +60,8 @@ pub struct ForensicsBuilder {
     report_path: Option<PathBuf>,
     kill_deadline: Option<Duration>,
     panic_hook: bool,
+    abort_snapshot: bool,
+    termination_message: Option<PathBuf>,
 }
 
 impl Default for ForensicsBuilder {
@@ -77,6 +81,8 @@ impl Default for ForensicsBuilder {
             report_path: None,
             kill_deadline: None,
             panic_hook: true,
+            abort_snapshot: true,
+            termination_message: None,
         }
     }
 }
@@ -127,6 +133,7 @@ pub struct Forensics {
     shared: Arc<ListenerState>,
     signals: signal_hook::iterator::Handle,
     report_path: Option<PathBuf>,
+    termination_message: Option<PathBuf>,
     /// Without a handle, `finish` logs the completion line itself, once.
     finished: AtomicBool,
     /// The signals listened to: their default action comes back at the drop.
@@ -187,11 +194,22 @@ impl Forensics {
             }
             total = handle.finish();
             let _ = handle.flush();
+            if total.is_some() && self.termination_message.is_some() {
+                handle.shared.termination_message_at_finish();
+            }
         } else if let Some(at) = self.shared.first_received() {
             if !self.finished.swap(true, Ordering::SeqCst) {
                 let took = at.elapsed();
                 crate::timeline::events::complete_line(took);
                 total = Some(took);
+                if let Some(path) = &self.termination_message {
+                    let ctx = self.signal().context();
+                    let signal = ctx.as_ref().map(|c| c.signal.as_str());
+                    let text = termination_message::complete_without_phases(took, signal);
+                    if let Err(e) = private_file::replace_contents(path, text.as_bytes()) {
+                        tracing::warn!(target: crate::sys::target::PHASE_TARGET, path = %path.display(), error = %e, "termination message not written");
+                    }
+                }
             }
         }
         if let Some(path) = &self.report_path {
@@ -211,6 +229,7 @@ impl Forensics {
 impl Drop for Forensics {
     fn drop(&mut self) {
         self.signals.close();
+        crate::signal_helper::abort::disarm(&self.shared);
         // As if the crate had never been installed: a later SIGTERM ends the process again.
         crate::signal_helper::disposition::release(&self.installed_signals);
         // Always say how the run left, so that the next start tells an exit from a kill: no
@@ -380,6 +399,37 @@ impl ForensicsBuilder {
         self
     }
 
+    /// Under systemd, a `SIGABRT` the service manager sends while the shutdown runs (at
+    /// `TimeoutStopSec` with `TimeoutStopFailureMode=abort`) first gets a stuck snapshot
+    /// (reason `supervisor_abort`, CPU sampling and socket reads fitted to 500 ms) in the flight
+    /// record and the log, then the process dies of it with its default action, a core dump
+    /// where the limits allow one (at most 1.5 s after the signal, whatever a log sink waits
+    /// for). Any other `SIGABRT`, `abort()` and `panic = "abort"` included, dies at once as
+    /// without the crate. Needs a handle ([`Self::with_handle`]); left alone when `SIGABRT`
+    /// had a handler before. Default: on under systemd (`INVOCATION_ID` set).
+    pub fn with_abort_snapshot(mut self, on: bool) -> Self {
+        self.abort_snapshot = on;
+        self
+    }
+
+    /// Writes a summary of the stop, at most 4 KiB, to `path` (Kubernetes'
+    /// `terminationMessagePath`; its default is `/dev/termination-log`), so that `kubectl
+    /// describe pod` shows it under the container's `Last State` instead of a bare exit code.
+    /// Written with what is true at each point: shortly before a known kill, with that
+    /// snapshot (`shutdown not finished at +54.00s: in phase drain for 53.98s (budget
+    /// 30.00s); a SIGKILL is expected at +55.00s (kill deadline); stuck in ...`, needs a
+    /// kill deadline and a handle: [`Self::with_kill_deadline`], [`Self::with_handle`]), and
+    /// at [`Forensics::finish`], replacing it (`shutdown complete in 3.62s; slowest phase drain
+    /// 3.41s ...`). Replaced atomically (mode 0600, no symlink followed) where a rename can;
+    /// a file that cannot be renamed over (Kubernetes bind-mounts it) is overwritten in
+    /// place with one write. A failure is logged (`termination message not written`).
+    /// Default: none; there is no implicit path, since outside a pod `/dev` is not the place
+    /// for it.
+    pub fn with_termination_message(mut self, path: impl Into<PathBuf>) -> Self {
+        self.termination_message = Some(path.into());
+        self
+    }
+
     /// Registers the signal handlers, starts the listener thread and runs the startup checks
     /// (previous flight record verdict; systemd `TimeoutStopSec`, on a thread of its own).
     ///
@@ -400,6 +450,9 @@ impl ForensicsBuilder {
         listener::check_signals(&self.signals)?;
         if let (Some(handle), Some(deadline)) = (&self.handle, self.kill_deadline) {
             handle.set_kill_deadline(deadline);
+        }
+        if let (Some(handle), Some(path)) = (&self.handle, &self.termination_message) {
+            let _ = handle.shared.startup.termination_message.set(path.clone());
         }
         if let (Some(handle), Some(diag)) = (&self.handle, &self.diagnostic) {
             // Stuck snapshots go to the diagnostic file too.
@@ -556,6 +609,7 @@ impl ForensicsBuilder {
             crate::signal_helper::panic_hook::install(handle);
         }
         let report_path = self.report_path;
+        let termination_message = self.termination_message;
         let config = Config {
             capturer: crate::context::capture::ContextCapturer::new(self.context),
             handle: self.handle,
@@ -579,10 +633,12 @@ impl ForensicsBuilder {
         if let Some(handle) = &shared.config.handle {
             crate::signal_helper::exit_note::arm(&handle.shared);
         }
+        crate::signal_helper::abort::arm(&shared, self.abort_snapshot);
         Ok(Forensics {
             shared,
             signals,
             report_path,
+            termination_message,
             finished: AtomicBool::new(false),
             installed_signals: self.signals,
         })

@@ -248,6 +248,19 @@ impl ListenerState {
                 }
             });
         }
+        // Under systemd, for the manager's signal: a stop job or not (bounded; decides the
+        // event's level). See manager_job.rs.
+        let asked = catch_unwind(AssertUnwindSafe(|| {
+            crate::signal_helper::manager_job::asked(&ctx, received)
+        }));
+        let ctx = match asked {
+            Ok(Some(updated)) => self.replace_context(updated),
+            Ok(None) => ctx,
+            Err(_) => {
+                self.contained("the stop job query");
+                ctx
+            }
+        };
         // The ONE context event, last: a log sink that blocks (stderr a full pipe) holds only
         // this thread, after the app was woken and the diagnostic started.
         self.isolated("the context event", || match turn {
@@ -284,6 +297,22 @@ impl ListenerState {
             });
         }
         self.advance(|p| p.handled = true);
+    }
+
+    /// Puts the context with the manager's answer where [`crate::ShutdownSignal::context`]
+    /// (and the report at `finish`) finds it, and the answer in the flight record. Waiters
+    /// woken already keep theirs; one that subscribes from now on gets this one.
+    fn replace_context(&self, ctx: ShutdownContext) -> Arc<ShutdownContext> {
+        if let (Some(handle), Some(job)) = (&self.config.handle, &ctx.manager_job) {
+            handle.record("manager_job", json!(job));
+        }
+        let ctx = Arc::new(ctx);
+        match self.slot.lock() {
+            Ok(mut slot) => *slot = Some(Arc::clone(&ctx)),
+            Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&ctx)),
+        }
+        self.tx.send_replace(Some(Arc::clone(&ctx)));
+        ctx
     }
 
     /// Runs one step of the first signal's handling; a panic in it is contained and noted.

@@ -11,9 +11,11 @@
 //! process outlived one); `disposition.rs` gives the signals their default action back once no
 //! `Forensics` listens.
 
+mod abort;
 pub(crate) mod builder;
 mod disposition;
 mod exit_note;
 pub(crate) mod listener;
+mod manager_job;
 pub(crate) mod panic_hook;
 pub(crate) mod signal;

@@ -8,7 +8,10 @@ use crate::signal_helper::listener::ListenerState;
 
 /// An awaitable (and blocking) shutdown trigger; clone it into every task that must stop.
 ///
-/// Every waiter gets the same `Arc<ShutdownContext>`, the one captured at the first signal.
+/// Every waiter woken by the first signal gets the same `Arc<ShutdownContext>`, the one
+/// captured then. Under systemd, when the service manager sent the signal, the listener then
+/// asks it whether a stop job runs ([`ShutdownContext::manager_job`]); from its answer on,
+/// [`Self::context`] and later waiters get the context with it filled in.
 ///
 /// ```
 /// use std::time::Duration;

@@ -17,16 +17,21 @@ pub enum StuckReason {
     KillDeadline,
     /// The app asked ([`ShutdownHandle::stuck_snapshot`](crate::ShutdownHandle::stuck_snapshot)).
     OnDemand,
+    /// The service manager sent `SIGABRT` during the shutdown (systemd's
+    /// `TimeoutStopFailureMode=abort` at `TimeoutStopSec`): taken, bounded, just before the
+    /// process dies of that signal.
+    SupervisorAbort,
 }
 
 impl StuckReason {
-    /// `budget`, `kill_deadline` or `on_demand`, as in the JSON.
+    /// `budget`, `kill_deadline`, `on_demand` or `supervisor_abort`, as in the JSON.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Budget => "budget",
             Self::KillDeadline => "kill_deadline",
             Self::OnDemand => "on_demand",
+            Self::SupervisorAbort => "supervisor_abort",
         }
     }
 }

@@ -177,6 +177,66 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     Err(last.unwrap_or_else(|| io::Error::other("no free temporary name")))
 }
 
+/// Replaces the content of `path` with `bytes`: atomically ([`write_atomic`]) where a rename
+/// can replace it, else in place ([`overwrite_in_place`]) when it is an existing regular file
+/// that cannot be renamed over (a bind mount, as Kubernetes mounts `terminationMessagePath`:
+/// `EBUSY`) or whose directory we may not write (`/dev` in a container run as non-root).
+pub(crate) fn replace_contents(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let Err(e) = write_atomic(path, bytes) else {
+        return Ok(());
+    };
+    let in_place = matches!(
+        e.raw_os_error(),
+        Some(libc::EBUSY | libc::EXDEV | libc::EACCES | libc::EPERM | libc::EROFS)
+    ) && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_file());
+    if !in_place {
+        return Err(e);
+    }
+    overwrite_in_place(path, bytes)
+        .map_err(|e2| io::Error::new(e2.kind(), format!("replace: {e}; overwrite in place: {e2}")))
+}
+
+/// Longest old content that is blanked out by the same write (beyond it, the file is
+/// truncated first).
+const BLANK_MAX: u64 = 64 * 1024;
+
+/// Overwrites the existing regular file `path` (never created, no symlink followed, no FIFO
+/// waited on) with `bytes` in one `pwrite(2)` at offset 0, padded with spaces over the old
+/// content, then truncates it to `bytes` and syncs it. A kill between the write and the
+/// truncation leaves the new text followed by blanks, never by the tail of the old text. Group
+/// and other bits are narrowed to 0600 when we may (a file that is not ours keeps its mode).
+pub(crate) fn overwrite_in_place(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                refused(path, "is a symlink")
+            } else {
+                e
+            }
+        })?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(refused(path, "is not a regular file"));
+    }
+    if meta.permissions().mode() & 0o077 != 0 {
+        let _ = file.set_permissions(Permissions::from_mode(0o600));
+    }
+    let new_len = bytes.len() as u64;
+    let mut text = bytes.to_vec();
+    if meta.len() > BLANK_MAX {
+        file.set_len(0)?;
+    } else if meta.len() > new_len {
+        text.resize(usize::try_from(meta.len()).unwrap_or(text.len()), b' ');
+    }
+    file.write_all_at(&text, 0)?;
+    file.set_len(new_len)?;
+    file.sync_all()
+}
+
 /// Syncs the directory holding `path`, so that a rename into it survives a crash. Best
 /// effort: some file systems refuse to sync a directory, and the file itself is synced already.
 fn sync_dir(path: &Path) {
@@ -269,6 +329,46 @@ mod tests {
                 .ok(),
             None
         );
+    }
+
+    #[test]
+    fn in_place_overwrite_replaces_all_of_the_old_text_and_refuses_links_and_fifos() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("termination-log");
+        std::fs::write(&p, "a much longer old message\nwith two lines").unwrap();
+        std::fs::set_permissions(&p, Permissions::from_mode(0o666)).unwrap();
+        overwrite_in_place(&p, b"new").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        overwrite_in_place(&p, b"longer than before").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"longer than before");
+        // Never created, never through a link, never a FIFO.
+        assert!(overwrite_in_place(&d.path().join("missing"), b"x").is_err());
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&p, &link).unwrap();
+        assert!(overwrite_in_place(&link, b"x")
+            .unwrap_err()
+            .to_string()
+            .contains("symlink"));
+        let fifo = d.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(overwrite_in_place(&fifo, b"x").is_err());
+        assert_eq!(std::fs::read(&p).unwrap(), b"longer than before");
+    }
+
+    #[test]
+    fn replacing_contents_is_atomic_where_a_rename_can_do_it() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("termination-log");
+        replace_contents(&p, b"first").unwrap();
+        replace_contents(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
+        // Not a case for the in-place fallback: a missing directory.
+        assert!(replace_contents(&d.path().join("no/such/dir/f"), b"x").is_err());
     }
 
     #[test]

@@ -39,6 +39,7 @@ mod duration;
 mod notify;
 #[cfg(feature = "systemd")]
 pub(crate) mod notify_hook;
+pub(crate) mod stop_job;
 pub(crate) mod systemctl;
 mod unit;
 

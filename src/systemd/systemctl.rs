@@ -1,4 +1,5 @@
-//! One bounded `systemctl show` call, and the parsing of its output.
+//! One bounded `systemctl` call (`show`, or `list-jobs` for `stop_job.rs`), and the parsing
+//! of `show`'s output.
 //!
 //! The child gets no stdin and no stderr, its stdout is read on a helper thread (capped), and
 //! the whole exchange ends at a deadline: a hanging `systemctl` (dead bus, stuck polkit) is
@@ -16,7 +17,8 @@ use crate::sys::cgroup::SystemdManager;
 
 use super::duration::parse_systemd_duration;
 
-/// `systemctl show` prints two short lines; anything longer than this is not systemctl.
+/// `systemctl show` prints two short lines, `list-jobs` one a job; anything longer than this
+/// is not systemctl.
 const MAX_OUTPUT: u64 = 64 * 1024;
 const POLL: Duration = Duration::from_millis(5);
 
@@ -57,9 +59,31 @@ pub(crate) fn show(
     unit: &str,
     deadline: Instant,
 ) -> Answer {
+    match run(program, &show_args(manager, unit), deadline) {
+        Ok(output) => match std::str::from_utf8(&output) {
+            Ok(text) => parse_show_output(text),
+            Err(_) => Answer::Failed("output is not UTF-8"),
+        },
+        Err(Failure::Missing) => Answer::Missing,
+        Err(Failure::Failed(why)) => Answer::Failed(why),
+    }
+}
+
+/// Why one bounded run gave no output to parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// No `systemctl` to run (missing or not executable).
+    Missing,
+    /// It ran but could not answer: non-zero exit, timeout, no pipe.
+    Failed(&'static str),
+}
+
+/// Runs `program args…` (no stdin, no stderr, its own process group) and returns its stdout
+/// (capped) when it exits 0 before `deadline`; at the deadline the whole group is killed.
+pub(crate) fn run(program: &OsStr, args: &[&str], deadline: Instant) -> Result<Vec<u8>, Failure> {
     let mut command = Command::new(program);
     command
-        .args(show_args(manager, unit))
+        .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -74,13 +98,13 @@ pub(crate) fn show(
                 io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
             ) =>
         {
-            return Answer::Missing
+            return Err(Failure::Missing)
         }
-        Err(_) => return Answer::Failed("spawn failed"),
+        Err(_) => return Err(Failure::Failed("spawn failed")),
     };
     let Some(stdout) = child.stdout.take() else {
         stop(&mut child);
-        return Answer::Failed("no stdout pipe");
+        return Err(Failure::Failed("no stdout pipe"));
     };
     let (tx, rx) = mpsc::channel();
     let reader = thread::Builder::new()
@@ -92,17 +116,17 @@ pub(crate) fn show(
         });
     if reader.is_err() {
         stop(&mut child);
-        return Answer::Failed("no reader thread");
+        return Err(Failure::Failed("no reader thread"));
     }
     let output = match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
         Ok(Ok(output)) => output,
         Ok(Err(_)) => {
             stop(&mut child);
-            return Answer::Failed("reading output failed");
+            return Err(Failure::Failed("reading output failed"));
         }
         Err(_) => {
             stop(&mut child);
-            return Answer::Failed("timed out");
+            return Err(Failure::Failed("timed out"));
         }
     };
     let status = loop {
@@ -111,22 +135,19 @@ pub(crate) fn show(
             // SIGCHLD inherited as SIG_IGN: the kernel reaps the child, its status is lost.
             Err(e) if e.raw_os_error() == Some(libc::ECHILD) => {
                 stop(&mut child);
-                return Answer::Failed(SIGCHLD_IGNORED);
+                return Err(Failure::Failed(SIGCHLD_IGNORED));
             }
             Ok(None) if Instant::now() < deadline => thread::sleep(POLL),
             Ok(None) | Err(_) => {
                 stop(&mut child);
-                return Answer::Failed("timed out");
+                return Err(Failure::Failed("timed out"));
             }
         }
     };
     if !status.success() {
-        return Answer::Failed("non-zero exit");
+        return Err(Failure::Failed("non-zero exit"));
     }
-    match std::str::from_utf8(&output) {
-        Ok(text) => parse_show_output(text),
-        Err(_) => Answer::Failed("output is not UTF-8"),
-    }
+    Ok(output)
 }
 
 /// Spawns, retrying briefly on `ETXTBSY`: an executable that another thread's fork still holds

@@ -188,7 +188,7 @@ fn shell_word(unit: &str) -> String {
 
 /// systemd's `unit_name_is_valid()` character set and length. Anything else did not come from
 /// systemd, and is not passed on to `systemctl` or into a log line.
-fn is_valid_unit_name(name: &str) -> bool {
+pub(crate) fn is_valid_unit_name(name: &str) -> bool {
     name.len() < 256
         && name
             .bytes()

@@ -289,6 +289,7 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot, logged_late: Op
         (StuckReason::Budget, None) => "over budget".to_owned(),
         (StuckReason::KillDeadline, _) => "kill deadline near".to_owned(),
         (StuckReason::OnDemand, _) => "on demand".to_owned(),
+        (StuckReason::SupervisorAbort, _) => "SIGABRT from the service manager".to_owned(),
     };
     // Every finding (at most eight): the counts below are what they name.
     let findings = snapshot.findings.join("; ");

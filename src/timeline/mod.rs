@@ -23,5 +23,6 @@ pub(crate) mod report;
 pub(crate) mod startup;
 pub(crate) mod state;
 pub(crate) mod stuck_delivery;
+pub(crate) mod termination_message;
 pub(crate) mod watchdog;
 pub(crate) mod waterfall;

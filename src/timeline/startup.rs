@@ -31,6 +31,11 @@ pub(crate) struct Startup {
     /// Span callsites outside the `shutdown` target named like a budgeted phase: `(name,
     /// target)`, at most [`MAX_MISNAMED`].
     misnamed: Mutex<Vec<(&'static str, &'static str)>>,
+    /// Where the signal helper writes the termination message (`termination_message.rs`).
+    pub(crate) termination_message: OnceLock<std::path::PathBuf>,
+    /// Held around each write of it; true once `finish` wrote its final one (a message before
+    /// a kill taken meanwhile must not replace it).
+    pub(crate) termination_final: Mutex<bool>,
 }
 
 /// Misnamed span callsites kept at most.

@@ -177,6 +177,12 @@ impl Timeline {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// True between the shutdown's begin and its finish.
+    pub(crate) fn shutdown_running(&self) -> bool {
+        let st = self.lock();
+        st.origin.is_some() && st.finished.is_none()
+    }
+
     /// Runs `f` with this layer's subscriber as the default, so events emitted from the
     /// watchdog or a signal thread reach it too.
     pub(crate) fn emit(&self, f: impl FnOnce()) {

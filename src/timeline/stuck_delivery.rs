@@ -76,6 +76,31 @@ impl Timeline {
         early: Option<FirstSample>,
         delivery: Delivery,
     ) -> StuckSnapshot {
+        self.take_fitted(reason, phase, early, delivery, None)
+    }
+
+    /// A snapshot the process dies right after (the service manager's `SIGABRT`), delivered
+    /// on this thread: its CPU gap and socket reads fitted to `limit` as a kill deadline's
+    /// are to the time left, so that it is recorded within about `limit`.
+    pub(crate) fn snapshot_before_death(
+        self: &Arc<Self>,
+        reason: StuckReason,
+        limit: Duration,
+    ) -> StuckSnapshot {
+        self.reserve_snapshots(1);
+        self.take_fitted(reason, None, None, Delivery::Inline, Some(limit))
+    }
+
+    /// Takes and delivers a reserved snapshot, fitted to `limit` when given, else to the time
+    /// left before a known kill.
+    fn take_fitted(
+        self: &Arc<Self>,
+        reason: StuckReason,
+        phase: Option<(String, Option<Duration>)>,
+        early: Option<FirstSample>,
+        delivery: Delivery,
+        limit: Option<Duration>,
+    ) -> StuckSnapshot {
         let phase = phase.or_else(|| self.current_phase());
         // Lines ordered from now on come after the moment the snapshot is of.
         let turns_before = self.log_order.handed_out();
@@ -87,6 +112,9 @@ impl Timeline {
                 .map(|d| d.saturating_sub(at));
             (at, left)
         };
+        // A snapshot before death has its own limit: the kill deadline that brought the
+        // manager's SIGABRT has just passed, and the manager now waits `TimeoutAbortSec`.
+        let left = limit.or(left);
         let dispatch = self.dispatch.get().and_then(|d| d.upgrade());
         let req = Request {
             budget: phase.as_ref().and_then(|(_, b)| *b),
@@ -99,6 +127,13 @@ impl Timeline {
         };
         let snapshot = collect::take(&req, &self.spans, dispatch.as_ref(), early);
         self.deliver(&snapshot, turns_before, delivery);
+        // After the record line: what the container's last state shows if the kill comes.
+        if matches!(
+            reason,
+            StuckReason::KillDeadline | StuckReason::SupervisorAbort
+        ) {
+            self.termination_message_before_kill(&snapshot);
+        }
         {
             let mut n = self.in_flight();
             *n = n.saturating_sub(1);

@@ -9,6 +9,7 @@ mod gateway_support;
 mod support;
 
 mod context;
+mod context_stop;
 mod diagnostic;
 mod diagnostic_processes;
 mod docs;

@@ -293,6 +293,7 @@ impl ContextCapturer {
             planned_stop_marker,
             correlation_id: None,
             capture_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            manager_job: None,
         }
     }
 }

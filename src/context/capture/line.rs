@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::ShutdownContext;
+use crate::context::manager_job::ManagerJob;
 use crate::context::markers::{MarkerInfo, MarkerStatus};
 use crate::context::signal::SignalSender;
 use crate::sys::logfmt::{push_pair, push_str_pair, TextField};
@@ -37,11 +38,8 @@ impl ShutdownContext {
                 .systemd_invocation_id
                 .as_deref()
                 .filter(|_| self.under_systemd),
-            stop: if self.is_planned() {
-                "planned"
-            } else {
-                "unexpected"
-            },
+            stop: self.stop_kind(),
+            stop_job: self.manager_job.as_ref().map(ManagerJob::as_word),
             correlation_id: self.correlation_id.as_deref(),
             parent_cmdline: self.parent.cmdline.as_deref(),
         }
@@ -53,8 +51,9 @@ impl ShutdownContext {
     /// loadavg_1m` (always; `unknown` when a fact could not be had, `unit=none` outside a
     /// systemd service), then only when present `takeover_marker_present=self|other|...`,
     /// `planned_stop_marker_present=yes|other|...`, `tracer_pid`, then `supervisor`,
-    /// `invocation_id` (under systemd), `stop=planned|unexpected`, `correlation_id` and (only
-    /// when opted in) `parent_cmdline`.
+    /// `invocation_id` (under systemd), `stop=planned|supervisor|unexpected`, `stop_job` (only
+    /// when the service manager was asked: `stop`, `restart`, `none` or `unknown`),
+    /// `correlation_id` and (only when opted in) `parent_cmdline`.
     /// Values that could break a line are quoted and escaped.
     #[must_use]
     pub fn to_log_line(&self) -> String {
@@ -84,6 +83,9 @@ impl ShutdownContext {
             push_str_pair(&mut out, "invocation_id", id);
         }
         push_str_pair(&mut out, "stop", f.stop);
+        if let Some(job) = f.stop_job {
+            push_str_pair(&mut out, "stop_job", job);
+        }
         if let Some(id) = f.correlation_id {
             push_str_pair(&mut out, "correlation_id", id);
         }
@@ -100,8 +102,10 @@ impl ShutdownContext {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned())
     }
 
-    /// Emits the ONE `Shutdown context` WARN event (target `shutdown`) with the context's facts
-    /// as structured fields, in the order of [`Self::to_log_line`]. A text formatter shows
+    /// Emits the ONE `Shutdown context` event (target `shutdown`) with the context's facts as
+    /// structured fields, in the order of [`Self::to_log_line`]: at INFO for a routine stop
+    /// job of the service manager (`stop=supervisor`), else at WARN (`stop=unexpected`, and
+    /// `stop=planned` for a marker). A text formatter shows
     /// what `to_log_line` renders, except `loadavg_1m`, a number: `0.4` where the line has
     /// `0.40`. A structured one (JSON, journald) gets numbers as numbers (`unknown`, a string,
     /// where a number could not be had), booleans as booleans, and strings as themselves.
@@ -119,29 +123,43 @@ impl ShutdownContext {
         let invocation_id = f.invocation_id.map(text);
         let correlation_id = f.correlation_id.map(text);
         let parent_cmdline = f.parent_cmdline.map(text);
-        tracing::warn!(
-            target: crate::sys::target::PHASE_TARGET,
-            signal = signal.value(),
-            sender_pid,
-            sender_name = sender_name.value(),
-            sender_uid,
-            // Fixed words: bare in text (a `&str` would be quoted), the same in JSON.
-            cause = display(f.cause),
-            under_systemd = f.under_systemd,
-            unit = unit.value(),
-            parent_pid = f.parent_pid,
-            parent_name = parent_name.value(),
-            loadavg_1m,
-            takeover_marker_present = f.takeover.map(display),
-            planned_stop_marker_present = f.planned_stop.map(display),
-            tracer_pid = f.tracer_pid,
-            supervisor = display(f.supervisor),
-            invocation_id = invocation_id.as_ref().map(TextField::value),
-            stop = display(f.stop),
-            correlation_id = correlation_id.as_ref().map(TextField::value),
-            parent_cmdline = parent_cmdline.as_ref().map(TextField::value),
-            "Shutdown context"
-        );
+        let stop_job = f.stop_job.map(text);
+        // One field list for both levels: `tracing`'s macros need the level as a constant.
+        macro_rules! context_event {
+            ($level:expr) => {
+                tracing::event!(
+                    target: crate::sys::target::PHASE_TARGET,
+                    $level,
+                    signal = signal.value(),
+                    sender_pid,
+                    sender_name = sender_name.value(),
+                    sender_uid,
+                    // Fixed words: bare in text (a `&str` would be quoted), the same in JSON.
+                    cause = display(f.cause),
+                    under_systemd = f.under_systemd,
+                    unit = unit.value(),
+                    parent_pid = f.parent_pid,
+                    parent_name = parent_name.value(),
+                    loadavg_1m,
+                    takeover_marker_present = f.takeover.map(display),
+                    planned_stop_marker_present = f.planned_stop.map(display),
+                    tracer_pid = f.tracer_pid,
+                    supervisor = display(f.supervisor),
+                    invocation_id = invocation_id.as_ref().map(TextField::value),
+                    stop = display(f.stop),
+                    stop_job = stop_job.as_ref().map(TextField::value),
+                    correlation_id = correlation_id.as_ref().map(TextField::value),
+                    parent_cmdline = parent_cmdline.as_ref().map(TextField::value),
+                    "Shutdown context"
+                )
+            };
+        }
+        // A stop job is routine: an operator's `systemctl stop`, a restart, a deploy.
+        if f.stop == "supervisor" {
+            context_event!(tracing::Level::INFO);
+        } else {
+            context_event!(tracing::Level::WARN);
+        }
     }
 }
 
@@ -163,6 +181,7 @@ struct LogFields<'a> {
     supervisor: &'static str,
     invocation_id: Option<&'a str>,
     stop: &'static str,
+    stop_job: Option<&'a str>,
     correlation_id: Option<&'a str>,
     parent_cmdline: Option<&'a str>,
 }

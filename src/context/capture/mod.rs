@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::context::manager_job::ManagerJob;
 use crate::context::markers::MarkerInfo;
 use crate::context::signal::SignalSender;
 use crate::sys::proc::ProcSummary;
@@ -145,6 +146,13 @@ pub struct ShutdownContext {
     pub correlation_id: Option<String>,
     /// How long the capture itself took, in microseconds.
     pub capture_us: u64,
+    /// Under systemd, for a signal the manager sent: whether a stop job was running for our
+    /// unit (asked after the signal was handled, bounded). `None` when not asked (not under
+    /// systemd, or another sender). The context a waiter got at the wake-up does not have it
+    /// yet; [`ShutdownSignal::context`](crate::ShutdownSignal::context) asked afterwards
+    /// does.
+    #[serde(default)]
+    pub manager_job: Option<ManagerJob>,
 }
 
 impl ShutdownContext {
@@ -154,6 +162,20 @@ impl ShutdownContext {
         [&self.takeover_marker, &self.planned_stop_marker]
             .into_iter()
             .any(|m| m.as_ref().is_some_and(|m| m.for_self))
+    }
+
+    /// How the stop came, as the context line's `stop` field says it: `planned` (a marker
+    /// names us), `supervisor` (the service manager ran a stop job for our unit:
+    /// [`ManagerJob::Stop`]), else `unexpected`.
+    #[must_use]
+    pub fn stop_kind(&self) -> &'static str {
+        if self.is_planned() {
+            "planned"
+        } else if self.manager_job.as_ref().is_some_and(ManagerJob::is_stop) {
+            "supervisor"
+        } else {
+            "unexpected"
+        }
     }
 }
 
