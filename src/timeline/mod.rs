@@ -11,6 +11,7 @@
 pub(crate) mod budget_check;
 pub(crate) mod events;
 pub(crate) mod handle;
+pub(crate) mod history;
 pub(crate) mod hook;
 pub(crate) mod layer;
 pub(crate) mod log_order;
