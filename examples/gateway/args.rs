@@ -33,6 +33,9 @@ pub struct Args {
     /// Kubernetes grace period, `docker stop -t`): `--kill-deadline S` or the environment's
     /// `SHUTDOWN_KILL_DEADLINE_SECS`.
     pub kill_deadline: Option<Duration>,
+    /// Serve the shutdown metrics in Prometheus' text format on this address
+    /// (`--metrics-addr`).
+    pub metrics_addr: Option<String>,
 }
 
 /// What `--help` prints (on stdout, exit code 0). A new flag gets a line here, an entry in
@@ -67,6 +70,8 @@ usage: gateway [FLAGS]
   --sse-fix                end GET /events when the shutdown begins (the fix for the above)
   --db-write-delay S       each database write takes S more seconds (a slow disk: uploads
                            feel the bounded queue's backpressure; default: 0)
+  --metrics-addr ADDR      serve the shutdown metrics at http://ADDR/metrics (Prometheus text
+                           format); after the stop, wait up to 5 s for one more scrape
   -h, --help               this text
 ";
 
@@ -97,6 +102,7 @@ const WITH_VALUE: &[&str] = &[
     "--extend-timeout",
     "--extend-ceiling",
     "--db-write-delay",
+    "--metrics-addr",
 ];
 
 /// What the command line asks for.
@@ -184,6 +190,7 @@ impl Args {
             sse_fix: false,
             db_write_delay: Duration::ZERO,
             kill_deadline: None,
+            metrics_addr: None,
         };
         let mut kill_deadline_given = false;
         let mut drain_timeout_given = false;
@@ -253,6 +260,7 @@ impl Args {
                 self.extend_ceiling = Some(Duration::from_secs_f64(secs(flag, v)?));
             }
             "--db-write-delay" => self.db_write_delay = Duration::from_secs_f64(secs(flag, v)?),
+            "--metrics-addr" => self.metrics_addr = Some(v.to_owned()),
             "--kill-deadline" | "--kill-after" => {
                 self.kill_deadline = Some(Duration::from_secs_f64(secs(flag, v)?));
             }
