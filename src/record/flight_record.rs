@@ -408,6 +408,7 @@ impl FlightRecord {
 
     /// The stops this start wrote to the history: the previous run's, and those of
     /// predecessors it had taken over (oldest first).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // only metrics count them
     pub(crate) fn stops_written_at_start(&self) -> impl Iterator<Item = &StopSummary> {
         let previous = match &self.previous_stop {
             Some((stop, true)) => Some(stop),

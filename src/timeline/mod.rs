@@ -19,6 +19,7 @@ pub(crate) mod log_thread;
 pub(crate) mod phase;
 pub(crate) mod phase_fields;
 pub(crate) mod phase_ids;
+pub(crate) mod read_back;
 pub(crate) mod recovered;
 pub(crate) mod report;
 pub(crate) mod startup;

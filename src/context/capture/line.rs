@@ -42,6 +42,10 @@ impl ShutdownContext {
             } else {
                 "unexpected"
             },
+            // Only a marker that names us gives the stop its reason.
+            stop_reason: (self.planned_stop_marker.as_ref())
+                .filter(|m| m.for_self)
+                .and_then(|m| m.reason.as_deref()),
             correlation_id: self.correlation_id.as_deref(),
             parent_cmdline: self.parent.cmdline.as_deref(),
         }
@@ -53,8 +57,9 @@ impl ShutdownContext {
     /// loadavg_1m` (always; `unknown` when a fact could not be had, `unit=none` outside a
     /// systemd service), then only when present `takeover_marker_present=self|other|...`,
     /// `planned_stop_marker_present=yes|other|...`, `tracer_pid`, then `supervisor`,
-    /// `invocation_id` (under systemd), `stop=planned|unexpected`, `correlation_id` and (only
-    /// when opted in) `parent_cmdline`.
+    /// `invocation_id` (under systemd), `stop=planned|unexpected`, `stop_reason` (the
+    /// planned-stop marker's `reason`, when it names us and gives one), `correlation_id` and
+    /// (only when opted in) `parent_cmdline`.
     /// Values that could break a line are quoted and escaped.
     #[must_use]
     pub fn to_log_line(&self) -> String {
@@ -84,6 +89,9 @@ impl ShutdownContext {
             push_str_pair(&mut out, "invocation_id", id);
         }
         push_str_pair(&mut out, "stop", f.stop);
+        if let Some(reason) = f.stop_reason {
+            push_str_pair(&mut out, "stop_reason", reason);
+        }
         if let Some(id) = f.correlation_id {
             push_str_pair(&mut out, "correlation_id", id);
         }
@@ -117,6 +125,7 @@ impl ShutdownContext {
         let (signal, sender_name, unit) = (text(f.signal), text(f.sender_name), text(f.unit));
         let parent_name = text(f.parent_name);
         let invocation_id = f.invocation_id.map(text);
+        let stop_reason = f.stop_reason.map(text);
         let correlation_id = f.correlation_id.map(text);
         let parent_cmdline = f.parent_cmdline.map(text);
         tracing::warn!(
@@ -138,6 +147,7 @@ impl ShutdownContext {
             supervisor = display(f.supervisor),
             invocation_id = invocation_id.as_ref().map(TextField::value),
             stop = display(f.stop),
+            stop_reason = stop_reason.as_ref().map(TextField::value),
             correlation_id = correlation_id.as_ref().map(TextField::value),
             parent_cmdline = parent_cmdline.as_ref().map(TextField::value),
             "Shutdown context"
@@ -163,6 +173,7 @@ struct LogFields<'a> {
     supervisor: &'static str,
     invocation_id: Option<&'a str>,
     stop: &'static str,
+    stop_reason: Option<&'a str>,
     correlation_id: Option<&'a str>,
     parent_cmdline: Option<&'a str>,
 }
