@@ -1,5 +1,8 @@
-//! The stop as metrics, through the `metrics` facade (feature `metrics`): whatever exporter
-//! the app installed (Prometheus, OpenTelemetry, StatsD) gets them.
+//! Each stop as metrics, through the [`metrics`](https://docs.rs/metrics) facade (feature
+//! `metrics`): whatever recorder the app installed (Prometheus, OpenTelemetry, StatsD) gets
+//! them. Install the recorder before
+//! [`ForensicsBuilder::install`](crate::ForensicsBuilder::install): a stop the previous run
+//! could not count (SIGKILLed) is recorded there.
 //!
 //! - `shutdown_duration_seconds` (histogram, label `verdict`): the stop's total time; for a
 //!   stop that did not finish, the time to its last record line (a lower bound).
@@ -10,16 +13,20 @@
 //!   one that ended outside any phase.
 //!
 //! Recorded at `finish` by a run that finished, and by the next start for one that did not
-//! (from the summary it wrote to the history), so that a SIGKILLed stop is counted too.
+//! (from the summary it wrote to the history), so that a SIGKILLed stop is counted too: each
+//! stop once. A pull exporter (Prometheus) sees what `finish` recorded only if it scrapes the
+//! process before it exits; the gateway example waits for one more scrape (`--metrics-addr`).
+//! Each process counts about one stop, so its series start at 1: fleet queries read them with
+//! `last_over_time` rather than `increase` (README, "Metrics").
 
 use super::summary::StopSummary;
 
-/// `shutdown_duration_seconds`.
-pub(crate) const DURATION: &str = "shutdown_duration_seconds";
-/// `shutdown_phase_duration_seconds`.
-pub(crate) const PHASE_DURATION: &str = "shutdown_phase_duration_seconds";
-/// `shutdown_verdicts_total`.
-pub(crate) const VERDICTS: &str = "shutdown_verdicts_total";
+/// `shutdown_duration_seconds` (histogram, label `verdict`).
+pub const DURATION: &str = "shutdown_duration_seconds";
+/// `shutdown_phase_duration_seconds` (histogram, labels `phase`, `verdict`).
+pub const PHASE_DURATION: &str = "shutdown_phase_duration_seconds";
+/// `shutdown_verdicts_total` (counter, labels `verdict`, `phase`).
+pub const VERDICTS: &str = "shutdown_verdicts_total";
 
 /// Records one stop: its verdict, its total time and each phase's.
 pub(crate) fn record(stop: &StopSummary) {

@@ -59,7 +59,8 @@ pub(crate) use evidence::finding_parts as recorded_finding;
 pub(crate) mod history;
 mod message;
 #[cfg(feature = "metrics")]
-pub(crate) mod metrics;
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 pub(crate) mod summary;
 pub(crate) mod unconfirmed;
 
