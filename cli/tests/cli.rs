@@ -286,10 +286,7 @@ fn last_after_a_sigkill_names_the_phase_and_where_it_was_stuck() {
     assert!(out.contains("+: cut short"), "{out}");
     // `last` on the new record (a run without a stop) points to that stop in the history.
     let out = ok(&["last", s(dir.path())]);
-    assert!(
-        out.contains(&format!("the last stop in the history: ")),
-        "{out}"
-    );
+    assert!(out.contains("the last stop in the history: "), "{out}");
     assert!(
         out.contains(&format!("pid {pid}, killed during drain")),
         "{out}"

@@ -108,8 +108,8 @@ const WITH_VALUE: &[&str] = &[
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Parsed {
-    /// Run the gateway.
-    Run(Args),
+    /// Run the gateway (boxed: the flags are many, `Help` is nothing).
+    Run(Box<Args>),
     /// Print [`HELP`] and exit 0.
     Help,
 }
@@ -225,7 +225,7 @@ impl Args {
             // The demo of a stuck drain should not take the default 30 s.
             a.drain_timeout = Duration::from_secs(3);
         }
-        Ok(Parsed::Run(a))
+        Ok(Parsed::Run(Box::new(a)))
     }
 
     /// Sets the value of one of [`WITH_VALUE`].
