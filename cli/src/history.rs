@@ -113,11 +113,15 @@ pub(crate) fn run(path: &Path) -> Result<String, String> {
     let recent = stops.len().min(verdict::RECENT_STOPS);
     match verdict::stop_timeout_needed(&stops) {
         Some(t) => {
+            let which = if recent == 1 {
+                "the last stop".to_owned()
+            } else {
+                format!("the slowest of the last {recent} stops")
+            };
             let _ = writeln!(
                 out,
-                "supervisor stop timeout these stops call for: >= {}s (the slowest of the last \
-                 {recent} stops plus half, at least 5s): TimeoutStopSec=, \
-                 terminationGracePeriodSeconds, docker stop -t",
+                "supervisor stop timeout these stops call for: >= {}s ({which} plus half, at \
+                 least 5s): TimeoutStopSec=, terminationGracePeriodSeconds, docker stop -t",
                 t.as_secs()
             );
         }

@@ -109,10 +109,15 @@ pub(crate) fn timeout_advice(
             ),
         ),
     };
+    let which = if considered == 1 {
+        "the last stop".to_owned()
+    } else {
+        format!("the slowest of the last {considered} stops")
+    };
     let message = format!(
-        "Supervisor stop timeout below recent stops: the slowest of the last {considered} stops \
-         took {slow:.2}s (pid {pid}{how}), the supervisor kills after {:.2}s ({who}); it needs \
-         >= {secs}s (the slowest plus half, at least 5s): {fix}",
+        "Supervisor stop timeout below recent stops: {which} took {slow:.2}s (pid {pid}{how}), \
+         the supervisor kills after {:.2}s ({who}); it needs >= {secs}s (the slowest plus half, \
+         at least 5s): {fix}",
         timeout.as_secs_f64()
     );
     Some(TimeoutAdvice {
@@ -254,8 +259,9 @@ mod tests {
         )
         .unwrap();
         assert!(
-            a.message
-                .contains("(pid 7, killed during drain: it needed longer)"),
+            a.message.contains(
+                "the last stop took 30.00s (pid 7, killed during drain: it needed longer)"
+            ),
             "{}",
             a.message
         );
