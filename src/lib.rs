@@ -91,6 +91,10 @@
 //!   `NOTIFY_SOCKET` with std only (path and abstract sockets).
 //! - `tokio-util` (off): `ShutdownSignal::cancellation_token`, a tokio-util
 //!   `CancellationToken` cancelled when the shutdown begins.
+//! - `metrics` (off): each stop as metrics through the `metrics` facade, for any exporter
+//!   (`verdict::metrics`): `shutdown_duration_seconds`, `shutdown_phase_duration_seconds`,
+//!   `shutdown_verdicts_total`, recorded at `finish` and, for a stop that did not finish
+//!   (SIGKILLed), by the next start.
 //! - `axum` (off): the `http` module: serve an axum `Router` (or a hyper service) so that a stuck
 //!   snapshot names the connection holding the drain, its state, method, path and peer
 //!   (`GET /events streaming 29.8s to 10.0.0.7:51234, client not reading (3.7 MB queued)`).

@@ -58,6 +58,12 @@
 //! when told to, so budget warnings and `+X.XXs` offsets can be tested without sleeping;
 //! [`Offset`] renders a duration the way the log lines do (`+1.23s`).
 //!
+//! # Reading a record back
+//!
+//! [`read_flight_record`] reads a flight record from outside the process that wrote it (the
+//! `shutdown-forensics` command-line tool does): the verdict on its run and that run's stop as
+//! a report, rebuilt from its lines, also when the process was SIGKILLed.
+//!
 //! [`write_private_file`] writes a rendered report (or any file of yours) the way the crate
 //! writes its own: mode 0600, never through a symlink, replaced atomically.
 
@@ -70,4 +76,5 @@ pub use crate::sys::clock::{ManualClock, Offset};
 pub use crate::sys::private_file::write_private_file;
 pub use crate::timeline::hook::{PhaseChange, PhaseEvent};
 pub use crate::timeline::phase_fields::PhaseFields;
+pub use crate::timeline::read_back::{read_flight_record, RecordedRun};
 pub use crate::timeline::report::{PhaseOutcome, PhaseRecord, ShutdownReport};

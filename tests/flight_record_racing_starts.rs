@@ -5,6 +5,8 @@
 //! same record before either replaced it). A record of a killed run may already be on disk;
 //! it, too, is reported exactly once.
 //!
+//! Each killed run's stop is also in the history (`history.jsonl`, issue 22) exactly once.
+//!
 //! Real processes: this test binary re-run as the service, each released by a byte on its
 //! stdin at the same moment, each killed for real. `SF_RACE_TRIALS` sets the number of trials
 //! (default 4, about 2 s); the full run is in SECURITY.md.
@@ -181,10 +183,26 @@ fn trial(old_run_on_disk: bool) -> Vec<(u32, usize, String)> {
         logs.push(log);
     }
     let all = logs.join("");
+    // Issue 22: each killed run's stop is in the history exactly once too (written by the
+    // start that judged it, under the start lock), and no other stop is.
+    let history = shutdown_forensics::verdict::history(dir.path()).unwrap();
+    let listed = format!("{history:#?}");
+    for stop in &history {
+        assert!(stop.pid.is_some_and(|p| runs.contains(&p)), "{listed}");
+        assert_eq!(stop.verdict, "killed", "{listed}");
+    }
     runs.into_iter()
         .map(|pid| {
             let needle = format!("pid {pid} was killed during phase drain");
-            (pid, all.matches(&needle).count(), all.clone())
+            let in_history = history.iter().filter(|s| s.pid == Some(pid)).count();
+            let count = all.matches(&needle).count();
+            // Reported once and written once: counted as one only when both hold.
+            let once = if in_history == 1 {
+                count
+            } else {
+                10 + in_history
+            };
+            (pid, once, format!("{all}\nhistory:\n{listed}"))
         })
         .collect()
 }

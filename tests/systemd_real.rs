@@ -259,6 +259,26 @@ fn a_wedged_stop_is_still_killed_and_the_next_start_names_the_phase() {
         "{verdict}"
     );
     eprintln!("--- the next start says:\n{verdict}");
+    // Issue 22: this start wrote the killed stop to the history, and the unit's
+    // TimeoutStopSec=2s is below what it took: said once, with the unit and the fix.
+    let advice = wait_log_line(
+        &ns,
+        "Supervisor stop timeout below recent stops",
+        Duration::from_secs(30),
+    );
+    assert!(
+        advice.contains("the supervisor kills after 2.00s (TimeoutStopUSec of gw.service)")
+            && advice.contains(&format!(
+                "(pid {main_pid}, killed during drain: it needed longer)"
+            ))
+            && advice.contains("set TimeoutStopSec="),
+        "{advice}"
+    );
+    let said = gateway_log(&ns)
+        .matches("Supervisor stop timeout below")
+        .count();
+    assert_eq!(said, 1, "{}", gateway_log(&ns));
+    eprintln!("--- and advises:\n{advice}");
     ns.teardown().expect("clean teardown");
 }
 

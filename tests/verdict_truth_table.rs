@@ -164,7 +164,60 @@ fn row(
         let _ = child.kill();
         let _ = child.wait();
     }
+    history_holds_it_once(dir.path(), ending, &verdict, &ran);
     (verdict, ran)
+}
+
+/// Issue 22: the history beside the record holds the run's stop exactly once (written at
+/// `finish` by a run that got there, else by the next start with the verdict's kind), and
+/// nothing for a run that did not stop (dropped without a shutdown, still running).
+fn history_holds_it_once(dir: &Path, ending: &str, verdict: &PreviousShutdown, ran: &Run) {
+    let stops = shutdown_forensics::verdict::history(dir).unwrap();
+    let mine: Vec<_> = stops.iter().filter(|s| s.pid == Some(ran.pid)).collect();
+    let history_path = dir.join(shutdown_forensics::verdict::HISTORY_FILE);
+    let history = std::fs::read_to_string(&history_path).unwrap_or_default();
+    if matches!(
+        verdict,
+        PreviousShutdown::Exited { .. } | PreviousShutdown::StillRunning { .. }
+    ) {
+        assert!(mine.is_empty(), "{ending}: {history}");
+        return;
+    }
+    assert_eq!(mine.len(), 1, "{ending}: {history}");
+    let stop = mine[0];
+    match stop.recorded_by {
+        // It reached `finish` (a panic or a full disk after it does not unmake the stop).
+        shutdown_forensics::verdict::RecordedBy::Finish => {
+            assert!(
+                ["clean", "huge_name", "panic_after_finish", "disk_full"].contains(&ending),
+                "{ending}: {history}"
+            );
+            assert_eq!(stop.verdict, "clean", "{ending}: {history}");
+            assert!(stop.complete && stop.phases.iter().any(|p| p.name == "drain"));
+        }
+        _ => assert_eq!(stop.verdict, verdict.kind(), "{ending}: {history}"),
+    }
+    if let PreviousShutdown::Killed { phase, .. } = verdict {
+        assert_eq!(stop.phase, *phase, "{history}");
+        let drain = stop.phases.iter().find(|p| p.name == "drain").unwrap();
+        assert!(drain.open && !stop.complete, "{history}");
+    }
+    if stop.started_unix_s.is_some() {
+        // A real SIGTERM from a `kill` process (reaped at once: its name may be gone).
+        assert_eq!(
+            stop.signal.as_deref(),
+            Some("SIGTERM"),
+            "{ending}: {history}"
+        );
+        let sender = stop.sender_pid.unwrap_or(0);
+        assert!(sender != 0 && sender != ran.pid, "{ending}: {history}");
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&history_path)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 fn killed_by_signal(run: &Run, sig: i32) -> bool {

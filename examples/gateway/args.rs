@@ -36,6 +36,9 @@ pub struct Args {
     /// Where the summary of the stop goes for Kubernetes' `Last State`
     /// (`--termination-message PATH`, the pod's `terminationMessagePath`).
     pub termination_message: Option<PathBuf>,
+    /// Serve the shutdown metrics in Prometheus' text format on this address
+    /// (`--metrics-addr`).
+    pub metrics_addr: Option<String>,
 }
 
 /// What `--help` prints (on stdout, exit code 0). A new flag gets a line here, an entry in
@@ -73,6 +76,8 @@ usage: gateway [FLAGS]
   --sse-fix                end GET /events when the shutdown begins (the fix for the above)
   --db-write-delay S       each database write takes S more seconds (a slow disk: uploads
                            feel the bounded queue's backpressure; default: 0)
+  --metrics-addr ADDR      serve the shutdown metrics at http://ADDR/metrics (Prometheus text
+                           format); after the stop, wait up to 5 s for one more scrape
   -h, --help               this text
 ";
 
@@ -104,6 +109,7 @@ const WITH_VALUE: &[&str] = &[
     "--extend-ceiling",
     "--db-write-delay",
     "--termination-message",
+    "--metrics-addr",
 ];
 
 /// What the command line asks for.
@@ -192,6 +198,7 @@ impl Args {
             db_write_delay: Duration::ZERO,
             kill_deadline: None,
             termination_message: None,
+            metrics_addr: None,
         };
         let mut kill_deadline_given = false;
         let mut drain_timeout_given = false;
@@ -262,6 +269,7 @@ impl Args {
             }
             "--db-write-delay" => self.db_write_delay = Duration::from_secs_f64(secs(flag, v)?),
             "--termination-message" => self.termination_message = Some(v.into()),
+            "--metrics-addr" => self.metrics_addr = Some(v.to_owned()),
             "--kill-deadline" | "--kill-after" => {
                 self.kill_deadline = Some(Duration::from_secs_f64(secs(flag, v)?));
             }

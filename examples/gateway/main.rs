@@ -27,11 +27,16 @@
 //! `--extend-timeout STEP` sends `EXTEND_TIMEOUT_USEC` heartbeats while the phases progress.
 //! Under Kubernetes (`kubernetes/gateway.yaml`): `--termination-message /dev/termination-log`
 //! writes the stop's summary where `kubectl describe pod` shows it.
+//!
+//! `--metrics-addr ADDR` serves the crate's shutdown metrics (feature `metrics`) at
+//! `http://ADDR/metrics` for Prometheus; after the stop it waits (at most 5 s) for one more
+//! scrape, so that the stop recorded at `finish` is seen.
 
 mod adapters;
 mod args;
 mod db;
 mod http;
+mod metrics;
 
 use std::io::IsTerminal;
 use std::io::Write as _;
@@ -113,6 +118,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(journal_layer()?)
     } else {
         None
+    };
+    // Before the signal helper's install: it records the previous stop's metrics when that
+    // stop never reached `finish` (SIGKILLed).
+    let metrics = match &args.metrics_addr {
+        Some(addr) => Some(metrics::serve(addr)?),
+        None => None,
     };
     std::fs::create_dir_all(&args.log_dir)?;
     std::fs::create_dir_all(&args.state_dir)?;
@@ -209,6 +220,12 @@ fn run(args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     let outcome = rt.block_on(serve(args, &forensics, &handle));
     forensics.finish();
     write_outputs(args, &handle)?;
+    // The stop recorded at `finish` reaches a pull exporter only through a scrape.
+    if let Some(m) = &metrics {
+        if !m.wait_for_scrape(metrics::LINGER) {
+            say("no metrics scrape within 5 s after the stop: Prometheus has not seen it");
+        }
+    }
     outcome
 }
 

@@ -20,14 +20,30 @@
 //! in the same directory, then `rename(2)`), mode 0600:
 //!
 //! ```text
-//! {"target_pid": 4242, "target_start_time": 81234567, "written_at": 1733500000.5, "writer_pid": 999}
+//! {"target_pid": 4242, "target_start_time": 81234567, "written_at": 1733500000.5, "writer_pid": 999, "reason": "deploy 42"}
 //! ```
+//!
+//! From a shell, with the pid of the service (here from systemd), before stopping it:
+//!
+//! ```text
+//! pid=$(systemctl show -p MainPID --value gateway.service)
+//! tmp=$(mktemp /var/lib/gateway/.planned-stop.json.XXXXXX)   # mode 0600, same directory
+//! printf '{"target_pid": %d, "written_at": %s, "reason": "deploy 42"}' "$pid" "$(date +%s)" > "$tmp"
+//! mv "$tmp" /var/lib/gateway/.planned-stop.json              # rename(2): atomic
+//! ```
+//!
+//! or `shutdown-forensics mark /var/lib/gateway --reason "deploy 42"` (the command-line tool,
+//! `cli/` in the repository), which reads the pid and start time from the flight record.
 //!
 //! - `target_pid` (required): the pid of the process to be stopped, a JSON number.
 //! - `target_start_time` (optional): field 22 of `/proc/<target_pid>/stat` (clock ticks after
 //!   boot); when present, a recycled pid does not match.
 //! - `written_at` (optional): Unix seconds; a marker older than the configured maximum age
 //!   (10 minutes by default) is stale and names nobody.
+//! - `reason` (optional): why the stop is planned (`deploy 42`, a ticket), a JSON string of at
+//!   most [`REASON_MAX`] characters (longer is cut); when the marker names the process, the
+//!   `Shutdown context` line shows it as `stop_reason` after `stop=planned`, escaped.
+//! - `writer_pid` (optional, informational): who wrote it.
 //! - Anything else is ignored. A marker names its target by number, never by substring:
 //!   `"target_pid": 12` does not match pid 123, and compact JSON matches as well as spaced.
 
@@ -47,6 +63,9 @@ const MAX_CLOCK_SKEW_S: f64 = 60.0;
 
 /// Characters of the marker's text kept in [`MarkerInfo::raw`].
 const RAW_MAX: usize = 300;
+
+/// Characters of a marker's `reason` kept (and written by [`write_marker_with_reason`]).
+pub const REASON_MAX: usize = 200;
 
 /// Whether a marker file could be understood.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +109,9 @@ pub struct MarkerInfo {
     pub raw: String,
     /// Why it is not `Valid`, when it is not.
     pub detail: Option<String>,
+    /// The marker's `reason` (at most [`REASON_MAX`] characters), when it gave one as a string.
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// Who we are, for comparing against a marker.
@@ -105,6 +127,7 @@ struct MarkerJson {
     target_pid: Option<serde_json::Value>,
     target_start_time: Option<serde_json::Value>,
     written_at: Option<serde_json::Value>,
+    reason: Option<serde_json::Value>,
 }
 
 /// Reads the marker at `path`. `None` when there is no file; never blocks on a FIFO, never
@@ -147,6 +170,7 @@ fn unread(path: &Path) -> MarkerInfo {
         stale: false,
         raw: String::new(),
         detail: None,
+        reason: None,
     }
 }
 
@@ -178,6 +202,9 @@ pub(crate) fn parse_marker(
         .written_at
         .as_ref()
         .and_then(serde_json::Value::as_f64);
+    info.reason = (parsed.reason.as_ref())
+        .and_then(serde_json::Value::as_str)
+        .map(|r| truncate_chars(r, REASON_MAX));
     info.target_pid = match &parsed.target_pid {
         Some(v) => match v.as_u64() {
             Some(pid) => Some(pid),
@@ -221,6 +248,23 @@ pub(crate) fn parse_marker(
 /// # Ok(()) }
 /// ```
 pub fn write_marker(path: &Path, target_pid: u32) -> Result<(), crate::Error> {
+    write_marker_with_reason(path, target_pid, None)
+}
+
+/// [`write_marker`] with a `reason` (cut to [`REASON_MAX`] characters) that the `Shutdown
+/// context` line shows as `stop_reason`.
+///
+/// ```no_run
+/// # fn main() -> Result<(), shutdown_forensics::Error> {
+/// use shutdown_forensics::context::markers::write_marker_with_reason;
+/// write_marker_with_reason("/var/lib/gateway/.planned-stop.json".as_ref(), 4242, Some("deploy 42"))?;
+/// # Ok(()) }
+/// ```
+pub fn write_marker_with_reason(
+    path: &Path,
+    target_pid: u32,
+    reason: Option<&str>,
+) -> Result<(), crate::Error> {
     let mut buf = Vec::new();
     let start_time = crate::sys::proc::ProcRoot::default()
         .stat(Some(target_pid), &mut buf)
@@ -234,6 +278,10 @@ pub fn write_marker(path: &Path, target_pid: u32) -> Result<(), crate::Error> {
         "written_at": written_at,
         "writer_pid": std::process::id(),
     });
+    let mut body = body;
+    if let Some(reason) = reason {
+        body["reason"] = serde_json::json!(truncate_chars(reason, REASON_MAX));
+    }
     crate::sys::private_file::write_atomic(path, body.to_string().as_bytes())
         .map_err(|e| crate::Error::io(format!("write marker {}", path.display()), e))
 }
@@ -357,6 +405,30 @@ mod tests {
         let m = read(d.path(), body.as_bytes());
         assert!(m.for_self);
         assert_eq!(m.raw.chars().count(), RAW_MAX);
+    }
+
+    #[test]
+    fn a_reason_is_read_bounded_and_only_as_a_string() {
+        let d = tempfile::tempdir().unwrap();
+        let m = read(d.path(), br#"{"target_pid":123,"reason":"deploy 42"}"#);
+        assert!(m.for_self);
+        assert_eq!(m.reason.as_deref(), Some("deploy 42"));
+        assert_eq!(
+            read(d.path(), br#"{"target_pid":123,"reason":42}"#).reason,
+            None
+        );
+        let long = format!(r#"{{"target_pid":123,"reason":"{}"}}"#, "r".repeat(1000));
+        let m = read(d.path(), long.as_bytes());
+        assert_eq!(m.reason.unwrap().chars().count(), REASON_MAX);
+        let p = d.path().join(".planned-stop.json");
+        write_marker_with_reason(&p, 123, Some("deploy\n42")).unwrap();
+        let m = read_marker(&p, me(), SystemTime::now(), None).unwrap();
+        assert_eq!(m.reason.as_deref(), Some("deploy\n42"));
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 
     #[test]

@@ -366,7 +366,68 @@ fn fuzz_flight_record() {
             assert!(m.chars().count() <= MESSAGE_MAX);
             assert!(!shown(m).chars().any(char::is_control), "{m:?}");
         }
+        // The history line the next start writes from it (issue 22): the verdict's kind,
+        // every text and list capped, numbers finite; and the report `last` rebuilds.
+        if let Some(stop) = crate::verdict::summary::from_record(&text, &verdict) {
+            assert_eq!(stop.verdict, verdict.kind());
+            assert_stop_bounded(&stop);
+        }
+        let _ = crate::timeline::recovered::rebuild(&text).map(|(r, _)| r.to_string());
         !matches!(verdict, PreviousShutdown::None)
+    });
+    assert!(summary.accepted > 0);
+}
+
+/// A history line as its readers take it: capped texts and lists, finite numbers.
+fn assert_stop_bounded(stop: &crate::verdict::StopSummary) {
+    use crate::verdict::summary::MAX_PHASES;
+    assert!(stop.phases.len() <= MAX_PHASES);
+    let texts = [
+        &stop.signal,
+        &stop.sender_name,
+        &stop.supervisor,
+        &stop.unit,
+        &stop.reason,
+        &stop.phase,
+        &stop.stuck,
+    ];
+    for t in texts.into_iter().flatten() {
+        assert!(t.chars().count() <= 300, "{t:?}");
+    }
+    for p in &stop.phases {
+        assert!(p.name.chars().count() <= 300 && p.duration_s.is_finite() && p.duration_s >= 0.0);
+    }
+    assert!(stop.total_s.is_none_or(f64::is_finite));
+}
+
+/// The history file (`history.jsonl`, issue 22), as `verdict::history` and the advice at
+/// start read it: any bytes give bounded summaries, and the advice on them never panics.
+#[test]
+fn fuzz_history() {
+    let target = Target {
+        name: "history",
+        default_iters: 4_000,
+        max_len: 64 * 1024,
+        dict: &[
+            b"{\"verdict\":\"killed\",\"recorded_by\":\"next_start\",\"pid\":7}\n",
+            b"\"phases\":[{\"name\":\"drain\",\"duration_s\":3.0}]",
+            b"\"total_s\":",
+            b"\"complete\":true",
+            b"\"started_unix_s\":",
+            b"1e308",
+            b"-1",
+        ],
+    };
+    let summary = fuzz(target, |input| {
+        let stops = crate::verdict::summary::parse_history(&text(input));
+        for stop in &stops {
+            assert_stop_bounded(stop);
+        }
+        let _ = crate::verdict::stop_timeout_needed(&stops);
+        let _ = crate::verdict::advice::regression(&stops, "dir");
+        let systemd = crate::verdict::advice::TimeoutSource::Systemd("u".into());
+        let _ = crate::verdict::advice::timeout_advice(&stops, Duration::from_secs(1), &systemd);
+        !stops.is_empty()
     });
     assert!(summary.accepted > 0);
 }

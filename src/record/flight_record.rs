@@ -11,6 +11,7 @@ use std::sync::{Mutex, PoisonError};
 use serde_json::{json, Value};
 
 use crate::error::Error;
+use crate::record::history;
 use crate::record::replace::{self, Aside};
 use crate::record::start_lock::StartLock;
 use crate::record::tail::{boot_id, ends_mid_line, own_start_time, read_tail};
@@ -18,6 +19,7 @@ use crate::record::tail::{judge, READ_LIMIT};
 use crate::record::takeover::{judge_takeovers, takeover_path};
 use crate::sys::clock::unix_secs;
 use crate::sys::logfmt::Logfmt;
+use crate::verdict::summary::StopSummary;
 use crate::verdict::unconfirmed::{pieces, shown, unconfirmed};
 use crate::verdict::{parse_records, PreviousShutdown};
 
@@ -62,6 +64,22 @@ pub struct FlightRecord {
     /// Verdicts earlier starts read and never confirmed as logged (oldest first).
     unconfirmed: Vec<String>,
     takeovers: Vec<PreviousShutdown>,
+    /// When this run's `run` line was written (Unix seconds): with the pid, it names the run
+    /// in the history.
+    run_wall_unix_s: Option<f64>,
+    /// The previous run's stop as the history keeps it, and whether this start wrote it (its
+    /// process could not: killed, crashed), and so records its metrics.
+    previous_stop: Option<(StopSummary, bool)>,
+    /// The stops of predecessors taken over while they ran, judged now and written by this
+    /// start.
+    takeover_stops: Vec<StopSummary>,
+    /// The metrics of the stops this start wrote were recorded (once).
+    metrics_recorded: AtomicBool,
+    /// This run's context (who stopped it), kept for its line in the history at `finish`.
+    stop_context: Mutex<Option<Value>>,
+    /// The history as this start found it, once it had written what it had to (or why it
+    /// could not be read): what the advice at install is drawn from.
+    history: Option<Result<Vec<StopSummary>, Error>>,
 }
 
 impl FlightRecord {
@@ -107,6 +125,12 @@ impl FlightRecord {
                 previous_text: Mutex::new(previous_text),
                 unconfirmed,
                 takeovers: Vec::new(),
+                run_wall_unix_s: None,
+                previous_stop: None,
+                takeover_stops: Vec::new(),
+                metrics_recorded: AtomicBool::new(false),
+                stop_context: Mutex::new(None),
+                history: None,
             })
         })
     }
@@ -149,6 +173,7 @@ impl FlightRecord {
         let mut carried = Vec::new();
         let mut old = None;
         let mut previous_text = None;
+        let mut previous_stop = None;
         let previous = match read_tail(&path).map_err(|e| Error::io(ctx(), e))? {
             Some((file, text, oversized)) => {
                 let previous = judge(&text, oversized);
@@ -156,11 +181,14 @@ impl FlightRecord {
                     carried = unconfirmed(&text);
                 }
                 old = Some(file);
+                // Under the start lock: racing starts each write a different run's stop.
+                previous_stop = history::after_judging(&path, &text, &previous);
                 previous_text = previous.message().is_some().then_some(text);
                 previous
             }
             None => PreviousShutdown::None,
         };
+        let wall = unix_secs(std::time::SystemTime::now());
         // What this start read, until it confirms having logged it: a start killed before
         // that hands it on to the next one (see `verdict/unconfirmed.rs`).
         let read_now = previous.message().map(|m| pieces(&m));
@@ -169,7 +197,7 @@ impl FlightRecord {
             "pid": std::process::id(),
             "start_time": own_start_time(),
             "boot_id": boot_id(),
-            "wall_unix_s": unix_secs(std::time::SystemTime::now()),
+            "wall_unix_s": wall,
             "version": 1,
             "previous": read_now,
             "carried": carried.iter().map(|m| pieces(m)).collect::<Vec<_>>(),
@@ -192,6 +220,12 @@ impl FlightRecord {
             previous,
             previous_text: Mutex::new(previous_text),
             unconfirmed: carried.iter().map(|m| shown(m)).collect(),
+            run_wall_unix_s: Some(wall),
+            previous_stop,
+            takeover_stops: Vec::new(),
+            metrics_recorded: AtomicBool::new(false),
+            stop_context: Mutex::new(None),
+            history: None,
         };
         let mut placed = false;
         // Ours only when it is new: nothing planted under the name in the meantime (a hard
@@ -258,7 +292,21 @@ impl FlightRecord {
             record.written = AtomicU64::new(0);
             record.append(&header).map_err(|e| write_error(e, &path))?;
         }
-        record.takeovers = judge_takeovers(&path, |p: &Path| Self::previous(p));
+        let mut takeover_stops = Vec::new();
+        record.takeovers = judge_takeovers(&path, |p: &Path| {
+            let tail = read_tail(p)?;
+            let Some((_, text, oversized)) = tail else {
+                return Ok::<_, io::Error>(PreviousShutdown::None);
+            };
+            let verdict = judge(&text, oversized);
+            // The history is beside `path` (the takeover file is its sibling).
+            if let Some((stop, true)) = history::after_judging(&path, &text, &verdict) {
+                takeover_stops.push(stop);
+            }
+            Ok(verdict)
+        });
+        record.takeover_stops = takeover_stops;
+        record.history = Some(crate::verdict::history::read_beside(&path));
         Ok(record)
     }
 
@@ -343,6 +391,62 @@ impl FlightRecord {
             }
         }
         self.confirm_logged();
+        self.record_metrics_of_unfinished();
+    }
+
+    /// Records the metrics (feature `metrics`) of the stops this start wrote to the history
+    /// for processes that could not (killed, crashed, exited early), once.
+    fn record_metrics_of_unfinished(&self) {
+        if self.metrics_recorded.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        #[cfg(feature = "metrics")]
+        for stop in self.stops_written_at_start() {
+            crate::verdict::metrics::record(stop);
+        }
+    }
+
+    /// The stops this start wrote to the history: the previous run's, and those of
+    /// predecessors it had taken over (oldest first).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))] // only metrics count them
+    pub(crate) fn stops_written_at_start(&self) -> impl Iterator<Item = &StopSummary> {
+        let previous = match &self.previous_stop {
+            Some((stop, true)) => Some(stop),
+            _ => None,
+        };
+        self.takeover_stops.iter().chain(previous)
+    }
+
+    /// The previous run's stop as the history keeps it (whoever wrote it), when it had one.
+    pub(crate) fn previous_stop(&self) -> Option<&StopSummary> {
+        self.previous_stop.as_ref().map(|(stop, _)| stop)
+    }
+
+    /// The history of the last stops as this start found it (after writing the previous
+    /// run's stop when that was its to write); `None` for a disabled record.
+    pub(crate) fn history_at_start(&self) -> Option<&Result<Vec<StopSummary>, Error>> {
+        self.history.as_ref()
+    }
+
+    /// Keeps this run's context (the first one recorded) for its line in the history.
+    pub(crate) fn keep_stop_context(&self, context: &Value) {
+        let mut kept = (self.stop_context.lock()).unwrap_or_else(PoisonError::into_inner);
+        if kept.is_none() {
+            *kept = Some(context.clone());
+        }
+    }
+
+    /// This run's context, when the signal helper recorded one.
+    pub(crate) fn stop_context(&self) -> Option<Value> {
+        (self.stop_context.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// When this run's record was opened (Unix seconds), for the history; `None` when the
+    /// record is disabled.
+    pub(crate) fn run_wall_unix_s(&self) -> Option<f64> {
+        self.run_wall_unix_s
     }
 
     /// `flight record <path> was taken over from pid N, which still runs: ...` when this start

@@ -5,9 +5,10 @@
 //! In: JSON values from the timeline and the signal helper. Out: lines on disk, and at the next
 //! start the text the verdict is judged from. Read `flight_record.rs` first (open, append, read
 //! the tail), then `replace.rs` (how a start puts its new record in place without a gap), and `start_lock.rs` (one start at a
-//! time on a record path).
+//! time on a record path); `history.rs` writes the history of the last stops beside it.
 
 pub(crate) mod flight_record;
+pub(crate) mod history;
 pub(crate) mod line_caps;
 pub(crate) mod lock;
 pub(crate) mod replace;

@@ -49,9 +49,17 @@ impl StartLock {
         }
     }
 
+    /// The lock on `<path>.lock` only (no directory fallback: where no lock file can be made,
+    /// nothing else can be written there either, and the directory may be locked by this very
+    /// start), waiting at most `patience`. For the history (`record/history.rs`).
+    pub(crate) fn acquire_file(path: &Path, patience: Duration) -> Self {
+        Self {
+            _file: open_lock_file(&lock_path(path)).filter(|f| lock(f, patience)),
+        }
+    }
+
     /// Whether the lock is held (false: no lock file nor directory could be locked in time).
-    #[cfg(test)]
-    fn held(&self) -> bool {
+    pub(crate) fn held(&self) -> bool {
         self._file.is_some()
     }
 }

@@ -53,7 +53,7 @@ pub(crate) fn numbered_siblings(path: &Path, suffix: &str) -> Vec<PathBuf> {
 
 pub(crate) fn judge_takeovers<E>(
     path: &Path,
-    judge: impl Fn(&Path) -> Result<PreviousShutdown, E>,
+    mut judge: impl FnMut(&Path) -> Result<PreviousShutdown, E>,
 ) -> Vec<PreviousShutdown> {
     // A takeover name that is another name of the record or of `.prev` (a start killed after
     // it linked the live record aside, before it replaced it; the process has died since and

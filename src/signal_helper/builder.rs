@@ -486,6 +486,7 @@ impl ForensicsBuilder {
             // The subscriber may not exist yet (install before `init()`): the verdict and the
             // filter check wait for it, or go to stderr if it never comes (at drop).
             let shared = std::sync::Arc::clone(&handle.shared);
+            let kill_deadline = self.kill_deadline;
             let startup_messages = move |subscribed: bool| {
                 if let Some(e) = &report_error {
                     let line = format!("shutdown report of the previous stop not written: {e}");
@@ -521,6 +522,12 @@ impl ForensicsBuilder {
                         } else {
                             eprintln!("shutdown-forensics: {line}");
                         }
+                    }
+                    // What the history of the last stops advises (signal_helper/advice.rs).
+                    crate::signal_helper::advice::at_start(record);
+                    if let Some(deadline) = kill_deadline {
+                        let source = crate::verdict::advice::TimeoutSource::KillDeadline;
+                        crate::signal_helper::advice::supervisor_timeout(record, deadline, &source);
                     }
                 }
                 if subscribed {
@@ -579,6 +586,15 @@ impl ForensicsBuilder {
                             if let (true, Some(h)) = (set_deadline, &deadline_handle) {
                                 if kill > Duration::ZERO && kill < MAX_KILL_DEADLINE {
                                     h.set_kill_deadline(kill);
+                                    // An app's own deadline was advised on at install.
+                                    if let Some(record) = &h.shared.record {
+                                        let unit = alignment.unit.clone();
+                                        let source =
+                                            crate::verdict::advice::TimeoutSource::Systemd(unit);
+                                        crate::signal_helper::advice::supervisor_timeout(
+                                            record, kill, &source,
+                                        );
+                                    }
                                 }
                             }
                         }

@@ -9,9 +9,10 @@
 //! How a run leaves, for the next start's verdict: `exit_note.rs` (the `exit` note at the drop
 //! and at `exit(3)`), `panic_hook.rs` (a panic's line, and the witness that notes when the
 //! process outlived one); `disposition.rs` gives the signals their default action back once no
-//! `Forensics` listens.
+//! `Forensics` listens. `advice.rs` logs what the history of the last stops advises at a start.
 
 mod abort;
+mod advice;
 pub(crate) mod builder;
 mod disposition;
 mod exit_note;

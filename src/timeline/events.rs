@@ -333,3 +333,16 @@ pub(crate) fn stuck(shared: &Timeline, snapshot: &StuckSnapshot, logged_late: Op
 fn secs_of(s: f64) -> Duration {
     Duration::try_from_secs_f64(s).unwrap_or_default()
 }
+
+/// `shutdown history not written: <path>: <why>` (WARN, once at `finish`): the stop is still
+/// in the flight record, and the next start's verdict.
+pub(crate) fn history_not_written(path: &std::path::Path, error: &std::io::Error) {
+    let path = path.display().to_string();
+    tracing::warn!(
+        target: crate::sys::target::PHASE_TARGET,
+        path = %crate::sys::logfmt::Logfmt(&path),
+        error = %error,
+        "shutdown history not written: {}: {error}",
+        crate::sys::logfmt::Logfmt(&path)
+    );
+}

@@ -71,6 +71,10 @@ impl ShutdownHandle {
     /// Appends `{"kind":"note","note":<kind>,"t":<offset>,"value":<value>}` to the flight
     /// record (e.g. the full context JSON, a repeated signal). No-op without a record.
     pub fn record(&self, kind: &str, value: Value) {
+        if let (Some(record), "context") = (&self.shared.record, kind) {
+            // Who stopped us, for the history's line at `finish` (timeline/history.rs).
+            record.keep_stop_context(&value);
+        }
         let t = self.elapsed().map(secs);
         self.shared.write(
             &json!({"kind": "note", "note": kind, "t": t, "value": value}),

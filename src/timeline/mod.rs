@@ -11,6 +11,7 @@
 pub(crate) mod budget_check;
 pub(crate) mod events;
 pub(crate) mod handle;
+pub(crate) mod history;
 pub(crate) mod hook;
 pub(crate) mod layer;
 pub(crate) mod log_order;
@@ -18,6 +19,7 @@ pub(crate) mod log_thread;
 pub(crate) mod phase;
 pub(crate) mod phase_fields;
 pub(crate) mod phase_ids;
+pub(crate) mod read_back;
 pub(crate) mod recovered;
 pub(crate) mod report;
 pub(crate) mod startup;

@@ -158,6 +158,12 @@ impl Timeline {
             crate::timeline::events::budget_never_applied(self, &line);
         }
         self.notify(|| PhaseChange::new(PhaseEvent::Complete, total, open, remaining));
+        // The history's line and the metrics (timeline/history.rs), after the record's.
+        let report = {
+            let st = self.lock();
+            crate::timeline::report::ShutdownReport::from_state(&st, now, self.config.total_budget)
+        };
+        self.record_stop(&report);
         self.wake_watchdog();
         Some(total)
     }

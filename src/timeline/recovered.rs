@@ -47,6 +47,13 @@ struct Seen {
 /// context, when that run began a shutdown and never completed it; `None` otherwise (no
 /// shutdown, a completed one, or no run line naming the process).
 pub(crate) fn from_record(text: &str) -> Option<(ShutdownReport, Option<Value>)> {
+    rebuild(text).filter(|(report, _)| !report.complete)
+}
+
+/// The last run in `text` as a report, whether its stop completed (`complete: true`, the
+/// recorded total) or not, and its context; `None` when it began no shutdown or no line names
+/// its process. What `shutdown-forensics last` shows (`timeline/read_back.rs`).
+pub(crate) fn rebuild(text: &str) -> Option<(ShutdownReport, Option<Value>)> {
     let records: Vec<Value> = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Value>(l).ok())
@@ -72,6 +79,7 @@ pub(crate) fn from_record(text: &str) -> Option<(ShutdownReport, Option<Value>)>
     let mut last = 0.0f64;
     let mut phases: BTreeMap<u64, Seen> = BTreeMap::new();
     let mut stuck = Vec::new();
+    let mut completed = None;
     for r in &records[run_start..] {
         pid = (r.get("pid").and_then(Value::as_u64))
             .and_then(|p| u32::try_from(p).ok())
@@ -82,7 +90,7 @@ pub(crate) fn from_record(text: &str) -> Option<(ShutdownReport, Option<Value>)>
         let id = r.get("id").and_then(Value::as_u64);
         let label = r.get("phase").and_then(Value::as_str);
         match kind(r).as_str() {
-            "complete" => return None,
+            "complete" => completed = completed.or(f64_of(r, "total_s")).or(Some(last)),
             "begin" => {
                 begun = true;
                 origin_unix_s = f64_of(r, "wall_unix_s");
@@ -179,8 +187,8 @@ pub(crate) fn from_record(text: &str) -> Option<(ShutdownReport, Option<Value>)>
         pid: pid?,
         origin_unix_s,
         trigger,
-        complete: false,
-        elapsed_s: last,
+        complete: completed.is_some(),
+        elapsed_s: completed.unwrap_or(last),
         budget_s: None,
         margin_s: None,
         phases: records,

@@ -30,6 +30,16 @@
 //! ```
 //!
 //! Every verdict and its line: `docs/operators.md` in the repository.
+//!
+//! # History
+//!
+//! Each stop is also kept as one [`StopSummary`] line in `history.jsonl` beside the flight
+//! record (mode 0600, the last 100 stops): written at [`Forensics::finish`](crate::Forensics::finish)
+//! by a run that finished, and by the next start for one that did not. Read it with
+//! [`history()`]; at each start the signal helper warns, from it, when the supervisor's stop
+//! timeout is below what recent stops took ([`stop_timeout_needed`]) and when a phase of the
+//! last stop took more than three times its median. The `shutdown-forensics` command-line tool
+//! (`cli/` in the repository) prints it as a table.
 //
 // For contributors: pure, no I/O here, so every verdict is tested on fixtures (`tests.rs`).
 // In: the record's text (bounded by the reader in `record/flight_record.rs`). Out: a
@@ -42,11 +52,21 @@ use serde_json::Value;
 use crate::context::trigger::TriggerInfo;
 use crate::stuck::snapshot::StuckFinding;
 
+pub(crate) mod advice;
 mod event;
 mod evidence;
 pub(crate) use evidence::finding_parts as recorded_finding;
+pub(crate) mod history;
 mod message;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+pub(crate) mod summary;
 pub(crate) mod unconfirmed;
+
+pub use advice::{stop_timeout_needed, RECENT_STOPS};
+pub use history::{history, HISTORY_FILE};
+pub use summary::{PhaseTime, RecordedBy, StopSummary};
 
 use evidence::{cap_chars, finding_parts, ExitNote, PanicRecord, Panics};
 pub use evidence::{RecordedPanic, UnknownReason};

@@ -39,6 +39,10 @@ impl ShutdownContext {
                 .as_deref()
                 .filter(|_| self.under_systemd),
             stop: self.stop_kind(),
+            // Only a marker that names us gives the stop its reason.
+            stop_reason: (self.planned_stop_marker.as_ref())
+                .filter(|m| m.for_self)
+                .and_then(|m| m.reason.as_deref()),
             stop_job: self.manager_job.as_ref().map(ManagerJob::as_word),
             correlation_id: self.correlation_id.as_deref(),
             parent_cmdline: self.parent.cmdline.as_deref(),
@@ -51,9 +55,10 @@ impl ShutdownContext {
     /// loadavg_1m` (always; `unknown` when a fact could not be had, `unit=none` outside a
     /// systemd service), then only when present `takeover_marker_present=self|other|...`,
     /// `planned_stop_marker_present=yes|other|...`, `tracer_pid`, then `supervisor`,
-    /// `invocation_id` (under systemd), `stop=planned|supervisor|unexpected`, `stop_job` (only
-    /// when the service manager was asked: `stop`, `restart`, `none` or `unknown`),
-    /// `correlation_id` and (only when opted in) `parent_cmdline`.
+    /// `invocation_id` (under systemd), `stop=planned|supervisor|unexpected`, `stop_reason` (the
+    /// planned-stop marker's `reason`, when it names us and gives one), `stop_job` (only when
+    /// the service manager was asked: `stop`, `restart`, `none` or `unknown`), `correlation_id`
+    /// and (only when opted in) `parent_cmdline`.
     /// Values that could break a line are quoted and escaped.
     #[must_use]
     pub fn to_log_line(&self) -> String {
@@ -83,6 +88,9 @@ impl ShutdownContext {
             push_str_pair(&mut out, "invocation_id", id);
         }
         push_str_pair(&mut out, "stop", f.stop);
+        if let Some(reason) = f.stop_reason {
+            push_str_pair(&mut out, "stop_reason", reason);
+        }
         if let Some(job) = f.stop_job {
             push_str_pair(&mut out, "stop_job", job);
         }
@@ -121,6 +129,7 @@ impl ShutdownContext {
         let (signal, sender_name, unit) = (text(f.signal), text(f.sender_name), text(f.unit));
         let parent_name = text(f.parent_name);
         let invocation_id = f.invocation_id.map(text);
+        let stop_reason = f.stop_reason.map(text);
         let correlation_id = f.correlation_id.map(text);
         let parent_cmdline = f.parent_cmdline.map(text);
         let stop_job = f.stop_job.map(text);
@@ -147,6 +156,7 @@ impl ShutdownContext {
                     supervisor = display(f.supervisor),
                     invocation_id = invocation_id.as_ref().map(TextField::value),
                     stop = display(f.stop),
+                    stop_reason = stop_reason.as_ref().map(TextField::value),
                     stop_job = stop_job.as_ref().map(TextField::value),
                     correlation_id = correlation_id.as_ref().map(TextField::value),
                     parent_cmdline = parent_cmdline.as_ref().map(TextField::value),
@@ -181,6 +191,7 @@ struct LogFields<'a> {
     supervisor: &'static str,
     invocation_id: Option<&'a str>,
     stop: &'static str,
+    stop_reason: Option<&'a str>,
     stop_job: Option<&'a str>,
     correlation_id: Option<&'a str>,
     parent_cmdline: Option<&'a str>,
