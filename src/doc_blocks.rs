@@ -15,3 +15,9 @@ pub struct Kubernetes;
 
 #[doc = include_str!("../docs/http.md")]
 pub struct Http;
+
+#[doc = include_str!("../docs/systemd.md")]
+pub struct Systemd;
+
+#[doc = include_str!("../docs/fleet.md")]
+pub struct Fleet;

@@ -229,7 +229,7 @@ fn a_real_prometheus_counts_the_clean_stop_and_the_sigkilled_one() {
     let totals = r#"last_over_time(shutdown_duration_seconds_count[10m])"#;
     assert_eq!(prometheus.query(totals).len(), 2, "one series per verdict");
 
-    // The README's PromQL, as written there.
+    // The README's PromQL, as written there (and in docs/fleet.md).
     let killed_per_deploy =
         r#"sum by (version) (last_over_time(shutdown_verdicts_total{verdict="killed"}[30m]))"#;
     let got = prometheus.query(killed_per_deploy);
