@@ -46,8 +46,8 @@ fn a_marker_naming_us_makes_the_stop_planned() {
             "{text}"
         );
         assert!(lines[0].contains("stop=planned"), "{text}");
-        // docs/operators.md: a planned stop is said by `stop=planned`; the level stays WARN.
-        assert!(lines[0].trim_start().starts_with("WARN "), "{text}");
+        // DESIGN.md and docs/operators.md: a planned stop is routine, so the line is INFO.
+        assert!(lines[0].trim_start().starts_with("INFO "), "{text}");
         assert!(!lines[0].contains("takeover_marker_present"), "{text}");
     });
 }

@@ -1,7 +1,7 @@
 //! "Planned stop" and "takeover" marker files: a note left by whoever is about to stop the
 //! service on purpose (a deploy script, an `ExecStop=`, a preStop hook, an upgrade), so that
-//! the `Shutdown context` line says `planned_stop_marker_present=yes` and `stop=planned` (the
-//! event's level stays WARN).
+//! the `Shutdown context` line says `planned_stop_marker_present=yes` and `stop=planned`, at INFO (a
+//! routine stop, not a warning).
 //!
 //! Write one with [`write_marker`] before sending the signal, in the directory given to
 //! [`ContextOptions::with_marker_dir`](crate::context::ContextOptions::with_marker_dir) (file

@@ -1,5 +1,6 @@
 //! How the stop came, on the `Shutdown context` line: `stop=planned|supervisor|unexpected`,
-//! `stop_job`, and the line's level (INFO only for the service manager's stop job). What a
+//! `stop_job`, and the line's level (INFO for a routine stop: the service manager's stop job
+//! here, a planned-stop marker that names us in `tests/signal_planned.rs`). What a
 //! real systemd answers is in `tests/systemd_stop_kinds.rs`; here the answer is given.
 
 use shutdown_forensics::context::{ManagerJob, ShutdownContext};

@@ -164,8 +164,9 @@ impl ShutdownContext {
                 )
             };
         }
-        // A stop job is routine: an operator's `systemctl stop`, a restart, a deploy.
-        if f.stop == "supervisor" {
+        // A routine stop is INFO: a stop job (an operator's `systemctl stop`, a restart) or a
+        // planned-stop marker that names us (a deploy said so first); the rest is WARN.
+        if f.stop == "supervisor" || f.stop == "planned" {
             context_event!(tracing::Level::INFO);
         } else {
             context_event!(tracing::Level::WARN);
