@@ -38,10 +38,12 @@ fn child_process() {
     let _ = writeln!(out, "in drain");
     let _ = out.flush();
     for i in 0u64.. {
-        // Lines of varying length, so a kill can land anywhere in the write pattern.
+        // Lines of varying length, up to 3 KiB, so a kill can land anywhere in the write
+        // pattern, and most lines would cross a page of the file (where the kernel gives up
+        // on a killed process's write, between two pages, unless the line starts on a page).
         handle.record(
             "tick",
-            json!({"i": i, "pad": "x".repeat((i % 97) as usize)}),
+            json!({"i": i, "pad": "x".repeat((i % 97 * 31) as usize)}),
         );
         if i % 64 == 0 {
             std::thread::sleep(Duration::from_micros(200));

@@ -57,6 +57,10 @@ pub struct FlightRecord {
     /// A write failed or was cut short (a full disk): the file may end inside a line, so the
     /// next line starts with a newline of its own rather than being glued to the fragment.
     torn: AtomicBool,
+    /// Where the file ends, as this process last wrote it (`None`: ask the file): a line that
+    /// would cross a page starts on the next one (see [`page_padding`]). Held across the
+    /// write, so the lines of this process land in the order the offsets were computed.
+    end: Mutex<Option<u64>>,
     previous: PreviousShutdown,
     /// The previous run's record (its tail), kept only when it did not end well, until the
     /// signal helper rebuilds that stop's report from it (`timeline/recovered.rs`).
@@ -121,6 +125,7 @@ impl FlightRecord {
                 written: AtomicU64::new(0),
                 next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
                 torn: AtomicBool::new(false),
+                end: Mutex::new(None),
                 previous,
                 previous_text: Mutex::new(previous_text),
                 unconfirmed,
@@ -217,6 +222,7 @@ impl FlightRecord {
             written: AtomicU64::new(0),
             next_checkpoint: AtomicU64::new(CHECKPOINT_EVERY),
             torn: AtomicBool::new(false),
+            end: Mutex::new(None),
             previous,
             previous_text: Mutex::new(previous_text),
             unconfirmed: carried.iter().map(|m| shown(m)).collect(),
@@ -524,22 +530,29 @@ impl FlightRecord {
         let Some(mut file) = self.file.as_ref() else {
             return Ok(());
         };
+        let body = crate::record::line_caps::line(value);
+        let mut end = self.end.lock().unwrap_or_else(PoisonError::into_inner);
+        if end.is_none() {
+            *end = file.metadata().ok().map(|m| m.len());
+        }
         // After a failed or short write (a full disk, for a moment) the file may end in a
         // fragment: this line starts on a line of its own, so the reader skips only the
         // fragment (a blank line, when the failed write wrote nothing, is skipped too).
         let torn = self.torn.load(Ordering::Relaxed);
-        let mut line = Vec::new();
-        if torn {
-            line.push(b'\n');
-        }
-        line.extend_from_slice(&crate::record::line_caps::line(value));
+        let lead = usize::from(torn)
+            + end.map_or(0, |e| page_padding(e + u64::from(torn), body.len() + 1));
+        let mut line = Vec::with_capacity(lead + body.len() + 1);
+        line.resize(lead, b'\n');
+        line.extend_from_slice(&body);
         line.push(b'\n');
         // One write_all on an O_APPEND fd of a regular file: the kernel appends the whole
         // buffer in one write(2), so a concurrent line never lands inside this one.
         if let Err(e) = file.write_all(&line) {
             self.torn.store(true, Ordering::Relaxed);
+            *end = None;
             return Err(e);
         }
+        *end = end.map(|e| e + line.len() as u64);
         if torn {
             self.torn.store(false, Ordering::Relaxed);
         }
@@ -553,10 +566,164 @@ impl FlightRecord {
     }
 }
 
+/// The kernel writes a buffer to a file page by page and, between two pages, gives up on a
+/// write whose process got a `SIGKILL` (`generic_perform_write`: `fatal_signal_pending`), so a
+/// line that crosses a page can be cut in two by a kill: the record would end in a torn line
+/// and its verdict would be unknown. The newlines (blank lines, which the reader skips) that
+/// make a line of `len` bytes written at `at` start on the next page when it would cross one
+/// and fits in one page; 0 otherwise. A kill then leaves the line whole or not written.
+/// Pages are at least 4 KiB, and a larger page holds whole 4 KiB blocks.
+fn page_padding(at: u64, len: usize) -> usize {
+    const PAGE: u64 = 4096;
+    let room = PAGE - at % PAGE;
+    let len = len as u64;
+    if len > room && len <= PAGE {
+        room as usize
+    } else {
+        0
+    }
+}
+
 /// Narrows an open file to 0600 when it has group or other bits (`fchmod`, no path race).
 fn narrow(file: &File) -> io::Result<()> {
     if file.metadata()?.permissions().mode() & 0o077 != 0 {
         file.set_permissions(Permissions::from_mode(0o600))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_that_would_cross_a_page_starts_on_the_next_one() {
+        assert_eq!(page_padding(0, 100), 0);
+        assert_eq!(page_padding(4000, 96), 0, "ends exactly at the page's end");
+        assert_eq!(page_padding(4000, 97), 96);
+        assert_eq!(page_padding(4096 * 3 + 10, 4086), 0);
+        assert_eq!(page_padding(4096 * 3 + 10, 4087), 4086);
+        assert_eq!(
+            page_padding(10, 4096),
+            4086,
+            "a line of a whole page fits one"
+        );
+        assert_eq!(
+            page_padding(10, 4097),
+            0,
+            "larger than a page: it crosses one anyway"
+        );
+    }
+
+    #[test]
+    fn every_line_on_disk_lies_within_one_page_and_the_verdict_reads_through_the_padding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("flight.jsonl");
+        let record = FlightRecord::open(&path).unwrap();
+        // From another writer's point of view the file may end anywhere: start unaligned.
+        for i in 0..400u64 {
+            let pad = "x".repeat((i * 37 % 500) as usize);
+            record
+                .append_line(
+                    &json!({"kind": "note", "note": "tick", "value": {"pad": pad}}),
+                    true,
+                )
+                .unwrap();
+        }
+        let bytes = fs::read(&path).unwrap();
+        let mut at = 0usize;
+        let mut lines = 0;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            if line != b"\n" {
+                assert_eq!(
+                    at / 4096,
+                    (at + line.len() - 1) / 4096,
+                    "a line at {at} of {} bytes crosses a page",
+                    line.len()
+                );
+                lines += 1;
+            }
+            at += line.len();
+        }
+        assert_eq!(lines, 401, "the run line and every note");
+        let padding = bytes.iter().filter(|b| **b == b'\n').count() - lines;
+        assert!(padding > 0, "400 lines of up to 600 bytes cross pages");
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(
+            matches!(
+                FlightRecord::parse(&text),
+                PreviousShutdown::NoShutdown { .. }
+            ),
+            "{:?}",
+            FlightRecord::parse(&text)
+        );
+    }
+
+    const TEAR_CHILD: &str = "SF_TEAR_CHILD";
+
+    /// The child of the test below: appends lines of 1-3 KiB to a record nonstop.
+    #[test]
+    #[ignore = "run by the test below as a child process"]
+    fn tear_child() {
+        let Some(path) = std::env::var_os(TEAR_CHILD) else {
+            return;
+        };
+        let record = FlightRecord::open(&path).expect("open");
+        println!("writing");
+        for i in 0u64.. {
+            let pad = "x".repeat(1000 + (i * 997 % 2000) as usize);
+            let _ =
+                record.append_line(&json!({"kind": "note", "note": "tick", "value": pad}), true);
+        }
+    }
+
+    #[test]
+    fn a_sigkill_during_a_write_never_leaves_a_torn_line() {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        // Without the padding the kernel cuts such lines in about 1 of 9 kills on this
+        // machine (SECURITY.md); with it, never.
+        let dir = tempfile::tempdir().unwrap();
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.subsec_nanos() as u64)
+            | 1;
+        for run in 0..40 {
+            let path = dir.path().join(format!("flight{run}.jsonl"));
+            let mut child = Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "record::flight_record::tests::tear_child",
+                    "--ignored",
+                    "--nocapture",
+                ])
+                .env(TEAR_CHILD, &path)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let out = child.stdout.take().unwrap();
+            let started = BufReader::new(out)
+                .lines()
+                .any(|l| l.is_ok_and(|l| l.contains("writing")));
+            assert!(started, "run {run}: the child never wrote");
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            std::thread::sleep(std::time::Duration::from_micros(seed % 20_000));
+            child.kill().unwrap();
+            let _ = child.wait();
+            let bytes = fs::read(&path).unwrap();
+            assert!(
+                bytes.ends_with(b"\n"),
+                "run {run}: a torn line after a SIGKILL ({} bytes)",
+                bytes.len()
+            );
+            let verdict = FlightRecord::parse(&String::from_utf8_lossy(&bytes));
+            assert!(
+                matches!(verdict, PreviousShutdown::NoShutdown { .. }),
+                "run {run}: {verdict:?}"
+            );
+        }
+    }
 }

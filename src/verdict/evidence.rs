@@ -29,7 +29,9 @@ use crate::sys::logfmt::Logfmt;
 #[non_exhaustive]
 pub enum UnknownReason {
     /// The record ends in a line that is not whole: a write was cut short (a full disk, an
-    /// I/O error, a power loss). Each line is one `write(2)`, so a `SIGKILL` does not do this.
+    /// I/O error, a power loss). Each line is one `write(2)` within one page of the file, so a
+    /// `SIGKILL` does not do this to a line of up to 4 KiB (the kernel gives up on a killed
+    /// process's write only between pages); a longer one it can cut.
     TornLine,
     /// The record's last line is larger than the 64 KiB the reader looks at (written by a
     /// version that did not cap its lines, or by another program).
