@@ -18,6 +18,8 @@ fn records(path: &Path) -> Vec<Value> {
     fs::read_to_string(path)
         .expect("read record")
         .lines()
+        // Blank lines: a line that would cross a page of the file starts on the next one.
+        .filter(|l| !l.is_empty())
         .map(|l| serde_json::from_str::<Value>(l).expect("every line is one JSON object"))
         .filter(|r| {
             let beat = r["kind"] == "heartbeat";
