@@ -573,7 +573,7 @@ impl FlightRecord {
 /// make a line of `len` bytes written at `at` start on the next page when it would cross one
 /// and fits in one page; 0 otherwise. A kill then leaves the line whole or not written.
 /// Pages are at least 4 KiB, and a larger page holds whole 4 KiB blocks.
-fn page_padding(at: u64, len: usize) -> usize {
+pub(crate) fn page_padding(at: u64, len: usize) -> usize {
     const PAGE: u64 = 4096;
     let room = PAGE - at % PAGE;
     let len = len as u64;

@@ -19,6 +19,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
+use crate::record::flight_record::page_padding;
 use crate::record::start_lock::StartLock;
 use crate::verdict::history::{beside, read_history_text};
 use crate::verdict::summary::{parse_history, RecordedBy, StopSummary};
@@ -59,14 +60,17 @@ pub(crate) fn append(
         return Ok(Appended::AlreadyThere);
     }
     let file = crate::sys::private_file::open_append(&path)?;
-    let mut line = Vec::with_capacity(1024);
+    let mut body = Vec::with_capacity(1024);
+    serde_json::to_writer(&mut body, summary).map_err(io::Error::other)?;
+    body.push(b'\n');
     // A write a kill cut short: this line starts on a line of its own. (The text just read
     // ends where the file does: writers take turns, and one without the lock is rare.)
-    if !text.is_empty() && !text.ends_with('\n') {
-        line.push(b'\n');
-    }
-    serde_json::to_writer(&mut line, summary).map_err(io::Error::other)?;
-    line.push(b'\n');
+    let torn = u64::from(!text.is_empty() && !text.ends_with('\n'));
+    // And a line that would cross a page starts on the next one, so a kill cannot cut it.
+    let end = file.metadata().ok().map(|m| m.len());
+    let lead = torn + end.map_or(0, |e| page_padding(e + torn, body.len()) as u64);
+    let mut line = vec![b'\n'; lead as usize];
+    line.extend_from_slice(&body);
     // One write_all on an O_APPEND regular file: one write(2), never interleaved.
     (&file).write_all(&line)?;
     let lines = text.lines().filter(|l| !l.trim().is_empty()).count() + 1;
@@ -187,5 +191,34 @@ mod tests {
         let record = dir.path().join("flight.jsonl");
         assert!(append(&record, &stop(1, 1.0), START_PATIENCE).is_err());
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+    }
+
+    #[test]
+    fn an_appended_line_never_crosses_a_page_so_a_kill_cannot_cut_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = dir.path().join("flight.jsonl");
+        for i in 0..60 {
+            let mut s = stop(100 + i, f64::from(i));
+            s.stuck = Some("x".repeat(usize::try_from(i * 53 % 700).unwrap()));
+            append(&record, &s, START_PATIENCE).unwrap();
+        }
+        let bytes = std::fs::read(dir.path().join("history.jsonl")).unwrap();
+        let mut at = 0;
+        for line in bytes.split_inclusive(|b| *b == b'\n') {
+            if line != b"\n" {
+                assert_eq!(
+                    at / 4096,
+                    (at + line.len() - 1) / 4096,
+                    "a line at {at} crosses a page"
+                );
+            }
+            at += line.len();
+        }
+        assert!(
+            bytes.len() > 3 * 4096,
+            "the lines cross pages: {}",
+            bytes.len()
+        );
+        assert_eq!(crate::verdict::history(dir.path()).unwrap().len(), 60);
     }
 }
