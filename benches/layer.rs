@@ -307,6 +307,16 @@ fn nested_request(i: u64) {
     tracing::info!(target: "app", rows = 3, "query done");
 }
 
+/// [`nested_request`] with a request span without fields.
+#[inline(never)]
+fn nested_request_no_field() {
+    let request = tracing::info_span!(target: "app", "request");
+    let _r = request.enter();
+    let db = tracing::debug_span!(target: "app", "db");
+    let _d = db.enter();
+    tracing::info!(target: "app", rows = 3, "query done");
+}
+
 /// The dispatches of the nested-request bench: `bare` (registry), `json` (registry + JSON
 /// fmt to a sink, no timestamps), each `_on` (the default layer) or `_off` (tracking off).
 fn nested_dispatch(which: &str) -> Dispatch {
@@ -388,9 +398,16 @@ fn nested_report() {
 fn main() {
     if let Some(which) = std::env::var_os("LAYER_BENCH_NESTED_LOOP") {
         let d = nested_dispatch(&which.to_string_lossy());
+        // `LAYER_BENCH_NESTED_NO_FIELD=1`: the request span without its field (what capturing
+        // it costs is the difference).
+        let no_field = std::env::var_os("LAYER_BENCH_NESTED_NO_FIELD").is_some();
         tracing::dispatcher::with_default(&d, || {
             for i in 0..200_000 {
-                nested_request(black_box(i));
+                if no_field {
+                    nested_request_no_field();
+                } else {
+                    nested_request(black_box(i));
+                }
             }
         });
         return;

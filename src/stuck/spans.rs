@@ -127,8 +127,13 @@ impl SpanTracker {
     /// The span was exited on this thread.
     #[inline]
     pub(crate) fn exit(&self, id: u64) {
-        let _ = Stacks::with_mine(&self.stacks, |s| s.pop(id));
-        self.table.exit(id, pack(clock::now(), current_tid()));
+        // The thread id from the stack: no second thread-local lookup.
+        let tid = Stacks::with_mine(&self.stacks, |s| {
+            s.pop(id);
+            s.tid
+        })
+        .unwrap_or_else(current_tid);
+        self.table.exit(id, pack(clock::now(), tid));
     }
 
     /// The span was entered (`true`) or exited (`false`) on this thread.
