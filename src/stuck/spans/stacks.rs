@@ -92,10 +92,13 @@ impl Default for Stacks {
     }
 }
 
+/// A thread's stacks: `(tracker's id, tracker, stack)`.
+type Mine = Vec<(u64, Weak<Stacks>, Arc<ThreadStack>)>;
+
 thread_local! {
     /// This thread's stacks: `(tracker's id, tracker, stack)`, the tracker held weakly (a
     /// dropped tracker's entry goes at the next registration).
-    static MINE: RefCell<Vec<(u64, Weak<Stacks>, Arc<ThreadStack>)>> =
+    static MINE: RefCell<Mine> =
         const { RefCell::new(Vec::new()) };
 }
 
@@ -120,10 +123,7 @@ impl Stacks {
 
     #[cold]
     #[inline(never)]
-    fn register(
-        this: &Arc<Self>,
-        mine: &RefCell<Vec<(u64, Weak<Stacks>, Arc<ThreadStack>)>>,
-    ) -> Option<Arc<ThreadStack>> {
+    fn register(this: &Arc<Self>, mine: &RefCell<Mine>) -> Option<Arc<ThreadStack>> {
         let mut mine = mine.try_borrow_mut().ok()?;
         // Stacks of trackers dropped since: gone.
         mine.retain(|(_, t, _)| t.strong_count() > 0);

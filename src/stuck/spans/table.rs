@@ -121,11 +121,18 @@ fn hash(id: u64) -> u64 {
 
 impl Table {
     pub(super) fn new() -> Self {
-        let slots = Box::<[Slot]>::new_zeroed_slice(SLOTS);
-        // SAFETY: a `Slot` is four atomics, for which all-zero bytes are a valid value
-        // (`EMPTY`, a null pointer, zeros): the zeroed slice is initialized. Zeroed memory
-        // from the allocator is not touched here, so untouched pages cost no memory.
-        let slots = unsafe { slots.assume_init() };
+        let layout = std::alloc::Layout::array::<Slot>(SLOTS)
+            .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Slot>()));
+        // SAFETY: `layout` has a non-zero size (SLOTS slots of 32 bytes).
+        let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Slot>();
+        if raw.is_null() {
+            std::alloc::handle_alloc_error(layout);
+        }
+        // SAFETY: `raw` is a fresh allocation of `layout` (the global allocator's, as `Box`
+        // frees it), holding SLOTS slots; a `Slot` is four atomics, for which all-zero bytes
+        // are a valid value (`EMPTY`, a null pointer, zeros). Zeroed memory from the
+        // allocator is not touched here, so untouched pages cost no memory.
+        let slots = unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(raw, SLOTS)) };
         Self {
             slots,
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
