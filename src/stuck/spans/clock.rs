@@ -1,6 +1,6 @@
 //! The clock every span callback reads, and the thread id: one relaxed load each.
 //!
-//! Span stamps come from [`now`]: a process-wide word a ticker thread (`sf-span-clock`,
+//! Span stamps come from [`now`]: a process-wide word a ticker thread (`shutdown-clock`,
 //! started by the first tracker) sets from `CLOCK_MONOTONIC_COARSE` every [`TICK`]: a
 //! snapshot judges spans in tenths of seconds, so a stamp may lag the real clock by up to one
 //! tick. Idle, the ticker costs `1 s / TICK` = 50 wake-ups a second. Until it runs (and in
@@ -43,7 +43,7 @@ pub(crate) fn ensure_ticking() {
     }
     install_fork_handler();
     let spawned = std::thread::Builder::new()
-        .name("sf-span-clock".into())
+        .name("shutdown-clock".into())
         .spawn(move || {
             // Stops when a fork handler (in a child) or another start took over.
             while TICKER_PID.load(Acquire) == pid {
