@@ -69,6 +69,7 @@ fn install_fork_handler() {
     ONCE.call_once(|| {
         // SAFETY: `in_child` only stores to atomics (async-signal-safe, as a fork handler
         // in a multithreaded process must be); the handler lives for the program's life.
+        #[cfg(not(miri))] // Miri has no `pthread_atfork` (and cannot fork).
         let _ = unsafe { libc::pthread_atfork(None, None, Some(in_child)) };
     });
 }
