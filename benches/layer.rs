@@ -14,6 +14,13 @@
 //! 4. Per span with 0, 3 and 8 fields, layer on against a bare registry: what capturing a
 //!    span's fields (`stuck/fields.rs`) costs on top of tracking it.
 //!
+//! 5. The nested request of issue 21: `info_span!("request", id)` entered, a nested
+//!    `debug_span!("db")` entered, one `info!` event; through a bare registry and through a
+//!    registry + JSON fmt (to a sink, no timestamps), each without and with the layer.
+//!    `LAYER_BENCH_NESTED_ONLY=1` prints the interleaved ratios (151 rounds);
+//!    `LAYER_BENCH_NESTED_LOOP=bare|bare_off|bare_on|json|json_on` runs 200 000 requests
+//!    (for cachegrind).
+//!
 //! Run: `cargo bench -p shutdown-forensics-benches --bench layer`. For profilers, one
 //! configuration alone: `LAYER_BENCH_LOOP=base|off|filtered|on|on_phase|file_base|file_on` runs 10 x `LAYER_BENCH_LOOP_N` requests
 //! (e.g. under `valgrind --tool=cachegrind` to count instructions per request, which code
@@ -289,7 +296,126 @@ fn cross_thread_ns(rounds: usize, idle_threads: usize) -> (f64, f64, f64) {
     (base, with_on, with_off)
 }
 
+/// The nested request of issue 21: a request span (one field) entered, a `db` span inside it
+/// entered, one event.
+#[inline(never)]
+fn nested_request(i: u64) {
+    let request = tracing::info_span!(target: "app", "request", id = i);
+    let _r = request.enter();
+    let db = tracing::debug_span!(target: "app", "db");
+    let _d = db.enter();
+    tracing::info!(target: "app", rows = 3, "query done");
+}
+
+/// [`nested_request`] with a request span without fields.
+#[inline(never)]
+fn nested_request_no_field() {
+    let request = tracing::info_span!(target: "app", "request");
+    let _r = request.enter();
+    let db = tracing::debug_span!(target: "app", "db");
+    let _d = db.enter();
+    tracing::info!(target: "app", rows = 3, "query done");
+}
+
+/// The dispatches of the nested-request bench: `bare` (registry), `json` (registry + JSON
+/// fmt to a sink, no timestamps), each `_on` (the default layer) or `_off` (tracking off).
+fn nested_dispatch(which: &str) -> Dispatch {
+    let json = || {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .without_time()
+            .with_writer(std::io::sink)
+    };
+    let off = || ShutdownLayer::builder().without_span_tracking().build();
+    match which {
+        "bare_on" => Dispatch::new(tracing_subscriber::registry().with(ShutdownLayer::new())),
+        "bare_off" => Dispatch::new(tracing_subscriber::registry().with(off())),
+        "json" => Dispatch::new(tracing_subscriber::registry().with(json())),
+        "json_on" => Dispatch::new(
+            tracing_subscriber::registry()
+                .with(json())
+                .with(ShutdownLayer::new()),
+        ),
+        "json_off" => Dispatch::new(tracing_subscriber::registry().with(json()).with(off())),
+        _ => Dispatch::new(tracing_subscriber::registry()),
+    }
+}
+
+/// Median over interleaved rounds (base, with, base) of with / mean(base) for the nested
+/// request, blocks of 2000 requests.
+fn nested_ratio(base: &Dispatch, with: &Dispatch, rounds: usize) -> f64 {
+    let block = |d: &Dispatch| {
+        tracing::dispatcher::with_default(d, || {
+            let t = Instant::now();
+            for i in 0..2000 {
+                nested_request(black_box(i));
+            }
+            t.elapsed()
+        })
+    };
+    let mut ratios: Vec<f64> = (0..rounds)
+        .map(|_| {
+            let a = block(base);
+            let b = block(with);
+            let a2 = block(base);
+            b.as_secs_f64() / ((a + a2).as_secs_f64() / 2.0)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    ratios[ratios.len() / 2]
+}
+
+fn nested_report() {
+    let bare = nested_dispatch("bare");
+    let json = nested_dispatch("json");
+    for (label, base, with) in [
+        (
+            "bare registry, layer tracking on ",
+            &bare,
+            nested_dispatch("bare_on"),
+        ),
+        (
+            "bare registry, layer tracking off",
+            &bare,
+            nested_dispatch("bare_off"),
+        ),
+        (
+            "registry + JSON, layer tracking on ",
+            &json,
+            nested_dispatch("json_on"),
+        ),
+        (
+            "registry + JSON, layer tracking off",
+            &json,
+            nested_dispatch("json_off"),
+        ),
+    ] {
+        let r = nested_ratio(base, &with, 151);
+        println!("nested request, {label}: {r:.3}x (median of 151 interleaved rounds x 2000)");
+    }
+}
+
 fn main() {
+    if let Some(which) = std::env::var_os("LAYER_BENCH_NESTED_LOOP") {
+        let d = nested_dispatch(&which.to_string_lossy());
+        // `LAYER_BENCH_NESTED_NO_FIELD=1`: the request span without its field (what capturing
+        // it costs is the difference).
+        let no_field = std::env::var_os("LAYER_BENCH_NESTED_NO_FIELD").is_some();
+        tracing::dispatcher::with_default(&d, || {
+            for i in 0..200_000 {
+                if no_field {
+                    nested_request_no_field();
+                } else {
+                    nested_request(black_box(i));
+                }
+            }
+        });
+        return;
+    }
+    if std::env::var_os("LAYER_BENCH_NESTED_ONLY").is_some() {
+        nested_report();
+        return;
+    }
     if let Some(which) = std::env::var_os("LAYER_BENCH_LOOP") {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = std::fs::File::create(dir.path().join("app.log")).expect("log file");

@@ -58,12 +58,12 @@ enum SpanRole {
 ///
 /// Other spans and all events pass through untouched; events are not looked at. Other spans
 /// are tracked for [stuck snapshots](ShutdownHandle::stuck_snapshot) (so that a request that
-/// began before the stop and now waits on its peer can be named): a span opened, entered,
-/// exited and closed on one thread costs two coarse clock reads and a few stores to that
-/// thread's own table, with no lock, no atomic read-modify-write, no allocation and no field
-/// formatting. A span exited or closed on another thread is looked up in each thread's table
-/// (one load per thread, then a compare-and-swap), and one that outlives its slot moves to a
-/// 64-way sharded table behind a lock (see BENCHMARKS.md for the costs).
+/// began before the stop and now waits on its peer can be named): a span's open claims a slot
+/// of one table with a compare-and-swap, its exit stores a time and a thread id there (the
+/// time is one load of a word a ticker thread sets every 20 ms), its close empties it, and
+/// enter and exit push and pop the thread's own stack of entered spans; a span entered,
+/// exited and closed on other threads than its opener's costs the same. Its fields are
+/// captured into the span's registry extensions (see BENCHMARKS.md for the costs).
 /// [`ShutdownLayerBuilder::with_stuck_spans`]
 /// narrows that to the spans that matter; [`ShutdownLayerBuilder::without_span_tracking`]
 /// turns it off, leaving one string comparison per new span and one atomic load per callback
@@ -216,9 +216,9 @@ impl ShutdownLayerBuilder {
 
     /// Tracks only the spans for which `filter` returns true, for stuck snapshots (see
     /// [`ShutdownHandle::stuck_snapshot`]). Default: every span except phases (whose own
-    /// bookkeeping is the timeline). Tracking costs a few uncontended lock operations per
-    /// span (no allocation; see BENCHMARKS.md); a filter by target or name cuts it to the spans
-    /// that matter, e.g. requests.
+    /// bookkeeping is the timeline). Tracking costs one compare-and-swap and a few stores per
+    /// span, capturing a span's fields an extension of the registry (see BENCHMARKS.md); a
+    /// filter by target or name cuts it to the spans that matter, e.g. requests.
     ///
     /// ```
     /// use shutdown_forensics::ShutdownLayer;
