@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::error::Error;
 use crate::record::history;
+use crate::record::line_caps::page_padding;
 use crate::record::replace::{self, Aside};
 use crate::record::start_lock::StartLock;
 use crate::record::tail::{boot_id, ends_mid_line, own_start_time, read_tail};
@@ -563,24 +564,6 @@ impl FlightRecord {
     /// Forces written lines to stable storage (`fdatasync`).
     pub(crate) fn sync(&self) -> io::Result<()> {
         self.file.as_ref().map_or(Ok(()), File::sync_data)
-    }
-}
-
-/// The kernel writes a buffer to a file page by page and, between two pages, gives up on a
-/// write whose process got a `SIGKILL` (`generic_perform_write`: `fatal_signal_pending`), so a
-/// line that crosses a page can be cut in two by a kill: the record would end in a torn line
-/// and its verdict would be unknown. The newlines (blank lines, which the reader skips) that
-/// make a line of `len` bytes written at `at` start on the next page when it would cross one
-/// and fits in one page; 0 otherwise. A kill then leaves the line whole or not written.
-/// Pages are at least 4 KiB, and a larger page holds whole 4 KiB blocks.
-pub(crate) fn page_padding(at: u64, len: usize) -> usize {
-    const PAGE: u64 = 4096;
-    let room = PAGE - at % PAGE;
-    let len = len as u64;
-    if len > room && len <= PAGE {
-        room as usize
-    } else {
-        0
     }
 }
 

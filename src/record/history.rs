@@ -19,7 +19,7 @@ use std::io::{self, Write};
 use std::path::Path;
 use std::time::Duration;
 
-use crate::record::flight_record::page_padding;
+use crate::record::line_caps::page_padding;
 use crate::record::start_lock::StartLock;
 use crate::verdict::history::{beside, read_history_text};
 use crate::verdict::summary::{parse_history, RecordedBy, StopSummary};

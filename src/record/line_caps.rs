@@ -92,6 +92,24 @@ pub(crate) fn cap_str(s: &str) -> String {
     }
 }
 
+/// The kernel writes a buffer to a file page by page and, between two pages, gives up on a
+/// write whose process got a `SIGKILL` (`generic_perform_write`: `fatal_signal_pending`), so a
+/// line that crosses a page can be cut in two by a kill: the record would end in a torn line
+/// and its verdict would be unknown. The newlines (blank lines, which the reader skips) that
+/// make a line of `len` bytes written at `at` start on the next page when it would cross one
+/// and fits in one page; 0 otherwise. A kill then leaves the line whole or not written.
+/// Pages are at least 4 KiB, and a larger page holds whole 4 KiB blocks.
+pub(crate) fn page_padding(at: u64, len: usize) -> usize {
+    const PAGE: u64 = 4096;
+    let room = PAGE - at % PAGE;
+    let len = len as u64;
+    if len > room && len <= PAGE {
+        room as usize
+    } else {
+        0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
