@@ -100,7 +100,7 @@ mod stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use serve::{serve, MakeTracked};
+pub use serve::{serve, IntoMakeTracked, MakeTracked, MakeTrackedFuture};
 pub use service::{ResponseFuture, TrackedService};
 pub use stream::{TrackedListener, TrackedStream};
 

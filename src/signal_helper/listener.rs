@@ -180,7 +180,15 @@ impl ListenerState {
         let capturer = &self.config.capturer;
         let read = |pid, buf: &mut Vec<u8>| capturer.stat_of(pid, buf);
         let sender = SignalSender::from_proc_with(me, uid, SignalCause::Kill, Instant::now(), read);
-        drop(capturer.capture(None, Some(sender)));
+        let ctx = capturer.capture(None, Some(sender));
+        // The context's record line is serialized before the wake-up: its code's first run
+        // (serde_json's, cold pages) is paid here, not at the signal. Nothing is written.
+        if self.config.handle.is_some() {
+            let value = serde_json::to_value(&ctx).unwrap_or_default();
+            let line = json!({"kind": "note", "note": "context", "t": None::<f64>, "value": value});
+            drop(serde_json::to_vec(&line));
+        }
+        drop(ctx);
         // Its first use on a thread draws the thread's hash keys with getrandom(2).
         drop(crate::diagnostic::generate_correlation_id());
     }
@@ -188,7 +196,7 @@ impl ListenerState {
     /// The first signal, in an order chosen so that nothing that can fail or block (the app's
     /// log sink, a process spawn) comes before the facts are on disk and the app is awake:
     /// capture, `STOPPING=1`, the flight record (`begin` and the context), the app's wake-up,
-    /// the diagnostic, and only then the context event.
+    /// the layer's watchdog thread, the diagnostic, and only then the context event.
     fn first(&self, signal: Option<i32>, sender: Option<SignalSender>, received: Instant) {
         if let Ok(mut at) = self.first_at.lock() {
             *at = Some(received);
@@ -217,7 +225,11 @@ impl ListenerState {
                 if let Some(s) = sender {
                     trigger = trigger.with_sender(s);
                 }
-                handle.begin_with(trigger);
+                // The watchdog thread is started after the wake-up (below): a spawn must not
+                // come before it.
+                handle
+                    .shared
+                    .begin_without_watchdog(trigger.at, Some(trigger.info()));
                 handle.record("context", serde_json::to_value(&ctx).unwrap_or_default());
             });
         }
@@ -236,6 +248,9 @@ impl ListenerState {
         self.tx.send_replace(Some(Arc::clone(&ctx)));
         #[cfg(feature = "tokio-util")]
         self.token.cancel();
+        if let Some(handle) = &self.config.handle {
+            self.isolated("the watchdog", || handle.shared.wake_watchdog_if_needed());
+        }
         let mut diagnostic_error = None;
         if let Some(opts) = &self.config.diagnostic {
             self.isolated("the diagnostic", || {
