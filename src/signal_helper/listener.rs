@@ -180,15 +180,7 @@ impl ListenerState {
         let capturer = &self.config.capturer;
         let read = |pid, buf: &mut Vec<u8>| capturer.stat_of(pid, buf);
         let sender = SignalSender::from_proc_with(me, uid, SignalCause::Kill, Instant::now(), read);
-        let ctx = capturer.capture(None, Some(sender));
-        // The context's record line is serialized before the wake-up: its code's first run
-        // (serde_json's, cold pages) is paid here, not at the signal. Nothing is written.
-        if self.config.handle.is_some() {
-            let value = serde_json::to_value(&ctx).unwrap_or_default();
-            let line = json!({"kind": "note", "note": "context", "t": None::<f64>, "value": value});
-            drop(serde_json::to_vec(&line));
-        }
-        drop(ctx);
+        drop(capturer.capture(None, Some(sender)));
         // Its first use on a thread draws the thread's hash keys with getrandom(2).
         drop(crate::diagnostic::generate_correlation_id());
     }
