@@ -61,9 +61,9 @@ where
         let entry = self.conn.entry();
         let receiving = !req.body().is_end_stream();
         entry.request_started(req.method().as_str(), req.uri().path(), receiving);
-        // `&str` values, not `%Display`: a subscriber records them without `core::fmt` (the
-        // layer's capture of two Display fields was ~10 % of this wrapper's cost). fmt shows
-        // them quoted (`method="GET"`); the snapshot's `request{method=GET path=/}` is the same.
+        // `&str` values, not `%Display`: a subscriber records them without `core::fmt` (~330
+        // instructions a request for the layer's capture, BENCHMARKS.md). fmt shows them
+        // quoted (`method="GET"`); the snapshot's `request{method=GET path=/}` is the same.
         let span = tracing::info_span!(
             target: HTTP_TARGET,
             parent: self.conn.span(),
