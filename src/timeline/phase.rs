@@ -79,8 +79,8 @@ impl Timeline {
     }
 
     /// [`Self::begin`] without starting the watchdog: the signal listener starts it (a thread
-    /// spawn) only once the app is awake. Until then no phase of the app can
-    /// have opened, and a phase that opens starts it itself.
+    /// spawn) only once it has woken the app, microseconds later. A phase that opens meanwhile
+    /// starts it itself.
     pub(crate) fn begin_without_watchdog(
         self: &Arc<Self>,
         at: Instant,
