@@ -21,10 +21,10 @@ use crate::http::Connection;
 /// Serves on `listener` as `axum::serve` does, with every connection and request tracked (the
 /// [module docs](crate::http)).
 ///
-/// It takes what `axum::serve` takes: a [`Router`], `router.into_make_service()`, or
+/// It takes a [`Router`], `router.into_make_service()`, or
 /// `router.into_make_service_with_connect_info::<SocketAddr>()`, with which handlers extract
 /// [`ConnectInfo<SocketAddr>`](axum::extract::ConnectInfo) (the client's address), as under
-/// `axum::serve`. It returns axum's own [`Serve`], so `.with_graceful_shutdown(..)` and
+/// `axum::serve` (see [`IntoMakeTracked`]). It returns axum's own [`Serve`], so `.with_graceful_shutdown(..)` and
 /// `.await` work as usual.
 ///
 /// ```no_run
