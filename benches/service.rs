@@ -31,7 +31,8 @@
 //! SERVICE_BENCH_EXIT_AFTER=N` (it exits after N answers), load it with wrk, and take the
 //! difference of two values of N (BENCHMARKS.md has the script).
 //!
-//! Run: `cargo bench -p shutdown-forensics-benches --bench service`
+//! Run: `cargo bench -p shutdown-forensics-benches --bench service` (all three against
+//! `plain`), or `... --bench service -- layer` for one of them.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
