@@ -1,11 +1,14 @@
-//! Signal-to-context latency (target: p50 ≤ 300 µs): from `kill(2)` in a sender process to the
-//! `Shutdown context` line reaching the receiver's writer.
+//! Signal latency, from `kill(2)` in a sender process to two instants of the receiver: the app
+//! woken (its thread returns from `ShutdownSignal::wait` and stamps; goal p50 ≤ 150 µs) and the
+//! `Shutdown context` line reaching its writer (goal p50 ≤ 300 µs). The listener wakes the app
+//! before it writes the line, so the woken thread waits for the writer's stamp before it
+//! reports both.
 //!
 //! The helper latches the first signal once per process, so every sample is a fresh receiver:
 //! this binary re-executes itself with `SHUTDOWN_FORENSICS_BENCH_RECEIVER` set. The receiver
 //! installs a fmt subscriber whose writer stamps `CLOCK_MONOTONIC` when it is handed the
 //! `Shutdown context` line, installs `Forensics` with default options, prints `ready` and waits
-//! for the signal. The sender stamps `CLOCK_MONOTONIC` right before `kill(pid, SIGTERM)`;
+//! for the signal; woken, it stamps, waits (bounded) for the line's stamp and prints both. The sender stamps `CLOCK_MONOTONIC` right before `kill(pid, SIGTERM)`;
 //! `CLOCK_MONOTONIC` is system-wide, so the two stamps compare.
 //!
 //! Variants: `default` (`Forensics::builder().install()` only), `layer` (plus a `ShutdownLayer`
@@ -18,9 +21,9 @@
 //!
 //! For scale, the same run times the bare `ShutdownContext::capture` in a hot loop, and a
 //! `probe` receiver times the listener's steps on their first call, their second, and after
-//! sleeping. Besides criterion's estimates the bench prints p50/p90/p99 of every sample, split
-//! at the context's own `ts_monotonic` (stamped when the capture starts, after the sender's
-//! `/proc` entry was read) into wake-up and capture + format.
+//! sleeping. Besides criterion's estimates (of the line) the bench prints p50/p90/p99 of every
+//! sample: the app woken, the line written, and the split at the context's own `ts_monotonic`
+//! (stamped when the capture starts, after the sender's `/proc` entry was read).
 //!
 //! Every receiver is reaped; one that does not answer within 5 s is killed. The sample count is
 //! bounded by criterion's measurement time (about 30 s in all).
@@ -125,6 +128,9 @@ impl Drop for Receiver {
 /// One measured signal, in nanoseconds.
 #[derive(Clone, Copy)]
 struct Sample {
+    /// `kill(2)` in the sender to the app's thread woken by `ShutdownSignal::wait` (stamped by
+    /// that thread as soon as `wait` returns): what the shutdown waits for.
+    woken: u64,
     /// `kill(2)` in the sender to the context line in the receiver's writer.
     total: u64,
     /// `kill(2)` to the start of the capture (delivery, self-pipe wake-up, sender's /proc).
@@ -177,14 +183,16 @@ fn sample(variant: &str, from: SentBy, dir: &Path) -> Sample {
     let mut parts = line.split(' ');
     assert_eq!(parts.next(), Some("stamp"), "unexpected line {line:?}");
     let mut next = || -> u64 { parts.next().and_then(|p| p.parse().ok()).expect("stamp") };
-    let (written, captured) = (next(), next());
+    let (woken, written, captured) = (next(), next(), next());
+    assert!(written != 0, "no context line was written: {line:?}");
     assert!(
-        written >= sent,
-        "context line stamped before kill(2): {line:?}"
+        woken >= sent && written >= sent && captured >= sent,
+        "stamped before kill(2) at {sent}: {line:?}"
     );
     Sample {
+        woken: woken - sent,
         total: written - sent,
-        wake: captured.saturating_sub(sent),
+        wake: captured - sent,
     }
 }
 
@@ -217,11 +225,22 @@ fn print_samples(variant: &str, samples: &[Sample]) {
         );
         return;
     }
-    println!("  kill -> context line written       : {}", of(|s| s.total));
-    println!("  kill -> capture start              : {}", of(|s| s.wake));
     println!(
-        "  capture start -> line written      : {}",
-        of(|s| s.total - s.wake.min(s.total))
+        "  kill -> app woken (signal().wait()) : {}",
+        of(|s| s.woken)
+    );
+    println!(
+        "  kill -> context line written        : {}",
+        of(|s| s.total)
+    );
+    println!("  kill -> capture start               : {}", of(|s| s.wake));
+    println!(
+        "  capture start -> app woken          : {}",
+        of(|s| s.woken.saturating_sub(s.wake))
+    );
+    println!(
+        "  app woken -> line written           : {}",
+        of(|s| s.total.saturating_sub(s.woken))
     );
 }
 

@@ -7,12 +7,31 @@ use shutdown_forensics::context::{ContextCapturer, ContextOptions, SignalSender}
 use shutdown_forensics::{FlightRecord, Forensics, ShutdownLayer};
 use signal_hook::iterator::exfiltrator::origin::WithOrigin;
 use signal_hook::iterator::SignalsInfo;
+use std::sync::{Condvar, Mutex, PoisonError};
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 /// `CLOCK_MONOTONIC` (ns) when the writer was handed the `Shutdown context` line; 0 = not yet.
 static WRITTEN_AT: AtomicU64 = AtomicU64::new(0);
+/// Signalled once [`WRITTEN_AT`] is set: the app's thread, woken before the line is written,
+/// sleeps on it rather than spinning on the two shared cores the listener needs.
+static WRITTEN: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
+/// How long the receiver waits for the context line after it was woken.
+const LINE_LIMIT: Duration = Duration::from_secs(3);
+
+/// Blocks until the writer was handed the context line (at most [`LINE_LIMIT`]); its stamp,
+/// 0 if it never came.
+fn wait_written() -> u64 {
+    let guard = WRITTEN.0.lock().unwrap_or_else(PoisonError::into_inner);
+    let _ = WRITTEN
+        .1
+        .wait_timeout_while(guard, LINE_LIMIT, |()| {
+            WRITTEN_AT.load(Ordering::Acquire) == 0
+        })
+        .unwrap_or_else(PoisonError::into_inner);
+    WRITTEN_AT.load(Ordering::Acquire)
+}
 
 /// Stamps the context line, then writes every line to stderr (the bench sends it to
 /// /dev/null), as a real writer would.
@@ -23,7 +42,11 @@ impl io::Write for StampingWriter {
         if WRITTEN_AT.load(Ordering::Relaxed) == 0
             && buf.windows(16).any(|w| w == b"Shutdown context")
         {
-            WRITTEN_AT.store(monotonic_ns(), Ordering::Relaxed);
+            // Stamped first: waking the waiter is not part of the figure.
+            let at = monotonic_ns();
+            let _guard = WRITTEN.0.lock().unwrap_or_else(PoisonError::into_inner);
+            WRITTEN_AT.store(at, Ordering::Release);
+            WRITTEN.1.notify_all();
         }
         io::stderr().write(buf)
     }
@@ -72,9 +95,12 @@ pub(super) fn run(variant: &str) {
         .and_then(|()| out.flush())
         .expect("stdout");
     let ctx = forensics.signal().wait();
+    // The app is awake: what a shutdown waits for. The context line comes later (the
+    // listener writes it last), so its stamp is awaited, not read now.
+    let woken = monotonic_ns();
     let capture_ns = (ctx.ts_monotonic * 1e9).round() as u64;
-    let written = WRITTEN_AT.load(Ordering::Relaxed);
-    writeln!(out, "stamp {written} {capture_ns}")
+    let written = wait_written();
+    writeln!(out, "stamp {woken} {written} {capture_ns}")
         .and_then(|()| out.flush())
         .expect("stdout");
 }
@@ -93,7 +119,7 @@ fn floor() {
         .and_then(|()| out.flush())
         .expect("stdout");
     let at = listener.join().expect("listener");
-    writeln!(out, "stamp {at} {at}")
+    writeln!(out, "stamp {at} {at} {at}")
         .and_then(|()| out.flush())
         .expect("stdout");
 }

@@ -184,14 +184,14 @@ impl Entry {
             // One at a time, each closed with no lock held (a subscriber's close callback may
             // log); the list keeps its capacity for the next request.
             loop {
-                let span = self
-                    .unflushed_spans
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .pop();
-                match span {
-                    Some(span) => drop(span),
-                    None => break,
+                let (span, more) = {
+                    let mut spans =
+                        (self.unflushed_spans.lock()).unwrap_or_else(PoisonError::into_inner);
+                    (spans.pop(), !spans.is_empty())
+                };
+                drop(span);
+                if !more {
+                    break;
                 }
             }
         }

@@ -21,7 +21,9 @@
 //!
 //! # axum
 //!
-//! [`serve`] takes the place of `axum::serve` and returns axum's own `Serve`:
+//! [`serve`] takes the place of `axum::serve` (a `Router`, or
+//! `router.into_make_service_with_connect_info::<SocketAddr>()` for handlers that extract
+//! `ConnectInfo<SocketAddr>`) and returns axum's own `Serve`:
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -100,7 +102,7 @@ mod stream;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub use serve::{serve, MakeTracked};
+pub use serve::{serve, IntoMakeTracked, MakeTracked, MakeTrackedFuture};
 pub use service::{ResponseFuture, TrackedService};
 pub use stream::{TrackedListener, TrackedStream};
 

@@ -43,7 +43,7 @@ impl<S> TrackedService<S> {
 
 impl<S, B, RB> Service<Request<B>> for TrackedService<S>
 where
-    S: Service<Request<Body>, Response = Response<RB>>,
+    S: Service<Request<Body>, Response = Response<RB>> + Clone,
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
     RB: HttpBody<Data = Bytes> + Send + 'static,
@@ -51,7 +51,7 @@ where
 {
     type Response = Response<Body>;
     type Error = S::Error;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -61,12 +61,15 @@ where
         let entry = self.conn.entry();
         let receiving = !req.body().is_end_stream();
         entry.request_started(req.method().as_str(), req.uri().path(), receiving);
+        // `&str` values, not `%Display`: a subscriber records them without `core::fmt` (~330
+        // instructions a request for the layer's capture, BENCHMARKS.md). fmt shows them
+        // quoted (`method="GET"`); the snapshot's `request{method=GET path=/}` is the same.
         let span = tracing::info_span!(
             target: HTTP_TARGET,
             parent: self.conn.span(),
             "request",
-            method = %req.method(),
-            path = %req.uri().path()
+            method = req.method().as_str(),
+            path = req.uri().path()
         );
         // From here the request ends in the table however it ends (a panicking inner service
         // included): the guard is dropped then.
@@ -84,12 +87,16 @@ where
         } else {
             Body::new(body)
         };
-        let inner = {
-            let _in = guard.span.enter();
-            self.inner.call(Request::from_parts(parts, body))
-        };
+        // The inner service is called at the first poll, inside the span's one enter with that
+        // poll (one enter less a request). The service that was made ready is the one called
+        // (tower's contract); a clone takes its place for the next request.
+        let ready = self.inner.clone();
+        let service = std::mem::replace(&mut self.inner, ready);
         ResponseFuture {
-            inner,
+            state: State::NotCalled {
+                service,
+                req: Some(Request::from_parts(parts, body)),
+            },
             guard: Some(guard),
         }
     }
@@ -118,27 +125,63 @@ impl Drop for RequestGuard {
 
 pin_project_lite::pin_project! {
     /// The response of a [`TrackedService`].
-    #[derive(Debug)]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<S>
+    where
+        S: Service<Request<Body>>,
+    {
         #[pin]
-        inner: F,
+        state: State<S>,
         guard: Option<RequestGuard>,
     }
 }
 
-impl<F, RB, E> Future for ResponseFuture<F>
+pin_project_lite::pin_project! {
+    /// The inner service, called at the first poll, then its future.
+    #[project = StateProj]
+    enum State<S>
+    where
+        S: Service<Request<Body>>,
+    {
+        NotCalled { service: S, req: Option<Request<Body>> },
+        Called { #[pin] future: S::Future },
+    }
+}
+
+impl<S: Service<Request<Body>>> std::fmt::Debug for ResponseFuture<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("guard", &self.guard)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, RB> Future for ResponseFuture<S>
 where
-    F: Future<Output = Result<Response<RB>, E>>,
+    S: Service<Request<Body>, Response = Response<RB>>,
     RB: HttpBody<Data = Bytes> + Send + 'static,
     RB::Error: Into<BoxError>,
 {
-    type Output = Result<Response<Body>, E>;
+    type Output = Result<Response<Body>, S::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
+        let mut this = self.project();
         let result = {
+            // One enter for the call and its future's poll: the spans of tower layers (made in
+            // `call`) and of the handler are children of the request's.
             let _in = this.guard.as_ref().map(|g| g.span.enter());
-            ready!(this.inner.poll(cx))
+            loop {
+                match this.state.as_mut().project() {
+                    StateProj::NotCalled { service, req } => {
+                        let Some(req) = req.take() else {
+                            // Only after a panic in the inner `call`: never ready again.
+                            return Poll::Pending;
+                        };
+                        let future = service.call(req);
+                        this.state.set(State::Called { future });
+                    }
+                    StateProj::Called { future } => break ready!(future.poll(cx)),
+                }
+            }
         };
         let mut guard = this.guard.take();
         Poll::Ready(result.map(|resp| {

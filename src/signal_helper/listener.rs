@@ -188,7 +188,7 @@ impl ListenerState {
     /// The first signal, in an order chosen so that nothing that can fail or block (the app's
     /// log sink, a process spawn) comes before the facts are on disk and the app is awake:
     /// capture, `STOPPING=1`, the flight record (`begin` and the context), the app's wake-up,
-    /// the diagnostic, and only then the context event.
+    /// the layer's watchdog thread, the diagnostic, and only then the context event.
     fn first(&self, signal: Option<i32>, sender: Option<SignalSender>, received: Instant) {
         if let Ok(mut at) = self.first_at.lock() {
             *at = Some(received);
@@ -217,7 +217,11 @@ impl ListenerState {
                 if let Some(s) = sender {
                     trigger = trigger.with_sender(s);
                 }
-                handle.begin_with(trigger);
+                // The watchdog thread is started after the wake-up (below): a spawn must not
+                // come before it.
+                handle
+                    .shared
+                    .begin_without_watchdog(trigger.at, Some(trigger.info()));
                 handle.record("context", serde_json::to_value(&ctx).unwrap_or_default());
             });
         }
@@ -236,6 +240,9 @@ impl ListenerState {
         self.tx.send_replace(Some(Arc::clone(&ctx)));
         #[cfg(feature = "tokio-util")]
         self.token.cancel();
+        if let Some(handle) = &self.config.handle {
+            self.isolated("the watchdog", || handle.shared.wake_watchdog_if_needed());
+        }
         let mut diagnostic_error = None;
         if let Some(opts) = &self.config.diagnostic {
             self.isolated("the diagnostic", || {

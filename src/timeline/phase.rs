@@ -71,13 +71,27 @@ fn note_reported(reported: &mut Vec<u64>, a: &Abandoned) {
 impl Timeline {
     /// Starts a shutdown at `at`; false if one had already begun.
     pub(crate) fn begin(self: &Arc<Self>, at: Instant, trigger: Option<TriggerInfo>) -> bool {
+        let begun = self.begin_without_watchdog(at, trigger);
+        if begun {
+            self.wake_watchdog_if_needed();
+        }
+        begun
+    }
+
+    /// [`Self::begin`] without starting the watchdog: the signal listener starts it (a thread
+    /// spawn) only once it has woken the app, microseconds later. A phase that opens meanwhile
+    /// starts it itself.
+    pub(crate) fn begin_without_watchdog(
+        self: &Arc<Self>,
+        at: Instant,
+        trigger: Option<TriggerInfo>,
+    ) -> bool {
         let order = self.record_lock.lock();
         let line = self.begin_locked(&mut self.lock(), at, trigger);
         let begun = line.is_some();
         if let Some(line) = line {
             self.write(&line, true);
             drop(order);
-            self.wake_watchdog_if_needed();
         }
         begun
     }
