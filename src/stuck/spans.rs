@@ -83,14 +83,20 @@ impl std::fmt::Debug for SpanTracker {
 }
 
 impl SpanTracker {
+    /// A tracker; its clock's ticker starts with [`SpanTracker::start_clock`] (a layer that
+    /// tracks no span starts no thread).
     pub(crate) fn new(filter: Option<SpanFilter>) -> Self {
-        clock::ensure_ticking();
         Self {
             filter,
             table: Table::new(),
             stacks: Arc::new(Stacks::default()),
             blind_enters: AtomicU64::new(0),
         }
+    }
+
+    /// Starts the clock's ticker thread (`shutdown-clock`), unless it runs in this process.
+    pub(crate) fn start_clock(&self) {
+        clock::ensure_ticking();
     }
 
     /// A span was created; false when the filter leaves it out (it is not tracked).

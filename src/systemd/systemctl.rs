@@ -108,7 +108,7 @@ pub(crate) fn run(program: &OsStr, args: &[&str], deadline: Instant) -> Result<V
     };
     let (tx, rx) = mpsc::channel();
     let reader = thread::Builder::new()
-        .name("sf-systemctl".into())
+        .name("shutdown-systemctl".into())
         .spawn(move || {
             let mut buf = Vec::new();
             let result = stdout.take(MAX_OUTPUT).read_to_end(&mut buf).map(|_| buf);

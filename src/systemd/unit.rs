@@ -255,7 +255,7 @@ pub async fn check_systemd_timing_alignment_async(
 ) -> Option<TimingAlignment> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
-        .name("sf-systemd-check".into())
+        .name("shutdown-unit-check".into())
         .spawn(move || {
             let _ = tx.send(check_systemd_timing_alignment_with(budget, headroom));
         })

@@ -60,14 +60,15 @@ enum SpanRole {
 /// are tracked for [stuck snapshots](ShutdownHandle::stuck_snapshot) (so that a request that
 /// began before the stop and now waits on its peer can be named): a span's open claims a slot
 /// of one table with a compare-and-swap, its exit stores a time and a thread id there (the
-/// time is one load of a word a ticker thread sets every 20 ms), its close empties it, and
-/// enter and exit push and pop the thread's own stack of entered spans; a span entered,
-/// exited and closed on other threads than its opener's costs the same. Its fields are
-/// captured into the span's registry extensions (see BENCHMARKS.md for the costs).
-/// [`ShutdownLayerBuilder::with_stuck_spans`]
-/// narrows that to the spans that matter; [`ShutdownLayerBuilder::without_span_tracking`]
-/// turns it off, leaving one string comparison per new span and one atomic load per callback
-/// while no phase span is alive (a registry lookup while one is).
+/// time is one load of a word that a thread, `shutdown-clock`, sets every 20 ms: one per
+/// process, started by the first layer that tracks spans, 50 wake-ups a second), its close
+/// empties it, and enter and exit push and pop the thread's own stack of entered spans; a
+/// span entered, exited and closed on other threads than its opener's takes the same path.
+/// Its fields are captured into the span's registry extensions (see BENCHMARKS.md for the
+/// costs). [`ShutdownLayerBuilder::with_stuck_spans`] narrows that to the spans that matter;
+/// [`ShutdownLayerBuilder::without_span_tracking`] turns it off (and starts no thread),
+/// leaving one string comparison per new span and one atomic load per callback while no
+/// phase span is alive (a registry lookup while one is).
 ///
 /// The layer's own events are never emitted while it holds its state lock or a span's
 /// extensions; they are emitted under its re-entrant record lock, which keeps each phase's
@@ -277,7 +278,13 @@ impl ShutdownLayerBuilder {
                 open_phases: AtomicUsize::new(0),
                 phase_ids: Default::default(),
                 watchdog: Mutex::new(None),
-                spans: SpanTracker::new(self.span_filter),
+                spans: {
+                    let spans = SpanTracker::new(self.span_filter);
+                    if self.track_spans {
+                        spans.start_clock();
+                    }
+                    spans
+                },
                 track_spans: self.track_spans,
                 diagnostic_path: OnceLock::new(),
                 snapshots_in_flight: Mutex::new(0),
