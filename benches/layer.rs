@@ -136,11 +136,17 @@ fn interleaved_overhead(with: &Dispatch, rounds: usize) -> f64 {
 
 /// Median of per-round ratios (with / base), blocks interleaved.
 fn interleaved_against(base: &Dispatch, with: &Dispatch, rounds: usize) -> f64 {
+    interleaved(base, with, rounds, request)
+}
+
+/// Median over interleaved rounds (base, with, base) of with / mean(base), each block 2000
+/// calls of `work`.
+fn interleaved(base: &Dispatch, with: &Dispatch, rounds: usize, work: fn(u64)) -> f64 {
     let block = |d: &Dispatch| {
         tracing::dispatcher::with_default(d, || {
             let t = Instant::now();
             for i in 0..2000 {
-                request(black_box(i));
+                work(black_box(i));
             }
             t.elapsed()
         })
@@ -344,25 +350,7 @@ fn nested_dispatch(which: &str) -> Dispatch {
 /// Median over interleaved rounds (base, with, base) of with / mean(base) for the nested
 /// request, blocks of 2000 requests.
 fn nested_ratio(base: &Dispatch, with: &Dispatch, rounds: usize) -> f64 {
-    let block = |d: &Dispatch| {
-        tracing::dispatcher::with_default(d, || {
-            let t = Instant::now();
-            for i in 0..2000 {
-                nested_request(black_box(i));
-            }
-            t.elapsed()
-        })
-    };
-    let mut ratios: Vec<f64> = (0..rounds)
-        .map(|_| {
-            let a = block(base);
-            let b = block(with);
-            let a2 = block(base);
-            b.as_secs_f64() / ((a + a2).as_secs_f64() / 2.0)
-        })
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    ratios[ratios.len() / 2]
+    interleaved(base, with, rounds, nested_request)
 }
 
 fn nested_report() {

@@ -614,20 +614,7 @@ mod tests {
                 .unwrap();
         }
         let bytes = fs::read(&path).unwrap();
-        let mut at = 0usize;
-        let mut lines = 0;
-        for line in bytes.split_inclusive(|b| *b == b'\n') {
-            if line != b"\n" {
-                assert_eq!(
-                    at / 4096,
-                    (at + line.len() - 1) / 4096,
-                    "a line at {at} of {} bytes crosses a page",
-                    line.len()
-                );
-                lines += 1;
-            }
-            at += line.len();
-        }
+        let lines = crate::record::line_caps::assert_no_line_crosses_a_page(&bytes);
         assert_eq!(lines, 401, "the run line and every note");
         let padding = bytes.iter().filter(|b| **b == b'\n').count() - lines;
         assert!(padding > 0, "400 lines of up to 600 bytes cross pages");

@@ -203,17 +203,7 @@ mod tests {
             append(&record, &s, START_PATIENCE).unwrap();
         }
         let bytes = std::fs::read(dir.path().join("history.jsonl")).unwrap();
-        let mut at = 0;
-        for line in bytes.split_inclusive(|b| *b == b'\n') {
-            if line != b"\n" {
-                assert_eq!(
-                    at / 4096,
-                    (at + line.len() - 1) / 4096,
-                    "a line at {at} crosses a page"
-                );
-            }
-            at += line.len();
-        }
+        crate::record::line_caps::assert_no_line_crosses_a_page(&bytes);
         assert!(
             bytes.len() > 3 * 4096,
             "the lines cross pages: {}",

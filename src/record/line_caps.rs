@@ -110,6 +110,27 @@ pub(crate) fn page_padding(at: u64, len: usize) -> usize {
     }
 }
 
+/// Asserts that no line of `bytes` (blank ones aside) crosses a 4 KiB page of the file;
+/// returns how many lines it holds.
+#[cfg(test)]
+pub(crate) fn assert_no_line_crosses_a_page(bytes: &[u8]) -> usize {
+    let (mut at, mut lines) = (0, 0);
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
+        if line != b"\n" {
+            let last = at + line.len() - 1;
+            assert_eq!(
+                at / 4096,
+                last / 4096,
+                "a line at {at} of {} bytes crosses a page",
+                line.len()
+            );
+            lines += 1;
+        }
+        at += line.len();
+    }
+    lines
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
