@@ -404,13 +404,15 @@ impl FlightRecord {
     /// Records the metrics (feature `metrics`) of the stops this start wrote to the history
     /// for processes that could not (killed, crashed, exited early), once.
     fn record_metrics_of_unfinished(&self) {
-        if self.metrics_recorded.swap(true, Ordering::SeqCst) {
-            return;
-        }
+        let first = !self.metrics_recorded.swap(true, Ordering::SeqCst);
         #[cfg(feature = "metrics")]
-        for stop in self.stops_written_at_start() {
-            crate::verdict::metrics::record(stop);
+        if first {
+            for stop in self.stops_written_at_start() {
+                crate::verdict::metrics::record(stop);
+            }
         }
+        #[cfg(not(feature = "metrics"))]
+        let _ = first;
     }
 
     /// The stops this start wrote to the history: the previous run's, and those of
