@@ -533,13 +533,15 @@ fn as_nobody(role: &str) -> std::process::Output {
     let exe = dir.path().join("stuck_snapshot");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    std::process::Command::new(&exe)
-        .args(["--exact", role, "--ignored", "--nocapture"])
-        .current_dir("/")
-        .uid(65534)
-        .gid(65534)
-        .output()
-        .expect("run the role")
+    support::retry_text_busy(|| {
+        std::process::Command::new(&exe)
+            .args(["--exact", role, "--ignored", "--nocapture"])
+            .current_dir("/")
+            .uid(65534)
+            .gid(65534)
+            .output()
+    })
+    .expect("run the role")
 }
 
 #[test]

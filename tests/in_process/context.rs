@@ -283,7 +283,7 @@ fn hostile_child(dir: &Path) -> std::process::Child {
     let exe = dir.join("x\nERROR forged");
     std::fs::copy("/bin/sleep", &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    Command::new(&exe).arg("5").spawn().unwrap()
+    crate::support::retry_text_busy(|| Command::new(&exe).arg("5").spawn()).unwrap()
 }
 
 #[test]

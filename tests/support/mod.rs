@@ -180,3 +180,19 @@ pub fn comm(pid: u32) -> String {
         .map(|c| c.trim_end().to_owned())
         .unwrap_or_default()
 }
+
+/// Runs `spawn` again while it fails with `ETXTBSY`: an executable this test just wrote can
+/// be held open for writing for a moment by a child another test thread forked meanwhile (the
+/// child inherits the descriptor until it execs), and the kernel refuses to exec a file open
+/// for writing.
+pub fn retry_text_busy<T>(mut spawn: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match spawn() {
+            Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
+}
