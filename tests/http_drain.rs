@@ -108,6 +108,14 @@ mod server {
     pub fn router(sockets: Sockets) -> Router {
         Router::new()
             .route("/health", get(|| async { "ok\n" }))
+            // A handler that waits on something that never comes (a peer, a lock, a sleep).
+            .route(
+                "/slow",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(600)).await;
+                    "late\n"
+                }),
+            )
             .route("/events", get(events))
             .route("/big", get(big))
             .route("/upload", post(upload))
@@ -608,4 +616,28 @@ fn half_a_request_head_is_named() {
         "reading_head",
     );
     assert!(c["method"].is_null(), "{c:#}");
+}
+
+#[test]
+fn a_handler_that_has_not_responded_is_named_with_its_request() {
+    let (_, c, _) = scenario(
+        |addr| {
+            let mut s = connect(addr);
+            s.write_all(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            // The request reaches its handler before the stop.
+            std::thread::sleep(Duration::from_millis(300));
+            let peer = s.local_addr().unwrap();
+            (s, peer)
+        },
+        |peer| {
+            vec![
+                "GET /slow in flight ".into(),
+                format!("s ({peer}), handler has not responded"),
+            ]
+        },
+        "in_flight",
+    );
+    assert_eq!(c["method"], "GET");
+    assert_eq!(c["path"], "/slow");
 }

@@ -46,7 +46,7 @@ fn a_marker_naming_us_makes_the_stop_planned() {
             "{text}"
         );
         assert!(lines[0].contains("stop=planned"), "{text}");
-        // DESIGN.md and docs/operators.md: a planned stop is routine, so the line is INFO.
+        // docs/operators.md: a planned stop is routine, so the line is INFO.
         assert!(lines[0].trim_start().starts_with("INFO "), "{text}");
         assert!(!lines[0].contains("takeover_marker_present"), "{text}");
     });

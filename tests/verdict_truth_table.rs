@@ -1,4 +1,4 @@
-//! The verdict truth table (issue 18): one row per ending in DESIGN.md's "Verdicts" table and
+//! The verdict truth table (issue 18): one row per ending in docs/operators.md's "Verdicts" table and
 //! per wrong verdict the issue found, each a real child process (this binary re-run as
 //! `role_app`, `tests/support/endings.rs`) that stops on a real SIGTERM sent by a `kill`
 //! process and ends as the row says, SIGKILLed by this process where the row needs a kill.

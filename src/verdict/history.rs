@@ -1,7 +1,7 @@
 //! Reading the history of the last stops (`history.jsonl` beside the flight record).
 //!
 // For contributors: the one function of `verdict/` that reads a file (the public entry point
-// named in DESIGN.md). It never follows a symlink nor blocks on a FIFO, and reads at most the
+// `verdict::history`). It never follows a symlink nor blocks on a FIFO, and reads at most the
 // last `READ_LIMIT` bytes; the parsing is `summary::parse_history`, pure. Writing the history
 // is `record/history.rs`.
 

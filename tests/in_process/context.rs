@@ -329,7 +329,7 @@ fn log_event_has_fields_in_design_order() {
     let cap = crate::support::Capture::default();
     tracing::subscriber::with_default(crate::support::subscriber(&cap), || ctx.log());
     let out = cap.text();
-    // A takeover marker that names us: a planned stop, so INFO (DESIGN.md).
+    // A takeover marker that names us: a planned stop, so INFO (docs/operators.md).
     let expected_prefix = format!(
         " INFO Shutdown context signal=SIGTERM sender_pid={me} sender_name={} sender_uid=0 cause=kill under_systemd={} ",
         ctx.process.name.as_deref().unwrap(),
