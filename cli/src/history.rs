@@ -120,8 +120,9 @@ pub(crate) fn run(path: &Path) -> Result<String, String> {
             };
             let _ = writeln!(
                 out,
-                "supervisor stop timeout these stops call for: >= {}s ({which} plus half, at \
-                 least 5s): TimeoutStopSec=, terminationGracePeriodSeconds, docker stop -t",
+                "supervisor stop timeout these stops call for: >= {}s ({which} plus headroom \
+                 of half of it, 5s at least): TimeoutStopSec=, terminationGracePeriodSeconds, \
+                 docker stop -t",
                 t.as_secs()
             );
         }

@@ -258,7 +258,7 @@ async fn serve(
     if args.sse_client {
         http::start_sse_client(server.addr).await;
     }
-    tracing::info!(addr = %server.addr, adapters = args.adapters.len(), "gateway started");
+    tracing::info!(addr = %server.addr, adapters = args.adapters.len(), pid = std::process::id(), "gateway started");
     forensics.ready(); // READY=1 for the Type=notify unit
     if let Some(after) = args.self_signal_after {
         let signal = signal.clone();

@@ -116,8 +116,8 @@ pub(crate) fn timeout_advice(
     };
     let message = format!(
         "Supervisor stop timeout below recent stops: {which} took {slow:.2}s (pid {pid}{how}), \
-         the supervisor kills after {:.2}s ({who}); it needs >= {secs}s (the slowest plus half, \
-         at least 5s): {fix}",
+         the supervisor kills after {:.2}s ({who}); it needs >= {secs}s (the slowest plus headroom \
+         of half of it, 5s at least): {fix}",
         timeout.as_secs_f64()
     );
     Some(TimeoutAdvice {
