@@ -259,9 +259,10 @@ pub(crate) fn take(
         && !spans.is_empty()
     {
         unknown.push(
-            "span fields and parents: the layer cannot read its subscriber's spans (not \
+            "span parents and long fields: the layer cannot read its subscriber's spans (not \
              tracing-subscriber's Registry, gone, or the layer never learned it: an \
-             Option<ShutdownLayer> does not pass it on), so spans show by name only"
+             Option<ShutdownLayer> does not pass it on), so spans show their name and only \
+             the short fields the layer keeps itself"
                 .to_owned(),
         );
     }

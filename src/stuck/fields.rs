@@ -309,30 +309,95 @@ fn decimal(mut n: u64, buf: &mut [u8]) -> &[u8] {
     &buf[at..]
 }
 
-/// A tracked span's fields, captured as it opens (`on_new_span`).
+/// Bytes of fields a span's table slot holds itself (`stuck/spans/table.rs`): short fields
+/// need no registry extension (no lookup, no lock, no allocation).
+pub(crate) const SLOT_BYTES: usize = 56;
+
+/// A span's captured fields as its table slot holds them: the encoded entries, their length,
+/// count and dropped count. `Copy`, so a snapshot copies it out of the slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotFields {
+    pub(crate) bytes: [u8; SLOT_BYTES],
+    pub(crate) len: u8,
+    pub(crate) count: u8,
+    pub(crate) dropped: u8,
+}
+
+impl SlotFields {
+    pub(crate) const NONE: Self = Self {
+        bytes: [0; SLOT_BYTES],
+        len: 0,
+        count: 0,
+        dropped: 0,
+    };
+
+    /// No field kept nor dropped.
+    pub(crate) fn is_none(&self) -> bool {
+        self.count == 0 && self.dropped == 0
+    }
+
+    /// The fields again, to render or to add to (`on_record`).
+    pub(crate) fn to_fields(&self) -> SpanFields {
+        let mut f = SpanFields {
+            count: self.count,
+            dropped: self.dropped,
+            ..SpanFields::default()
+        };
+        f.bytes
+            .extend(&self.bytes[..usize::from(self.len).min(SLOT_BYTES)]);
+        f
+    }
+}
+
+impl SpanFields {
+    /// These fields in a slot's form, when they fit in [`SLOT_BYTES`].
+    pub(crate) fn to_slot(&self) -> Option<SlotFields> {
+        let b = self.bytes.as_slice();
+        if b.len() > SLOT_BYTES {
+            return None;
+        }
+        let mut out = SlotFields {
+            len: b.len() as u8, // <= SLOT_BYTES
+            count: self.count,
+            dropped: self.dropped,
+            ..SlotFields::NONE
+        };
+        out.bytes[..b.len()].copy_from_slice(b);
+        Some(out)
+    }
+}
+
+/// A tracked span's fields, captured as it opens, in the slot's form when they fit; longer
+/// ones go to the span's registry extension (and the slot holds none).
 #[inline(never)]
-pub(crate) fn capture_new<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>)
+pub(crate) fn capture_open<S>(attrs: &Attributes<'_>, id: &Id, ctx: &Context<'_, S>) -> SlotFields
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     let mut fields = SpanFields::default();
     fields.record_new(attrs);
     if fields.is_empty() {
-        return; // every field `Empty` for now: `capture_recorded` takes them
+        return SlotFields::NONE; // every field `Empty` for now: `capture_recorded` takes them
+    }
+    if let Some(slot) = fields.to_slot() {
+        return slot;
     }
     if let Some(span) = ctx.span(id) {
         span.extensions_mut().insert(fields);
     }
+    SlotFields::NONE
 }
 
-/// Values recorded after a span opened (`span.record(..)`, `on_record`), kept with the others;
-/// for a span without captured fields yet, only when `tracked` says the tracker keeps it.
+/// Values recorded after a span opened (`span.record(..)`, `on_record`), kept with the others
+/// in the span's registry extension (which a snapshot then prefers to the slot's copy). For a
+/// span without one yet, `seed` gives the fields its slot holds, `None` when the tracker does
+/// not keep the span.
 #[inline(never)]
 pub(crate) fn capture_recorded<S>(
     id: &Id,
     values: &Record<'_>,
     ctx: &Context<'_, S>,
-    tracked: impl FnOnce(&Metadata<'_>) -> bool,
+    seed: impl FnOnce(&Metadata<'_>) -> Option<SpanFields>,
 ) where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
@@ -342,14 +407,14 @@ pub(crate) fn capture_recorded<S>(
     let mut ext = span.extensions_mut();
     match ext.get_mut::<SpanFields>() {
         Some(fields) => fields.record_more(values),
-        None if tracked(span.metadata()) => {
-            let mut fields = SpanFields::default();
-            fields.record_more(values);
-            if !fields.is_empty() {
-                ext.insert(fields);
+        None => {
+            if let Some(mut fields) = seed(span.metadata()) {
+                fields.record_more(values);
+                if !fields.is_empty() {
+                    ext.insert(fields);
+                }
             }
         }
-        None => {}
     }
 }
 

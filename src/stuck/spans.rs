@@ -39,6 +39,8 @@ use tracing_core::Metadata;
 pub(crate) use clock::{coarse_since, current_tid, now as coarse_now};
 use stacks::{Stacks, STACK};
 use table::{pack, unpack, Entry, Table};
+
+use crate::stuck::fields::SlotFields;
 pub(crate) use table::{IdHasher, SpanFilter};
 
 /// What is kept per open span.
@@ -55,6 +57,8 @@ pub(crate) struct SpanSlot {
     pub(crate) thread: u32,
     /// How many times the span is entered right now (0: idle, waiting to be polled).
     pub(crate) entered: u32,
+    /// Its fields, when they fit in the slot (else they are in its registry extension).
+    pub(crate) fields: SlotFields,
 }
 
 /// One tracked span as a snapshot sees it.
@@ -101,14 +105,25 @@ impl SpanTracker {
 
     /// A span was created; false when the filter leaves it out (it is not tracked).
     #[inline]
+    #[cfg(test)]
     pub(crate) fn open(&self, id: u64, meta: &'static Metadata<'static>) -> bool {
-        if let Some(f) = &self.filter {
-            if !f(meta) {
-                return false;
-            }
+        if !self.wants(meta) {
+            return false;
         }
-        self.table.open(id, meta, clock::now(), current_tid());
+        self.open_with(id, meta, &SlotFields::NONE);
         true
+    }
+
+    /// A span the filter wants was created, with `fields` (as [`SpanTracker::wants`] said).
+    #[inline]
+    pub(crate) fn open_with(&self, id: u64, meta: &'static Metadata<'static>, fields: &SlotFields) {
+        self.table
+            .open(id, meta, clock::now(), current_tid(), fields);
+    }
+
+    /// The fields span `id`'s slot holds, when it is tracked.
+    pub(crate) fn slot_fields(&self, id: u64) -> Option<SlotFields> {
+        self.table.get(id).map(|e| e.fields)
     }
 
     /// Whether the filter lets this span be tracked (no filter: every span).
@@ -282,6 +297,7 @@ impl SpanTracker {
                         active: active.max(e.opened),
                         thread: if count > 0 { on } else { last_tid },
                         entered: count,
+                        fields: e.fields,
                     },
                 }
             })

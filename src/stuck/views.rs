@@ -243,6 +243,9 @@ impl SpanView {
     ) -> Self {
         // `names` holds the kernel's names, unescaped: `Logfmt` below escapes them once.
         let (fields, path) = registry_details(dispatch, t.id);
+        // The extension (fields too long for the slot, or recorded later) wins over the slot.
+        let fields = fields
+            .or_else(|| (!t.slot.fields.is_none()).then(|| t.slot.fields.to_fields().captured()));
         let name = escape_hidden(t.slot.meta.name(), TEXT_MAX);
         let render = render_span(t.slot.meta.name(), fields.as_ref());
         // A socket whose peer the fields name (the server's end of a request), else one whose
@@ -325,6 +328,18 @@ pub(crate) fn render_span(name: &str, fields: Option<&Captured>) -> String {
         Some(f) if !f.is_empty() => format!("{name}{{{f}}}"),
         _ => name,
     }
+}
+
+/// The fields span `id`'s table slot holds (short ones, captured at its open); `None` when it
+/// has none there.
+pub(crate) fn slot_fields_of(
+    spans: &crate::stuck::spans::SpanTracker,
+    id: u64,
+) -> Option<Captured> {
+    spans
+        .slot_fields(id)
+        .filter(|f| !f.is_none())
+        .map(|f| f.to_fields().captured())
 }
 
 /// The span's fields as the layer captured them (`stuck/fields.rs`); `None` when it has none.

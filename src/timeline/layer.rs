@@ -296,6 +296,12 @@ impl ShutdownLayerBuilder {
 }
 
 impl ShutdownLayer {
+    /// The layer's state, for the crate's own tests.
+    #[cfg(test)]
+    pub(crate) fn timeline(&self) -> &Arc<Timeline> {
+        &self.shared
+    }
+
     /// Whether span `id` may be a phase span: while none is open, one atomic load says no;
     /// while some are, a few (`timeline/phase_ids.rs`). The phase work is out of line, so
     /// that this path stays a few instructions.
@@ -336,7 +342,8 @@ impl ShutdownLayer {
         let render = |id: u64, meta: &'static tracing_core::Metadata<'static>| {
             let fields = ctx
                 .span(&Id::from_u64(id))
-                .and_then(|s| crate::stuck::views::fields_of(&s));
+                .and_then(|s| crate::stuck::views::fields_of(&s))
+                .or_else(|| crate::stuck::views::slot_fields_of(&self.shared.spans, id));
             crate::stuck::views::render_span(meta.name(), fields.as_ref())
         };
         abandoned::find(&self.shared.spans, before, scope, &reported, render)
@@ -380,12 +387,16 @@ where
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
         let meta = attrs.metadata();
         if meta.target() != PHASE_TARGET {
-            if self.shared.track_spans
-                && self.shared.spans.open(id.into_u64(), meta)
-                && !meta.fields().is_empty()
-            {
-                // A snapshot names it the same whatever formats the app's logs.
-                fields::capture_new(attrs, id, &ctx);
+            let spans = &self.shared.spans;
+            if self.shared.track_spans && spans.wants(meta) {
+                // A snapshot names it the same whatever formats the app's logs: its fields,
+                // in its slot when they fit.
+                let captured = if meta.fields().is_empty() {
+                    fields::SlotFields::NONE
+                } else {
+                    fields::capture_open(attrs, id, &ctx)
+                };
+                spans.open_with(id.into_u64(), meta, &captured);
             }
             return;
         }
@@ -411,7 +422,10 @@ where
         if self.shared.track_spans {
             let spans = &self.shared.spans;
             fields::capture_recorded(id, values, &ctx, |meta| {
-                meta.target() != PHASE_TARGET && spans.wants(meta)
+                (meta.target() != PHASE_TARGET && spans.wants(meta)).then(|| {
+                    (spans.slot_fields(id.into_u64()))
+                        .map_or_else(fields::SpanFields::default, |f| f.to_fields())
+                })
             });
         }
         if self.maybe_phase(id) {

@@ -336,7 +336,8 @@ impl Timeline {
         let render = |id: u64, meta: &'static tracing_core::Metadata<'static>| {
             let fields = registry
                 .span(&Id::from_u64(id))
-                .and_then(|s| crate::stuck::views::fields_of(&s));
+                .and_then(|s| crate::stuck::views::fields_of(&s))
+                .or_else(|| crate::stuck::views::slot_fields_of(&self.spans, id));
             crate::stuck::views::render_span(meta.name(), fields.as_ref())
         };
         abandoned::find(&self.spans, before, scope, &reported, render)

@@ -27,10 +27,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tracing_core::Metadata;
 
+use crate::stuck::fields::{SlotFields, SLOT_BYTES};
+
+/// Words of a slot that hold its span's fields: the bytes, then one word of lengths.
+const FIELD_WORDS: usize = SLOT_BYTES / 8;
+
 /// Decides which spans are tracked (see `ShutdownLayerBuilder::with_stuck_spans`).
 pub(crate) type SpanFilter = Arc<dyn Fn(&Metadata<'_>) -> bool + Send + Sync>;
 
-/// Slots of the table (a power of two): 4096 of 32 bytes, 128 KiB of zeroed memory (pages
+/// Slots of the table (a power of two): 4096 of 96 bytes, 384 KiB of zeroed memory (pages
 /// are touched as spans land in them).
 /// Under Miri, 64: each snapshot reads every slot, and a small table sends more spans through
 /// the overflow, so that both paths are checked in minutes.
@@ -56,6 +61,8 @@ pub(super) struct Entry {
     pub(super) opened: u64,
     /// Packed last activity (see [`pack`]).
     pub(super) last: u64,
+    /// Its fields, when they fit in the slot (else in the span's registry extension).
+    pub(super) fields: SlotFields,
 }
 
 /// One slot of the table.
@@ -65,6 +72,33 @@ pub(super) struct Slot {
     meta: AtomicPtr<Metadata<'static>>,
     opened: AtomicU64,
     last: AtomicU64,
+    /// [`SlotFields`]' bytes, then its length, count and dropped count in one word; written
+    /// by the opener before it publishes the key, like the other words.
+    fields: [AtomicU64; FIELD_WORDS + 1],
+}
+
+/// `fields` as the words of a slot.
+fn field_words(fields: &SlotFields) -> [u64; FIELD_WORDS + 1] {
+    let mut w = [0u64; FIELD_WORDS + 1];
+    for (i, chunk) in fields.bytes.chunks_exact(8).enumerate() {
+        w[i] = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
+    }
+    w[FIELD_WORDS] =
+        u64::from(fields.len) | u64::from(fields.count) << 8 | u64::from(fields.dropped) << 16;
+    w
+}
+
+/// The words of a slot as [`SlotFields`].
+fn from_field_words(w: &[u64; FIELD_WORDS + 1]) -> SlotFields {
+    let mut f = SlotFields::NONE;
+    for (i, chunk) in f.bytes.chunks_exact_mut(8).enumerate() {
+        chunk.copy_from_slice(&w[i].to_le_bytes());
+    }
+    let head = w[FIELD_WORDS];
+    f.len = (head & 0xff) as u8;
+    f.count = (head >> 8 & 0xff) as u8;
+    f.dropped = (head >> 16 & 0xff) as u8;
+    f
 }
 
 impl Slot {
@@ -77,6 +111,14 @@ impl Slot {
         let meta = self.meta.load(Relaxed);
         let opened = self.opened.load(Relaxed);
         let last = self.last.load(Relaxed);
+        let mut words = [0u64; FIELD_WORDS + 1];
+        // Only a span that has fields wrote them: the length word first says whether.
+        words[FIELD_WORDS] = self.fields[FIELD_WORDS].load(Relaxed);
+        if words[FIELD_WORDS] != 0 {
+            for (w, a) in words.iter_mut().zip(&self.fields[..FIELD_WORDS]) {
+                *w = a.load(Relaxed);
+            }
+        }
         fence(Acquire);
         if self.key.load(Relaxed) != key {
             return None;
@@ -84,7 +126,15 @@ impl Slot {
         // SAFETY: every pointer ever stored in `meta` comes from a `&'static Metadata`
         // (null before the first span: `as_ref` gives `None`).
         let meta = unsafe { meta.cast_const().as_ref() }?;
-        Some((key, Entry { meta, opened, last }))
+        Some((
+            key,
+            Entry {
+                meta,
+                opened,
+                last,
+                fields: from_field_words(&words),
+            },
+        ))
     }
 }
 
@@ -130,7 +180,7 @@ impl Table {
     pub(super) fn new() -> Self {
         let layout = std::alloc::Layout::array::<Slot>(SLOTS)
             .unwrap_or_else(|_| std::alloc::handle_alloc_error(std::alloc::Layout::new::<Slot>()));
-        // SAFETY: `layout` has a non-zero size (SLOTS slots of 32 bytes).
+        // SAFETY: `layout` has a non-zero size (SLOTS slots of 96 bytes).
         let raw = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<Slot>();
         if raw.is_null() {
             std::alloc::handle_alloc_error(layout);
@@ -171,7 +221,14 @@ impl Table {
 
     /// Span `id` opened at `now` on thread `tid`.
     #[inline]
-    pub(super) fn open(&self, id: u64, meta: &'static Metadata<'static>, now: u64, tid: u32) {
+    pub(super) fn open(
+        &self,
+        id: u64,
+        meta: &'static Metadata<'static>,
+        now: u64,
+        tid: u32,
+        fields: &SlotFields,
+    ) {
         if id != EMPTY && id != BUSY {
             for slot in self.window(id) {
                 if slot.key.load(Relaxed) == EMPTY
@@ -185,17 +242,34 @@ impl Table {
                     slot.meta.store(ptr::from_ref(meta).cast_mut(), Relaxed);
                     slot.opened.store(now, Relaxed);
                     slot.last.store(pack(now, tid), Relaxed);
+                    // The length word is 0 for a span without fields: its bytes are not read.
+                    let words = field_words(fields);
+                    let had = slot.fields[FIELD_WORDS].load(Relaxed) != 0;
+                    if words[FIELD_WORDS] != 0 {
+                        for (a, w) in slot.fields.iter().zip(words) {
+                            a.store(w, Relaxed);
+                        }
+                    } else if had {
+                        slot.fields[FIELD_WORDS].store(0, Relaxed);
+                    }
                     slot.key.store(id, Release);
                     return;
                 }
             }
         }
-        self.open_overflow(id, meta, now, tid);
+        self.open_overflow(id, meta, now, tid, fields);
     }
 
     #[cold]
     #[inline(never)]
-    fn open_overflow(&self, id: u64, meta: &'static Metadata<'static>, now: u64, tid: u32) {
+    fn open_overflow(
+        &self,
+        id: u64,
+        meta: &'static Metadata<'static>,
+        now: u64,
+        tid: u32,
+        fields: &SlotFields,
+    ) {
         let mut shard = self.shard(id);
         if self.overflow_len.load(Relaxed) >= MAX_TRACKED {
             drop(shard);
@@ -206,10 +280,26 @@ impl Table {
             meta,
             opened: now,
             last: pack(now, tid),
+            fields: *fields,
         };
         if shard.insert(id, entry).is_none() {
             self.overflow_len.fetch_add(1, AcqRel);
         }
+    }
+
+    /// Span `id` as the table holds it, if it does.
+    pub(super) fn get(&self, id: u64) -> Option<Entry> {
+        if id != EMPTY && id != BUSY {
+            if let Some((key, e)) = self.find(id).and_then(Slot::read) {
+                if key == id {
+                    return Some(e);
+                }
+            }
+        }
+        if self.overflow_len.load(Acquire) == 0 {
+            return None;
+        }
+        self.shard(id).get(&id).copied()
     }
 
     /// Span `id` was exited: `word` is its new activity word.
