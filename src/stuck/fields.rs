@@ -4,9 +4,12 @@
 //! escapes, JSON objects, or nothing.)
 //!
 //! Cost, on the span-tracking path: nothing for a span without fields (one check of its
-//! static field set) or one the tracker leaves out; otherwise one registry lookup, one
-//! extension insert (the registry boxes it: one allocation) and each value written once, raw,
-//! into the extension's own buffer, which holds short fields inline (no second allocation).
+//! static field set) or one the tracker leaves out; otherwise each value written once, raw,
+//! into a buffer on the stack, then, when the encoded fields fit in [`SLOT_BYTES`], copied
+//! into the span's own table slot (`stuck/spans/table.rs`: no registry lookup, no lock, no
+//! allocation); longer ones go to one registry extension (the registry boxes it). Fields
+//! recorded later (`span.record`) go to the extension too, seeded with the slot's; a snapshot
+//! prefers the extension.
 //! Escaping and quoting happen only when a snapshot renders them (`Captured::render`).
 //! Bounded: at most [`MAX_FIELDS`] fields, [`VALUE_MAX`] bytes of a value, [`TOTAL_MAX`] in all.
 
@@ -337,7 +340,7 @@ impl SlotFields {
     }
 
     /// The fields again, to render or to add to (`on_record`).
-    pub(crate) fn to_fields(&self) -> SpanFields {
+    pub(crate) fn span_fields(&self) -> SpanFields {
         let mut f = SpanFields {
             count: self.count,
             dropped: self.dropped,

@@ -245,7 +245,7 @@ impl SpanView {
         let (fields, path) = registry_details(dispatch, t.id);
         // The extension (fields too long for the slot, or recorded later) wins over the slot.
         let fields = fields
-            .or_else(|| (!t.slot.fields.is_none()).then(|| t.slot.fields.to_fields().captured()));
+            .or_else(|| (!t.slot.fields.is_none()).then(|| t.slot.fields.span_fields().captured()));
         let name = escape_hidden(t.slot.meta.name(), TEXT_MAX);
         let render = render_span(t.slot.meta.name(), fields.as_ref());
         // A socket whose peer the fields name (the server's end of a request), else one whose
@@ -339,7 +339,7 @@ pub(crate) fn slot_fields_of(
     spans
         .slot_fields(id)
         .filter(|f| !f.is_none())
-        .map(|f| f.to_fields().captured())
+        .map(|f| f.span_fields().captured())
 }
 
 /// The span's fields as the layer captured them (`stuck/fields.rs`); `None` when it has none.

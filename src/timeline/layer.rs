@@ -64,8 +64,8 @@ enum SpanRole {
 /// process, started by the first layer that tracks spans, 50 wake-ups a second), its close
 /// empties it, and enter and exit push and pop the thread's own stack of entered spans; a
 /// span entered, exited and closed on other threads than its opener's takes the same path.
-/// Its fields are captured into the span's registry extensions (see BENCHMARKS.md for the
-/// costs). [`ShutdownLayerBuilder::with_stuck_spans`] narrows that to the spans that matter;
+/// Its fields are captured too: short ones into its slot, longer ones into the span's
+/// registry extensions (see BENCHMARKS.md for the costs). [`ShutdownLayerBuilder::with_stuck_spans`] narrows that to the spans that matter;
 /// [`ShutdownLayerBuilder::without_span_tracking`] turns it off (and starts no thread),
 /// leaving one string comparison per new span and one atomic load per callback while no
 /// phase span is alive (a registry lookup while one is).
@@ -424,7 +424,7 @@ where
             fields::capture_recorded(id, values, &ctx, |meta| {
                 (meta.target() != PHASE_TARGET && spans.wants(meta)).then(|| {
                     (spans.slot_fields(id.into_u64()))
-                        .map_or_else(fields::SpanFields::default, |f| f.to_fields())
+                        .map_or_else(fields::SpanFields::default, |f| f.span_fields())
                 })
             });
         }
