@@ -242,15 +242,16 @@ impl Table {
                     slot.meta.store(ptr::from_ref(meta).cast_mut(), Relaxed);
                     slot.opened.store(now, Relaxed);
                     slot.last.store(pack(now, tid), Relaxed);
-                    // The length word is 0 for a span without fields: its bytes are not read.
-                    let words = field_words(fields);
-                    let had = slot.fields[FIELD_WORDS].load(Relaxed) != 0;
-                    if words[FIELD_WORDS] != 0 {
-                        for (a, w) in slot.fields.iter().zip(words) {
+                    // The length word is 0 for a span without fields: its bytes are not read
+                    // (and, on this path of most spans, not written).
+                    if fields.is_none() && fields.len == 0 {
+                        if slot.fields[FIELD_WORDS].load(Relaxed) != 0 {
+                            slot.fields[FIELD_WORDS].store(0, Relaxed);
+                        }
+                    } else {
+                        for (a, w) in slot.fields.iter().zip(field_words(fields)) {
                             a.store(w, Relaxed);
                         }
-                    } else if had {
-                        slot.fields[FIELD_WORDS].store(0, Relaxed);
                     }
                     slot.key.store(id, Release);
                     return;
