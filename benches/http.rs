@@ -31,6 +31,8 @@ use shutdown_forensics::ShutdownLayer;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tracing_subscriber::layer::SubscriberExt;
 
+mod abba;
+
 fn env<T: std::str::FromStr>(key: &str, default: T) -> T {
     std::env::var(key)
         .ok()
@@ -143,16 +145,6 @@ fn round(
     })
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 /// `HTTP_BENCH_CLIENT=addr`: this process is the client of a server run under cachegrind:
 /// `HTTP_BENCH_REQUESTS` requests over `HTTP_BENCH_CONNS` connections, then exit.
 fn client_process(addr: SocketAddr, conns: usize, requests: u64) {
@@ -230,39 +222,11 @@ fn main() {
     // Warm-up (allocator, caches, connections' first requests).
     round(&rt, plain, conns, 0.5);
     round(&rt, tracked, conns, 0.5);
-    let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut ca, mut cb, mut cpu_ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..rounds {
-        let ((ra, xa), (rb, xb)) = if i % 2 == 0 {
-            let a = round(&rt, plain, conns, secs);
-            (a, round(&rt, tracked, conns, secs))
-        } else {
-            let b = round(&rt, tracked, conns, secs);
-            (round(&rt, plain, conns, secs), b)
-        };
-        println!(
-            "round {i:2}: axum::serve {ra:7.0} req/s {xa:6.0} ns/req   http::serve {rb:7.0} req/s \
-             {xb:6.0} ns/req   ratio {:.3} (cpu {:.3})",
-            rb / ra,
-            xb / xa
-        );
-        a.push(ra);
-        b.push(rb);
-        ratios.push(rb / ra);
-        ca.push(xa);
-        cb.push(xb);
-        cpu_ratios.push(xb / xa);
-    }
-    let (ma, mb, mr) = (median(a), median(b), median(ratios));
-    let (mca, mcb, mcr) = (median(ca), median(cb), median(cpu_ratios));
-    println!(
-        "median: axum::serve {ma:.0} req/s, shutdown_forensics::http::serve {mb:.0} req/s, \
-         median ratio {mr:.4} ({:+.2} % requests per second)",
-        (mr - 1.0) * 100.0
-    );
-    println!(
-        "server CPU per request (median): axum::serve {mca:.0} ns, http::serve {mcb:.0} ns, \
-         median ratio {mcr:.4} ({:+.2} %); {rounds} rounds a side of {secs} s, {conns} connections",
-        (mcr - 1.0) * 100.0
+    abba::run(
+        "",
+        ("axum::serve", || round(&rt, plain, conns, secs)),
+        ("http::serve", || round(&rt, tracked, conns, secs)),
+        rounds,
+        &format!("{secs} s each, {conns} connections"),
     );
 }

@@ -46,6 +46,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+
+mod abba;
 use tracing::Level;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
@@ -207,16 +209,6 @@ fn round(server: &Server, secs: u32, conns: u32) -> (f64, f64) {
     (rps, cpu as f64 / requests)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
 fn main() {
     if let Ok(mode) = std::env::var(SERVER_ENV) {
         let log = std::env::var_os(LOG_ENV).expect("log path");
@@ -240,41 +232,12 @@ fn main() {
         // Warm-up: connections, allocator, the log file.
         round(&plain, 1, conns);
         round(&other, 1, conns);
-        let (mut a, mut b, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut ca, mut cb, mut cpu_ratios) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..rounds {
-            let ((ra, xa), (rb, xb)) = if i % 2 == 0 {
-                let x = round(&plain, secs, conns);
-                (x, round(&other, secs, conns))
-            } else {
-                let y = round(&other, secs, conns);
-                (round(&plain, secs, conns), y)
-            };
-            println!(
-                "{mode} round {i:2}: plain {ra:8.0} req/s {xa:6.0} ns/req   {mode} {rb:8.0} req/s \
-                 {xb:6.0} ns/req   ratio {:.3} (cpu {:.3})",
-                rb / ra,
-                xb / xa
-            );
-            a.push(ra);
-            b.push(rb);
-            ratios.push(rb / ra);
-            ca.push(xa);
-            cb.push(xb);
-            cpu_ratios.push(xb / xa);
-        }
-        let (ma, mb, mr) = (median(a), median(b), median(ratios));
-        let (mca, mcb, mcr) = (median(ca), median(cb), median(cpu_ratios));
-        println!(
-            "{mode}: median plain {ma:.0} req/s, {mode} {mb:.0} req/s, median ratio {mr:.4} \
-             ({:+.2} % requests per second)",
-            (mr - 1.0) * 100.0
-        );
-        println!(
-            "{mode}: server CPU per request (median) plain {mca:.0} ns, {mode} {mcb:.0} ns, \
-             median ratio {mcr:.4} ({:+.2} %); {rounds} rounds a side of {secs} s, {conns} \
-             connections",
-            (mcr - 1.0) * 100.0
+        abba::run(
+            &format!("{mode} "),
+            ("plain", || round(&plain, secs, conns)),
+            (mode, || round(&other, secs, conns)),
+            rounds,
+            &format!("{secs} s each, {conns} connections"),
         );
         std::thread::sleep(Duration::from_millis(100));
     }
